@@ -1,0 +1,99 @@
+"""The params schema: paper defaults, and bad values rejected up front with the key, value and what is allowed."""
+
+import pytest
+import yaml
+
+from marginlab.config import ConfigError, Params, load_params, validate_params
+
+
+def test_defaults_are_the_paper_values():
+    p = Params()
+    assert (p.heads.adaface.m, p.heads.adaface.h, p.heads.adaface.s, p.heads.adaface.t_alpha) == (0.4, 0.333, 64.0, 0.01)
+    assert (p.heads.cosface.s, p.heads.cosface.m) == (64.0, 0.4)
+    assert (p.heads.arcface.s, p.heads.arcface.m) == (64.0, 0.5)
+    assert (p.heads.curricularface.s, p.heads.curricularface.m) == (64.0, 0.5)
+    mag = p.heads.magface
+    assert (mag.s, mag.l_a, mag.u_a, mag.l_m, mag.u_m, mag.lambda_g) == (64.0, 10.0, 110.0, 0.45, 0.8, 35.0)
+    assert (p.train.momentum, p.train.weight_decay, p.train.lr) == (0.9, 5e-4, 0.1)
+    assert p.train.milestones == pytest.approx([12 / 26, 20 / 26, 24 / 26])
+    a = p.augment
+    assert (a.crop_p, a.lowres_p, a.photometric_p, a.flip_p) == (0.2, 0.2, 0.2, 0.5)
+    assert p.data.channel_order == "BGR"
+
+
+def _err(raw) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate_params(raw, source="params.yaml")
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "raw, key, needle",
+    [
+        ({"heads": {"adaface": {"h": 0}}}, "heads.adaface.h", "greater than 0"),
+        ({"heads": {"adaface": {"h": -0.3}}}, "heads.adaface.h", "-0.3"),
+        ({"heads": {"cosface": {"m": -0.1}}}, "heads.cosface.m", "greater than or equal to 0"),
+        ({"train": {"batch_size": 0}}, "train.batch_size", "greater than 0"),
+        ({"train": {"batch_size": "big"}}, "train.batch_size", "'big'"),
+        ({"model": {"backbone": "ir_42"}}, "model.backbone", "ir_18"),
+        ({"runs": {"x": {"head": "sphereface"}}}, "runs.x.head", "adaface"),
+        ({"runs": {"x": {"head": "cosface", "head_params": {"h": 0.3}}}}, "runs.x", "not known for head 'cosface'"),
+        ({"runs": {"x": {"head": "adaface", "head_params": {"m": -1}}}}, "runs.x", "greater than or equal to 0"),
+        ({"runs": {"x": {"head": "arcface", "proxy": "brisque"}}}, "runs.x", "only applies to head 'adaface'"),
+        ({"runs": {"x": {"head": "adaface", "proxy": "entropy"}}}, "runs.x.proxy", "'norm', 'brisque' or 'p_yi'"),
+        ({"runs": {"a/b": {"head": "adaface"}}}, "runs", "must be non-empty"),
+        ({"trian": {"epochs": 3}}, "trian", "unknown key"),
+        ({"train": {"epochs": 3, "lr_decay": 2}}, "train.lr_decay", "unknown key"),
+        ({"augment": {"crop_p": 1.5}}, "augment.crop_p", "less than or equal to 1"),
+        ({"data": {"source": "recordio"}}, "data", "data.train_rec"),
+        ({"data": {"source": "s3"}}, "data.source", "'synthetic', 'recordio' or 'folders'"),
+        ({"train": {"milestones": [0.8, 0.5]}}, "train.milestones", "increasing"),
+        ({"heads": {"magface": {"l_a": 50, "u_a": 20}}}, "heads.magface", "u_a > l_a"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(raw, key, needle):
+    msg = _err(raw)
+    assert "params.yaml" in msg
+    assert f"- {key}" in msg, msg
+    assert needle in msg, msg
+
+
+def test_all_problems_reported_at_once():
+    msg = _err({"train": {"batch_size": -1, "epochs": 0}, "heads": {"adaface": {"h": 0}}})
+    assert "train.batch_size" in msg and "train.epochs" in msg and "heads.adaface.h" in msg
+
+
+def test_run_resolution_merges_defaults_and_overrides():
+    p = validate_params(
+        {
+            "train": {"epochs": 4},
+            "runs": {"ada_h022": {"head": "adaface", "head_params": {"h": 0.22}, "seed": 3, "train": {"epochs": 2}}},
+        }
+    )
+    r = p.run("ada_h022")
+    assert r.head_params == {"s": 64.0, "m": 0.4, "h": 0.22, "t_alpha": 0.01}
+    assert r.train.epochs == 2 and r.seed == 3
+    assert r.train.lr == 0.1  # shared default kept
+    with pytest.raises(ConfigError, match="run 'nope' is not in params 'runs'"):
+        p.run("nope")
+
+
+def test_load_params_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    good = tmp_path / "p.yaml"
+    good.write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+    assert load_params(good, overrides={"train": {"batch_size": 8}}).train.batch_size == 8
+
+
+def test_repository_params_yaml_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [root / "params.yaml", *sorted((root / "configs").glob("*.yaml"))]:
+        if path.exists():
+            load_params(path)
