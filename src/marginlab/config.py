@@ -231,6 +231,10 @@ class RunSpec(Strict):
     head_params: dict[str, float] = {}
     proxy: Literal["norm", "brisque", "p_yi"] = "norm"
     seed: NonNegInt = 0
+    # Runs sharing a label are seeds of one configuration (default: the name without a "-s<N>" suffix).
+    label: Optional[str] = None
+    # Which tables a run belongs to: "main" (head comparison), "ablation_h", "ablation_m", "ablation_proxy".
+    tags: list[str] = []
     train: dict[str, Any] = {}
     model: dict[str, Any] = {}
 
@@ -297,7 +301,7 @@ class Params(Strict):
         model = ModelConfig(**{**self.model.model_dump(), **spec.model})
         return ResolvedRun(
             name=name, head=spec.head, head_params=head_defaults, proxy=spec.proxy, seed=spec.seed,
-            train=train, model=model,
+            label=spec.label or default_label(name), tags=list(spec.tags), train=train, model=model,
         )
 
 
@@ -309,8 +313,17 @@ class ResolvedRun(Strict):
     head_params: dict[str, float]
     proxy: str
     seed: int
+    label: str
+    tags: list[str] = []
     train: TrainConfig
     model: ModelConfig
+
+
+def default_label(run_name: str) -> str:
+    """``adaface-s1`` → ``adaface``: the configuration a seed run belongs to."""
+    import re
+
+    return re.sub(r"-s\d+$", "", run_name)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
