@@ -286,8 +286,11 @@ class Params(Strict):
     @classmethod
     def _names(cls, v: dict[str, RunSpec]) -> dict[str, RunSpec]:
         for name in v:
-            if not name or any(c in name for c in "/\\ @:"):
-                raise ValueError(f"run name {name!r} must be non-empty without '/', '\\', ' ', '@', ':'")
+            if not name or any(c in name for c in "/\\ @:.{}$"):
+                raise ValueError(
+                    f"run name {name!r} must be non-empty and free of / \\ space @ : . {{ }} $ "
+                    "(it becomes a DVC stage name and a params key)"
+                )
         return v
 
     # ----------------------------------------------------------------- resolved views
