@@ -154,7 +154,8 @@ class IJBSource(Strict):
 class DataConfig(Strict):
     source: Literal["synthetic", "recordio", "folders"] = "synthetic"
     name: str = "synthetic"
-    prepared_dir: str = "data/prepared"
+    # data/ is reserved for the user's raw datasets (versioned with data.dvc); pipeline products live beside it.
+    prepared_dir: str = "prepared"
     train_rec: Optional[str] = None
     train_folders: Optional[str] = None
     val_bins: list[str] = []
@@ -190,7 +191,7 @@ class AugmentConfig(Strict):
 # --------------------------------------------------------------------------- quality
 class QualityConfig(Strict):
     model_path: str = "models/brisque_live.pth"
-    output_dir: str = "data/quality"
+    output_dir: str = "quality"
     batch_size: PositiveInt = 256
     chunk_size: PositiveInt = 2048
     device: Literal["auto", "cpu", "cuda"] = "auto"
