@@ -1,0 +1,64 @@
+"""Public facade of the real-world data formats (readers return RGB ``uint8`` images).
+
+- RecordIO ``.rec``/``.idx`` (InsightFace training sets): :func:`open_recordio`, :func:`write_recordio`
+- verification ``.bin`` (LFW, CFP-FP, AgeDB-30, ...): :func:`read_bin`, :func:`read_bin_encoded`, :func:`write_bin`
+- images: :func:`decode_image`, :func:`encode_jpeg`, :func:`align_face` (ArcFace 5-point template)
+- errors: :class:`DataFormatError` and its subclasses
+
+Implementations live in the sibling modules; import from here.
+"""
+
+from marginlab.data.errors import (
+    BadMagicError,
+    CorruptImageError,
+    DataFormatError,
+    EmptyFolderError,
+    FolderFormatError,
+    IJBFormatError,
+    MissingFileError,
+    MissingIndexError,
+    RecordIOError,
+    TruncatedRecordError,
+    VerificationBinError,
+)
+from marginlab.data.images import (
+    ARCFACE_TEMPLATE_112,
+    align_face,
+    arcface_template,
+    decode_image,
+    encode_jpeg,
+    encode_png,
+    estimate_similarity,
+    transform_points,
+)
+from marginlab.data.recordio import IRHeader, RecordIOReader, open_recordio, write_recordio
+from marginlab.data.verification_bin import read_bin, read_bin_encoded, write_bin
+
+__all__ = [
+    "ARCFACE_TEMPLATE_112",
+    "BadMagicError",
+    "CorruptImageError",
+    "DataFormatError",
+    "EmptyFolderError",
+    "FolderFormatError",
+    "IJBFormatError",
+    "IRHeader",
+    "MissingFileError",
+    "MissingIndexError",
+    "RecordIOError",
+    "RecordIOReader",
+    "TruncatedRecordError",
+    "VerificationBinError",
+    "align_face",
+    "arcface_template",
+    "decode_image",
+    "encode_jpeg",
+    "encode_png",
+    "estimate_similarity",
+    "open_recordio",
+    "read_bin",
+    "read_bin_encoded",
+    "transform_points",
+    "write_bin",
+    "write_recordio",
+]
