@@ -2,6 +2,9 @@
 
 - RecordIO ``.rec``/``.idx`` (InsightFace training sets): :func:`open_recordio`, :func:`write_recordio`
 - verification ``.bin`` (LFW, CFP-FP, AgeDB-30, ...): :func:`read_bin`, :func:`read_bin_encoded`, :func:`write_bin`
+- IJB-B/C style 1:1 sets: :func:`read_ijb` (-> :class:`IJBSet`), :func:`write_ijb_meta`
+- identity folders: :func:`list_image_folder`, :func:`folders_to_recordio`; TinyFace-style
+  identification sets: :func:`read_identification_set`
 - images: :func:`decode_image`, :func:`encode_jpeg`, :func:`align_face` (ArcFace 5-point template)
 - errors: :class:`DataFormatError` and its subclasses
 
@@ -21,6 +24,14 @@ from marginlab.data.errors import (
     TruncatedRecordError,
     VerificationBinError,
 )
+from marginlab.data.folders import (
+    IDENTIFICATION_PARTS,
+    IMAGE_EXTENSIONS,
+    folders_to_recordio,
+    list_image_folder,
+    read_identification_set,
+)
+from marginlab.data.ijb import IJBSet, ijb_meta_paths, read_ijb, write_ijb_meta
 from marginlab.data.images import (
     ARCFACE_TEMPLATE_112,
     align_face,
@@ -36,6 +47,15 @@ from marginlab.data.verification_bin import read_bin, read_bin_encoded, write_bi
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "IDENTIFICATION_PARTS",
+    "IJBSet",
+    "IMAGE_EXTENSIONS",
+    "folders_to_recordio",
+    "ijb_meta_paths",
+    "list_image_folder",
+    "read_identification_set",
+    "read_ijb",
+    "write_ijb_meta",
     "BadMagicError",
     "CorruptImageError",
     "DataFormatError",
