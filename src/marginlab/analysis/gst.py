@@ -1,0 +1,231 @@
+"""Gradient scaling term (GST) of the margin heads on the paper's two-class toy (Fig. 3, issue #24).
+
+For softmax cross-entropy over logits f(cos θ_j) the derivative of the loss with respect to the cosine of
+class j is
+
+    g_j = ∂L / ∂cos θ_j = (P_j - 1(y = j)) · ∂f(cos θ_j) / ∂cos θ_j,
+
+the "gradient scaling term": how strongly a sample pulls on its class centre. The paper plots |g_y| of the
+target class for two classes, varying the target cosine x = cos θ_y and the non-target cosine
+j = cos θ_j over a grid. For CosFace (author's description in issue #24):
+x_m = x - m, P = exp(s·x_m) / (exp(s·x_m) + exp(s·j)), g = (P - 1) · s; for ArcFace
+g = (P - 1) · s · sin(θ + m) / sin θ with P from s·cos(θ + m) against s·j.
+
+Here g is not re-derived per head: it is taken by autograd through the real head code
+(:meth:`marginlab.heads.MarginHead.logits_from_cosines`, the same margin code as the training forward),
+on a float64 copy of the head in eval mode, with the cosines as the leaf tensor. Norm-dependent heads
+are evaluated at a fixed norm level (a *variant*):
+
+- ``adaface``: ``{"z_hat": q}`` (the quality indicator ẑ itself, q in [-1, 1]) or
+  ``{"norm": a, "mu": μ, "sigma": σ}`` (a raw norm with given running statistics; μ, σ default to the
+  head's initial 20 and 100);
+- ``magface``: ``{"norm": a}`` (the feature magnitude; the margin is m(a));
+- ``curricularface``: ``{"t": t}`` (the running curriculum parameter);
+- the other heads take no variant (``{}``).
+
+Outputs are tidy :class:`pandas.DataFrame` rows ``head, variant, cos_target, cos_nontarget, gst``
+(signed g; the paper plots ``gst.abs()``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from marginlab.heads import HEAD_NAMES, AdaFace, MarginHead, build_head
+
+__all__ = [
+    "GST_COLUMNS", "DEFAULT_VARIANTS", "target_gst", "gst_grid", "gst_curves", "gst_table", "gst_map",
+    "variant_label",
+]
+
+GST_COLUMNS = ("head", "variant", "cos_target", "cos_nontarget", "gst")
+
+#: Norm levels shown by default: AdaFace at the two ends and the middle of ẑ (ArcFace-like, CosFace,
+#: negative angular margin), MagFace at l_a, the middle and u_a, CurricularFace early (t = 0) and later.
+DEFAULT_VARIANTS: dict[str, tuple[dict[str, float], ...]] = {
+    "normface": ({},),
+    "cosface": ({},),
+    "arcface": ({},),
+    "curricularface": ({"t": 0.0}, {"t": 0.5}),
+    "magface": ({"norm": 10.0}, {"norm": 60.0}, {"norm": 110.0}),
+    "adaface": ({"z_hat": -1.0}, {"z_hat": 0.0}, {"z_hat": 1.0}),
+}
+
+_VARIANT_KEYS = {
+    "curricularface": {"t"},
+    "magface": {"norm"},
+    "adaface": {"z_hat", "norm", "mu", "sigma"},
+}
+
+
+def variant_label(variant: Mapping[str, float]) -> str:
+    """``{"z_hat": -1.0}`` → ``"z_hat=-1"``; ``{}`` → ``"default"``."""
+    if not variant:
+        return "default"
+    return ",".join(f"{k}={float(v):g}" for k, v in variant.items())
+
+
+def _toy_head(head: MarginHead | str, hyperparameters: Optional[Mapping[str, float]]) -> MarginHead:
+    """A float64, eval-mode, two-class copy of ``head`` (a name or an existing head)."""
+    if isinstance(head, str):
+        toy = build_head(head, 2, 2, **dict(hyperparameters or {}))
+    else:
+        if hyperparameters:
+            raise ValueError("pass hyperparameters only with a head name, not with a built head")
+        toy = build_head(head.name, 2, 2, **head.hyperparameters)
+        # Carry the running state (AdaFace μ/σ, CurricularFace t) of the given head.
+        buffers = {k: v for k, v in head.state_dict().items() if k != "weight"}
+        toy.load_state_dict({**buffers, "weight": toy.weight.detach()}, strict=True)
+    return toy.double().eval()
+
+
+def _configure(toy: MarginHead, variant: Mapping[str, float], batch: int) -> Optional[torch.Tensor]:
+    """Set the toy head's state for ``variant``; return the norms tensor (or None)."""
+    allowed = _VARIANT_KEYS.get(toy.name, set())
+    unknown = set(variant) - allowed
+    if unknown:
+        raise ValueError(
+            f"GST variant keys {sorted(unknown)} do not apply to head {toy.name!r}; "
+            f"allowed: {sorted(allowed) if allowed else 'none (use {})'}"
+        )
+    if toy.name == "curricularface" and "t" in variant:
+        toy.t.fill_(float(variant["t"]))
+    if toy.name == "magface":
+        if "norm" not in variant:
+            raise ValueError("GST for 'magface' needs a norm level: variant {'norm': a}")
+        return torch.full((batch,), float(variant["norm"]), dtype=torch.float64)
+    if toy.name == "adaface":
+        assert isinstance(toy, AdaFace)
+        if "z_hat" in variant:
+            if set(variant) != {"z_hat"}:
+                raise ValueError("GST variant for 'adaface': give either {'z_hat'} or {'norm', 'mu', 'sigma'}, not both")
+            q = float(variant["z_hat"])
+            if not -1.0 <= q <= 1.0:
+                raise ValueError(f"GST variant z_hat={q} is outside [-1, 1]")
+            if toy.h == 0.0 and q != 0.0:
+                raise ValueError("adaface with h = 0 has ẑ = 0 for every norm; z_hat must be 0")
+            # μ = 50, σ + eps = 1 and ||z|| = 50 + ẑ/h give h·(||z|| - μ)/(σ + eps) = ẑ (inside the norm clip).
+            toy.batch_mean.fill_(50.0)
+            toy.batch_std.fill_(1.0 - toy.eps)
+            norm = 50.0 + (q / toy.h if toy.h else 0.0)
+        else:
+            if "norm" not in variant:
+                raise ValueError("GST for 'adaface' needs {'z_hat': q} or {'norm': a[, 'mu': μ, 'sigma': σ]}")
+            toy.batch_mean.fill_(float(variant.get("mu", toy.init_mean)))
+            toy.batch_std.fill_(float(variant.get("sigma", toy.init_std)))
+            norm = float(variant["norm"])
+        return torch.full((batch,), norm, dtype=torch.float64)
+    return None
+
+
+def target_gst(
+    head: MarginHead | str,
+    cos_target: np.ndarray | Sequence[float] | float,
+    cos_nontarget: np.ndarray | Sequence[float] | float,
+    variant: Optional[Mapping[str, float]] = None,
+    *,
+    hyperparameters: Optional[Mapping[str, float]] = None,
+) -> np.ndarray:
+    """g_y = ∂CE/∂cos θ_y of the target class on the two-class toy, by autograd (float64).
+
+    ``cos_target`` and ``cos_nontarget`` broadcast against each other; the result has their broadcast
+    shape. ``head`` is a head name (built with ``hyperparameters``) or a built head (its
+    hyperparameters and running state are copied; the head itself is not modified).
+    """
+    x, j = np.broadcast_arrays(np.asarray(cos_target, dtype=np.float64), np.asarray(cos_nontarget, dtype=np.float64))
+    if np.any(np.abs(x) > 1) or np.any(np.abs(j) > 1):
+        raise ValueError("cosines must lie in [-1, 1]")
+    shape = x.shape
+    toy = _toy_head(head, hyperparameters)
+    n = int(np.prod(shape)) if shape else 1
+    norms = _configure(toy, dict(variant or {}), n)
+    cos = torch.from_numpy(np.stack([x.reshape(-1), j.reshape(-1)], axis=1)).requires_grad_(True)
+    labels = torch.zeros(n, dtype=torch.int64)
+    logits = toy.logits_from_cosines(cos, labels, norms=norms)
+    loss = F.cross_entropy(logits, labels, reduction="sum")  # rows are independent samples
+    (grad,) = torch.autograd.grad(loss, cos)
+    return grad[:, 0].numpy().reshape(shape)
+
+
+def gst_grid(
+    head: MarginHead | str,
+    cos_target: np.ndarray | Sequence[float],
+    cos_nontarget: np.ndarray | Sequence[float],
+    variants: Optional[Iterable[Mapping[str, float]]] = None,
+    *,
+    hyperparameters: Optional[Mapping[str, float]] = None,
+) -> pd.DataFrame:
+    """GST on the full grid cos_target × cos_nontarget for each variant (default: ``DEFAULT_VARIANTS``)."""
+    name = head if isinstance(head, str) else head.name
+    if name not in HEAD_NAMES:
+        raise ValueError(f"unknown head {name!r}; allowed: {', '.join(HEAD_NAMES)}")
+    xs = np.asarray(cos_target, dtype=np.float64).reshape(-1)
+    js = np.asarray(cos_nontarget, dtype=np.float64).reshape(-1)
+    gx, gj = np.meshgrid(xs, js, indexing="ij")
+    frames = []
+    for variant in DEFAULT_VARIANTS[name] if variants is None else variants:
+        g = target_gst(head, gx, gj, variant, hyperparameters=hyperparameters)
+        frames.append(pd.DataFrame({
+            "head": name, "variant": variant_label(variant),
+            "cos_target": gx.reshape(-1), "cos_nontarget": gj.reshape(-1), "gst": g.reshape(-1),
+        }))
+    return pd.concat(frames, ignore_index=True)[list(GST_COLUMNS)]
+
+
+def gst_table(
+    heads: Iterable[str] = HEAD_NAMES,
+    *,
+    n: int = 101,
+    limit: float = 0.999,
+    hyperparameters: Optional[Mapping[str, Mapping[str, float]]] = None,
+    variants: Optional[Mapping[str, Iterable[Mapping[str, float]]]] = None,
+) -> pd.DataFrame:
+    """Fig. 3-style maps for several heads: an n × n grid of both cosines over [-limit, limit].
+
+    ``hyperparameters`` / ``variants`` are per-head overrides (missing heads use defaults).
+    """
+    grid = np.linspace(-limit, limit, n)
+    hyperparameters = dict(hyperparameters or {})
+    variants = dict(variants or {})
+    unknown = (set(hyperparameters) | set(variants)) - set(HEAD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown head(s) {sorted(unknown)}; allowed: {', '.join(HEAD_NAMES)}")
+    return pd.concat(
+        [gst_grid(h, grid, grid, variants.get(h), hyperparameters=hyperparameters.get(h)) for h in heads],
+        ignore_index=True,
+    )
+
+
+def gst_curves(
+    heads: Iterable[str] = HEAD_NAMES,
+    *,
+    cos_nontarget: float = 0.5,
+    n: int = 401,
+    limit: float = 0.999,
+    hyperparameters: Optional[Mapping[str, Mapping[str, float]]] = None,
+    variants: Optional[Mapping[str, Iterable[Mapping[str, float]]]] = None,
+) -> pd.DataFrame:
+    """GST against the target cosine at one fixed non-target cosine (default 0.5, as in issue #24)."""
+    grid = np.linspace(-limit, limit, n)
+    hyperparameters = dict(hyperparameters or {})
+    variants = dict(variants or {})
+    return pd.concat(
+        [gst_grid(h, grid, [cos_nontarget], variants.get(h), hyperparameters=hyperparameters.get(h)) for h in heads],
+        ignore_index=True,
+    )
+
+
+def gst_map(frame: pd.DataFrame, head: str, variant: str = "default") -> pd.DataFrame:
+    """One head/variant of a GST table as a 2-D table (rows cos_target, columns cos_nontarget) for plotting."""
+    rows = frame[(frame["head"] == head) & (frame["variant"] == variant)]
+    if rows.empty:
+        have = sorted(set(zip(frame["head"], frame["variant"])))
+        raise ValueError(f"no GST rows for head={head!r}, variant={variant!r}; available: {have}")
+    return rows.pivot(index="cos_target", columns="cos_nontarget", values="gst")

@@ -1,0 +1,157 @@
+"""AdaFace (Kim, Jain, Liu, CVPR 2022): a margin function that adapts to image quality, with the feature
+norm as the quality proxy. Defaults (paper): m = 0.4, h = 0.333, s = 64, t_alpha = 0.01.
+
+Per sample, with eps = 1e-3 and x = cos θ_y clamped to [-1 + eps, 1 - eps]:
+
+1. quality signal q: the **detached** feature norm clipped to [0.001, 100] (default), or the caller's
+   ``quality`` tensor (also detached; see "Quality proxies" below);
+2. running statistics (training mode only, under no-grad, **before** use), with the released code's
+   convention of t_alpha = 0.01 on the current batch (the paper's "α = 0.99" is the weight on the past):
+   μ ← t_alpha · mean(q) + (1 - t_alpha) · μ ;  σ ← t_alpha · std(q, unbiased) + (1 - t_alpha) · σ;
+3. ẑ = clip(h · (q - μ) / (σ + eps), -1, 1);
+4. g_angle = -m · ẑ, g_add = m · ẑ + m;
+5. target logit s · (cos(clip(θ_y + g_angle, eps, π - eps)) - g_add)  (the authors' corrected Eq. 18);
+   non-target logits s · cos θ_j.
+
+So ẑ = -1 is ArcFace(m), ẑ = 0 is CosFace(m) and ẑ = +1 is s · (cos(θ - m) - 2m). No gradient flows
+through the norm into the margin. Eval mode uses μ, σ as they are and changes nothing. μ and σ are
+registered buffers (state dict round trip); under DDP they are per device, as in the official code.
+A batch of one sample has no unbiased std: σ is then left unchanged (μ is still updated).
+
+Quality proxies (paper Table 1 ablation). The signal replaces the norm in steps 2–3 unchanged:
+
+- ``norm`` (``quality=None``): the raw clipped norm in [0.001, 100]; μ, σ start at 20 and 100 (official).
+- ``brisque``: the caller passes IQ = 1 - clip(BRISQUE, 0, 100) / 100 in [0, 1] (higher = better);
+- ``p_yi``: the caller passes the target-class softmax probability in [0, 1]
+  (:func:`marginlab.heads.proxy.p_yi_quality`).
+
+The norm's initial μ = 20, σ = 100 are meaningless for a signal in [0, 1]: ẑ = h · (q - 20) / 100 ≈ -0.066
+for every sample, so the margin would barely adapt for the first several hundred steps while the EMA
+forgets the init. So for an external signal the running statistics are
+**initialised from the first training batch** that has at least two samples: μ = mean(q), σ = std(q)
+(unbiased) — which is exactly what the EMA step gives when μ and σ already equal those values. A
+one-sample first batch only sets μ and leaves initialisation pending. The buffer ``stats_source``
+records which signal the statistics describe (0 = not yet initialised, 1 = norm, 2 = external
+quality); switching signals on a head in training mode raises ``ValueError`` rather than mixing
+units in one EMA.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from marginlab.heads.base import MarginHead, check_real, cos_shifted_angle
+
+SOURCE_NONE, SOURCE_NORM, SOURCE_QUALITY = 0, 1, 2
+_SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_NORM: "the feature norm", SOURCE_QUALITY: "an external quality signal"}
+
+
+class AdaFace(MarginHead):
+    """AdaFace head; ``batch_mean``, ``batch_std`` and ``stats_source`` are registered buffers."""
+
+    name = "adaface"
+    accepts_quality = True
+    eps = 1e-3
+    norm_clip = (0.001, 100.0)
+    init_mean = 20.0
+    init_std = 100.0
+
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        *,
+        s: float = 64.0,
+        m: float = 0.4,
+        h: float = 0.333,
+        t_alpha: float = 0.01,
+    ):
+        super().__init__(embedding_size, num_classes, s=s)
+        self.m = check_real(self.name, "m", m, low=0.0, high=math.pi, high_open=True)
+        # Any finite h: h = 0 is CosFace; the authors suggest a negative h if norm and quality anti-correlate.
+        self.h = check_real(self.name, "h", h)
+        self.t_alpha = check_real(self.name, "t_alpha", t_alpha, low=0.0, high=1.0, low_open=True)
+        self.register_buffer("batch_mean", torch.full((), self.init_mean))
+        self.register_buffer("batch_std", torch.full((), self.init_std))
+        self.register_buffer("stats_source", torch.zeros((), dtype=torch.int64))
+        self._source_cache: Optional[int] = None  # host mirror of stats_source (avoids a device sync per step)
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {"s": self.s, "m": self.m, "h": self.h, "t_alpha": self.t_alpha}
+
+    # ------------------------------------------------------------------ running statistics
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._source_cache = None
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .double() replace the buffers
+        out = super()._apply(fn, *args, **kwargs)
+        self._source_cache = None
+        return out
+
+    def _source(self) -> int:
+        if self._source_cache is None:
+            self._source_cache = int(self.stats_source)
+        return self._source_cache
+
+    def _set_source(self, source: int) -> None:
+        self.stats_source.fill_(source)
+        self._source_cache = source
+
+    @torch.no_grad()
+    def update_statistics(self, signal: torch.Tensor, *, external: bool) -> None:
+        """One EMA step of μ, σ on ``signal`` (B,) (see the module docstring for the first-batch rule)."""
+        source = SOURCE_QUALITY if external else SOURCE_NORM
+        current = self._source()
+        if current not in (SOURCE_NONE, source):
+            raise ValueError(
+                f"head 'adaface': running statistics were built from {_SOURCE_NAMES[current]} but this training "
+                f"step passes {_SOURCE_NAMES[source]}; use one quality signal per head (or a fresh head)"
+            )
+        signal = signal.to(self.batch_mean.dtype)
+        n = signal.numel()
+        mean = signal.mean()
+        if current == SOURCE_NONE and external:
+            self.batch_mean.copy_(mean)
+            if n >= 2:
+                self.batch_std.copy_(signal.std())
+                self._set_source(source)
+            return
+        a = self.t_alpha
+        self.batch_mean.mul_(1.0 - a).add_(a * mean)
+        if n >= 2:
+            self.batch_std.mul_(1.0 - a).add_(a * signal.std())
+        if current == SOURCE_NONE:
+            self._set_source(source)
+
+    def margin_scaler(self, signal: torch.Tensor) -> torch.Tensor:
+        """ẑ = clip(h · (signal - μ) / (σ + eps), -1, 1) with the current running statistics."""
+        mu = self.batch_mean.to(signal.dtype)
+        sigma = self.batch_std.to(signal.dtype)
+        return (self.h * (signal - mu) / (sigma + self.eps)).clamp(-1.0, 1.0)
+
+    def target_from_scaler(self, cos_y: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+        """s · (cos(clip(θ_y - m·ẑ, eps, π - eps)) - (m·ẑ + m)) for a given ẑ (B,) or scalar."""
+        g_angle = -self.m * z_hat
+        g_add = self.m * z_hat + self.m
+        return self.s * (cos_shifted_angle(cos_y, g_angle, self.eps) - g_add)
+
+    def _target_logits(
+        self, cos_y: torch.Tensor, norms: Optional[torch.Tensor], quality: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        if quality is None:
+            if norms is None:
+                raise ValueError("head 'adaface' needs the feature norms or a quality signal (norms=... or quality=...)")
+            signal = norms.detach().clamp(*self.norm_clip)
+        else:
+            signal = quality.detach().to(cos_y.dtype)
+        if self.training:
+            self.update_statistics(signal, external=quality is not None)
+        return self.target_from_scaler(cos_y, self.margin_scaler(signal))
+
+    def state_summary(self) -> dict[str, float]:
+        return {"batch_mean": float(self.batch_mean), "batch_std": float(self.batch_std)}

@@ -1,0 +1,237 @@
+"""Shared machinery of the margin heads: class centres, cosine logits and the target-column margin.
+
+Every head maps unnormalised embeddings z (B, D) and integer labels y (B,) to scaled logits (B, C)
+for ``F.cross_entropy``::
+
+    ẑ = z / ||z||,  ŵ_j = W_j / ||W_j||,  cos θ_j = ŵ_j · ẑ
+    logit_j = s · cos θ_j                       (j ≠ y; CurricularFace modulates hard negatives)
+    logit_y = s · f(cos θ_y [, ||z|| or quality])  (the head's margin function)
+
+Implementation (one job per step, no Python loop over the batch):
+
+1. ``F.linear(s · ẑ, ŵ)`` gives all ``s · cos θ_j`` in one matrix product (the scale is folded into the
+   B×D embeddings instead of a dense B×C multiply). Under autocast this product runs in the autocast
+   dtype; the result is cast back to float32 (float64 if the head/embeddings are float64).
+2. ``cos θ_y`` is recomputed in the compute dtype (≥ float32) from ``ŵ[y]`` (B×D gather), so the margin
+   math never sees half precision.
+3. The head's margin function turns ``cos θ_y`` into the target logit (B,), which is scattered into the
+   target column; no dense one-hot over the C classes is built.
+
+:meth:`MarginHead.logits_from_cosines` runs steps 2–3 on a given cosine matrix; it is the same code path
+as :meth:`MarginHead.forward` and what :mod:`marginlab.analysis.gst` differentiates.
+
+Class centres are initialised as in the official AdaFace code: uniform(-1, 1), then every class vector
+renormalised to unit L2 norm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MarginHead", "compute_dtype", "check_real", "cos_shifted_angle"]
+
+
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype of the margin math: float64 if any input is float64, else float32 (never half)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def check_real(head: str, name: str, value, *, low: Optional[float] = None, high: Optional[float] = None,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """``float(value)`` after checking it is a finite real number inside the given interval.
+
+    Raises ``ValueError`` naming the head, the hyperparameter, the value and the allowed range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
+        isinstance(value, torch.Tensor) and value.numel() == 1
+    ):
+        raise ValueError(f"head {head!r}: hyperparameter {name!r} must be a real number, got {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ValueError(f"head {head!r}: hyperparameter {name!r} = {value!r} is outside the allowed range {interval}")
+    return value
+
+
+class MarginHead(nn.Module):
+    """Base class: class centres ``weight`` (C, D), the cosine logits and the target-column scatter.
+
+    Subclasses set ``name`` and implement :meth:`_target_logits` (the scaled target logit from
+    ``cos θ_y``); they may override :meth:`_nontarget_logits` (CurricularFace), :meth:`regularizer`
+    (MagFace) and :meth:`state_summary`. Only heads with ``accepts_quality = True`` (AdaFace) take a
+    ``quality`` signal.
+    """
+
+    name: str = "base"
+    accepts_quality: bool = False
+
+    def __init__(self, embedding_size: int, num_classes: int, *, s: float):
+        super().__init__()
+        for key, val in (("embedding_size", embedding_size), ("num_classes", num_classes)):
+            if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
+                raise ValueError(f"head {self.name!r}: {key} must be a positive int, got {val!r}")
+        self.embedding_size = embedding_size
+        self.num_classes = num_classes
+        self.s = check_real(self.name, "s", s, low=0.0, low_open=True)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self) -> None:
+        """Official init: uniform(-1, 1), then each class vector scaled to unit L2 norm."""
+        with torch.no_grad():
+            self.weight.uniform_(-1.0, 1.0)
+            self.weight.div_(self.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The head's hyperparameters by their ``build_head`` names (rebuilds an identical head)."""
+        return {"s": self.s}
+
+    def extra_repr(self) -> str:
+        hp = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters.items())
+        return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
+
+    # ------------------------------------------------------------------ checks
+    def _check_labels(self, labels: torch.Tensor, batch: int) -> None:
+        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                         torch.int8, torch.uint8):
+            got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"head {self.name!r}: labels must be an integer tensor (B,), got {got}")
+        if labels.shape != (batch,):
+            raise ValueError(f"head {self.name!r}: labels must have shape ({batch},), got {tuple(labels.shape)}")
+        # A range check needs the values on the host; on accelerators the gather raises instead (no sync).
+        if labels.device.type == "cpu" and batch:
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(
+                    f"head {self.name!r}: labels must lie in [0, {self.num_classes - 1}], got values in [{lo}, {hi}]"
+                )
+
+    def _check_quality(self, quality: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+        if quality is None:
+            return None
+        if not self.accepts_quality:
+            raise ValueError(
+                f"head {self.name!r} takes no quality signal (only 'adaface' does); pass quality=None"
+            )
+        if not isinstance(quality, torch.Tensor) or not quality.is_floating_point():
+            raise ValueError(f"head {self.name!r}: quality must be a float tensor of shape ({batch},)")
+        if quality.shape != (batch,):
+            raise ValueError(f"head {self.name!r}: quality must have shape ({batch},), got {tuple(quality.shape)}")
+        if quality.device.type == "cpu":
+            if not bool(torch.isfinite(quality).all()):
+                raise ValueError(f"head {self.name!r}: quality contains NaN or infinite values")
+        else:  # checked on the device without a host sync
+            torch._assert_async(torch.isfinite(quality).all(), f"head {self.name!r}: quality is not finite")
+        return quality.detach()
+
+    # ------------------------------------------------------------------ logits
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Plain cosine matrix cos θ (B, C) between normalised embeddings and class centres (no scale)."""
+        dtype = compute_dtype(embeddings, self.weight)
+        return F.linear(F.normalize(embeddings.to(dtype), dim=1), F.normalize(self.weight.to(dtype), dim=1)).to(dtype)
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, quality: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Scaled, margin-adjusted logits (B, C) of unnormalised ``embeddings`` (B, D) for ``labels`` (B,)."""
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
+            got = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+            raise ValueError(f"head {self.name!r}: embeddings must have shape (B, {self.embedding_size}), got {got}")
+        batch = embeddings.shape[0]
+        self._check_labels(labels, batch)
+        quality = self._check_quality(quality, batch)
+        dtype = compute_dtype(embeddings, self.weight)
+        z = embeddings.to(dtype)
+        norms = torch.linalg.vector_norm(z, dim=1)
+        z_hat = z / norms.clamp_min(1e-12).unsqueeze(1)
+        w_hat = F.normalize(self.weight.to(dtype), dim=1)
+        labels = labels.long()
+        cos_y = (z_hat * w_hat.index_select(0, labels)).sum(dim=1)
+        logits = F.linear(z_hat * self.s, w_hat).to(dtype)
+        return self._apply_margin(logits, cos_y, labels, norms, quality)
+
+    def logits_from_cosines(
+        self,
+        cos: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        norms: Optional[torch.Tensor] = None,
+        quality: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The head's logits for a given cosine matrix ``cos`` (B, C) — the forward without the embedding.
+
+        ``norms`` (B,) are the feature norms ||z|| (needed by AdaFace without ``quality`` and by MagFace).
+        Same margin code as :meth:`forward`; gradients flow into ``cos`` (and into ``norms`` where the head's
+        margin depends on the norm with gradient, i.e. MagFace). Training mode updates running state.
+        """
+        if cos.dim() != 2 or cos.shape[1] != self.num_classes:
+            raise ValueError(f"head {self.name!r}: cos must have shape (B, {self.num_classes}), got {tuple(cos.shape)}")
+        batch = cos.shape[0]
+        self._check_labels(labels, batch)
+        quality = self._check_quality(quality, batch)
+        dtype = compute_dtype(cos)
+        cos = cos.to(dtype)
+        labels = labels.long()
+        if norms is not None:
+            if norms.shape != (batch,):
+                raise ValueError(f"head {self.name!r}: norms must have shape ({batch},), got {tuple(norms.shape)}")
+            norms = norms.to(dtype)
+        cos_y = cos.gather(1, labels.unsqueeze(1)).squeeze(1)
+        return self._apply_margin(cos * self.s, cos_y, labels, norms, quality)
+
+    def _apply_margin(
+        self,
+        logits: torch.Tensor,
+        cos_y: torch.Tensor,
+        labels: torch.Tensor,
+        norms: Optional[torch.Tensor],
+        quality: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        target = self._target_logits(cos_y, norms, quality)
+        logits = self._nontarget_logits(logits, cos_y)
+        # In place: neither F.linear nor a scalar multiply needs its output for the backward pass.
+        return logits.scatter_(1, labels.unsqueeze(1), target.to(logits.dtype).unsqueeze(1))
+
+    def _target_logits(
+        self, cos_y: torch.Tensor, norms: Optional[torch.Tensor], quality: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Scaled target logit s · f(cos θ_y) (B,) in the dtype of ``cos_y``."""
+        raise NotImplementedError
+
+    def _nontarget_logits(self, logits: torch.Tensor, cos_y: torch.Tensor) -> torch.Tensor:
+        """Hook for heads that change non-target logits (CurricularFace); default: s · cos θ_j unchanged."""
+        return logits
+
+    # ------------------------------------------------------------------ extras
+    def regularizer(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Extra loss term added to the cross-entropy (MagFace); a zero scalar for the other heads."""
+        return torch.zeros((), dtype=compute_dtype(embeddings), device=embeddings.device)
+
+    def state_summary(self) -> dict[str, float]:
+        """Running state worth logging (AdaFace batch_mean/batch_std, CurricularFace t); {} otherwise."""
+        return {}
+
+
+def cos_shifted_angle(cos_y: torch.Tensor, shift: torch.Tensor | float, eps: float) -> torch.Tensor:
+    """cos(θ') with θ = arccos(clamp(cos_y, -1+eps, 1-eps)) and θ' = clamp(θ + shift, eps, π - eps).
+
+    The clip convention of the official AdaFace code (for both its ArcFace and AdaFace heads): the
+    shifted angle is kept inside (0, π), so a target pushed past π keeps the value cos(π - eps) and
+    gets no gradient from the margin term.
+    """
+    theta = torch.acos(cos_y.clamp(-1.0 + eps, 1.0 - eps))
+    return torch.cos((theta + shift).clamp(eps, math.pi - eps))

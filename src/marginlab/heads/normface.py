@@ -1,0 +1,25 @@
+"""NormFace (normalised softmax): logit_j = s · cos θ_j for every class, no margin.
+
+Not in the paper's tables; a cheap sanity baseline that isolates the effect of the margins.
+Default s = 64 (the scale every other head uses).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from marginlab.heads.base import MarginHead
+
+
+class NormFace(MarginHead):
+    """``logit_y = s · cos θ_y`` (the target column is left as the plain scaled cosine)."""
+
+    name = "normface"
+
+    def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0):
+        super().__init__(embedding_size, num_classes, s=s)
+
+    def _target_logits(self, cos_y: torch.Tensor, norms: Optional[torch.Tensor], quality) -> torch.Tensor:
+        return self.s * cos_y
