@@ -1,0 +1,12 @@
+"""Training: one run = backbone + margin head + quality proxy + optimisation settings, all from params.
+
+Public API: :func:`train_run` (writes ``runs/<run>/``) and :func:`load_model` (reads ``model.pt``).
+Modules: ``optim`` (SGD groups, schedule), ``checkpoint`` (atomic full state), ``probe`` (per-epoch
+probe tables), ``proxy`` (quality signal for the head), ``live`` (dvclive wrapper), ``selection``
+(held-out split and metric), ``runtime`` (seed, threads, AMP), ``model_io`` (model.pt), ``loop``.
+"""
+
+from marginlab.train.loop import TrainHooks, TrainingDivergedError, train_run
+from marginlab.train.model_io import load_model, model_info
+
+__all__ = ["train_run", "load_model", "model_info", "TrainHooks", "TrainingDivergedError"]

@@ -1,0 +1,261 @@
+"""The probe: a fixed subset of training images whose embeddings are recorded every epoch.
+
+Selection (:func:`select_probe`): ``probe_size`` training images, seeded, stratified by quality — the
+candidates are cut into ``strata`` equal-count quantile bins of the quality value and the same number
+of images (±1) is drawn from every bin, so low- and high-quality images are equally represented. The
+quality used is, in order of availability, ``gt_quality`` from ``train_meta.parquet`` (synthetic data),
+the BRISQUE-based ``iq`` from the quality stage's ``scores.parquet``, or none (uniform random draw).
+
+Each epoch (epoch 0 = before the first update) the probe is embedded twice with the backbone in eval
+mode: ``pass = "clean"`` (the stored image, no augmentation) and ``pass = "augmented"`` (the training
+augmentations, drawn once from a fixed seed per image, so every epoch sees the same augmented images).
+Per image and pass one row of ``probe/epoch_XX.parquet``:
+
+``epoch, pass, index, label, norm, p_yi, cos_y, iq, gt_quality, crop, lowres, photometric, flip``
+
+- ``norm`` = ||z||, the L2 norm of the unnormalised embedding z;
+- ``cos_y`` = cos θ_y = ŵ_y · ẑ (plain cosine to the target class centre, no margin);
+- ``p_yi`` = softmax(s · cos θ)_y with the **plain** logits s · cos θ_j (no margin, s = the head's
+  scale), i.e. the classifier's confidence in the target without the margin the loss adds;
+- ``iq`` / ``gt_quality``: NaN when unknown; augmentation flags all False on the clean pass.
+Floats are stored as float32, labels/indices as int32/int64, flags as bool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marginlab.io import write_parquet
+
+FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
+PROBE_COLUMNS = (
+    "epoch", "pass", "index", "label", "norm", "p_yi", "cos_y", "iq", "gt_quality", *FLAG_NAMES,
+)
+
+
+def select_probe(
+    candidates: np.ndarray,
+    size: int,
+    seed: int,
+    quality: Optional[np.ndarray] = None,
+    strata: int = 8,
+) -> np.ndarray:
+    """Sorted reader indices of the probe, drawn from ``candidates`` (see the module docstring).
+
+    ``quality`` (same length as ``candidates``, NaN = unknown) stratifies the draw into ``strata``
+    quantile bins; images with unknown quality are only used when the known ones do not suffice.
+    """
+    candidates = np.asarray(candidates, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    if size >= len(candidates):
+        return np.sort(candidates)
+    if quality is None:
+        return np.sort(rng.choice(candidates, size=size, replace=False))
+    quality = np.asarray(quality, dtype=np.float64)
+    if quality.shape != candidates.shape:
+        raise ValueError(f"quality has shape {quality.shape}, candidates {candidates.shape}")
+    known = np.isfinite(quality)
+    if known.sum() < size:
+        chosen = list(candidates[known])
+        rest = candidates[~known]
+        chosen += list(rng.choice(rest, size=size - len(chosen), replace=False))
+        return np.sort(np.asarray(chosen, dtype=np.int64))
+    cand, q = candidates[known], quality[known]
+    # Equal-count bins over the quality ranking (ties broken by a random permutation, so they are seeded).
+    order = np.lexsort((rng.permutation(len(q)), q))
+    bins = np.array_split(order, min(strata, size))
+    per_bin = np.full(len(bins), size // len(bins))
+    per_bin[rng.permutation(len(bins))[: size - per_bin.sum()]] += 1
+    chosen = [rng.choice(cand[b], size=min(k, len(b)), replace=False) for b, k in zip(bins, per_bin)]
+    picked = np.concatenate(chosen)
+    short = size - len(picked)
+    if short > 0:  # a bin smaller than its quota (tiny candidate sets): fill from the rest
+        rest = np.setdiff1d(cand, picked)
+        picked = np.concatenate([picked, rng.choice(rest, size=short, replace=False)])
+    return np.sort(picked)
+
+
+def load_gt_quality(meta_path: str | Path, num_images: int) -> Optional[np.ndarray]:
+    """``gt_quality`` per reader index from ``train_meta.parquet``, or None if absent / no such column."""
+    meta_path = Path(meta_path)
+    if not meta_path.exists():
+        return None
+    frame = pd.read_parquet(meta_path)
+    if "gt_quality" not in frame.columns:
+        return None
+    if "index" not in frame.columns:
+        raise ValueError(f"{meta_path} has gt_quality but no 'index' column (reader position of each image)")
+    idx = frame["index"].to_numpy(dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= num_images):
+        raise ValueError(f"{meta_path}: index outside 0..{num_images - 1} (does it belong to this train.rec?)")
+    out = np.full(num_images, np.nan, dtype=np.float32)
+    out[idx] = frame["gt_quality"].to_numpy(dtype=np.float32)
+    return out
+
+
+@torch.no_grad()
+def embed(
+    backbone: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Embeddings (N, D) float32 on the CPU of normalised model inputs (N, 3, S, S), backbone in eval mode."""
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    try:
+        for start in range(0, len(inputs), batch_size):
+            x = inputs[start : start + batch_size].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                z = backbone(x)
+            out.append(z.float().cpu())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def plain_target_stats(
+    embeddings: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, s: float
+) -> dict[str, torch.Tensor]:
+    """``norm``, ``cos_y`` and ``p_yi = softmax(s·cos θ)_y`` (plain logits, no margin) per row."""
+    z = embeddings.float()
+    w = weight.detach().float().to(z.device)
+    cos = F.linear(F.normalize(z, dim=1), F.normalize(w, dim=1)).clamp(-1, 1)
+    labels = labels.long().to(z.device)
+    p = torch.softmax(s * cos, dim=1)
+    return {
+        "norm": z.norm(dim=1),
+        "cos_y": cos.gather(1, labels[:, None])[:, 0],
+        "p_yi": p.gather(1, labels[:, None])[:, 0],
+    }
+
+
+class ProbeSet:
+    """The probe images (clean and augmented model inputs) and their per-image metadata."""
+
+    def __init__(
+        self,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        clean: torch.Tensor,
+        augmented: torch.Tensor,
+        flags: np.ndarray,
+        iq: Optional[np.ndarray] = None,
+        gt_quality: Optional[np.ndarray] = None,
+    ):
+        n = len(indices)
+        if not (len(labels) == len(clean) == len(augmented) == len(flags) == n):
+            raise ValueError("probe arrays have different lengths")
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.clean = clean
+        self.augmented = augmented
+        self.flags = np.asarray(flags, dtype=bool).reshape(n, len(FLAG_NAMES))
+        nan = np.full(n, np.nan, dtype=np.float32)
+        self.iq = nan if iq is None else np.asarray(iq, dtype=np.float32)
+        self.gt_quality = nan if gt_quality is None else np.asarray(gt_quality, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @classmethod
+    def from_reader(
+        cls,
+        reader,
+        indices: np.ndarray,
+        *,
+        input_size: int,
+        channel_order: str,
+        augment,
+        seed: int,
+        iq_table: Optional[np.ndarray] = None,
+        gt_table: Optional[np.ndarray] = None,
+    ) -> "ProbeSet":
+        """Decode the probe images from a RecordIO reader; augment each with ``rng = default_rng([seed, index])``."""
+        from marginlab.data.datasets import to_model_input
+        from marginlab.data.formats import decode_image
+
+        indices = np.asarray(indices, dtype=np.int64)
+        images, augmented, labels, flags = [], [], [], []
+        for i in indices:
+            data, label = reader[int(i)]
+            img = decode_image(data, source=f"train record {int(i)}")
+            images.append(img)
+            labels.append(int(label))
+            if augment is not None:
+                aug_img, f = augment(img, np.random.default_rng([seed, int(i)]))
+                augmented.append(aug_img)
+                flags.append([bool(f.get(k, False)) for k in FLAG_NAMES])
+            else:
+                augmented.append(img)
+                flags.append([False] * len(FLAG_NAMES))
+        clean = to_model_input(np.stack(images), input_size, channel_order) if len(images) else torch.empty(0)
+        aug = to_model_input(np.stack(augmented), input_size, channel_order) if len(images) else torch.empty(0)
+        return cls(
+            indices, np.asarray(labels), clean, aug, np.asarray(flags, dtype=bool).reshape(-1, len(FLAG_NAMES)),
+            iq=None if iq_table is None else iq_table[indices],
+            gt_quality=None if gt_table is None else gt_table[indices],
+        )
+
+    def measure(
+        self,
+        epoch: int,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        s: float,
+        batch_size: int,
+        device: torch.device,
+        autocast_dtype: Optional[torch.dtype] = None,
+        channels_last: bool = False,
+    ) -> pd.DataFrame:
+        """Embed both passes with the current weights and return the probe rows of ``epoch``."""
+        labels = torch.as_tensor(self.labels)
+        frames = []
+        for name, inputs in (("clean", self.clean), ("augmented", self.augmented)):
+            z = embed(backbone, inputs, batch_size=batch_size, device=device,
+                      autocast_dtype=autocast_dtype, channels_last=channels_last)
+            st = plain_target_stats(z, head.weight, labels, s)
+            n = len(self)
+            frame = pd.DataFrame({
+                "epoch": np.full(n, epoch, dtype=np.int32),
+                "pass": name,
+                "index": self.indices,
+                "label": self.labels.astype(np.int32),
+                "norm": st["norm"].numpy().astype(np.float32),
+                "p_yi": st["p_yi"].numpy().astype(np.float32),
+                "cos_y": st["cos_y"].numpy().astype(np.float32),
+                "iq": self.iq,
+                "gt_quality": self.gt_quality,
+            })
+            for k, flag in enumerate(FLAG_NAMES):
+                frame[flag] = self.flags[:, k] if name == "augmented" else np.zeros(n, dtype=bool)
+            frames.append(frame)
+        out = pd.concat(frames, ignore_index=True)
+        out["pass"] = out["pass"].astype("category")
+        return out[list(PROBE_COLUMNS)]
+
+
+def probe_path(run_dir: str | Path, epoch: int) -> Path:
+    return Path(run_dir) / "probe" / f"epoch_{epoch:02d}.parquet"
+
+
+def write_probe(run_dir: str | Path, epoch: int, frame: pd.DataFrame) -> Path:
+    """Write ``probe/epoch_XX.parquet`` atomically."""
+    path = probe_path(run_dir, epoch)
+    write_parquet(path, frame)
+    return path

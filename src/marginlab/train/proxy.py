@@ -1,0 +1,97 @@
+"""The quality signal handed to the margin head (``head(embeddings, labels, quality)``).
+
+- ``norm``: ``None`` — the head uses the feature norm ||z|| itself (AdaFace as published).
+- ``brisque``: image quality ``IQ = 1 - clip(BRISQUE, 0, 100) / 100`` of the *stored* training image
+  (``data/quality/scores.parquet``, rows ``split == "train"``), looked up per sample by its reader
+  index. It is a property of the un-augmented image, which is the point of the paper's ablation:
+  BRISQUE does not see the augmentation applied in this step.
+- ``p_yi``: the softmax probability of the target class,
+  ``marginlab.heads.proxy.p_yi_quality(head, embeddings, labels)`` (detached).
+
+Whatever the signal, the head normalises it with its running batch statistics, ``h`` and the clip,
+exactly as it does the norm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from marginlab.config import PROXIES
+
+
+class ProxyError(ValueError):
+    """Quality-proxy input missing or inconsistent (names the file and what was expected)."""
+
+
+def load_iq_table(scores_path: str | Path, num_images: int, split: str = "train") -> np.ndarray:
+    """IQ per reader index ``0..num_images-1`` from ``scores.parquet`` (NaN where a row is missing).
+
+    Expects columns ``split``, ``index``, ``iq``; raises :class:`ProxyError` naming the file otherwise.
+    """
+    scores_path = Path(scores_path)
+    if not scores_path.exists():
+        raise ProxyError(f"quality scores {scores_path} not found (run the quality stage first)")
+    frame = pd.read_parquet(scores_path)
+    missing = {"split", "index", "iq"} - set(frame.columns)
+    if missing:
+        raise ProxyError(f"{scores_path} lacks columns {sorted(missing)}; expected split, index, brisque, iq")
+    rows = frame[frame["split"] == split]
+    idx = rows["index"].to_numpy(dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= num_images):
+        raise ProxyError(
+            f"{scores_path}: split {split!r} has index values in [{idx.min()}, {idx.max()}], "
+            f"outside the {num_images} training images"
+        )
+    table = np.full(num_images, np.nan, dtype=np.float32)
+    table[idx] = rows["iq"].to_numpy(dtype=np.float32)
+    return table
+
+
+class QualityProxy:
+    """Callable ``proxy(head, embeddings, labels, indices) -> (B,) tensor or None``."""
+
+    def __init__(self, name: str, iq_table: Optional[np.ndarray] = None):
+        if name not in PROXIES:
+            raise ProxyError(f"unknown quality proxy {name!r}; allowed: {', '.join(PROXIES)}")
+        if name == "brisque" and iq_table is None:
+            raise ProxyError("proxy 'brisque' needs the IQ table (load_iq_table)")
+        self.name = name
+        self._iq = torch.as_tensor(iq_table, dtype=torch.float32) if iq_table is not None else None
+        self._iq_device: Optional[torch.Tensor] = None
+
+    def __call__(
+        self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> Optional[torch.Tensor]:
+        if self.name == "norm":
+            return None
+        if self.name == "brisque":
+            if self._iq_device is None or self._iq_device.device != embeddings.device:
+                self._iq_device = self._iq.to(embeddings.device)
+            return self._iq_device[indices.to(embeddings.device, non_blocking=True).long()]
+        from marginlab.heads.proxy import p_yi_quality
+
+        return p_yi_quality(head, embeddings, labels)
+
+
+def build_proxy(
+    name: str, *, scores_path: str | Path | None = None, num_images: int = 0, train_indices: Optional[np.ndarray] = None
+) -> QualityProxy:
+    """The proxy for a run; for ``brisque`` checks every training index has a finite IQ score."""
+    if name != "brisque":
+        return QualityProxy(name)
+    if scores_path is None:
+        raise ProxyError("proxy 'brisque' needs scores_path (data/quality/scores.parquet)")
+    table = load_iq_table(scores_path, num_images)
+    check = table if train_indices is None else table[np.asarray(train_indices, dtype=np.int64)]
+    bad = int((~np.isfinite(check)).sum())
+    if bad:
+        raise ProxyError(
+            f"{scores_path}: {bad} of {len(check)} training images have no finite 'iq' score for split 'train'; "
+            "re-run the quality stage on the current data/prepared/train.rec"
+        )
+    return QualityProxy("brisque", table)

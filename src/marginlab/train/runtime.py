@@ -1,0 +1,103 @@
+"""Execution settings of a training run: seed, threads, mixed precision, memory format.
+
+- Seed: ``SeedSequence([params.seed, run.seed])`` → one 31-bit seed for Python, NumPy, torch (CPU and
+  CUDA), the DataLoader and the augmentations. Runs that differ only in the head share initial
+  backbone weights and data order; ``run.seed`` makes replicates.
+- Threads: ``torch.set_num_threads(train.threads)``, 0 = every core this process may use.
+- AMP (``train.amp``): on CUDA ``auto`` = bf16 autocast when the GPU supports it, else fp16 with a
+  ``GradScaler``; ``off`` = fp32. On the CPU ``auto`` = fp32 (CPU bf16 autocast is slower than fp32
+  without AMX-class hardware), ``bf16``/``fp16`` are honoured when asked for explicitly. The margin head
+  and the loss always run in fp32 (acos/cos near ±1 are precision-sensitive).
+- channels_last (``train.channels_last``): used on CUDA (tensor-core convolutions); on the CPU it is
+  used only when ``CPU_CHANNELS_LAST`` is True — measured with ``bench/bench_train.py``, it did not
+  speed up the quarter-width IR-18 on this 2-core machine (see bench/RESULTS.md).
+- Determinism: on the CPU ``torch.use_deterministic_algorithms(True)`` (cheap there), restored after
+  the run; on CUDA ``cudnn.benchmark`` is on for speed, so GPU runs are reproducible only statistically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+#: Whether channels_last is applied on the CPU (measured: no gain for the default model; see module doc).
+CPU_CHANNELS_LAST = False
+
+
+def derive_seed(global_seed: int, run_seed: int) -> int:
+    """One reproducible 31-bit seed from the params seed and the run's replicate seed."""
+    return int(np.random.SeedSequence([int(global_seed), int(run_seed)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 = all available cores); returns the number set."""
+    n = threads if threads > 0 else available_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def resolve_amp(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype for ``train.amp`` on ``device`` (None = fp32); see the module docstring."""
+    if mode == "off":
+        return None
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if mode == "auto":
+            return torch.bfloat16 if bf16_ok else torch.float16
+        if mode == "bf16":
+            if not bf16_ok:
+                raise RuntimeError("train.amp is 'bf16' but this GPU does not support bfloat16; use 'fp16' or 'auto'")
+            return torch.bfloat16
+        if mode == "fp16":
+            return torch.float16
+    else:
+        if mode == "auto":
+            return None
+        if mode == "bf16":
+            return torch.bfloat16
+        if mode == "fp16":
+            return torch.float16
+    raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {mode!r}")
+
+
+def amp_name(dtype: Optional[torch.dtype]) -> str:
+    return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def use_channels_last(requested: bool, device: torch.device) -> bool:
+    return bool(requested) and (device.type == "cuda" or CPU_CHANNELS_LAST)
+
+
+@contextlib.contextmanager
+def determinism(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU, cudnn autotuning on CUDA; previous settings restored after."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench

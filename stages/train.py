@@ -1,0 +1,38 @@
+"""Stage ``train@RUN``: train one run of the grid into ``runs/<RUN>/``.
+
+    python stages/train.py RUN_NAME [--params params.yaml] [--no-resume]
+
+Resumes from ``runs/<RUN>/checkpoint.pt`` when it matches the configuration (a DVC ``persist`` output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from marginlab.config import ConfigError, load_params
+from marginlab.train import TrainingDivergedError, train_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run name (a key of 'runs' in params.yaml)")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+        summary = train_run(params, args.run, resume=not args.no_resume)
+    except (ConfigError, FileNotFoundError, TrainingDivergedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

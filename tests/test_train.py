@@ -1,0 +1,487 @@
+"""Training core: a tiny run end to end, resume equivalence, NaN stop, probe, proxies, model.pt, logging.
+
+Everything runs on a tiny RecordIO written here (8 identities × 12 colour-coded 32×32 faces) with a
+1/8-width IR-18 at 32×32 input on the CPU.
+"""
+
+import hashlib
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from marginlab.config import ConfigError, Params
+from marginlab.data.formats import write_recordio
+from marginlab.data.images import encode_jpeg
+from marginlab.train import TrainHooks, TrainingDivergedError, load_model, model_info, train_run
+from marginlab.train.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from marginlab.train.live import EpochLogger, PlainLive, logged_steps, truncate_history
+from marginlab.train.model_io import ModelFileError
+from marginlab.train.probe import PROBE_COLUMNS, plain_target_stats, select_probe
+from marginlab.train.proxy import ProxyError, QualityProxy, build_proxy, load_iq_table
+from marginlab.train.runtime import derive_seed, resolve_amp
+from marginlab.train.selection import centre_accuracy
+
+N_CLASSES, PER_CLASS, SIZE = 8, 12, 32
+N_IMAGES = N_CLASSES * PER_CLASS
+
+
+def _faces() -> list[tuple[bytes, int]]:
+    """Identity c = a distinct colour and a bar at a class-specific row; mild noise; JPEG."""
+    rng = np.random.default_rng(0)
+    palette = rng.integers(30, 226, size=(N_CLASSES, 3))
+    out = []
+    for c in range(N_CLASSES):
+        for _ in range(PER_CLASS):
+            img = np.clip(palette[c] + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255)
+            row = 2 + 3 * c
+            img[row : row + 3, :, :] = 255 - palette[c]
+            out.append((encode_jpeg(img.astype(np.uint8), quality=95), c))
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    info = write_recordio(root / "train.rec", _faces())
+    assert info == {"num_images": N_IMAGES, "num_classes": N_CLASSES} or info["num_images"] == N_IMAGES
+    # synthetic-style ground-truth quality, a permutation so it is not aligned with the labels
+    gt = np.random.default_rng(1).permutation(N_IMAGES) / (N_IMAGES - 1)
+    pd.DataFrame({"index": np.arange(N_IMAGES), "label": np.repeat(np.arange(N_CLASSES), PER_CLASS),
+                  "gt_quality": gt}).to_parquet(root / "train_meta.parquet", index=False)
+    return root
+
+
+def make_params(prepared, tmp_path, runs=None, train=None, **extra) -> Params:
+    base_train = {"epochs": 3, "batch_size": 16, "lr": 0.1, "num_workers": 0, "threads": 1, "device": "cpu",
+                  "probe_size": 24, "milestones": [0.67], "amp": "auto"}
+    base_train.update(train or {})
+    raw = {
+        "seed": 3,
+        "data": {"prepared_dir": str(prepared)},
+        "quality": {"output_dir": str(tmp_path / "quality")},
+        "model": {"backbone": "ir_18", "width": 0.125, "input_size": SIZE, "embedding_size": 32, "dropout": 0.0},
+        "train": base_train,
+        "runs": runs or {"cos": {"head": "cosface", "head_params": {"s": 16.0, "m": 0.2}}},
+        "runs_dir": str(tmp_path / "runs"),
+        **extra,
+    }
+    return Params.model_validate(raw)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # dvclive looks for a DVC/git repo from the working directory: keep it out of the project's.
+    monkeypatch.chdir(tmp_path)
+
+
+def _history(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["history"]
+
+
+# --------------------------------------------------------------------------- end to end
+def test_run_trains_writes_outputs_and_loss_decreases(prepared, tmp_path):
+    params = make_params(prepared, tmp_path, train={"epochs": 4})
+    summary = train_run(params, "cos")
+    run = tmp_path / "runs" / "cos"
+    for name in ("checkpoint.pt", "model.pt", "train_summary.json", "live/metrics.json"):
+        assert (run / name).exists(), name
+    assert sorted(p.name for p in (run / "probe").glob("*.parquet")) == [f"epoch_{e:02d}.parquet" for e in range(5)]
+    hist = _history(run)
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[-1]["train/loss"] < 0.6 * hist[0]["train/loss"]
+    assert hist[-1]["train/acc"] > hist[0]["train/acc"]
+    # lr: 6 steps/epoch, milestone round(0.67 * 24) = 16 -> epochs 1-2 at 0.1, epochs 3-4 end at 0.01
+    assert [h["train/lr"] for h in hist] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    saved = json.loads((run / "train_summary.json").read_text())
+    assert saved["epochs"] == 4 and saved["selected_epoch"] == 4 and saved["steps_per_epoch"] == 6
+    assert saved["final_loss"] == pytest.approx(hist[-1]["train/loss"])
+    assert saved["device"] == "cpu" and saved["amp"] == "off" and saved["threads"] == 1
+    assert saved["peak_rss_mb"] > 10 and saved["images_per_s"] > 0
+    assert summary["final_acc"] == saved["final_acc"]
+    loss_tsv = pd.read_csv(run / "live/plots/metrics/train/loss.tsv", sep="\t")
+    assert loss_tsv["step"].tolist() == [1, 2, 3, 4]
+    assert loss_tsv["loss"].to_numpy() == pytest.approx([h["train/loss"] for h in hist])
+
+
+def test_probe_parquet_schema_and_content(prepared, tmp_path):
+    params = make_params(prepared, tmp_path, train={"epochs": 1},
+                         runs={"ada": {"head": "adaface", "head_params": {"s": 16.0}}})
+    train_run(params, "ada")
+    frames = [pd.read_parquet(tmp_path / "runs/ada/probe" / f"epoch_{e:02d}.parquet") for e in (0, 1)]
+    for e, f in enumerate(frames):
+        assert tuple(f.columns) == PROBE_COLUMNS
+        assert len(f) == 2 * 24 and set(f["pass"]) == {"clean", "augmented"}
+        assert (f["epoch"] == e).all()
+        for col in ("norm", "p_yi", "cos_y", "iq", "gt_quality"):
+            assert f[col].dtype == np.float32, col
+        clean, aug = f[f["pass"] == "clean"], f[f["pass"] == "augmented"]
+        assert not clean[["crop", "lowres", "photometric", "flip"]].to_numpy().any()
+        assert clean["index"].tolist() == aug["index"].tolist()
+        assert (clean["label"].to_numpy() == clean["index"].to_numpy() // PER_CLASS).all()
+        gt = np.random.default_rng(1).permutation(N_IMAGES) / (N_IMAGES - 1)
+        np.testing.assert_allclose(clean["gt_quality"], gt[clean["index"]], rtol=1e-6)
+        assert clean["iq"].isna().all()  # no quality stage output in this test
+        assert ((f["p_yi"] > 0) & (f["p_yi"] < 1)).all() and (f["cos_y"].abs() <= 1).all()
+    # the augmented pass is drawn once: same flags in every epoch; the weights changed between epochs
+    a0, a1 = (f[f["pass"] == "augmented"] for f in frames)
+    assert (a0[["crop", "lowres", "photometric", "flip"]].to_numpy() == a1[["crop", "lowres", "photometric", "flip"]].to_numpy()).all()
+    assert a0[["crop", "lowres", "photometric", "flip"]].to_numpy().any()
+    assert not np.allclose(frames[0]["norm"], frames[1]["norm"])
+    # stratified by gt_quality: 24 from 96 in 8 equal-count bins -> 3 per bin of 12
+    q = np.sort(gt.astype(np.float32))
+    bins = np.searchsorted(q[::12][1:], frames[0].loc[frames[0]["pass"] == "clean", "gt_quality"], side="right")
+    assert np.bincount(bins, minlength=8).tolist() == [3] * 8
+
+
+def test_probe_p_yi_is_plain_softmax_of_scaled_cosines():
+    z = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    w = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    st = plain_target_stats(z, w, torch.tensor([1, 0]), s=2.0)
+    # row 0: cos = (0.6, 0.8), target 1 -> e^1.6 / (e^1.2 + e^1.6); row 1: cos = (1, 0), target 0
+    assert st["norm"].tolist() == pytest.approx([5.0, 1.0])
+    assert st["cos_y"].tolist() == pytest.approx([0.8, 1.0])
+    p0 = np.exp(1.6) / (np.exp(1.2) + np.exp(1.6))
+    p1 = np.exp(2.0) / (np.exp(2.0) + 1.0)
+    assert st["p_yi"].tolist() == pytest.approx([p0, p1], rel=1e-6)
+
+
+# --------------------------------------------------------------------------- resume / divergence
+def _weights(run_dir):
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    return state["backbone"], state["head"]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_killed_run_resumes_to_identical_result(prepared, tmp_path, workers):
+    spec = {"head": "adaface", "head_params": {"s": 16.0}}
+    params = make_params(prepared, tmp_path, runs={"full": spec, "killed": spec}, train={"num_workers": workers})
+    ref = train_run(params, "full")
+
+    def kill(epoch, step, state):
+        if epoch == 2 and step == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(params, "killed", hooks=TrainHooks(on_step=kill))
+    killed = tmp_path / "runs" / "killed"
+    assert load_checkpoint(killed / "checkpoint.pt")["epoch"] == 1
+    assert not (killed / "model.pt").exists()
+    # a tool may delete non-persistent outputs before re-running: they are rebuilt from the checkpoint
+    (killed / "probe" / "epoch_01.parquet").unlink()
+    resumed = train_run(params, "killed")
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 3
+
+    full_b, full_h = _weights(tmp_path / "runs" / "full")
+    kill_b, kill_h = _weights(killed)
+    for k in full_b:
+        assert torch.equal(full_b[k], kill_b[k]), k
+    for k in full_h:
+        assert torch.equal(full_h[k], kill_h[k]), k
+    timing = ("train/images_per_s", "train/seconds")
+    for a, b in zip(_history(tmp_path / "runs/full"), _history(killed)):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    for key in ("final_loss", "final_acc", "final_norm_mean", "head_state", "global_steps"):
+        assert ref[key] == resumed[key], key
+    for e in range(4):
+        pa = pd.read_parquet(tmp_path / f"runs/full/probe/epoch_{e:02d}.parquet")
+        pb = pd.read_parquet(killed / f"probe/epoch_{e:02d}.parquet")
+        pd.testing.assert_frame_equal(pa, pb)
+    tsv = pd.read_csv(killed / "live/plots/metrics/train/loss.tsv", sep="\t")
+    assert tsv["step"].tolist() == [1, 2, 3]  # no duplicate row for the interrupted epoch
+
+
+def test_finished_run_is_not_retrained_and_changed_config_starts_over(prepared, tmp_path, caplog):
+    params = make_params(prepared, tmp_path, train={"epochs": 1})
+    first = train_run(params, "cos")
+    again = train_run(params, "cos")
+    assert again["resumed_from_epoch"] == 1 and again["final_loss"] == first["final_loss"]
+    changed = make_params(prepared, tmp_path, train={"epochs": 1, "lr": 0.05})
+    with caplog.at_level("WARNING"):
+        third = train_run(changed, "cos")
+    assert third["resumed_from_epoch"] is None
+    assert "another configuration" in caplog.text and "resolved_run" in caplog.text
+
+
+def test_nan_stops_run_and_keeps_last_good_checkpoint(prepared, tmp_path):
+    params = make_params(prepared, tmp_path)
+    saved = {}
+
+    def remember(epoch, state):
+        saved[epoch] = hashlib.sha256((tmp_path / "runs/cos/checkpoint.pt").read_bytes()).hexdigest()
+
+    def poison(epoch, step, state):
+        if epoch == 2 and step == 2:
+            with torch.no_grad():
+                next(state.backbone.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 2, step 2.*epoch 1\) is kept"):
+        train_run(params, "cos", hooks=TrainHooks(on_step=poison, on_epoch_end=remember))
+    ckpt = tmp_path / "runs/cos/checkpoint.pt"
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == saved[1]
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    assert not (tmp_path / "runs/cos/model.pt").exists()
+
+
+def test_huge_learning_rate_is_reported(prepared, tmp_path):
+    params = make_params(prepared, tmp_path, train={"lr": 1e30, "epochs": 2})
+    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 1, step \d+.*no checkpoint"):
+        train_run(params, "cos")
+
+
+# --------------------------------------------------------------------------- selection / model file
+def test_validation_selection_and_model_round_trip(prepared, tmp_path):
+    params = make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.25, "epochs": 3})
+    summary = train_run(params, "cos")
+    run = tmp_path / "runs/cos"
+    hist = _history(run)
+    accs = [h["val/acc"] for h in hist]
+    assert summary["val_images"] == N_CLASSES * 3 and summary["train_images"] == N_CLASSES * 9
+    assert summary["selected_epoch"] == int(np.argmax(accs)) + 1  # first best
+    assert summary["val_acc"] == max(accs)
+    info = model_info(run)
+    assert info["epoch"] == summary["selected_epoch"] and info["selection"] == "val"
+    assert info["input_size"] == SIZE and info["channel_order"] == "BGR" and info["num_classes"] == N_CLASSES
+    backbone, head, resolved = load_model(run)
+    assert resolved.name == "cos" and resolved.head == "cosface" and resolved.head_params["s"] == 16.0
+    assert not backbone.training and head.weight.shape == (N_CLASSES, 32)
+    # the stored weights reproduce the selected epoch's validation accuracy
+    from marginlab.data.datasets import FaceRecordDataset, train_val_split
+
+    labels = FaceRecordDataset(prepared / "train.rec", SIZE).labels
+    _, val_idx = train_val_split(labels, 0.25, derive_seed(3, 0))
+    ds = FaceRecordDataset(prepared / "train.rec", SIZE, None, indices=val_idx)
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    with torch.no_grad():
+        acc = centre_accuracy(backbone(x), head.weight, torch.as_tensor(ds.labels))
+    assert acc == pytest.approx(summary["val_acc"])
+    # the probe never contains validation images
+    probe = pd.read_parquet(run / "probe/epoch_00.parquet")
+    assert not set(probe["index"]) & set(val_idx.tolist())
+
+
+def test_val_selection_needs_a_fraction(prepared, tmp_path):
+    params = make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.0})
+    with pytest.raises(ConfigError, match="val_fraction"):
+        train_run(params, "cos")
+
+
+def test_missing_inputs_give_clear_errors(tmp_path):
+    params = make_params(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nowhere/train.rec.*prepare"):
+        train_run(params, "cos")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "runs/none")
+    bad = tmp_path / "runs/bad"
+    bad.mkdir(parents=True)
+    torch.save({"weights": 1}, bad / "model.pt")
+    with pytest.raises(ModelFileError, match="not a marginlab model"):
+        load_model(bad)
+
+
+def test_stage_cli(prepared, tmp_path, capsys):
+    import importlib.util
+    import yaml
+    from pathlib import Path
+
+    params = make_params(prepared, tmp_path, train={"epochs": 1})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    spec = importlib.util.spec_from_file_location("stage_train", Path(__file__).parents[1] / "stages/train.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    assert stage.main(["cos", "--params", str(tmp_path / "params.yaml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["run"] == "cos" and out["epochs"] == 1
+    assert stage.main(["nope", "--params", str(tmp_path / "params.yaml")]) == 2
+    assert "run 'nope' is not in params" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- proxies
+def _scores(tmp_path, rows):
+    path = tmp_path / "scores.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+def test_brisque_proxy_looks_up_iq_by_reader_index(tmp_path):
+    path = _scores(tmp_path, {
+        "split": ["train", "bin:lfw", "train", "train", "train"],
+        "index": [2, 0, 0, 3, 1],
+        "brisque": [30.0, 99.0, 10.0, 50.0, 80.0],
+        "iq": [0.7, 0.01, 0.9, 0.5, 0.2],
+    })
+    table = load_iq_table(path, 4)
+    np.testing.assert_allclose(table, [0.9, 0.2, 0.7, 0.5], rtol=1e-6)  # bin rows ignored
+    proxy = build_proxy("brisque", scores_path=path, num_images=4)
+    q = proxy(None, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.tensor([3, 0, 3]))
+    np.testing.assert_allclose(q.numpy(), [0.5, 0.9, 0.5], rtol=1e-6)
+    assert QualityProxy("norm")(None, torch.zeros(2, 2), torch.zeros(2), torch.zeros(2)) is None
+
+
+def test_brisque_proxy_errors(tmp_path):
+    with pytest.raises(ProxyError, match="not found"):
+        build_proxy("brisque", scores_path=tmp_path / "missing.parquet", num_images=3)
+    path = _scores(tmp_path, {"split": ["train"], "index": [0], "iq": [0.5]})
+    with pytest.raises(ProxyError, match="2 of 3 training images have no finite 'iq'"):
+        build_proxy("brisque", scores_path=path, num_images=3)
+    assert build_proxy("brisque", scores_path=path, num_images=3, train_indices=np.array([0])).name == "brisque"
+    with pytest.raises(ProxyError, match="outside the 1 training images"):
+        load_iq_table(_scores(tmp_path, {"split": ["train"], "index": [5], "iq": [0.5]}), 1)
+    with pytest.raises(ProxyError, match="lacks columns"):
+        load_iq_table(_scores(tmp_path, {"split": ["train"], "index": [0]}), 1)
+    with pytest.raises(ProxyError, match="unknown quality proxy"):
+        QualityProxy("entropy")
+
+
+def test_p_yi_proxy_is_the_heads_definition():
+    from marginlab.heads import build_head
+    from marginlab.heads.proxy import p_yi_quality
+
+    torch.manual_seed(0)
+    head = build_head("adaface", 8, 5)
+    z, y = torch.randn(6, 8), torch.randint(0, 5, (6,))
+    q = QualityProxy("p_yi")(head, z, y, torch.arange(6))
+    torch.testing.assert_close(q, p_yi_quality(head, z, y))
+    assert not q.requires_grad and ((q > 0) & (q < 1)).all()
+
+
+def test_brisque_run_uses_scores(prepared, tmp_path):
+    qdir = tmp_path / "quality"
+    qdir.mkdir()
+    iq = np.linspace(0.1, 0.9, N_IMAGES)
+    pd.DataFrame({"split": "train", "index": np.arange(N_IMAGES), "brisque": 100 * (1 - iq), "iq": iq}).to_parquet(
+        qdir / "scores.parquet", index=False)
+    params = make_params(prepared, tmp_path, train={"epochs": 1},
+                         runs={"b": {"head": "adaface", "proxy": "brisque", "head_params": {"s": 16.0}}})
+    train_run(params, "b")
+    probe = pd.read_parquet(tmp_path / "runs/b/probe/epoch_01.parquet")
+    np.testing.assert_allclose(probe["iq"], iq[probe["index"]], rtol=1e-6)
+    stats = _history(tmp_path / "runs/b")[0]
+    # the head's running mean is of the IQ signal (in [0, 1]), not of feature norms
+    assert 0.1 <= stats["head/batch_mean"] <= 0.9
+
+
+# --------------------------------------------------------------------------- probe selection
+def test_select_probe_stratified_by_quality():
+    cands = np.arange(100, 200)
+    quality = (cands - 100) / 100.0
+    picked = select_probe(cands, 8, seed=0, quality=quality)
+    assert len(picked) == 8 and len(set(picked)) == 8 and (np.diff(picked) > 0).all()
+    # 8 equal-count bins of the ranking (13,13,13,13,12,12,12,12): one pick per bin
+    edges = np.cumsum([0, 13, 13, 13, 13, 12, 12, 12, 12]) + 100
+    assert np.histogram(picked, bins=edges)[0].tolist() == [1] * 8
+    assert select_probe(cands, 8, seed=0, quality=quality).tolist() == picked.tolist()
+    assert select_probe(cands, 8, seed=1, quality=quality).tolist() != picked.tolist()
+
+
+def test_select_probe_random_and_edge_cases():
+    cands = np.arange(50)
+    r = select_probe(cands, 10, seed=0)
+    assert len(set(r)) == 10 and set(r) <= set(cands)
+    assert select_probe(cands, 80, seed=0).tolist() == list(range(50))  # larger than the set: all
+    q = np.full(50, np.nan)
+    q[:5] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    mixed = select_probe(cands, 10, seed=0, quality=q)
+    assert set(range(5)) <= set(mixed)  # known-quality images used first
+    with pytest.raises(ValueError, match="shape"):
+        select_probe(cands, 5, seed=0, quality=np.zeros(3))
+
+
+# --------------------------------------------------------------------------- logging
+def test_dvclive_falls_back_in_git_repo_without_commits(tmp_path, monkeypatch):
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    logger = EpochLogger(tmp_path / "repo/live", resume=False)
+    assert logger.backend == "plain" and "Empty git repo" in logger.fallback_reason
+    logger.log(1, {"train/loss": 2.5, "val/acc": 0.5})
+    logger.log(2, {"train/loss": 1.5, "val/acc": float("nan")})
+    logger.end()
+    summary = json.loads((tmp_path / "repo/live/metrics.json").read_text())
+    assert summary["train"]["loss"] == 1.5 and summary["step"] == 2 and summary["val"]["acc"] == "nan"
+    tsv = pd.read_csv(tmp_path / "repo/live/plots/metrics/train/loss.tsv", sep="\t")
+    assert tsv.to_dict("list") == {"step": [1, 2], "loss": [2.5, 1.5]}
+
+
+def test_dvclive_and_plain_write_the_same_layout(tmp_path):
+    for backend in ("dvclive", "plain"):
+        logger = EpochLogger(tmp_path / backend, resume=False, backend=backend)
+        assert logger.backend == backend
+        for step, v in ((1, 3.0), (2, 2.0), (3, 1.0)):
+            logger.log(step, {"train/loss": v})
+        logger.end()
+        assert logged_steps(tmp_path / backend) == {1, 2, 3}
+        truncate_history(tmp_path / backend, keep_below=3)
+        assert logged_steps(tmp_path / backend) == {1, 2}
+        resumed = EpochLogger(tmp_path / backend, resume=True, backend=backend)
+        resumed.log(3, {"train/loss": 0.5})
+        resumed.end()
+        tsv = pd.read_csv(tmp_path / backend / "plots/metrics/train/loss.tsv", sep="\t")
+        assert tsv[["step", "loss"]].to_dict("list") == {"step": [1, 2, 3], "loss": [3.0, 2.0, 0.5]}
+        assert json.loads((tmp_path / backend / "metrics.json").read_text())["train"]["loss"] == 0.5
+    with pytest.raises(ValueError, match="MARGINLAB_LIVE"):
+        EpochLogger(tmp_path / "x", resume=False, backend="tensorboard")
+
+
+def test_plain_live_fresh_start_clears_history(tmp_path):
+    live = PlainLive(tmp_path / "l")
+    live.log_metric("a", 1.0)
+    live.next_step()
+    live = PlainLive(tmp_path / "l", resume=False)
+    assert not (tmp_path / "l/plots/metrics/a.tsv").exists()
+
+
+# --------------------------------------------------------------------------- checkpoint / runtime
+def test_checkpoint_round_trip_restores_rngs(tmp_path):
+    import random
+
+    gen = torch.Generator().manual_seed(5)
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    save_checkpoint(tmp_path / "c.pt", {"rng": capture_rng_state(gen), "epoch": 4})
+    expected = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(2, generator=gen))
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    gen.manual_seed(0)
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["epoch"] == 4
+    restore_rng_state(state["rng"], gen)
+    got = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(2, generator=gen))
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2] and torch.equal(got[3], expected[3])
+
+
+def test_checkpoint_errors_and_atomic_write(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"epoch": 1})
+    before = path.read_bytes()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        save_checkpoint(path, {"epoch": 2, "bad": Unpicklable()})
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    (tmp_path / "trunc.pt").write_bytes(before[: len(before) // 2])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    torch.save({"epoch": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a marginlab training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_runtime_choices():
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    assert resolve_amp("bf16", cpu) is torch.bfloat16 and resolve_amp("fp16", cpu) is torch.float16
+    assert derive_seed(42, 0) != derive_seed(42, 1) and derive_seed(42, 0) == derive_seed(42, 0)
+    assert 0 <= derive_seed(42, 0) < 2**31
