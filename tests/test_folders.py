@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marginlab.data.errors import CorruptImageError, EmptyFolderError, FolderFormatError, MissingFileError
+from marginlab.data.errors import (
+    CorruptImageError,
+    EmptyFolderError,
+    FolderFormatError,
+    MissingFileError,
+)
 from marginlab.data.formats import (
     decode_image,
     encode_jpeg,

@@ -99,7 +99,7 @@ def _centroids(image: np.ndarray, near: np.ndarray, radius: int = 6) -> np.ndarr
     gray = image[..., 0].astype(np.float64)
     out = []
     for x, y in near:
-        x0, y0 = int(round(x)), int(round(y))
+        x0, y0 = round(x), round(y)
         win = gray[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
         win = np.where(win > 20, win, 0)  # ignore the faint tails of neighbouring blobs
         ys, xs = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]

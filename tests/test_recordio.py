@@ -21,7 +21,12 @@ from marginlab.data.errors import (
     RecordIOError,
     TruncatedRecordError,
 )
-from marginlab.data.formats import decode_image, encode_jpeg, open_recordio, write_recordio
+from marginlab.data.formats import (
+    decode_image,
+    encode_jpeg,
+    open_recordio,
+    write_recordio,
+)
 from marginlab.data.recordio import frame_record, pack_payload, unpack_payload
 
 MAGIC = 0xCED7230A  # dmlc-core RecordIOWriter::kMagic
@@ -402,15 +407,36 @@ def test_index_errors(small_rec):
 
 
 def test_open_reads_no_image_record(small_rec, monkeypatch):
-    from marginlab.data import recordio
+    from marginlab.data.recordio import RecordIOReader
 
-    calls = []
-    original = recordio._read_framed
-    monkeypatch.setattr(recordio, "_read_framed", lambda read, off, size, src: calls.append(src) or original(read, off, size, src))
+    reads = []
+    original = RecordIOReader._pread
+    monkeypatch.setattr(RecordIOReader, "_pread", lambda self, pos, n: reads.append((pos, n)) or original(self, pos, n))
     reader = open_recordio(small_rec)
-    # record 0 and the 3 identity records, never the 6 images
-    assert [c.rsplit("key ", 1)[1].rstrip(")") for c in calls] == ["0", "7", "8", "9"]
-    assert len(reader) == 6 and reader.num_classes == 3 and len(calls) == 4
+    offsets = _idx(small_rec)
+    # only record 0 (bytes before key 1) and the identity block (from key 7 = L0 on) are read
+    assert reads and all(pos + n <= offsets[1] or pos >= offsets[7] for pos, n in reads), reads
+    assert len(reader) == 6 and reader.num_classes == 3 and reader.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert all(pos + n <= offsets[1] or pos >= offsets[7] for pos, n in reads)  # labels: no I/O either
+
+
+def test_split_identity_records_take_the_general_path(tmp_path):
+    """Identity records whose id field equals the magic word are split: the vectorised parse must
+    hand over to the per-record path and still read the right ranges."""
+    frames = [_hand_frame(_hand_payload(2, 0.0, [3.0, 5.0], b""), 0)]
+    frames += [_hand_frame(_hand_payload(0, 0.0, [], b"a", 1), 0), _hand_frame(_hand_payload(0, 1.0, [], b"b", 2), 0)]
+    for a, b in ((1, 2), (2, 3)):
+        payload = _hand_payload(2, 0.0, [float(a), float(b)], b"", MAGIC)  # id low word at payload offset 8
+        assert payload[8:12] == MAGIC_BYTES
+        frames.append(_hand_frame(payload[:8], 1) + _hand_frame(payload[12:], 3))
+    rec = tmp_path / "split_ids.rec"
+    rec.write_bytes(b"".join(frames))
+    offsets = np.cumsum([0] + [len(f) for f in frames[:-1]])
+    rec.with_suffix(".idx").write_text("".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)))
+    reader = open_recordio(rec)
+    assert reader.identity_ranges.tolist() == [[1, 2], [2, 3]]
+    assert reader.read_header(3).id == MAGIC
+    assert [reader[0], reader[1]] == [(b"a", 0), (b"b", 1)]
 
 
 def test_pickle_round_trip_drops_handle(small_rec):
@@ -418,9 +444,10 @@ def test_pickle_round_trip_drops_handle(small_rec):
     first = reader[0]
     assert reader._fd is not None
     clone = pickle.loads(pickle.dumps(reader))
-    assert clone._fd is None
+    assert clone._fd is None and clone._sorted_keys is None
     assert clone[0] == first and clone.labels.tolist() == reader.labels.tolist()
     assert clone._fd is not None and clone._fd != reader._fd
+    assert clone.read_header(8).labels == (3.0, 5.0)  # key table re-read from the .idx on demand
 
 
 def test_read_in_fresh_process(small_rec):
@@ -467,3 +494,18 @@ def test_truncated_last_record_of_headerless_file(tmp_path):
     assert reader[1] == samples[1]
     with pytest.raises(TruncatedRecordError, match=rf"t\.rec \(key 2\): record part at byte \d+ announces \d+ bytes but the file ends at byte {size - 10}"):
         reader[2]
+
+
+def test_headerless_scan_skips_corrupt_records(tmp_path):
+    samples = list(zip(_jpegs(4), [3, 1, 2, 0]))
+    write_recordio(tmp_path / "h.rec", samples, with_header=False)
+    offsets = _idx(tmp_path / "h.rec")
+    raw = bytearray((tmp_path / "h.rec").read_bytes())
+    raw[offsets[1] : offsets[1] + 4] = b"\0\0\0\0"
+    (tmp_path / "h.rec").write_bytes(bytes(raw))
+    with pytest.raises(BadMagicError, match=r"key 1\)"):
+        _ = open_recordio(tmp_path / "h.rec").labels
+    lenient = open_recordio(tmp_path / "h.rec", skip_corrupt=True)
+    assert lenient.labels.tolist() == [3, 2, 0] and lenient.num_classes == 4
+    assert lenient.keys.tolist() == [0, 2, 3] and [k for k, _ in lenient.skipped] == [1]
+    assert lenient[1] == samples[2]

@@ -9,8 +9,19 @@ import struct
 import numpy as np
 import pytest
 
-from marginlab.data.errors import CorruptImageError, DataFormatError, VerificationBinError
-from marginlab.data.formats import decode_image, encode_jpeg, encode_png, read_bin, read_bin_encoded, write_bin
+from marginlab.data.errors import (
+    CorruptImageError,
+    DataFormatError,
+    VerificationBinError,
+)
+from marginlab.data.formats import (
+    decode_image,
+    encode_jpeg,
+    encode_png,
+    read_bin,
+    read_bin_encoded,
+    write_bin,
+)
 
 
 def _faces(n: int) -> list[np.ndarray]:

@@ -24,8 +24,8 @@ Gallery_Match are numbered 0..K-1.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,10 +41,10 @@ from marginlab.data.images import decode_image, encode_jpeg, is_jpeg
 from marginlab.data.recordio import write_recordio
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "IDENTIFICATION_PARTS",
-    "list_image_folder",
+    "IMAGE_EXTENSIONS",
     "folders_to_recordio",
+    "list_image_folder",
     "read_identification_set",
 ]
 

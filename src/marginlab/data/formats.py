@@ -42,26 +42,25 @@ from marginlab.data.images import (
     estimate_similarity,
     transform_points,
 )
-from marginlab.data.recordio import IRHeader, RecordIOReader, open_recordio, write_recordio
+from marginlab.data.recordio import (
+    IRHeader,
+    RecordIOReader,
+    open_recordio,
+    write_recordio,
+)
 from marginlab.data.verification_bin import read_bin, read_bin_encoded, write_bin
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
     "IDENTIFICATION_PARTS",
-    "IJBSet",
     "IMAGE_EXTENSIONS",
-    "folders_to_recordio",
-    "ijb_meta_paths",
-    "list_image_folder",
-    "read_identification_set",
-    "read_ijb",
-    "write_ijb_meta",
     "BadMagicError",
     "CorruptImageError",
     "DataFormatError",
     "EmptyFolderError",
     "FolderFormatError",
     "IJBFormatError",
+    "IJBSet",
     "IRHeader",
     "MissingFileError",
     "MissingIndexError",
@@ -75,10 +74,16 @@ __all__ = [
     "encode_jpeg",
     "encode_png",
     "estimate_similarity",
+    "folders_to_recordio",
+    "ijb_meta_paths",
+    "list_image_folder",
     "open_recordio",
     "read_bin",
     "read_bin_encoded",
+    "read_identification_set",
+    "read_ijb",
     "transform_points",
     "write_bin",
+    "write_ijb_meta",
     "write_recordio",
 ]

@@ -26,7 +26,7 @@ from marginlab.data.errors import IJBFormatError, MissingFileError
 from marginlab.data.images import align_face, decode_image
 from marginlab.io import atomic_path
 
-__all__ = ["IJBSet", "read_ijb", "write_ijb_meta", "ijb_meta_paths"]
+__all__ = ["IJBSet", "ijb_meta_paths", "read_ijb", "write_ijb_meta"]
 
 _FACE_COLUMNS = ["image", "tid", "mid", "landmarks", "score"]
 _PAIR_COLUMNS = ["tid1", "tid2", "label"]

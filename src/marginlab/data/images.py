@@ -22,17 +22,17 @@ import numpy as np
 from marginlab.data.errors import CorruptImageError
 
 __all__ = [
-    "ARCFACE_TEMPLATE_96x112",
     "ARCFACE_TEMPLATE_112",
+    "ARCFACE_TEMPLATE_96x112",
+    "align_face",
     "arcface_template",
     "decode_image",
     "encode_jpeg",
     "encode_png",
+    "estimate_similarity",
     "is_jpeg",
     "is_png",
-    "estimate_similarity",
     "transform_points",
-    "align_face",
 ]
 
 #: Five landmarks (left eye, right eye, nose tip, left and right mouth corner) of the 96x112 crop

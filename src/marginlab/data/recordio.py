@@ -35,8 +35,8 @@ import math
 import numbers
 import os
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -56,13 +56,13 @@ __all__ = [
     "MAGIC",
     "IRHeader",
     "RecordIOReader",
-    "open_recordio",
-    "write_recordio",
-    "pack_payload",
-    "unpack_payload",
     "frame_record",
-    "read_idx",
     "idx_path_for",
+    "open_recordio",
+    "pack_payload",
+    "read_idx",
+    "unpack_payload",
+    "write_recordio",
 ]
 
 MAGIC = 0xCED7230A
@@ -252,6 +252,43 @@ def _first_bad_idx_line(idx_path: Path) -> str:
 # ------------------------------------------------------------------------------------------ reader
 
 
+def _block_reader(block: bytes, start: int, fallback: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+    """A ``read(pos, n)`` served from ``block`` (file bytes from ``start``), else from ``fallback``."""
+
+    def read(pos: int, n: int) -> bytes:
+        if start <= pos and pos + n <= start + len(block):
+            return block[pos - start : pos - start + n]
+        return fallback(pos, n)
+
+    return read
+
+
+def _parse_identity_block(block: bytes, start: int, offsets: np.ndarray, l0: int) -> np.ndarray | None:
+    """Vectorised parse of identity records ``[magic][lrec][flag label id id2][a b]`` held in ``block``.
+
+    Returns the (C, 2) int64 ranges, or ``None`` when any record is not a plain, valid frame (split,
+    wrong magic, bad range, ...), so the caller takes the per-record path that names the problem.
+    """
+    if start % 4 or (offsets % 4).any():
+        return None
+    words = np.frombuffer(block, dtype="<u4", count=len(block) // 4)
+    w = (offsets - start) // 4
+    if (w + 10 > len(words)).any():
+        return None
+    lrec = words[w + 1]
+    flag = words[w + 2]
+    ok = (words[w] == MAGIC) & (lrec >> _CFLAG_SHIFT == 0) & (flag >= 2) & ((lrec & _LENGTH_MASK) >= _IR.size + 4 * flag)
+    if not ok.all():
+        return None
+    ab = np.stack([words[w + 8], words[w + 9]], axis=1).view("<f4").astype(np.float64)
+    if not (np.isfinite(ab).all() and (ab == np.round(ab)).all()):
+        return None
+    ranges = ab.astype(np.int64)
+    if not ((1 <= ranges[:, 0]) & (ranges[:, 0] <= ranges[:, 1]) & (ranges[:, 1] <= l0)).all():
+        return None
+    return ranges
+
+
 def _label_to_int(value: float, source: str) -> int:
     if not math.isfinite(value) or value < 0 or value != int(value):
         raise RecordIOError(f"{source}: class label {value!r} is not a non-negative integer")
@@ -299,22 +336,27 @@ class RecordIOReader:
             )
         self.file_size = self.rec_path.stat().st_size
         all_keys, all_offsets = read_idx(self.idx_path)
-        order = np.argsort(all_keys, kind="stable")
-        self._sorted_keys = all_keys[order]
-        self._sorted_offsets = all_offsets[order]
-        self._idx_order_keys = all_keys
-        self._init_layout()
+        self._sorted_keys: np.ndarray | None = None
+        self._sorted_offsets: np.ndarray | None = None
+        self._set_index(all_keys, all_offsets)
+        self._init_layout(all_keys)
+
+    def _set_index(self, keys: np.ndarray, offsets: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys, self._sorted_offsets = keys[order], offsets[order]
 
     # -------------------------------------------------------------- open-time structure
 
     def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offsets of ``keys`` and a mask of which keys are present in the .idx."""
+        if self._sorted_keys is None:  # dropped when pickled: re-read the .idx in this process
+            self._set_index(*read_idx(self.idx_path))
         pos = np.searchsorted(self._sorted_keys, keys)
         pos = np.minimum(pos, len(self._sorted_keys) - 1)
         present = self._sorted_keys[pos] == keys
         return self._sorted_offsets[pos], present
 
-    def _init_layout(self) -> None:
+    def _init_layout(self, idx_keys: np.ndarray) -> None:
         self.header: IRHeader | None = None
         self.identity_ranges: np.ndarray | None = None
         self.header0: tuple[int, int] | None = None
@@ -336,7 +378,7 @@ class RecordIOReader:
             self.header0 = (l0, l1)
             image_keys = np.arange(1, l0, dtype=np.int64)
         else:
-            image_keys = self._idx_order_keys.copy()
+            image_keys = idx_keys.copy()
         offsets, present = self._lookup(image_keys)
         past_end = present & (offsets + 8 > self.file_size)
         bad = ~present | past_end
@@ -376,7 +418,15 @@ class RecordIOReader:
             )
         start = int(offsets.min())
         stop = min(self.file_size, int(offsets.max()) + 4096)
-        read = self._block_reader(start, stop) if stop - start <= _BLOCK_READ_LIMIT else self._pread
+        if stop - start <= _BLOCK_READ_LIMIT:
+            block = self._pread(start, stop - start)
+            fast = _parse_identity_block(block, start, offsets, l0)
+            if fast is not None:
+                return fast
+            read = _block_reader(block, start, self._pread)
+        else:
+            read = self._pread
+        # general path: split records, or anything the vectorised parse rejected (precise errors here)
         for row, (key, off) in enumerate(zip(id_keys.tolist(), offsets.tolist())):
             where = self._where(key)
             header, _ = unpack_payload(_read_framed(read, off, self.file_size, where), source=where)
@@ -405,17 +455,6 @@ class RecordIOReader:
     def _pread(self, pos: int, n: int) -> bytes:
         return os.pread(self._file(), n, pos)
 
-    def _block_reader(self, start: int, stop: int) -> Callable[[int, int], bytes]:
-        """A ``read(pos, n)`` served from one read of bytes [start, stop), falling back to pread."""
-        block = self._pread(start, stop - start)
-
-        def read(pos: int, n: int) -> bytes:
-            if start <= pos and pos + n <= start + len(block):
-                return block[pos - start : pos - start + n]
-            return self._pread(pos, n)
-
-        return read
-
     def _read_key_payload(self, key: int) -> bytes:
         offsets, present = self._lookup(np.array([key]))
         if not present[0]:
@@ -436,7 +475,7 @@ class RecordIOReader:
                 pass
         self._fd = None
 
-    def __enter__(self) -> "RecordIOReader":
+    def __enter__(self) -> RecordIOReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -452,6 +491,8 @@ class RecordIOReader:
         state = self.__dict__.copy()
         state["_fd"] = None  # never pickle an OS handle: the unpickling process opens its own
         state["_pid"] = None
+        # the full key -> offset table is only needed for read_key/read_header: rebuilt on demand
+        state["_sorted_keys"] = state["_sorted_offsets"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -497,7 +538,7 @@ class RecordIOReader:
     @property
     def num_classes(self) -> int:
         if self.identity_ranges is not None:
-            return int(len(self.identity_ranges))
+            return len(self.identity_ranges)
         labels = self.labels
         return int(labels.max()) + 1 if len(labels) else 0
 
@@ -513,14 +554,18 @@ class RecordIOReader:
             if self.identity_ranges is not None:
                 self._labels = self._labels_from_ranges()
             else:
-                self._labels = self.scan_labels()
+                self._labels = self.scan_labels(progress=len(self.keys) >= 10_000)
         return self._labels
 
     def _labels_from_ranges(self) -> np.ndarray:
         assert self.identity_ranges is not None and self.header0 is not None
+        a, b = self.identity_ranges[:, 0], self.identity_ranges[:, 1]
+        lengths = b - a
+        total = int(lengths.sum())
+        # key of every (class, member) pair: a_c + (0 .. b_c - a_c - 1), vectorised
+        member_keys = np.repeat(a - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         by_key = np.full(self.header0[0], -1, dtype=np.int64)
-        for c, (a, b) in enumerate(self.identity_ranges.tolist()):
-            by_key[a:b] = c
+        by_key[member_keys] = np.repeat(np.arange(len(lengths)), lengths)
         labels = by_key[self.keys]
         if (labels < 0).any():
             key = int(self.keys[labels < 0][0])
@@ -528,11 +573,24 @@ class RecordIOReader:
         return labels
 
     def scan_labels(self, progress: bool = True) -> np.ndarray:
-        """Read every image record's header (not its image) and return the class labels (int64)."""
+        """Read every image record's header (not its image) and return the class labels (int64).
+
+        Under ``skip_corrupt`` records whose header cannot be read are dropped from this reader
+        (and listed in ``skipped``), so the result stays aligned with the positions.
+        """
         labels = np.empty(len(self.keys), dtype=np.int64)
+        keep = np.ones(len(self.keys), dtype=bool)
         for i in tqdm(range(len(self.keys)), desc=f"scan labels {self.rec_path.name}", disable=not progress, unit="rec"):
-            labels[i] = self._scan_one_label(i)
-        return labels
+            try:
+                labels[i] = self._scan_one_label(i)
+            except RecordIOError as exc:
+                if not self.skip_corrupt:
+                    raise
+                keep[i] = False
+                self.skipped.append((int(self.keys[i]), str(exc)))
+        if not keep.all():
+            self.keys, self._offsets = self.keys[keep], self._offsets[keep]
+        return labels[keep]
 
     def _scan_one_label(self, i: int) -> int:
         key, offset = int(self.keys[i]), int(self._offsets[i])
@@ -582,7 +640,7 @@ class RecordIOReader:
             self.keys, self._offsets = self.keys[keep], self._offsets[keep]
             self.skipped.extend(newly)
         self._labels = labels[keep]
-        return {"checked": int(len(keep)), "valid": int(keep.sum()), "skipped": len(newly)}
+        return {"checked": len(keep), "valid": int(keep.sum()), "skipped": len(newly)}
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         """Yield ``(bytes, label)`` in position order; under ``skip_corrupt`` unreadable records are

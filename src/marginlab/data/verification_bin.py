@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -42,7 +42,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+    def find_class(self, module: str, name: str):
         if module.startswith("numpy.core"):
             module = "numpy._core" + module[len("numpy.core") :]
         if module == "__builtin__":  # Python 2 name of builtins
@@ -58,11 +58,11 @@ def _load_pickle(path: Path) -> object:
         return _RestrictedUnpickler(io.BytesIO(raw)).load()
     except UnicodeDecodeError:
         pass  # Python 2 str payloads: retry below
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unpickling bad bytes raises many types; report them as one
         raise VerificationBinError(f"{path}: not a readable verification .bin pickle ({type(exc).__name__}: {exc})") from None
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         raise VerificationBinError(f"{path}: not a readable verification .bin pickle ({type(exc).__name__}: {exc})") from None
 
 
@@ -141,6 +141,5 @@ def write_bin(path: str | Path, encoded_images: Sequence[bytes], issame: Sequenc
     flags = _as_issame(issame, path)
     bins = [_as_bytes(b, path, i) for i, b in enumerate(encoded_images)]
     _check_counts(len(bins), len(flags), path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            pickle.dump((bins, [bool(v) for v in flags]), fh, protocol=4)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump((bins, [bool(v) for v in flags]), fh, protocol=4)
