@@ -1,0 +1,47 @@
+"""Stage ``evaluate@RUN``: evaluate one trained run on every benchmark of the prepared data.
+
+    python stages/evaluate.py RUN_NAME [--params params.yaml] [--device auto|cpu|cuda] [--threads N] [--no-progress]
+
+Reads ``<runs_dir>/<RUN>/model.pt`` and ``<data.prepared_dir>/`` (verification/*.bin, ijb/*/,
+tinyface/), joins ``<quality.output_dir>/scores.parquet`` when present, and writes atomically
+``<runs_dir>/<RUN>/metrics.json``, ``roc.parquet`` and ``eval_norms.parquet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import torch
+
+from marginlab.config import ConfigError, load_params
+from marginlab.data.formats import DataFormatError
+from marginlab.evaluate import evaluate_run
+from marginlab.train.model_io import ModelFileError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run name (a key of 'runs' in params.yaml)")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to embed (default: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op CPU threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        params = load_params(args.params)
+        metrics = evaluate_run(params, args.run, device=args.device, progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, DataFormatError, ModelFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"run": metrics["run"], "head": metrics["head"], "summary": metrics["summary"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
