@@ -1,6 +1,6 @@
 """Stage ``evaluate@RUN``: evaluate one trained run on every benchmark of the prepared data.
 
-    python stages/evaluate.py RUN_NAME [--params params.yaml] [--device auto|cpu|cuda] [--threads N] [--no-progress]
+    python stages/evaluate.py RUN_NAME [--params params.yaml] [--device auto|cpu|cuda] [--threads N] [--workers N] [--no-progress]
 
 Reads ``<runs_dir>/<RUN>/model.pt`` and ``<data.prepared_dir>/`` (verification/*.bin, ijb/*/,
 tinyface/), joins ``<quality.output_dir>/scores.parquet`` when present, and writes atomically
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to embed (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op CPU threads (0: torch's default)")
+    parser.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: 0 on CPU, up to 8 on CUDA)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         params = load_params(args.params)
-        metrics = evaluate_run(params, args.run, device=args.device, progress=not args.no_progress)
+        metrics = evaluate_run(params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress)
     except (ConfigError, FileNotFoundError, DataFormatError, ModelFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -158,6 +158,14 @@ def test_low_contrast_images_get_lower_norms_with_a_contrast_sensitive_net(prepa
     assert norms.query("split == 'bin:lq'")["norm"].mean() < 0.5 * norms.query("split == 'bin:hq'")["norm"].mean()
 
 
+def test_decoding_workers_give_identical_results(prepared):
+    cfg = EvaluateConfig(batch_size=16, fars=[1e-1])
+    serial = evaluate_prepared(PoolNet(), prepared, cfg=cfg, input_size=32, device="cpu", num_workers=0, progress=False)
+    parallel = evaluate_prepared(PoolNet(), prepared, cfg=cfg, input_size=32, device="cpu", num_workers=1, progress=False)
+    pd.testing.assert_frame_equal(serial.norms_frame(), parallel.norms_frame())
+    assert serial.verification == parallel.verification and serial.identification == parallel.identification
+
+
 def test_fusion_mode_is_named_in_the_output(prepared):
     cfg = EvaluateConfig(batch_size=64, fusion="mean", fars=[1e-1])
     result = evaluate_prepared(PoolNet(), prepared, cfg=cfg, input_size=32, device="cpu", progress=False)

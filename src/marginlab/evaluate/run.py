@@ -32,11 +32,13 @@ Summary entries are ``null`` when the set behind them does not exist.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -99,9 +101,42 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _chunks(n: int, load, size: int) -> Iterator[list[np.ndarray]]:
-    for start in range(0, n, size):
-        yield [load(i) for i in range(start, min(n, start + size))]
+class _Indexed(torch.utils.data.Dataset):
+    """Items ``load(0) .. load(n-1)`` as a Dataset, so DataLoader workers can decode in parallel."""
+
+    def __init__(self, load: Callable[[int], np.ndarray], n: int):
+        self.load, self.n = load, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.load(i)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def _chunks(n: int, load: Callable[[int], np.ndarray], size: int, workers: int = 0) -> Iterator[list[np.ndarray]]:
+    """Images ``load(i)`` in order, in lists of ``size``; decoded by ``workers`` processes when > 0."""
+    if workers <= 0:
+        for start in range(0, n, size):
+            yield [load(i) for i in range(start, min(n, start + size))]
+        return
+    yield from torch.utils.data.DataLoader(_Indexed(load, n), batch_size=size, shuffle=False, num_workers=workers, collate_fn=_as_list)
+
+
+def _decode_encoded(encoded: list, source: str, i: int) -> np.ndarray:
+    from marginlab.data.formats import decode_image
+
+    return decode_image(bytes(encoded[i]), source=f"{source}[{i}]")
+
+
+def _decode_file(paths: list, i: int) -> np.ndarray:
+    from marginlab.data.formats import decode_image
+
+    return decode_image(Path(paths[i]).read_bytes(), source=str(paths[i]))
 
 
 def _gt_quality(meta_path: Path, n: int) -> np.ndarray:
@@ -159,8 +194,8 @@ def join_quality(norms: pd.DataFrame, scores: Optional[pd.DataFrame]) -> pd.Data
 
 
 # --------------------------------------------------------------------------- protocols
-def _evaluate_bins(backbone, prepared: Path, embed_kw: dict, result: EvaluationResult) -> None:
-    from marginlab.data.formats import decode_image, read_bin_encoded
+def _evaluate_bins(backbone, prepared: Path, embed_kw: dict, workers: int, result: EvaluationResult) -> None:
+    from marginlab.data.formats import read_bin_encoded
 
     for path in sorted((prepared / "verification").glob("*.bin")):
         name = path.stem
@@ -168,8 +203,8 @@ def _evaluate_bins(backbone, prepared: Path, embed_kw: dict, result: EvaluationR
         issame = np.asarray(issame, dtype=bool)
         if len(encoded) != 2 * issame.shape[0]:
             raise ValueError(f"{path}: {len(encoded)} images for {issame.shape[0]} pairs (expected 2 images per pair)")
-        load = lambda i, enc=encoded, p=path: decode_image(bytes(enc[i]), source=f"{p}[{i}]")  # noqa: E731
-        feats = embed_images(backbone, _chunks(len(encoded), load, embed_kw["batch_size"]), total=len(encoded), desc=f"bin:{name}", **embed_kw)
+        load = functools.partial(_decode_encoded, encoded, str(path))
+        feats = embed_images(backbone, _chunks(len(encoded), load, embed_kw["batch_size"], workers), total=len(encoded), desc=f"bin:{name}", **embed_kw)
         normed = _l2(feats)
         metrics = ten_fold_accuracy(normed[0::2], normed[1::2], issame)
         result.verification[name] = metrics
@@ -182,7 +217,7 @@ def _evaluate_bins(backbone, prepared: Path, embed_kw: dict, result: EvaluationR
         log.info(f"verification {name}: accuracy {metrics['accuracy_mean']:.4f} ± {metrics['accuracy_std']:.4f} ({metrics['pairs']} pairs)")
 
 
-def _evaluate_ijb(backbone, prepared: Path, embed_kw: dict, cfg: EvaluateConfig, result: EvaluationResult) -> None:
+def _evaluate_ijb(backbone, prepared: Path, embed_kw: dict, workers: int, cfg: EvaluateConfig, result: EvaluationResult) -> None:
     root = prepared / "ijb"
     if not root.is_dir():
         return
@@ -192,7 +227,7 @@ def _evaluate_ijb(backbone, prepared: Path, embed_kw: dict, cfg: EvaluateConfig,
         name = set_dir.name
         ijb = read_ijb(set_dir, name)
         n = len(ijb.faces)
-        feats = embed_images(backbone, _chunks(n, ijb.load_aligned, embed_kw["batch_size"]), total=n, desc=f"ijb:{name}", **embed_kw)
+        feats = embed_images(backbone, _chunks(n, ijb.load_aligned, embed_kw["batch_size"], workers), total=n, desc=f"ijb:{name}", **embed_kw)
         metrics, roc = evaluate_templates(feats, ijb.faces, ijb.pairs, fusion=cfg.fusion, fars=cfg.fars)
         result.ijb[name] = metrics
         roc.insert(0, "set", name)
@@ -218,11 +253,11 @@ def _tinyface_gt(meta_path: Path, part: str, n: int) -> Optional[np.ndarray]:
     return out
 
 
-def _evaluate_tinyface(backbone, prepared: Path, embed_kw: dict, cfg: EvaluateConfig, result: EvaluationResult) -> None:
+def _evaluate_tinyface(backbone, prepared: Path, embed_kw: dict, workers: int, cfg: EvaluateConfig, result: EvaluationResult) -> None:
     root = prepared / "tinyface"
     if not root.is_dir():
         return
-    from marginlab.data.formats import IDENTIFICATION_PARTS, decode_image, read_identification_set
+    from marginlab.data.formats import IDENTIFICATION_PARTS, read_identification_set
 
     parts = read_identification_set(root)  # checks the layout and the closed-set condition
     feats: dict[str, np.ndarray] = {}
@@ -231,8 +266,8 @@ def _evaluate_tinyface(backbone, prepared: Path, embed_kw: dict, cfg: EvaluateCo
         if part not in parts or len(parts[part][0]) == 0:
             continue
         paths, part_labels = parts[part]
-        load = lambda i, ps=paths: decode_image(Path(ps[i]).read_bytes(), source=str(ps[i]))  # noqa: E731
-        f = embed_images(backbone, _chunks(len(paths), load, embed_kw["batch_size"]), total=len(paths), desc=f"tinyface:{part}", **embed_kw)
+        load = functools.partial(_decode_file, list(paths))
+        f = embed_images(backbone, _chunks(len(paths), load, embed_kw["batch_size"], workers), total=len(paths), desc=f"tinyface:{part}", **embed_kw)
         feats[part], labels[part] = f, np.asarray(part_labels)
         result.norms.append(_norm_rows(f"tinyface:{part}", f, _tinyface_gt(root / "meta.parquet", part, len(paths))))
     gallery_parts = [p for p in ("Gallery_Match", "Gallery_Distractor") if p in feats]
@@ -256,9 +291,14 @@ def evaluate_prepared(
     input_size: int,
     channel_order: str = "BGR",
     device: str | torch.device = "auto",
+    num_workers: Optional[int] = None,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Run every protocol whose data exists in ``prepared_dir`` (module docstring)."""
+    """Run every protocol whose data exists in ``prepared_dir`` (module docstring).
+
+    ``num_workers`` image-decoding processes (``None``: 0 on CPU, where the model needs the cores,
+    ``min(8, cpus - 1)`` on CUDA, where decoding and alignment would otherwise starve the GPU).
+    """
     prepared = Path(prepared_dir)
     if not prepared.is_dir():
         raise FileNotFoundError(f"prepared data directory {prepared} not found (params data.prepared_dir); run the prepare stage first")
@@ -269,10 +309,12 @@ def evaluate_prepared(
         raise FileNotFoundError(f"nothing to evaluate in {prepared}: expected verification/*.bin, ijb/<name>/meta/ or tinyface/")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     embed_kw = dict(input_size=input_size, channel_order=channel_order, batch_size=cfg.batch_size, flip=cfg.flip, device=dev, progress=progress)
+    if num_workers is None:
+        num_workers = 0 if dev.type == "cpu" else max(0, min(8, (os.cpu_count() or 1) - 1))
     result = EvaluationResult()
-    _evaluate_bins(backbone, prepared, embed_kw, result)
-    _evaluate_ijb(backbone, prepared, embed_kw, cfg, result)
-    _evaluate_tinyface(backbone, prepared, embed_kw, cfg, result)
+    _evaluate_bins(backbone, prepared, embed_kw, num_workers, result)
+    _evaluate_ijb(backbone, prepared, embed_kw, num_workers, cfg, result)
+    _evaluate_tinyface(backbone, prepared, embed_kw, num_workers, cfg, result)
     return result
 
 
@@ -297,11 +339,13 @@ def evaluate_run(
     run_name: str,
     *,
     device: Optional[str] = None,
+    num_workers: Optional[int] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``<runs_dir>/<run_name>/model.pt``; write metrics.json, roc.parquet, eval_norms.parquet.
 
-    ``device``: 'auto' (default: CUDA when present), 'cpu' or 'cuda'. Run identity (head, label, tags)
+    ``device``: 'auto' (default: CUDA when present), 'cpu' or 'cuda'; ``num_workers``: image-decoding
+    processes (:func:`evaluate_prepared`). Run identity (head, label, tags)
     comes from the ResolvedRun stored in ``model.pt``, i.e. what was actually trained. Returns the
     metrics dict.
     """
@@ -326,6 +370,7 @@ def evaluate_run(
         input_size=resolved.model.input_size,
         channel_order=channel_order,
         device=dev,
+        num_workers=num_workers,
         progress=progress,
     )
     metrics = {
