@@ -34,7 +34,7 @@ def _closed_form_ir_params(units, width=1.0, input_size=112, embedding=512) -> i
                  + projection shortcut (in·out + 2out) only when in ≠ out
     output: BN2d(c4) 2·c4 + Linear(c4·s·s → E) with bias; BN1d(E, affine=False) has no parameters.
     """
-    ch = lambda c: max(8, round(c * width))  # noqa: E731
+    ch = lambda c: max(8, round(c * width))
     c0 = ch(64)
     total = 27 * c0 + 2 * c0 + c0
     cin = c0

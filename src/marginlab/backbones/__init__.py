@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from marginlab.backbones.iresnet import IR_UNITS, IResNet, build_iresnet, feature_map_size
+from marginlab.backbones.iresnet import (
+    IR_UNITS,
+    IResNet,
+    build_iresnet,
+    feature_map_size,
+)
 from marginlab.backbones.timm_backbone import TimmBackbone, build_timm_backbone
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ def build_backbone(name: str, embedding_size: int = 512, input_size: int | tuple
     ``width`` (only 1.0). Unknown names or options raise ValueError listing what is allowed.
     """
     if not isinstance(name, str):
-        raise ValueError(f"backbone name must be a string, got {name!r}; allowed: {_ALLOWED}")
+        raise ValueError(f"backbone name must be a string, got {name!r}; allowed: {_ALLOWED}")  # noqa: TRY004 (one error type for bad config)
     if name in IR_UNITS:
         _check_options(name, options, _IR_OPTIONS)
         return build_iresnet(name, embedding_size, input_size, **options)
@@ -57,7 +62,7 @@ def build_backbone(name: str, embedding_size: int = 512, input_size: int | tuple
     raise ValueError(f"unknown backbone {name!r}; allowed: {_ALLOWED}")
 
 
-def build_backbone_from_config(model: "ModelConfig") -> nn.Module:
+def build_backbone_from_config(model: ModelConfig) -> nn.Module:
     """Build the backbone a ``params.model`` section describes (backbone, width, dropout, sizes)."""
     return build_backbone(
         model.backbone,

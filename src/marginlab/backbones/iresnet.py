@@ -32,7 +32,7 @@ flattened order is the logical (C, H, W) order, so weights are layout-independen
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -40,12 +40,12 @@ from torch import nn
 __all__ = [
     "IR_UNITS",
     "STAGE_CHANNELS",
-    "IResNet",
     "BasicBlockIR",
+    "IResNet",
+    "as_pair",
     "build_iresnet",
     "feature_map_size",
     "scaled_channels",
-    "as_pair",
 ]
 
 IR_UNITS: dict[str, tuple[int, int, int, int]] = {
@@ -63,7 +63,7 @@ MIN_INPUT_SIZE = 16
 
 def scaled_channels(channels: int, width: float) -> int:
     """``max(8, round(channels · width))``: channel count under a width multiplier."""
-    return max(MIN_CHANNELS, int(round(channels * width)))
+    return max(MIN_CHANNELS, round(channels * width))
 
 
 def feature_map_size(input_size: int, num_stages: int = 4) -> int:
@@ -189,7 +189,7 @@ def build_iresnet(
 def as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     """``112`` → ``(112, 112)``; ``(h, w)`` → ``(h, w)``; anything else → ValueError."""
     if isinstance(size, bool):
-        raise ValueError(f"input_size must be an int or (height, width), got {size!r}")
+        raise ValueError(f"input_size must be an int or (height, width), got {size!r}")  # noqa: TRY004
     if isinstance(size, int):
         return size, size
     if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in size):

@@ -17,14 +17,14 @@ load weights (``pretrained``, ``pretrained_cfg``, ``pretrained_cfg_overlay``, ``
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
 from marginlab.backbones.iresnet import as_pair
 
-__all__ = ["TimmBackbone", "build_timm_backbone", "FORBIDDEN_TIMM_KWARGS"]
+__all__ = ["FORBIDDEN_TIMM_KWARGS", "TimmBackbone", "build_timm_backbone"]
 
 FORBIDDEN_TIMM_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "num_classes")
 
@@ -39,7 +39,7 @@ class TimmBackbone(nn.Module):
         embedding_size: int = 512,
         input_size: int | tuple[int, int] = 112,
         dropout: float = 0.0,
-        timm_kwargs: Optional[dict[str, Any]] = None,
+        timm_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         import timm
@@ -99,7 +99,7 @@ def build_timm_backbone(
     *,
     dropout: float = 0.0,
     width: float = 1.0,
-    timm_kwargs: Optional[dict[str, Any]] = None,
+    timm_kwargs: dict[str, Any] | None = None,
 ) -> TimmBackbone:
     """Build ``timm/<model_name>``; ``width`` is accepted only as 1.0 (timm models have no multiplier)."""
     if width != 1.0:
