@@ -264,6 +264,8 @@ class RunSpec(Strict):
 
 class EvaluateConfig(Strict):
     batch_size: PositiveInt = 256
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: Optional[NonNegInt] = None  # image-decoding workers; None = 0 on CPU, up to 8 on CUDA
     flip: bool = True
     fusion: Literal["norm", "mean", "detector"] = "norm"
     fars: list[float] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
