@@ -97,3 +97,9 @@ def test_repository_params_yaml_is_valid():
     for path in [root / "params.yaml", *sorted((root / "configs").glob("*.yaml"))]:
         if path.exists():
             load_params(path)
+
+
+def test_timm_backbone_rejects_ir_width():
+    msg = _err({"model": {"backbone": "timm/resnet18", "width": 0.25}})
+    assert "- model" in msg and "IR-ResNets only" in msg
+    assert validate_params({"model": {"backbone": "timm/resnet18"}}).model.width == 1.0

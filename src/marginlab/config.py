@@ -101,11 +101,21 @@ class HeadDefaults(Strict):
 class ModelConfig(Strict):
     """Backbone. ``name`` is an IR-ResNet (ir_18 ... ir_200) or ``timm/<model_name>``."""
 
+    # Schema defaults = the paper's Table 1 backbone (full-width IR-18 at 112x112); params.yaml
+    # sets the small CPU default (quarter width at 64x64).
     backbone: str = "ir_18"
-    width: Annotated[float, Field(gt=0.0, le=4.0)] = 0.25
+    width: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
     embedding_size: PositiveInt = 512
-    input_size: Annotated[int, Field(ge=16, le=224)] = 64
+    input_size: Annotated[int, Field(ge=16, le=224)] = 112
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+
+    @model_validator(mode="after")
+    def _width_only_for_ir(self) -> "ModelConfig":
+        if self.backbone.startswith("timm/") and self.width != 1.0:
+            raise ValueError(
+                f"width={self.width} applies to IR-ResNets only; a timm backbone ({self.backbone}) needs width 1.0"
+            )
+        return self
 
     @field_validator("backbone")
     @classmethod
