@@ -358,7 +358,7 @@ def _epochs(loader, epochs):
 def test_loader_same_batches_for_0_and_2_workers(rec):
     def make(workers):
         ds = FaceRecordDataset(rec, input_size=32, augment=AUG_ON, seed=2, cache_decoded=True)
-        return build_loader(ds, 5, shuffle=True, drop_last=True, num_workers=workers, device="cpu", seed=11)
+        return build_loader(ds, 5, shuffle=True, drop_last=True, num_workers=workers, device="cpu", seed=11, timeout=60)
 
     ref = _epochs(make(0), [0, 1])
     par = _epochs(make(2), [0, 1])  # persistent workers: the epoch must reach them via shared memory
@@ -381,8 +381,10 @@ def test_loader_without_shuffle_keeps_order(rec):
     batches = list(build_loader(ds, 10, shuffle=False, drop_last=False, num_workers=0, device="cpu", seed=0))
     assert [len(b["index"]) for b in batches] == [10, 10, 4]
     assert torch.cat([b["index"] for b in batches]).tolist() == list(range(24))
-    loader = build_loader(ds, 10, shuffle=False, drop_last=False, num_workers=1, device="cpu", seed=0)
+    loader = build_loader(ds, 10, shuffle=False, drop_last=False, num_workers=1, device="cpu", seed=0, timeout=60)
     assert loader.persistent_workers and not loader.pin_memory and loader.prefetch_factor == 2
+    assert cv2.getNumThreads() == 1  # OpenCV made sequential before workers fork (0 -> reports 1)
+    assert torch.cat([b["index"] for b in loader]).tolist() == list(range(24))
 
 
 def test_build_loader_rejects_bad_arguments(rec):

@@ -251,10 +251,8 @@ class AdaFaceAugment:
             for name, factor in params.photometric:
                 out = _ADJUST[name](out, factor)
         if params.flip:
-            out = out[:, ::-1]
-        if out is img:
-            return img.copy()
-        return np.ascontiguousarray(out)
+            out = cv2.flip(out, 1)  # = out[:, ::-1], but contiguous and ~30x faster than copying that view
+        return img.copy() if out is img else out
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, bool]]:
         _check_image(img)

@@ -195,7 +195,7 @@ class _FaceDataset(Dataset):
         n = len(self.indices)
         cache: Optional[np.ndarray] = None
         keep = np.ones(n, dtype=bool)
-        for pos in tqdm(range(n), desc=f"decoding {self.name}", unit="img", disable=n < 2000, leave=False):
+        for pos in tqdm(range(n), desc=f"decoding {self.name}", unit="img", disable=n < 20000, leave=False):
             index = int(self.indices[pos])
             try:
                 img = self._decode(index)
@@ -442,11 +442,14 @@ class EpochSampler(Sampler[int]):
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Seed Python/NumPy in each worker from torch's per-worker seed; keep OpenCV single-threaded."""
+    """Seed Python/NumPy in each worker from torch's per-worker seed.
+
+    (No OpenCV call here: reconfiguring OpenCV's thread pool in a forked child can deadlock on the
+    parent's pool state; :func:`build_loader` makes OpenCV sequential before the fork instead.)
+    """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
 
 
 def build_loader(
@@ -459,6 +462,7 @@ def build_loader(
     device: str | torch.device = "cpu",
     seed: int = 0,
     prefetch_factor: Optional[int] = None,
+    timeout: float = 0.0,
 ) -> DataLoader:
     """A reproducible DataLoader: same ``seed`` and epoch → same batches for any ``num_workers``.
 
@@ -468,6 +472,11 @@ def build_loader(
       seeding ``random``/``numpy`` per worker and setting ``cv2.setNumThreads(1)``;
     - workers are persistent (``num_workers > 0``): no re-fork per epoch; the epoch reaches them
       through the dataset's shared-memory epoch (call ``loader.dataset.set_epoch(e)`` first);
+    - with workers, OpenCV is switched to sequential mode (``cv2.setNumThreads(0)``) in the calling
+      process before the workers fork: OpenCV's thread pool does not survive ``fork`` and a worker
+      touching it can deadlock. On 2-core CPUs its threads gave no speed-up for 112×112 images, and
+      the parallelism comes from the workers anyway;
+    - ``timeout`` (seconds, 0 = none) turns a stuck worker into an error instead of a hang;
     - on CUDA: ``pin_memory=True`` and ``prefetch_factor=4`` (default 2 on CPU). Copy batches with
       ``tensor.to(device, non_blocking=True)`` (:func:`move_batch`) so the host→device copy of a
       pinned batch overlaps with compute.
@@ -487,7 +496,9 @@ def build_loader(
         generator=torch.Generator().manual_seed(int(seed)),
     )
     if num_workers > 0:
+        cv2.setNumThreads(0)
         kwargs.update(
+            timeout=timeout,
             worker_init_fn=_seed_worker,
             persistent_workers=True,
             prefetch_factor=prefetch_factor or (4 if cuda else 2),
