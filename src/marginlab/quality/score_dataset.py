@@ -1,0 +1,279 @@
+"""Chunked, resumable, streaming quality scoring of a stream of images.
+
+Input: an iterable of ``(split, index, image)`` where ``image`` is an RGB ``uint8`` array (H, W, 3)
+or a zero-argument callable returning one (lazy: it is only called when the image must be scored,
+so a resumed run skips finished chunks without reading or decoding them). Items of one split must
+be contiguous; their order defines the chunks.
+
+Protocol (:func:`score_items`):
+
+- Chunks: chunk ``k`` of a split is its items ``k*chunk_size .. (k+1)*chunk_size - 1`` in stream
+  order. Each finished chunk is written atomically to ``parts_dir/<split>-<k:05d>.parquet``
+  (``split`` percent-encoded for the file name, e.g. ``bin%3Alfw-00000.parquet``) with columns
+  ``split, index, brisque, iq``.
+- Resume: a chunk whose part file exists and lists exactly the chunk's ``(split, index)`` values is
+  read back instead of recomputed. ``fingerprint`` (any JSON-able dict describing model, data and
+  settings) is stored in ``parts_dir/fingerprint.json``; when it differs from the stored one, all
+  parts are discarded first. Scores do not depend on the batch size (see :mod:`.scorer`), so a run
+  killed after k chunks and restarted gives the same table as an uninterrupted run.
+- Batching: inside a chunk, images are grouped by size (H, W); each group is stacked into batches of
+  ``batch_size`` and scored at once. Memory is bounded by one chunk of decoded images, whatever the
+  dataset size.
+- Images smaller than :data:`.scorer.MIN_SIDE` per side get NaN (BRISQUE undefined) and a warning;
+  images that cannot be read or are not RGB ``uint8`` raise :class:`ImageReadError` naming the split
+  and index.
+
+Output: a :class:`ScoreResult` listing the part files in stream order; ``.write(path)`` streams them
+into one parquet table (``split`` str, ``index`` int64, ``brisque`` float64, ``iq`` float64;
+``iq = iq_from_brisque(brisque)``) and ``.table()`` returns it as a DataFrame. Duplicate indices within
+a split are an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import urllib.parse
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from marginlab.io import write_json, write_parquet
+from marginlab.quality.scorer import MIN_SIDE, iq_from_brisque, uint8_to_tensor
+
+log = logging.getLogger(__name__)
+
+ImageLike = Union[np.ndarray, Callable[[], np.ndarray]]
+Item = tuple[str, int, ImageLike]
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+COLUMNS = ["split", "index", "brisque", "iq"]
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+class ImageReadError(ValueError):
+    """An image of the stream could not be read or is not RGB uint8; names the split and index."""
+
+
+class ScoreStreamError(ValueError):
+    """The item stream is malformed (non-contiguous split, duplicate index, bad item)."""
+
+
+def part_path(parts_dir: str | Path, split: str, chunk: int) -> Path:
+    """``parts_dir/<percent-encoded split>-<chunk:05d>.parquet``."""
+    return Path(parts_dir) / f"{urllib.parse.quote(split, safe='')}-{chunk:05d}.parquet"
+
+
+def empty_table() -> pd.DataFrame:
+    return pd.DataFrame({"split": pd.Series([], dtype=object), "index": pd.Series([], dtype=np.int64),
+                         "brisque": pd.Series([], dtype=np.float64), "iq": pd.Series([], dtype=np.float64)})
+
+
+@dataclass
+class _Chunk:
+    split: str
+    number: int
+    indices: list[int]
+    images: list[ImageLike]
+
+
+def _chunks(items: Iterable[Item], chunk_size: int) -> Iterator[_Chunk]:
+    """Cut the stream into per-split chunks of ``chunk_size`` items (the last one of a split shorter)."""
+    finished: set[str] = set()
+    counters: dict[str, int] = defaultdict(int)
+    current: Optional[_Chunk] = None
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 3):
+            raise ScoreStreamError(f"stream items must be (split, index, image) tuples, got {type(item).__name__}")
+        split, index, image = item
+        split, index = str(split), int(index)
+        if current is not None and (split != current.split or len(current.indices) >= chunk_size):
+            if split != current.split:
+                finished.add(current.split)
+            yield current
+            current = None
+        if current is None:
+            if split in finished:
+                raise ScoreStreamError(f"split {split!r} appears again after other splits; items of a split "
+                                       "must be contiguous")
+            current = _Chunk(split, counters[split], [], [])
+            counters[split] += 1
+        current.indices.append(index)
+        current.images.append(image)
+    if current is not None:
+        yield current
+
+
+def _load(split: str, index: int, image: ImageLike) -> np.ndarray:
+    try:
+        arr = image() if callable(image) else image
+    except Exception as err:  # noqa: BLE001 - any reader failure is reported the same way
+        raise ImageReadError(f"cannot read image split={split!r} index={index}: {type(err).__name__}: {err}") from err
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        what = f"{arr.dtype} array of shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ImageReadError(f"image split={split!r} index={index}: expected RGB uint8 (H, W, 3), got {what}")
+    return arr
+
+
+def score_images(images: list[np.ndarray], score_fn: ScoreFn, batch_size: int) -> np.ndarray:
+    """BRISQUE of a list of RGB uint8 images: grouped by size, each group scored in batches; NaN for
+    images smaller than MIN_SIDE per side. Returns float64 (len(images),) in input order."""
+    out = np.full(len(images), np.nan, dtype=np.float64)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for pos, img in enumerate(images):
+        if min(img.shape[0], img.shape[1]) >= MIN_SIDE:
+            groups[(img.shape[0], img.shape[1])].append(pos)
+    for positions in groups.values():
+        for start in range(0, len(positions), batch_size):
+            sel = positions[start:start + batch_size]
+            batch = uint8_to_tensor(np.stack([images[p] for p in sel]))
+            scores = score_fn(batch)
+            out[sel] = np.asarray(scores.detach().cpu(), dtype=np.float64)
+    return out
+
+
+def _read_part(path: Path, split: str, indices: list[int]) -> Optional[pd.DataFrame]:
+    """The part file if it holds exactly this chunk, else None (then it is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - unreadable part: recompute it
+        log.warning("part %s is unreadable (%s); recomputing it", path, err)
+        return None
+    if (list(frame.columns) != COLUMNS or len(frame) != len(indices) or not (frame["split"] == split).all()
+            or frame["index"].tolist() != indices):
+        log.warning("part %s does not match the current chunk of split %r; recomputing it", path, split)
+        return None
+    return frame
+
+
+def _check_fingerprint(parts_dir: Path, fingerprint: Optional[dict]) -> None:
+    """Discard all parts when the stored fingerprint differs from ``fingerprint``; store it."""
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if fingerprint is None:
+        return
+    fp_path = parts_dir / FINGERPRINT_FILE
+    wanted = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+    if fp_path.is_file():
+        try:
+            stored = json.loads(fp_path.read_text())
+        except json.JSONDecodeError:
+            stored = None
+        if stored == wanted:
+            return
+        stale = list(parts_dir.glob("*.parquet"))
+        if stale:
+            log.warning("scoring inputs or settings changed since the parts in %s were written; discarding %d parts",
+                        parts_dir, len(stale))
+        for p in stale:
+            p.unlink()
+    elif any(parts_dir.glob("*.parquet")):
+        log.warning("parts in %s have no fingerprint; discarding them", parts_dir)
+        for p in parts_dir.glob("*.parquet"):
+            p.unlink()
+    write_json(fp_path, wanted)
+
+
+@dataclass
+class ScoreResult:
+    """Where the scores of a :func:`score_items` run are: its part files, in stream order."""
+
+    parts: list[Path]
+    num_images: int
+    computed_chunks: int
+    reused_chunks: int
+    too_small: int
+
+    def table(self) -> pd.DataFrame:
+        """All scores as one DataFrame (columns ``COLUMNS``, stream order)."""
+        if not self.parts:
+            return empty_table()
+        table = pd.concat([pd.read_parquet(p) for p in self.parts], ignore_index=True)
+        table["index"] = table["index"].astype(np.int64)
+        return table[COLUMNS]
+
+    def write(self, out_path: str | Path) -> None:
+        """Write the table to ``out_path`` atomically, streaming part by part (constant memory)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from marginlab.io import atomic_path
+
+        schema = pa.schema([("split", pa.string()), ("index", pa.int64()), ("brisque", pa.float64()),
+                            ("iq", pa.float64())])
+        with atomic_path(out_path) as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for p in self.parts:
+                    writer.write_table(pq.read_table(p).select(COLUMNS).cast(schema))
+                if not self.parts:
+                    writer.write_table(schema.empty_table())
+
+
+def _check_unique(split: str, arrays: list[np.ndarray]) -> None:
+    if not arrays:
+        return
+    values, counts = np.unique(np.concatenate(arrays), return_counts=True)
+    if (counts > 1).any():
+        raise ScoreStreamError(f"split {split!r}: duplicate index {values[counts > 1][:5].tolist()}")
+
+
+def score_items(items: Iterable[Item], score_fn: ScoreFn, parts_dir: str | Path, *, chunk_size: int = 2048,
+                batch_size: int = 64, total: Optional[int] = None, fingerprint: Optional[dict] = None,
+                progress: bool = True) -> ScoreResult:
+    """Score a stream chunk by chunk into resumable part files (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    if chunk_size < 1 or batch_size < 1:
+        raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size}, {batch_size}")
+    parts_dir = Path(parts_dir)
+    _check_fingerprint(parts_dir, fingerprint)
+    result = ScoreResult([], 0, 0, 0, 0)
+    split_indices: list[np.ndarray] = []  # indices of the current split, for the duplicate check
+    current_split: Optional[str] = None
+    with tqdm(total=total, unit="img", desc="BRISQUE", disable=not progress, dynamic_ncols=True) as bar:
+        for chunk in _chunks(items, chunk_size):
+            if chunk.split != current_split:
+                _check_unique(current_split or "", split_indices)
+                split_indices, current_split = [], chunk.split
+            split_indices.append(np.asarray(chunk.indices, dtype=np.int64))
+            path = part_path(parts_dir, chunk.split, chunk.number)
+            if _read_part(path, chunk.split, chunk.indices) is not None:
+                result.reused_chunks += 1
+            else:
+                images = [_load(chunk.split, i, img) for i, img in zip(chunk.indices, chunk.images)]
+                small = [i for i, img in zip(chunk.indices, images) if min(img.shape[:2]) < MIN_SIDE]
+                if small:
+                    result.too_small += len(small)
+                    log.warning("split %r: %d image(s) smaller than %dx%d get NaN (e.g. index %d)",
+                                chunk.split, len(small), MIN_SIDE, MIN_SIDE, small[0])
+                brisque = score_images(images, score_fn, batch_size)
+                del images
+                frame = pd.DataFrame({"split": [chunk.split] * len(brisque),
+                                      "index": np.asarray(chunk.indices, np.int64),
+                                      "brisque": brisque, "iq": iq_from_brisque(brisque)})
+                write_parquet(path, frame)
+                result.computed_chunks += 1
+            result.parts.append(path)
+            result.num_images += len(chunk.indices)
+            bar.update(len(chunk.indices))
+            chunk.images.clear()
+        _check_unique(current_split or "", split_indices)
+    log.info("BRISQUE: %d images; chunks computed %d, reused %d (%s); %d images too small", result.num_images,
+             result.computed_chunks, result.reused_chunks, parts_dir, result.too_small)
+    return result
+
+
+def remove_parts(parts_dir: str | Path) -> None:
+    """Delete the part files once the final table is safely written."""
+    shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+__all__ = ["COLUMNS", "ImageReadError", "Item", "ScoreResult", "ScoreStreamError", "empty_table", "part_path",
+           "remove_parts", "score_images", "score_items"]

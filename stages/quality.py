@@ -1,0 +1,47 @@
+"""Stage ``quality``: BRISQUE and IQ of every prepared image.
+
+    python stages/quality.py [--params params.yaml] [--device auto|cpu|cuda] [--no-progress]
+
+Scores the training images and every evaluation image of ``data.prepared_dir`` (train.rec,
+verification/*.bin, ijb/<name>/ aligned faces, tinyface/<part>/) with the converted LIVE BRISQUE
+model ``quality.model_path``, ``quality.batch_size`` images per forward pass, in chunks of
+``quality.chunk_size`` images. Writes ``<quality.output_dir>/scores.parquet`` (split, index,
+brisque, iq; IQ = 1 - clip(BRISQUE, 0, 100) / 100) and ``summary.json``. A killed run resumes from
+the part files in ``<quality.output_dir>/.parts/``, which are removed after success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from marginlab.config import ConfigError, load_params
+from marginlab.quality.stage import QualityStageError, run_quality_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override quality.device")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+        if args.device:
+            params.quality.device = args.device
+        summary = run_quality_stage(params, progress=not args.no_progress)
+    except (ConfigError, QualityStageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(params.quality.output_dir)
+    every = summary["splits"]["all"]
+    print(f"wrote {out / 'scores.parquet'} and {out / 'summary.json'}: {summary['num_images']} images, "
+          f"mean BRISQUE {every['brisque']['mean']}, mean IQ {every['iq']['mean']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
