@@ -19,7 +19,6 @@ The goal is loader rate ≥ 2 × step rate. The CPU is shared: compare ratios fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -56,7 +55,7 @@ def make_recordio(path: Path, n: int, classes: int) -> str:
     except ImportError:
         def encoded():
             for rgb, label in smooth_faces(n, classes):
-                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                _, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
                 yield buf.tobytes(), label
 
         write_recordio(path, encoded())
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         results["images_source"] = make_recordio(rec, args.images, args.classes)
         print(f"wrote {args.images} images ({results['images_source']}) in {time.perf_counter() - t0:.1f} s")
-        print(f"\n| workers | cached | loader images/s |\n|---|---|---|")
+        print("\n| workers | cached | loader images/s |\n|---|---|---|")
         for cached in (False, True):
             for workers in args.workers:
                 rate = loader_rate(rec, workers, cached, args.epochs, args.batch, args.input_size)

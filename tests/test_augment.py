@@ -27,7 +27,7 @@ from marginlab.data.augment import (
     rgb_to_gray,
 )
 
-OFF = dict(crop_p=0.0, lowres_p=0.0, photometric_p=0.0, flip_p=0.0)
+OFF = {"crop_p": 0.0, "lowres_p": 0.0, "photometric_p": 0.0, "flip_p": 0.0}
 
 
 def only(**kw) -> AdaFaceAugment:

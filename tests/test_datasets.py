@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import cv2
@@ -170,7 +169,7 @@ def test_train_val_split_stratified_fraction_and_seeded():
 
 def test_train_val_split_arbitrary_label_values_and_zero_fraction():
     labels = np.array([7, 7, 7, 100, 100, 5])
-    train, val = train_val_split(labels, 0.4, seed=0)
+    _, val = train_val_split(labels, 0.4, seed=0)
     assert sorted(labels[val].tolist()) == [7, 100]
     t0, v0 = train_val_split(labels, 0.0, seed=0)
     np.testing.assert_array_equal(t0, np.arange(6))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -36,17 +35,17 @@ import numpy as np
 from marginlab.config import AugmentConfig
 
 __all__ = [
+    "FLAG_NAMES",
     "INTERPOLATIONS",
-    "AugmentParams",
     "AdaFaceAugment",
-    "random_resized_crop_params",
-    "paste_crop",
-    "low_resolution",
-    "rgb_to_gray",
+    "AugmentParams",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_saturation",
-    "FLAG_NAMES",
+    "low_resolution",
+    "paste_crop",
+    "random_resized_crop_params",
+    "rgb_to_gray",
 ]
 
 #: OpenCV interpolations the low-resolution augmentation draws from (down and up independently).
@@ -90,8 +89,8 @@ def random_resized_crop_params(
     for _ in range(10):
         target_area = area * rng.uniform(scale[0], scale[1])
         aspect = math.exp(rng.uniform(log_lo, log_hi))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
@@ -99,10 +98,10 @@ def random_resized_crop_params(
     in_ratio = width / height
     if in_ratio < min(ratio):
         w = width
-        h = int(round(w / min(ratio)))
+        h = round(w / min(ratio))
     elif in_ratio > max(ratio):
         h = height
-        w = int(round(h * max(ratio)))
+        w = round(h * max(ratio))
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
@@ -164,7 +163,7 @@ def adjust_saturation(img: np.ndarray, factor: float) -> np.ndarray:
 _ADJUST = {"brightness": adjust_brightness, "contrast": adjust_contrast, "saturation": adjust_saturation}
 
 
-def _jitter_range(strength: float) -> Optional[tuple[float, float]]:
+def _jitter_range(strength: float) -> tuple[float, float] | None:
     """torchvision's ``ColorJitter`` range for a non-negative strength (``None`` = off)."""
     if strength == 0:
         return None
@@ -176,9 +175,9 @@ def _jitter_range(strength: float) -> Optional[tuple[float, float]]:
 class AugmentParams:
     """Everything one call drew; ``None`` means that augmentation was not applied."""
 
-    crop: Optional[tuple[int, int, int, int]] = None  # (top, left, h, w)
-    lowres: Optional[tuple[float, int, int]] = None  # (side ratio, down interp, up interp)
-    photometric: Optional[list[tuple[str, float]]] = None  # [(op, factor)] in application order
+    crop: tuple[int, int, int, int] | None = None  # (top, left, h, w)
+    lowres: tuple[float, int, int] | None = None  # (side ratio, down interp, up interp)
+    photometric: list[tuple[str, float]] | None = None  # [(op, factor)] in application order
     flip: bool = False
 
     @property

@@ -23,11 +23,11 @@ shuffle order is a function of ``(seed, epoch)``).
 
 from __future__ import annotations
 
-import logging
 import random
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,9 +42,9 @@ from marginlab.device import resolve_device
 
 __all__ = [
     "CHANNEL_ORDERS",
+    "EpochSampler",
     "FaceRecordDataset",
     "ImageFolderFaceDataset",
-    "EpochSampler",
     "build_loader",
     "move_batch",
     "resize_to",
@@ -53,7 +53,6 @@ __all__ = [
     "train_val_split",
 ]
 
-log = logging.getLogger(__name__)
 
 CHANNEL_ORDERS = ("BGR", "RGB")
 
@@ -129,9 +128,9 @@ class _FaceDataset(Dataset):
         all_labels: np.ndarray,
         num_classes: int,
         input_size: int,
-        augment: Optional[AugmentConfig],
+        augment: AugmentConfig | None,
         channel_order: str,
-        indices: Optional[Sequence[int]],
+        indices: Sequence[int] | None,
         cache_decoded: bool,
         skip_corrupt: bool,
         seed: int,
@@ -162,7 +161,7 @@ class _FaceDataset(Dataset):
         self.labels = np.asarray(all_labels, dtype=np.int64)[self.indices]
         # The epoch is a shared-memory scalar so persistent workers see set_epoch() from the main process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._cache: Optional[np.ndarray] = None
+        self._cache: np.ndarray | None = None
         self.skipped: list[int] = []
         if cache_decoded:
             self._build_cache(max_cache_gib)
@@ -193,7 +192,7 @@ class _FaceDataset(Dataset):
 
     def _build_cache(self, max_cache_gib: float) -> None:
         n = len(self.indices)
-        cache: Optional[np.ndarray] = None
+        cache: np.ndarray | None = None
         keep = np.ones(n, dtype=bool)
         for pos in tqdm(range(n), desc=f"decoding {self.name}", unit="img", disable=n < 20000, leave=False):
             index = int(self.indices[pos])
@@ -291,9 +290,9 @@ class FaceRecordDataset(_FaceDataset):
         self,
         rec_path: str | Path,
         input_size: int = 112,
-        augment: Optional[AugmentConfig] = None,
+        augment: AugmentConfig | None = None,
         channel_order: str = "BGR",
-        indices: Optional[Sequence[int]] = None,
+        indices: Sequence[int] | None = None,
         cache_decoded: bool = False,
         skip_corrupt: bool = False,
         seed: int = 0,
@@ -332,9 +331,9 @@ class ImageFolderFaceDataset(_FaceDataset):
         self,
         root: str | Path,
         input_size: int = 112,
-        augment: Optional[AugmentConfig] = None,
+        augment: AugmentConfig | None = None,
         channel_order: str = "BGR",
-        indices: Optional[Sequence[int]] = None,
+        indices: Sequence[int] | None = None,
         cache_decoded: bool = False,
         skip_corrupt: bool = False,
         seed: int = 0,
@@ -461,7 +460,7 @@ def build_loader(
     num_workers: int,
     device: str | torch.device = "cpu",
     seed: int = 0,
-    prefetch_factor: Optional[int] = None,
+    prefetch_factor: int | None = None,
     timeout: float = 0.0,
 ) -> DataLoader:
     """A reproducible DataLoader: same ``seed`` and epoch → same batches for any ``num_workers``.
@@ -487,14 +486,14 @@ def build_loader(
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     cuda = dev.type == "cuda"
-    kwargs: dict[str, Any] = dict(
-        batch_size=batch_size,
-        sampler=EpochSampler(dataset, shuffle=shuffle, seed=seed),
-        drop_last=drop_last,
-        num_workers=num_workers,
-        pin_memory=cuda,
-        generator=torch.Generator().manual_seed(int(seed)),
-    )
+    kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "sampler": EpochSampler(dataset, shuffle=shuffle, seed=seed),
+        "drop_last": drop_last,
+        "num_workers": num_workers,
+        "pin_memory": cuda,
+        "generator": torch.Generator().manual_seed(int(seed)),
+    }
     if num_workers > 0:
         cv2.setNumThreads(0)
         kwargs.update(
