@@ -6,7 +6,8 @@ or random smooth images when that module is missing), then measures
 * loader images/s: decode + AdaFace augmentation (the recipe's p = 0.2 each, flip 0.5) at 112,
   resize to 64, normalise, batch 128, for 0/1/2 workers, with and without ``cache_decoded``;
   steady state = epochs after the first (persistent workers already forked);
-* training images/s of the default model: ``ir_18`` width 0.25, input 64, AdaFace head, batch 128,
+* training images/s of the default CPU model of params.yaml: ``ir_18`` width 0.25, input 64
+  (``--backbone/--width/--input-size``), AdaFace head, batch 128,
   forward + backward + SGD step on random tensors, 2 intra-op threads, channels_last as in the
   default ``train.channels_last``.
 
@@ -83,14 +84,14 @@ def loader_rate(rec: Path, workers: int, cached: bool, epochs: int, batch: int, 
     return images / elapsed
 
 
-def train_rate(steps: int, batch: int, threads: int, classes: int) -> tuple[float | None, str]:
+def train_rate(steps: int, batch: int, threads: int, classes: int, model: ModelConfig) -> tuple[float | None, str]:
     try:
         from marginlab.backbones import build_backbone
         from marginlab.heads import build_head
     except ImportError as err:
         return None, f"not measured: {err}"
     torch.set_num_threads(threads)
-    cfg = ModelConfig()
+    cfg = model
     backbone = build_backbone(cfg.backbone, cfg.embedding_size, cfg.input_size, width=cfg.width, dropout=cfg.dropout)
     head = build_head("adaface", cfg.embedding_size, classes, **AdaFaceParams().model_dump())
     backbone = backbone.to(memory_format=torch.channels_last)
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=64, help="model input (the CPU default of params.yaml)")
+    ap.add_argument("--backbone", default="ir_18")
+    ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per loader setting (after 1 warm-up)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=6, help="timed training steps")
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["loader"].append({"workers": workers, "cached": cached, "images_per_s": rate})
                 print(f"| {workers} | {cached} | {rate:,.0f} |", flush=True)
     torch_threads = torch.get_num_threads()
-    rate, desc = train_rate(args.steps, args.batch, args.threads, args.classes)
+    model = ModelConfig(backbone=args.backbone, width=args.width, input_size=args.input_size)
+    rate, desc = train_rate(args.steps, args.batch, args.threads, args.classes, model)
     torch.set_num_threads(torch_threads)
     results["train"] = {"images_per_s": rate, "setup": desc}
     if rate is None:
