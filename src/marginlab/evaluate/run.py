@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -124,6 +125,9 @@ def _chunks(n: int, load: Callable[[int], np.ndarray], size: int, workers: int =
         for start in range(0, n, size):
             yield [load(i) for i in range(start, min(n, start + size))]
         return
+    # OpenCV must be single-threaded before forking: a worker that inherits OpenCV's thread pool
+    # deadlocks on its first cv2 call (see marginlab.data.datasets.build_loader).
+    cv2.setNumThreads(0)
     yield from torch.utils.data.DataLoader(_Indexed(load, n), batch_size=size, shuffle=False, num_workers=workers, collate_fn=_as_list)
 
 
