@@ -11,8 +11,8 @@ Per epoch (dvclive ``step = epoch``; epoch 0 = before training, probe only):
 argmax of the *plain* cosine logits ŵ_j·ẑ is the label, in training mode and on augmented inputs),
 ``train/lr`` (the rate of the epoch's last step), ``train/images_per_s`` (training loop only),
 ``train/norm_mean``/``train/norm_std`` (||z|| over the epoch's samples), ``head/<key>`` for
-``head.state_summary()``, ``val/acc`` when ``train.selection == "val"`` (see :mod:`.selection`), and
-``epoch``. The probe (:mod:`.probe`) is written to ``probe/epoch_XX.parquet``; then the checkpoint.
+``head.state_summary()``, ``val/acc`` when a validation split exists (``train.val_fraction > 0``; see
+:mod:`.selection`), and ``epoch``. The probe (:mod:`.probe`) is written to ``probe/epoch_XX.parquet``; then the checkpoint.
 
 Resume: ``checkpoint.pt`` holds the full state (weights, optimiser, scheduler, scaler, RNG states incl.
 the loader's generator, epoch, global step, metric history, probe tables, best-so-far weights, and a
@@ -120,6 +120,7 @@ def train_run(params: Params, run_name: str, *, resume: bool = True, hooks: Opti
     Writes ``checkpoint.pt`` (every epoch), ``probe/epoch_XX.parquet``, ``live/`` (dvclive),
     ``model.pt`` (selected weights, see :mod:`.model_io`) and ``train_summary.json``.
     """
+    t_call = time.perf_counter()
     hooks = hooks or TrainHooks()
     resolved = params.run(run_name)
     cfg = resolved.train
@@ -227,7 +228,7 @@ def train_run(params: Params, run_name: str, *, resume: bool = True, hooks: Opti
         logger.end()
         summary = _finish(run_dir, params, resolved, data, backbone, head, progress, steps_per_epoch,
                           device=device, amp_dtype=amp_dtype, channels_last=channels_last, threads=threads,
-                          seed=seed, live_backend=logger.backend)
+                          seed=seed, live_backend=logger.backend, call_seconds=time.perf_counter() - t_call)
     return summary
 
 
@@ -264,10 +265,10 @@ def _prepare_data(params: Params, resolved: ResolvedRun, seed: int, device: torc
             f"train.batch_size = {cfg.batch_size}; lower the batch size"
         )
     val_loader = None
-    if cfg.selection == "val":
-        if len(val_idx) == 0:
-            raise ConfigError(f"run {resolved.name!r}: val_fraction {cfg.val_fraction} held out no image "
-                              "(every identity has a single image?)")
+    if cfg.selection == "val" and len(val_idx) == 0:
+        raise ConfigError(f"run {resolved.name!r}: val_fraction {cfg.val_fraction} held out no image "
+                          "(every identity has a single image?)")
+    if len(val_idx):
         val_ds = FaceRecordDataset(rec_path, input_size, None, indices=val_idx,
                                    cache_decoded=len(val_idx) <= CACHE_DECODED_MAX_IMAGES, **common)
         val_loader = build_loader(val_ds, max(cfg.batch_size, 64), shuffle=False, drop_last=False,
@@ -498,7 +499,8 @@ def _epoch_line(run_name: str, epoch: int, epochs: int, m: dict[str, float]) -> 
 
 # --------------------------------------------------------------------------- end of run
 def _finish(run_dir: Path, params: Params, resolved: ResolvedRun, data: _Data, backbone, head, progress: _Progress,
-            steps_per_epoch: int, *, device, amp_dtype, channels_last, threads, seed, live_backend) -> dict:
+            steps_per_epoch: int, *, device, amp_dtype, channels_last, threads, seed, live_backend,
+            call_seconds: float) -> dict:
     cfg = resolved.train
     if cfg.selection == "val" and progress.best is not None:
         sel_epoch, b_state, h_state = progress.best["epoch"], progress.best["backbone"], progress.best["head"]
@@ -526,12 +528,14 @@ def _finish(run_dir: Path, params: Params, resolved: ResolvedRun, data: _Data, b
         "images_per_s": images / train_seconds if train_seconds > 0 else float("nan"),
         "train_seconds": train_seconds,
         "wall_time_s": progress.wall_time_s,
+        "call_seconds": call_seconds,
         "selection": cfg.selection,
         "selected_epoch": sel_epoch,
         "final_loss": last.get("train/loss"),
         "final_acc": last.get("train/acc"),
         "final_norm_mean": last.get("train/norm_mean"),
         "val_acc": (progress.best or {}).get("val_acc"),
+        "final_val_acc": last.get("val/acc"),
         "head_state": {k[len("head/"):]: v for k, v in last.items() if k.startswith("head/")},
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

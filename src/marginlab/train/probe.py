@@ -17,7 +17,9 @@ Per image and pass one row of ``probe/epoch_XX.parquet``:
 - ``cos_y`` = cos θ_y = ŵ_y · ẑ (plain cosine to the target class centre, no margin);
 - ``p_yi`` = softmax(s · cos θ)_y with the **plain** logits s · cos θ_j (no margin, s = the head's
   scale), i.e. the classifier's confidence in the target without the margin the loss adds;
-- ``iq`` / ``gt_quality``: NaN when unknown; augmentation flags all False on the clean pass.
+- ``iq`` / ``gt_quality``: of the *stored* image (also on the augmented pass, where they therefore
+  miss the augmentation — the paper's point about BRISQUE under augmentation); NaN when unknown;
+- augmentation flags: what was applied on the augmented pass; all False on the clean pass.
 Floats are stored as float32, labels/indices as int32/int64, flags as bool.
 """
 
