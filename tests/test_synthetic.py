@@ -385,6 +385,8 @@ def test_train_recordio_and_meta(written):
         assert names == "+".join(t for t, s in zip(dg.DEGRADATION_TYPES, row) if s > 0)
     assert set(meta["identity"]) <= set(identity_blocks(SMALL)["train"])
     assert summary["train"]["images"] == 40
+    lm = np.stack(meta["landmarks"].to_numpy()).reshape(-1, 5, 2)
+    assert lm.shape == (40, 5, 2) and np.abs(lm - ARCFACE_TEMPLATE_112).max() < 20
 
 
 def test_verification_bins(written):
@@ -419,6 +421,7 @@ def test_ijb_set(written):
         assert crop.shape[0] > 112 and crop.shape[1] > 112
         assert s.load_aligned(i).shape == (112, 112, 3)
         lm = np.asarray(s.faces["landmarks"][i]).reshape(5, 2)
+        np.testing.assert_allclose(lm, np.asarray(meta["landmarks"][i]).reshape(5, 2), atol=1e-3)
         assert (lm >= 0).all() and (lm[:, 0] < crop.shape[1]).all() and (lm[:, 1] < crop.shape[0]).all()
 
 

@@ -29,6 +29,16 @@ decides *which* images exist and writes them:
   gallery images (mixed quality), plus ``tinyface_distractors`` distractor images of distinct
   other identities (mixed quality). File names ``<identity:04d>_<k>.jpg``.
 
+Metadata tables (one row per image) share the ground-truth columns ``gt_quality`` (=
+``prod_t (1 - sev_t)``, :func:`marginlab.data.degrade.gt_quality`), ``degradations`` (``'+'``-joined
+applied types, ``''`` if clean), ``sev_<type>`` for exposure, blur, low_resolution, noise, jpeg,
+``yaw`` (radians), ``roll`` (degrees), ``occlusion`` (``''``, bar, hand, sunglasses, mask),
+``identity`` (global id) and ``landmarks`` (10 floats x1, y1, ..., x5, y5 in the stored image), plus:
+``train_meta.parquet``: ``index`` (reader position), ``label``, ``image``;
+``verification/<bin>_meta.parquet``: ``index`` (image position), ``pair``, ``issame``;
+``ijb/ijb_syn/meta.parquet``: ``index`` (face row), ``image``, ``tid``, ``mid``, ``width``, ``height``;
+``tinyface/meta.parquet``: ``part``, ``index`` (position in the part's sorted file list), ``file``, ``label``.
+
 Every image is a pure function of ``(seed, split, identity, image)``
 (:func:`marginlab.data.synthetic_faces.rng_for`), so the generation can run in any number of
 worker processes and give identical bytes.
@@ -134,6 +144,7 @@ class SyntheticImage:
             "yaw": self.yaw,
             "roll": self.roll,
             "occlusion": self.occlusion,
+            "landmarks": self.landmarks.reshape(-1).astype(np.float32),  # x1, y1, ..., x5, y5 in pixels
         }
 
 
@@ -387,7 +398,7 @@ def _write_bin(out: Path, name: str, images: list[SyntheticImage], issame: np.nd
     (out / "verification").mkdir(parents=True, exist_ok=True)
     write_bin(out / "verification" / f"{name}.bin", [im.jpeg for im in images], issame)
     meta = pd.DataFrame(
-        [{"position": i, "pair": i // 2, "issame": bool(issame[i // 2]), "identity": ident, **im.meta()} for i, (im, ident) in enumerate(zip(images, identities))]
+        [{"index": i, "pair": i // 2, "issame": bool(issame[i // 2]), "identity": ident, **im.meta()} for i, (im, ident) in enumerate(zip(images, identities))]
     )
     write_parquet(out / "verification" / f"{name}_meta.parquet", meta)
     return {"pairs": int(len(issame)), "genuine": int(issame.sum()), "images": len(images), "gt_quality_mean": float(meta["gt_quality"].mean())}
@@ -408,7 +419,7 @@ def _write_ijb(out: Path, layout: IJBLayout, images: list[SyntheticImage], seed:
     faces["score"] = np.clip(0.55 + 0.45 * q + rng.normal(0, 0.03, len(q)), 0.3, 1.0).round(6)
     write_ijb_meta(root, IJB_NAME, faces[["image", "tid", "mid", "landmarks", "score"]], layout.pairs)
     meta = pd.DataFrame(
-        [{"row": i, "image": r.image, "tid": r.tid, "mid": r.mid, "identity": r.identity, "width": im.size[0], "height": im.size[1], **im.meta()}
+        [{"index": i, "image": r.image, "tid": r.tid, "mid": r.mid, "identity": r.identity, "width": im.size[0], "height": im.size[1], **im.meta()}
          for i, (r, im) in enumerate(zip(layout.faces.itertuples(index=False), images))]
     )
     write_parquet(root / "meta.parquet", meta)
