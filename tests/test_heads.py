@@ -471,3 +471,61 @@ def test_p_yi_quality_by_hand():
     torch.testing.assert_close(p, torch.tensor(ref))
     with pytest.raises(ValueError, match="labels"):
         p_yi_quality(head, z, y[:2])
+
+
+# ---------------------------------------------------------------------------- the fused normalised linear
+@pytest.mark.parametrize("name", ["normface", "cosface", "arcface", "curricularface", "magface"])
+def test_gradcheck_float64(name):
+    """Hand-written backward of the W row normalisation vs finite differences, through the whole head."""
+    torch.manual_seed(1)
+    head = build_head(name, 5, 4, s=4.0).double().eval()
+    if name == "curricularface":
+        head.t.fill_(0.3)
+    z = (torch.randn(6, 5, dtype=torch.float64) * 30).requires_grad_(True)
+    w = torch.randn(4, 5, dtype=torch.float64).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 0, 2])
+
+    def loss(z, w):
+        logits = torch.func.functional_call(head, {"weight": w}, (z, y))
+        return F.cross_entropy(logits, y) + head.regularizer(z)
+
+    assert torch.autograd.gradcheck(loss, (z, w))
+
+
+def test_adaface_weight_gradcheck_and_reference_gradients():
+    """AdaFace's weight gradient is exact (finite differences); z's is not, by design (detached norm)."""
+    torch.manual_seed(2)
+    head = build_head("adaface", 5, 4, s=4.0).double().eval()
+    z = torch.randn(6, 5, dtype=torch.float64) * 30
+    y = torch.tensor([0, 1, 2, 3, 0, 2])
+    w = torch.randn(4, 5, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda w: F.cross_entropy(torch.func.functional_call(head, {"weight": w}, (z, y)), y), (w,)
+    )
+
+
+def test_weight_gradient_matches_plain_autograd_float32():
+    torch.manual_seed(3)
+    head = build_head("cosface", 32, 50)
+    z = (torch.randn(16, 32) * 10).requires_grad_(True)
+    y = torch.randint(0, 50, (16,))
+    F.cross_entropy(head(z, y), y).backward()
+    w = head.weight.detach().clone().requires_grad_(True)
+    z2 = z.detach().clone().requires_grad_(True)
+    cos = F.normalize(z2, dim=1) @ F.normalize(w, dim=1).T
+    logits = 64.0 * (cos - 0.4 * F.one_hot(y, 50))  # dense one-hot reference
+    F.cross_entropy(logits, y).backward()
+    torch.testing.assert_close(head.weight.grad, w.grad, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(z.grad, z2.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_autocast_backward_dtypes():
+    torch.manual_seed(4)
+    head = build_head("adaface", 16, 40)
+    z = (torch.randn(12, 16) * 20).requires_grad_(True)
+    y = torch.randint(0, 40, (12,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(head(z, y), y)
+    loss.backward()
+    assert head.weight.grad.dtype == torch.float32 and z.grad.dtype == torch.float32
+    assert torch.isfinite(head.weight.grad).all() and head.weight.grad.abs().sum() > 0
