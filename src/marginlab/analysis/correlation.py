@@ -1,0 +1,321 @@
+"""Correlation of the feature norm (and P_yi) with image quality, with bootstrap confidence intervals (Fig. 2).
+
+Point estimates are Pearson's r and Spearman's ρ (scipy.stats) of the finite pairs. The 95 % intervals
+are percentile bootstrap intervals over images: ``B`` resamples of the ``n`` images with replacement,
+drawn uniformly and kept as multiplicity vectors ``c`` (one row per resample, Σ c = n), so each resampled
+statistic is a *weighted* statistic of the original data:
+
+- Pearson: r_w = Σ c (x - x̄_w)(y - ȳ_w) / sqrt(Σ c (x - x̄_w)² · Σ c (y - ȳ_w)²), x̄_w = Σ c x / n;
+- Spearman: the Pearson r_w of the within-resample average ranks. With the original items sorted by
+  value and grouped into blocks of equal value, a block of total multiplicity t that follows ``before``
+  resampled items occupies ranks before+1 … before+t, so each of its items has the average rank
+  before + (t + 1) / 2 — exactly what ``scipy.stats.rankdata`` gives on the materialised resample.
+
+This keeps the bootstrap a handful of (B, n) array operations, no per-resample sorting. A resample in
+which one side is constant has an undefined correlation (NaN) and is left out of the percentiles.
+Resamples are seeded per group (:func:`group_rng`), so a group's interval does not depend on which other
+groups were analysed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "CORRELATION_COLUMNS",
+    "MIN_N",
+    "CorrelationResult",
+    "bootstrap_correlations",
+    "bootstrap_counts",
+    "correlation_table",
+    "correlation_with_ci",
+    "eval_correlation_table",
+    "group_rng",
+    "linearity_gap",
+    "resample_ranks",
+    "weighted_pearson",
+]
+
+#: Fewer finite pairs than this give no correlation (NaN).
+MIN_N = 3
+#: Bootstrap rows generated at once are limited to about this many (B_chunk × n) cells.
+_CHUNK_CELLS = 2_000_000
+
+CORRELATION_COLUMNS = [
+    "run", "label", "head", "epoch", "pass", "quantity", "target",
+    "pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo", "spearman_hi", "n",
+]
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """Point estimates and percentile bootstrap intervals of one (x, y) sample."""
+
+    pearson: float
+    pearson_lo: float
+    pearson_hi: float
+    spearman: float
+    spearman_lo: float
+    spearman_hi: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+_NAN_RESULT = {"pearson": np.nan, "pearson_lo": np.nan, "pearson_hi": np.nan,
+               "spearman": np.nan, "spearman_lo": np.nan, "spearman_hi": np.nan}
+
+
+def group_rng(seed: int, *keys: object) -> np.random.Generator:
+    """A generator seeded by ``seed`` and a stable hash (CRC-32) of ``keys``."""
+    tag = zlib.crc32("|".join(str(k) for k in keys).encode("utf-8"))
+    return np.random.default_rng([int(seed), tag])
+
+
+def bootstrap_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_resamples, n) multiplicities of a bootstrap resample of n items (each row sums to n)."""
+    if n <= 0 or n_resamples <= 0:
+        raise ValueError(f"bootstrap needs n > 0 and n_resamples > 0, got n={n}, n_resamples={n_resamples}")
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    draws += np.arange(n_resamples)[:, None] * n
+    return np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.int32)
+
+
+def resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Average (1-based) rank of every original item inside each resample; shape of ``counts``.
+
+    Items with multiplicity 0 get the rank they would have; their weight is 0 wherever it is used.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    sorted_counts = counts[:, order].astype(np.float64)
+    cum = np.cumsum(sorted_counts, axis=1)
+    new_block = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    if new_block.all():  # no ties: every item is its own block
+        sorted_ranks = cum - (sorted_counts - 1.0) / 2.0
+    else:
+        block_of = np.cumsum(new_block) - 1
+        ends = np.r_[np.flatnonzero(new_block)[1:], len(values)] - 1
+        block_cum = cum[:, ends]
+        block_total = np.diff(block_cum, axis=1, prepend=0.0)
+        block_rank = block_cum - (block_total - 1.0) / 2.0
+        sorted_ranks = block_rank[:, block_of]
+    ranks = np.empty(counts.shape, dtype=np.float64)
+    ranks[:, order] = sorted_ranks
+    return ranks
+
+
+def _wsum(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Row sums Σ_i w[b, i] · a[(b,) i] for a 1-D or 2-D ``a``."""
+    return w @ a if a.ndim == 1 else np.einsum("ij,ij->i", w, a)
+
+
+def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Row-wise weighted Pearson r; ``x``/``y`` (n,) or (B, n), ``w`` (B, n). NaN for a constant side.
+
+    Computed from weighted moments of x and y centred by their plain means (which leaves r unchanged
+    and keeps the moment differences well conditioned).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    total = w.sum(axis=1)
+    sx, sy = _wsum(w, x), _wsum(w, y)
+    sxx, syy = _wsum(w, x * x), _wsum(w, y * y)
+    sxy = _wsum(w, np.broadcast_to(x * y, w.shape) if (x.ndim == 2 or y.ndim == 2) else x * y)
+    vx = sxx - sx * sx / total
+    vy = syy - sy * sy / total
+    cov = sxy - sx * sy / total
+    # A variance that is only round-off (relative to the second moment) counts as zero: constant side.
+    ok = (vx > 1e-10 * sxx) & (vy > 1e-10 * syy) & (vx > 0) & (vy > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(ok, cov / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _finite_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of equal length, got shapes {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def bootstrap_correlations(
+    xs: Mapping[str, np.ndarray], y: np.ndarray, *, n_resamples: int, rng: np.random.Generator
+) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap distributions ``{name: {"pearson": (B,), "spearman": (B,)}}`` of each x against ``y``.
+
+    All xs share the same resamples (so differences between them are paired). Inputs must be finite
+    and of equal length.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    out = {k: {"pearson": np.empty(n_resamples), "spearman": np.empty(n_resamples)} for k in xs}
+    chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        counts = bootstrap_counts(n, stop - start, rng)
+        ry = resample_ranks(y, counts)
+        for name, x in xs.items():
+            x = np.asarray(x, dtype=np.float64)
+            out[name]["pearson"][start:stop] = weighted_pearson(x, y, counts)
+            out[name]["spearman"][start:stop] = weighted_pearson(resample_ranks(x, counts), ry, counts)
+    return out
+
+
+def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return np.nan, np.nan
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _point(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(x) < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan
+    return float(stats.pearsonr(x, y).statistic), float(stats.spearmanr(x, y).statistic)
+
+
+def correlation_with_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    rng: np.random.Generator | None = None,
+) -> CorrelationResult:
+    """Pearson and Spearman of the finite (x, y) pairs with percentile bootstrap intervals."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x, y = _finite_pairs(x, y)
+    return _many({"x": x}, y, n_resamples=n_resamples, confidence=confidence,
+                 rng=rng if rng is not None else np.random.default_rng(seed))["x"]
+
+
+def _many(xs: Mapping[str, np.ndarray], y: np.ndarray, *, n_resamples: int, confidence: float,
+          rng: np.random.Generator) -> dict[str, CorrelationResult]:
+    n = len(y)
+    results: dict[str, CorrelationResult] = {}
+    if n < MIN_N:
+        return {k: CorrelationResult(**_NAN_RESULT, n=n) for k in xs}
+    boot = bootstrap_correlations(xs, y, n_resamples=n_resamples, rng=rng)
+    for name, x in xs.items():
+        pearson, spearman = _point(np.asarray(x, dtype=np.float64), y)
+        if np.isnan(pearson):
+            results[name] = CorrelationResult(**_NAN_RESULT, n=n)
+            continue
+        p_lo, p_hi = _interval(boot[name]["pearson"], confidence)
+        s_lo, s_hi = _interval(boot[name]["spearman"], confidence)
+        results[name] = CorrelationResult(pearson, p_lo, p_hi, spearman, s_lo, s_hi, n)
+    return results
+
+
+def linearity_gap(
+    x: np.ndarray, y: np.ndarray, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """``gap = |ρ_Spearman| - |r_Pearson|`` of (x, y) with a paired percentile bootstrap interval.
+
+    A monotone but non-linear relation (e.g. a saturating one) has a rank correlation clearly larger
+    than its linear correlation; for a linear relation with Gaussian noise the gap is slightly negative
+    (ρ ≈ (6/π)·asin(r/2) ≤ r). Returns ``{gap, lo, hi, pearson, spearman, n}``.
+    """
+    x, y = _finite_pairs(x, y)
+    n = len(x)
+    pearson, spearman = _point(x, y)
+    if np.isnan(pearson):
+        return {"gap": np.nan, "lo": np.nan, "hi": np.nan, "pearson": np.nan, "spearman": np.nan, "n": n}
+    boot = bootstrap_correlations({"x": x}, y, n_resamples=n_resamples, rng=np.random.default_rng(seed))["x"]
+    lo, hi = _interval(np.abs(boot["spearman"]) - np.abs(boot["pearson"]), confidence)
+    return {"gap": abs(spearman) - abs(pearson), "lo": lo, "hi": hi, "pearson": pearson, "spearman": spearman, "n": n}
+
+
+def correlation_table(
+    probe: pd.DataFrame,
+    *,
+    quantities: Sequence[str] = ("norm", "p_yi"),
+    targets: Sequence[str] = ("iq", "gt_quality"),
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Rows of ``correlation.csv`` for every (run, epoch, pass, quantity, target) of the probe tables.
+
+    ``probe`` holds the rows of all runs' ``probe/epoch_XX.parquet`` plus ``run``, ``label``, ``head``.
+    A (run, epoch, pass, target) group whose target is missing everywhere (e.g. ``gt_quality`` on real
+    data) gives no rows; the quantities of one group share their bootstrap resamples.
+    """
+    need = {"run", "label", "head", "epoch", "pass", *quantities}
+    missing = need - set(probe.columns)
+    if missing:
+        raise ValueError(f"probe table lacks column(s) {sorted(missing)}")
+    rows = []
+    groups = list(probe.groupby(["run", "epoch", "pass"], sort=True, observed=True))
+    iterator = groups
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(groups, desc="correlations", unit="group")
+    for (run, epoch, pass_), frame in iterator:
+        label, head = frame["label"].iloc[0], frame["head"].iloc[0]
+        for target in targets:
+            if target not in frame.columns:
+                continue
+            cols = [frame[q].to_numpy(np.float64) for q in quantities]
+            t = frame[target].to_numpy(np.float64)
+            ok = np.isfinite(t)
+            for c in cols:
+                ok &= np.isfinite(c)
+            if ok.sum() < MIN_N:
+                continue
+            res = _many({q: c[ok] for q, c in zip(quantities, cols)}, t[ok], n_resamples=n_resamples,
+                        confidence=confidence, rng=group_rng(seed, run, int(epoch), pass_, target))
+            for q in quantities:
+                rows.append({"run": run, "label": label, "head": head, "epoch": int(epoch), "pass": str(pass_),
+                             "quantity": q, "target": target, **res[q].as_dict()})
+    return _frame(rows)
+
+
+def eval_correlation_table(
+    eval_norms: pd.DataFrame,
+    *,
+    targets: Sequence[str] = ("iq", "gt_quality"),
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Norm-quality correlations on the evaluation images (``eval_norms.parquet`` of every run).
+
+    ``eval_norms`` holds ``run, label, head, epoch`` (the evaluated, i.e. selected, epoch) and the
+    file's ``split, norm, iq, gt_quality``. Rows get ``pass = "eval:<split>"``, ``quantity = "norm"``.
+    """
+    need = {"run", "label", "head", "epoch", "split", "norm"}
+    missing = need - set(eval_norms.columns)
+    if missing:
+        raise ValueError(f"eval norms table lacks column(s) {sorted(missing)}")
+    frame = eval_norms.rename(columns={"split": "pass"}).copy()
+    frame["pass"] = "eval:" + frame["pass"].astype(str)
+    return correlation_table(frame, quantities=("norm",), targets=targets, n_resamples=n_resamples,
+                             confidence=confidence, seed=seed)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+    frame["epoch"] = frame["epoch"].astype("int64")
+    frame["n"] = frame["n"].astype("int64")
+    return frame
