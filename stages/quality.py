@@ -4,7 +4,8 @@
 
 Scores the training images and every evaluation image of ``data.prepared_dir`` (train.rec,
 verification/*.bin, ijb/<name>/ aligned faces, tinyface/<part>/) with the converted LIVE BRISQUE
-model ``quality.model_path``, ``quality.batch_size`` images per forward pass, in chunks of
+model ``quality.model_path``: same-size images stacked ``quality.batch_size`` at a time (on CPU
+evaluated in forward passes of at most 32, the measured optimum), in resumable chunks of
 ``quality.chunk_size`` images. Writes ``<quality.output_dir>/scores.parquet`` (split, index,
 brisque, iq; IQ = 1 - clip(BRISQUE, 0, 100) / 100) and ``summary.json``. A killed run resumes from
 the part files in ``<quality.output_dir>/.parts/``, which are removed after success.

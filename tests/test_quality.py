@@ -595,3 +595,20 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     assert on_disk["splits"]["train"]["ground_truth"]["by_degradation"]["noise"]["n"] == 4
     assert on_disk["settings"]["model"]["allmodel_sha256"] == ALLMODEL_SHA256
     assert set(on_disk["splits"]) == set(counts) | {"all"}
+
+
+def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys):
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("stage_quality", REPO / "stages" / "quality.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"prepared_dir": str(tmp_path / "missing")},
+                                      "quality": {"model_path": str(model_path), "output_dir": str(tmp_path / "q"),
+                                                  "device": "cpu"}}))
+    assert stage.main(["--params", str(params), "--no-progress"]) == 2
+    assert f"prepared data directory {tmp_path / 'missing'} not found" in capsys.readouterr().err
+    assert not (tmp_path / "q" / "scores.parquet").exists()

@@ -47,6 +47,9 @@ from marginlab.quality.brisque_model import (
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 16
+#: Images per forward pass on CPU. Larger CPU batches stream more memory than the caches hold and
+#: are slower (bench/bench_quality.py, 2 cores: batch 32 ~1.3-1.6x the rate of batch 256).
+CPU_FORWARD_BATCH = 32
 _RANGE_TOL = 1e-6
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -112,20 +115,22 @@ class BrisqueScorer:
             built if missing.
         device: where features and SVR are computed ("cpu", "cuda", a torch.device).
         batch_size: images per forward pass (calls with more images are split; the result does not
-            depend on it). On 2 CPU cores 32-64 is fastest; larger batches stream more memory.
+            depend on it). None: :data:`CPU_FORWARD_BATCH` on CPU, 256 on CUDA.
     """
 
     def __init__(self, model_path: Optional[str | Path] = None, device: str | torch.device = "cpu",
-                 batch_size: int = 64) -> None:
+                 batch_size: Optional[int] = None) -> None:
         import pyiqa
         from pyiqa.archs import brisque_arch
 
+        self.device = torch.device(device)
+        if batch_size is None:
+            batch_size = CPU_FORWARD_BATCH if self.device.type == "cpu" else 256
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
         self.model_path = resolve_model_path(model_path)
         converted = load_converted_model(self.model_path)  # clear errors before pyiqa's bare unpacking
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
         # pyiqa's metric (never downloads: pretrained_model_path is given) supplies the feature settings.
         self.metric = pyiqa.create_metric("brisque", device=self.device, pretrained_model_path=str(self.model_path))
         net = self.metric.net
@@ -213,7 +218,8 @@ class BrisqueScorer:
         x = self.check_input(x)
         if x.shape[0] == 0:
             return torch.zeros(0, dtype=torch.float64)
-        with torch.inference_mode():
+        # as pyiqa's InferenceModel: deterministic cuDNN (the same algorithm whatever the batch size)
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
             parts = [self._score_batch(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
         return torch.cat(parts).cpu()
 
@@ -230,5 +236,5 @@ def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-__all__ = ["BrisqueScorer", "MIN_SIDE", "default_model_path", "iq_from_brisque", "resolve_model_path",
+__all__ = ["BrisqueScorer", "CPU_FORWARD_BATCH", "MIN_SIDE", "default_model_path", "iq_from_brisque", "resolve_model_path",
            "uint8_to_tensor"]

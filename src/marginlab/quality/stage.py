@@ -38,7 +38,7 @@ def run_quality_stage(params: Params, *, progress: bool = True) -> dict[str, Any
     from marginlab.device import resolve_device
     from marginlab.quality.brisque_model import BrisqueModelError
     from marginlab.quality.score_dataset import ImageReadError, ScoreStreamError, remove_parts, score_items
-    from marginlab.quality.scorer import BrisqueScorer
+    from marginlab.quality.scorer import CPU_FORWARD_BATCH, BrisqueScorer
     from marginlab.quality.sources import (
         PreparedDataError,
         iter_items,
@@ -54,7 +54,10 @@ def run_quality_stage(params: Params, *, progress: bool = True) -> dict[str, Any
     prepared = Path(params.data.prepared_dir)
     try:
         device = resolve_device(cfg.device)
-        scorer = BrisqueScorer(cfg.model_path, device=device, batch_size=cfg.batch_size)
+        # quality.batch_size stacks same-size images per scorer call; on CPU they are evaluated in
+        # forward passes of at most CPU_FORWARD_BATCH (faster there, and scores do not depend on it).
+        forward = cfg.batch_size if device.type != "cpu" else min(cfg.batch_size, CPU_FORWARD_BATCH)
+        scorer = BrisqueScorer(cfg.model_path, device=device, batch_size=forward)
         sources = prepared_sources(prepared)
         total = sum(s.length for s in sources)
         fingerprint = {
