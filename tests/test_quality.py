@@ -473,6 +473,11 @@ def test_stream_errors(scorer, tmp_path):
     img = natural_images(1, 32, 32)[0]
     with pytest.raises(ScoreStreamError, match="'a' appears again"):
         score_items([("a", 0, img), ("b", 0, img), ("a", 1, img)], scorer, tmp_path / "x", progress=False)
+    with pytest.raises(ScoreStreamError, match="'a' appears again"):  # also right after a full chunk
+        score_items([("a", 0, img), ("b", 0, img), ("a", 1, img)], scorer, tmp_path / "z", chunk_size=1,
+                    progress=False)
+    with pytest.raises(ScoreStreamError, match="must be \\(split, index, image\\) tuples"):
+        score_items([("a", 0)], scorer, tmp_path / "w", progress=False)
     with pytest.raises(ScoreStreamError, match=r"split 'a': duplicate index \[0\]"):
         score_items([("a", 0, img), ("a", 1, img), ("a", 0, img)], scorer, tmp_path / "y", chunk_size=2, progress=False)
 
@@ -612,3 +617,29 @@ def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys):
     assert stage.main(["--params", str(params), "--no-progress"]) == 2
     assert f"prepared data directory {tmp_path / 'missing'} not found" in capsys.readouterr().err
     assert not (tmp_path / "q" / "scores.parquet").exists()
+
+
+def test_load_ground_truth_layouts(tmp_path):
+    from marginlab.quality.sources import PreparedDataError, load_ground_truth
+
+    (tmp_path / "verification").mkdir()
+    (tmp_path / "ijb" / "ijb_syn").mkdir(parents=True)
+    (tmp_path / "tinyface").mkdir()
+    pd.DataFrame({"gt_quality": [0.9, 0.1], "degradations": ["", "jpeg"]}).to_parquet(
+        tmp_path / "verification" / "lq_meta.parquet")  # row order = image position
+    pd.DataFrame({"index": [1, 0], "gt_quality": [0.5, 0.25]}).to_parquet(tmp_path / "ijb" / "ijb_syn" / "meta.parquet")
+    pd.DataFrame({"part": ["Probe", "Gallery_Match", "Probe"], "index": [1, 0, 0],
+                  "gt_quality": [0.3, 0.6, 0.7], "degradations": ["low_resolution", None, "blur"]}).to_parquet(
+        tmp_path / "tinyface" / "meta.parquet")
+    gt = load_ground_truth(tmp_path).sort_values(["split", "index"]).reset_index(drop=True)
+    assert gt["split"].tolist() == ["bin:lq", "bin:lq", "ijb:ijb_syn", "ijb:ijb_syn", "tinyface:Gallery_Match",
+                                    "tinyface:Probe", "tinyface:Probe"]
+    assert gt["index"].tolist() == [0, 1, 0, 1, 0, 0, 1]
+    assert gt["gt_quality"].tolist() == [0.9, 0.1, 0.25, 0.5, 0.6, 0.7, 0.3]
+    assert gt["degradations"].tolist()[:2] == ["", "jpeg"] and gt["degradations"][6] == "low_resolution"
+    assert gt["degradations"][2] is None  # unknown, not "clean"
+    assert len(load_ground_truth(tmp_path / "verification")) == 0  # real data: nothing
+    from marginlab.quality.sources import SplitSource
+
+    with pytest.raises(PreparedDataError, match=r"lq_meta\.parquet: 2 rows without an 'index' column.*\(3\)"):
+        load_ground_truth(tmp_path, [SplitSource("bin:lq", 3, lambda i: None)])

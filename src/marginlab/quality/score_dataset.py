@@ -88,24 +88,30 @@ def _chunks(items: Iterable[Item], chunk_size: int) -> Iterator[_Chunk]:
     finished: set[str] = set()
     counters: dict[str, int] = defaultdict(int)
     current: Optional[_Chunk] = None
+    last_split: Optional[str] = None
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 3):
             raise ScoreStreamError(f"stream items must be (split, index, image) tuples, got {type(item).__name__}")
         split, index, image = item
         split, index = str(split), int(index)
-        if current is not None and (split != current.split or len(current.indices) >= chunk_size):
-            if split != current.split:
-                finished.add(current.split)
-            yield current
-            current = None
-        if current is None:
+        if split != last_split:
+            if current is not None:
+                yield current  # the last, shorter chunk of the previous split
+                current = None
+            if last_split is not None:
+                finished.add(last_split)
             if split in finished:
                 raise ScoreStreamError(f"split {split!r} appears again after other splits; items of a split "
                                        "must be contiguous")
+            last_split = split
+        if current is None:
             current = _Chunk(split, counters[split], [], [])
             counters[split] += 1
         current.indices.append(index)
         current.images.append(image)
+        if len(current.indices) == chunk_size:  # full: score it before pulling more items
+            yield current
+            current = None
     if current is not None:
         yield current
 

@@ -4,10 +4,11 @@
 (N,) BRISQUE scores of pyiqa 0.1.16's 'original' BRISQUE (lower = better; about 0..150):
 
 1. features, computed by pyiqa's own functions in float32 exactly as ``pyiqa.create_metric('brisque')``
-   does: luminance Y (ITU-R BT.601, x255), two scales (the second a MATLAB-style antialiased bicubic
-   half-size), per scale the MSCN coefficients (7x7 Gaussian, sigma 7/6) with a GGD fit (shape,
-   variance) and AGGD fits of the four neighbour products (shape, mean, left and right variance):
-   2 x 18 = 36 features, each mapped to [-1, 1] with the authors' fixed ranges;
+   does: luminance Y = round(255 (0.299 R + 0.587 G + 0.114 B)) (the Y of YIQ); two scales (the
+   second a MATLAB-style antialiased bicubic half-size); per scale the MSCN coefficients (7x7
+   Gaussian, sigma 7/6) with a GGD fit (shape, variance) and AGGD fits of the four neighbour
+   products (shape, mean, left and right variance): 2 x 18 = 36 features, each mapped to [-1, 1]
+   with the authors' fixed ranges;
 2. the LIVE epsilon-SVR, ``f(x) = sum_i coef_i * exp(-gamma * ||x - sv_i||^2) - rho``, with the
    converted model of :mod:`.brisque_model` (gamma = 0.05, rho = -153.591 from its sidecar).
 
@@ -17,7 +18,11 @@ reduction order), so one image scored alone and in a batch differed by up to 0.0
 agree to ~1e-11, and the five calibration images stay within 0.005 of pyiqa's published column.
 Step 1 stays float32 because that is what pyiqa is calibrated in: running it in float64 moves some
 scores by several points (the GGD/AGGD shape is a nearest-grid-point lookup and the local variance
-E[x^2] - E[x]^2 is ill-conditioned), away from the published values.
+E[x^2] - E[x]^2 is ill-conditioned), away from the published values. The same sensitivity means
+that another float32 convolution implementation moves some scores too: on CPU with oneDNN disabled,
+calibration image I19 moves by 0.4 and batch invariance is lost (0.07), so the CPU path keeps
+PyTorch's default oneDNN convolution; a GPU (cuDNN) may differ from CPU by similar amounts, which is
+why the quality stage's resume fingerprint includes the device type.
 
 Nothing is ever downloaded: pyiqa is always given ``pretrained_model_path``; a missing model file is
 an error that says how to build it, except with ``model_path=None``, which means the pipeline's model
@@ -174,7 +179,7 @@ class BrisqueScorer:
     # ------------------------------------------------------------------ computation
     @staticmethod
     def luminance(x: torch.Tensor) -> torch.Tensor:
-        """Y channel (N, 1, H, W) on the 0..255 scale (ITU-R BT.601, as pyiqa/MATLAB rgb2ycbcr)."""
+        """Y channel (N, 1, H, W): round(255 (0.299 R + 0.587 G + 0.114 B)), pyiqa's ``to_y_channel``."""
         from pyiqa.utils.color_util import to_y_channel
 
         return to_y_channel(x.to(torch.float32), 255.0)

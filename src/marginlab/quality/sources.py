@@ -73,16 +73,20 @@ def _bin_sources(prepared: Path) -> list[SplitSource]:
 
     out = []
     for path in sorted((prepared / "verification").glob("*.bin")):
+        encoded, _ = read_bin_encoded(path)  # for the length; released before scoring
+        length = len(encoded)
+        del encoded
         state: dict[str, list] = {}
 
-        def load(i: int, path: Path = path, state: dict = state) -> np.ndarray:
-            if "encoded" not in state:  # read the pickle once, when the split is first scored
+        def load(i: int, path: Path = path, state: dict = state, last: int = length - 1) -> np.ndarray:
+            if "encoded" not in state:  # read the pickle when the split is scored...
                 state["encoded"] = read_bin_encoded(path)[0]
-            return decode_image(bytes(state["encoded"][i]), source=f"{path}[{i}]")
+            image = decode_image(bytes(state["encoded"][i]), source=f"{path}[{i}]")
+            if i == last:  # ...and release it after its last image (images are loaded in order)
+                state.clear()
+            return image
 
-        encoded, _ = read_bin_encoded(path)  # for the length; released before scoring
-        out.append(SplitSource(f"bin:{path.stem}", len(encoded), load, (path,)))
-        del encoded
+        out.append(SplitSource(f"bin:{path.stem}", length, load, (path,)))
     return out
 
 
