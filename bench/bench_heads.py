@@ -9,6 +9,10 @@ the median over rounds is reported with its ratio to linear + CE.
     python bench/bench_heads.py --classes 1000 --repeats 5 --threads 2
 
 Prints a markdown table (ms/step, ratio to linear+CE). Goal from the issue: AdaFace ≤ 1.3× at 10k classes.
+
+On an oversubscribed machine (load average above the core count) use ``--threads 1``: with several
+OpenMP threads every small elementwise op waits at a barrier for a descheduled thread, which inflates
+and scatters the timings of the heads (many small ops) far more than the reference (three big matmuls).
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ class CurricularFace(MarginHead):
             threshold = (self.s * self._cos_plus_margin(cos_y)).to(logits.dtype).unsqueeze(1)
             hard = logits > threshold
         t = self.t.to(logits.dtype)
-        # logits = s·cos θ_j, so s·cos θ_j·(t + cos θ_j) = logits·(t + logits / s).
-        return torch.where(hard, logits * (t + logits / self.s), logits)
+        # logits = s·cos θ_j, so s·cos θ_j·(t + cos θ_j) = t·logits + logits² / s.
+        return torch.where(hard, torch.addcmul(logits * t, logits, logits, value=1.0 / self.s), logits)
 
     def state_summary(self) -> dict[str, float]:
         return {"t": float(self.t)}
