@@ -1,0 +1,272 @@
+"""Load every run's outputs into tidy frames (one source for tables, claims and figures).
+
+The experiment grid comes from ``params.runs`` (label, head, seed, tags, resolved head parameters,
+proxy); outputs are read from ``<runs_dir>/<run>/``:
+
+- ``probe/epoch_XX.parquet`` → :attr:`Collection.probe` (probe rows + ``run, label, head``; the
+  probe's identity column ``label`` is renamed ``class_label`` so that ``label`` is the run's label);
+- ``metrics.json`` → :attr:`Collection.metrics`, long format, one row per run and protocol::
+
+      run, label, head, seed, protocol, family, set, metric, value, se, quality
+
+  ``value`` in percent: verification ``accuracy`` (protocol ``verification/<set>``), IJB
+  ``TAR@FAR=<far>`` for the FARs the set supports (``ijb/<set> TAR@FAR=1e-04``), identification
+  ``rank<k>`` (``identification/<set> rank1``). ``se`` is the test-set sampling error of the value (%):
+  fold std / sqrt(folds) for 10-fold accuracy, sqrt(p(1-p)/N) with N genuine pairs (IJB) or probes
+  (identification). ``quality`` is ``low`` for the low/mixed-quality protocols (a verification set
+  named ``lq``/``*_lq``/``lq_*``, every IJB set and identification set) and ``high`` otherwise.
+- ``eval_norms.parquet`` → :attr:`Collection.eval_norms` (+ ``run, label, head, epoch``: the
+  evaluated epoch from metrics.json);
+- ``live/plots/metrics/**/*.tsv`` (dvclive or the plain writer) → :attr:`Collection.live`
+  (``run, label, head, step, metric, value``; ``metric`` is the path below ``plots/metrics`` without
+  ``.tsv``, e.g. ``train/loss``);
+- ``train_summary.json`` → :attr:`Collection.train_summaries`.
+
+Missing outputs are not an error here (a run may not be trained yet): they are listed in
+:attr:`Collection.missing` and the analyses use what exists. Malformed files raise
+:class:`AnalysisInputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marginlab.config import Params
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "AnalysisInputError",
+    "Collection",
+    "collect",
+    "flatten_metrics",
+    "protocol_quality",
+    "read_live",
+    "read_probe",
+    "run_table",
+]
+
+METRIC_COLUMNS = ["run", "label", "head", "seed", "protocol", "family", "set", "metric", "value", "se", "quality"]
+RUN_COLUMNS = ["run", "label", "head", "seed", "proxy", "tags", "head_params", "is_default", "setting_h", "setting_m"]
+PROBE_REQUIRED = ("epoch", "pass", "index", "label", "norm", "p_yi")
+
+
+class AnalysisInputError(ValueError):
+    """A run output that exists but does not have the expected content."""
+
+
+def protocol_quality(family: str, set_name: str) -> str:
+    """``"low"`` for low/mixed-quality protocols (``lq`` verification sets, IJB, identification), else ``"high"``."""
+    if family in ("ijb", "identification"):
+        return "low"
+    name = set_name.lower()
+    return "low" if (name == "lq" or name.startswith("lq_") or name.endswith("_lq")) else "high"
+
+
+def run_table(params: Params) -> pd.DataFrame:
+    """One row per run of ``params.runs`` with its resolved identity (see ``RUN_COLUMNS``).
+
+    ``is_default``: the head's parameters equal the ``heads.<head>`` defaults and the proxy is the
+    feature norm, i.e. the configuration the paper reports for that head.
+    """
+    rows = []
+    for name in params.runs:
+        r = params.run(name)
+        defaults = getattr(params.heads, r.head).model_dump()
+        is_default = all(math.isclose(float(r.head_params[k]), float(v)) for k, v in defaults.items()) and r.proxy == "norm"
+        rows.append({
+            "run": name, "label": r.label, "head": r.head, "seed": int(r.seed), "proxy": r.proxy,
+            "tags": tuple(r.tags), "head_params": dict(r.head_params), "is_default": bool(is_default),
+            "setting_h": r.head_params.get("h", np.nan), "setting_m": r.head_params.get("m", np.nan),
+        })
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AnalysisInputError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise AnalysisInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_probe(run_dir: Path) -> pd.DataFrame | None:
+    """All ``probe/epoch_XX.parquet`` of one run, concatenated (None when there are none)."""
+    files = sorted((run_dir / "probe").glob("epoch_*.parquet"))
+    if not files:
+        return None
+    frames = []
+    for f in files:
+        frame = pd.read_parquet(f)
+        missing = set(PROBE_REQUIRED) - set(frame.columns)
+        if missing:
+            raise AnalysisInputError(f"{f} lacks column(s) {sorted(missing)}; expected the probe schema of marginlab.train.probe")
+        frame["pass"] = frame["pass"].astype(str)
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out["epoch"] = out["epoch"].astype("int64")
+    return out
+
+
+def _pct(x: Any) -> float:
+    return float(x) * 100.0 if x is not None and np.isfinite(float(x)) else np.nan
+
+
+def _binomial_se(p: Any, n: Any) -> float:
+    if p is None or not n:
+        return np.nan
+    p = float(p)
+    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / float(n))
+
+
+def flatten_metrics(metrics: dict, source: str = "metrics.json") -> list[dict[str, Any]]:
+    """Long rows ``protocol, family, set, metric, value, se, quality`` of one run's metrics.json."""
+    rows: list[dict[str, Any]] = []
+    try:
+        for name, m in (metrics.get("verification") or {}).items():
+            folds = m.get("fold_accuracies") or []
+            k = len(folds) or 10
+            std = m.get("accuracy_std")
+            rows.append({"protocol": f"verification/{name}", "family": "verification", "set": name, "metric": "accuracy",
+                         "value": _pct(m["accuracy_mean"]),
+                         "se": _pct(std) / math.sqrt(k) if std is not None else np.nan})
+        for name, m in (metrics.get("ijb") or {}).items():
+            supported = m.get("supported_fars")
+            for key, tar in (m.get("tar_at_far") or {}).items():
+                if tar is None or (supported is not None and key not in supported):
+                    continue
+                rows.append({"protocol": f"ijb/{name} TAR@FAR={key}", "family": "ijb", "set": name,
+                             "metric": f"TAR@FAR={key}", "value": _pct(tar), "se": _binomial_se(tar, m.get("genuine"))})
+        for name, m in (metrics.get("identification") or {}).items():
+            for key in sorted((k for k in m if re.fullmatch(r"rank\d+", k)), key=lambda k: int(k[4:])):
+                if m[key] is None:
+                    continue
+                rows.append({"protocol": f"identification/{name} {key}", "family": "identification", "set": name,
+                             "metric": key, "value": _pct(m[key]), "se": _binomial_se(m[key], m.get("probes"))})
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise AnalysisInputError(f"{source}: unexpected metrics layout ({type(err).__name__}: {err}); "
+                                 "expected the schema of marginlab.evaluate.run") from None
+    for row in rows:
+        row["quality"] = protocol_quality(row["family"], row["set"])
+    return rows
+
+
+def read_live(live_dir: Path) -> pd.DataFrame | None:
+    """``step, metric, value`` of every ``plots/metrics/**/*.tsv`` under a dvclive directory."""
+    plots = live_dir / "plots" / "metrics"
+    files = sorted(plots.rglob("*.tsv")) if plots.is_dir() else []
+    if not files:
+        return None
+    frames = []
+    for f in files:
+        frame = pd.read_csv(f, sep="\t")
+        value_cols = [c for c in frame.columns if c not in ("step", "timestamp")]
+        if "step" not in frame.columns or len(value_cols) != 1:
+            raise AnalysisInputError(f"{f}: expected columns 'step' and one metric column (dvclive layout), got {list(frame.columns)}")
+        metric = f.relative_to(plots).with_suffix("").as_posix()
+        frames.append(pd.DataFrame({"step": frame["step"].astype("int64"), "metric": metric,
+                                    "value": pd.to_numeric(frame[value_cols[0]], errors="coerce")}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class Collection:
+    """Everything the analyses read, as tidy frames (see the module docstring)."""
+
+    runs: pd.DataFrame
+    probe: pd.DataFrame
+    metrics: pd.DataFrame
+    eval_norms: pd.DataFrame
+    live: pd.DataFrame
+    train_summaries: dict[str, dict] = field(default_factory=dict)
+    metrics_json: dict[str, dict] = field(default_factory=dict)
+    quality_summary: dict | None = None
+    missing: dict[str, list[str]] = field(default_factory=dict)
+
+    def run_info(self, run: str) -> pd.Series:
+        return self.runs.set_index("run").loc[run]
+
+
+def _identity(frame: pd.DataFrame, info: dict) -> pd.DataFrame:
+    frame = frame.copy()
+    for k in ("head", "label", "run"):
+        frame.insert(0, k, info[k])
+    return frame
+
+
+def collect(params: Params, *, progress: bool = False) -> Collection:
+    """Read the outputs of every run in ``params.runs`` (and the quality summary) into a :class:`Collection`."""
+    runs = run_table(params)
+    runs_dir = Path(params.runs_dir)
+    probes, metrics_rows, norms, lives = [], [], [], []
+    summaries: dict[str, dict] = {}
+    metrics_json: dict[str, dict] = {}
+    missing: dict[str, list[str]] = {}
+    records = runs.to_dict("records")
+    iterator = records
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(records, desc="collect runs", unit="run")
+    for info in iterator:
+        run_dir = runs_dir / info["run"]
+        absent = []
+        probe = read_probe(run_dir)
+        if probe is None:
+            absent.append("probe")
+        else:
+            probes.append(_identity(probe.rename(columns={"label": "class_label"}), info))
+        mpath = run_dir / "metrics.json"
+        if mpath.exists():
+            m = _read_json(mpath)
+            metrics_json[info["run"]] = m
+            for row in flatten_metrics(m, source=str(mpath)):
+                metrics_rows.append({"run": info["run"], "label": info["label"], "head": info["head"], "seed": info["seed"], **row})
+            npath = run_dir / "eval_norms.parquet"
+            if npath.exists():
+                frame = pd.read_parquet(npath)
+                if not {"split", "norm"} <= set(frame.columns):
+                    raise AnalysisInputError(f"{npath} lacks 'split'/'norm' columns (schema of marginlab.evaluate.run)")
+                frame.insert(0, "epoch", int(m.get("epoch") or -1))
+                norms.append(_identity(frame, info))
+        else:
+            absent.append("metrics.json")
+        live = read_live(run_dir / "live")
+        if live is None:
+            absent.append("live")
+        else:
+            lives.append(_identity(live, info))
+        spath = run_dir / "train_summary.json"
+        if spath.exists():
+            summaries[info["run"]] = _read_json(spath)
+        else:
+            absent.append("train_summary.json")
+        if absent:
+            missing[info["run"]] = absent
+    if missing:
+        log.warning("runs with missing outputs (left out where needed): %s",
+                    "; ".join(f"{r}: {', '.join(v)}" for r, v in missing.items()))
+    qpath = Path(params.quality.output_dir) / "summary.json"
+    return Collection(
+        runs=runs,
+        probe=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(columns=["run", "label", "head", "epoch", "pass", "norm", "p_yi"]),
+        metrics=pd.DataFrame(metrics_rows, columns=METRIC_COLUMNS),
+        eval_norms=pd.concat(norms, ignore_index=True) if norms else pd.DataFrame(columns=["run", "label", "head", "epoch", "split", "norm"]),
+        live=pd.concat(lives, ignore_index=True) if lives else pd.DataFrame(columns=["run", "label", "head", "step", "metric", "value"]),
+        train_summaries=summaries,
+        metrics_json=metrics_json,
+        quality_summary=_read_json(qpath) if qpath.exists() else None,
+        missing=missing,
+    )

@@ -1,0 +1,244 @@
+"""The analysis stage: ``analyze(params, out_dir="analysis")``.
+
+Reads every run of ``params.runs`` from ``<runs_dir>/<run>/`` (probe tables, metrics.json,
+eval_norms.parquet, live/, train_summary.json; :mod:`.collect`) and ``<quality.output_dir>/summary.json``,
+and writes, each file atomically, into ``out_dir``:
+
+``correlation.csv`` — one row per run, epoch, pass, quantity and target::
+
+    run, label, head, epoch, pass, quantity, target,
+    pearson, pearson_lo, pearson_hi, spearman, spearman_lo, spearman_hi, n
+
+  ``pass``: ``clean`` / ``augmented`` (probe passes, every epoch; 0 = before training) or
+  ``eval:<split>`` (evaluation images of ``eval_norms.parquet``, e.g. ``eval:bin:lq``, at the evaluated
+  epoch; quantity ``norm`` only). ``quantity``: ``norm`` | ``p_yi``; ``target``: ``iq`` (1 − BRISQUE/100)
+  | ``gt_quality`` (synthetic data only). ``*_lo``/``*_hi``: percentile bootstrap 95 % interval
+  (``n_resamples`` resamples, seeded by ``params.seed``; :mod:`.correlation`). Groups with fewer than 3
+  finite pairs are left out.
+
+``augmentation.csv`` — per run, last epoch, augmented probe pass, per norm bin (1 = lowest)::
+
+    run, label, head, epoch, norm_bin, norm_min, norm_max,
+    share_crop, share_lowres, share_photometric, share_any, n
+
+``ablation.csv`` (Table 1) — ``factor, setting, label, is_reference, set, mean, std, n_seeds``;
+``comparison.csv`` (main table) — ``label, head, protocol, quality, mean, std, n_seeds,
+delta_vs_adaface, ci_lo, ci_hi, p_value, test, n_pairs, paper_value, paper_setting``. Values, deltas
+and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@FAR=<far>``,
+``identification/<set> rank<k>`` (:mod:`.tables`).
+
+``claims.json`` — ``{"reference": label, "claims": [{id, title, statement, paper, verdict, rule,
+numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5 (:mod:`.claims`).
+
+``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
+``runs_with_metrics``, ``runs_with_probe``, ``adaface_final_{pearson,spearman}_norm_iq``,
+``adaface_final_spearman_norm_gt_quality``, ``adaface_final_spearman_pyi_iq``,
+``adaface_early_spearman_norm_iq`` (means over the reference AdaFace seeds, clean probe),
+``adaface_minus_best_baseline_<protocol-slug>`` for every decision protocol, ``augmented_share_low_norm``
+/ ``augmented_share_high_norm`` (reference runs, lowest / highest norm bin), ``claims_supported``,
+``claims_not_supported``, ``claims_inconclusive``, ``quality_spearman_iq_gt`` (from the quality summary).
+
+``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_epoch.png`` and, when
+ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
+``correlation_vs_epoch_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
+(:mod:`.figures`). The directory is replaced as a whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marginlab.analysis import augmentation as aug
+from marginlab.analysis import claims as cl
+from marginlab.analysis import figures as fg
+from marginlab.analysis.collect import Collection, collect
+from marginlab.analysis.correlation import (
+    CORRELATION_COLUMNS,
+    correlation_table,
+    eval_correlation_table,
+    group_rng,
+    nonlinearity_test,
+)
+from marginlab.analysis.tables import (
+    ablation_table,
+    aggregate,
+    comparison_table,
+    decision_protocols,
+    main_labels,
+    reference_label,
+)
+from marginlab.config import Params
+from marginlab.io import atomic_dir, atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OUTPUT_FILES", "analyze"]
+
+OUTPUT_FILES = ("correlation.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json", "summary.json")
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _slug(protocol: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", protocol).strip("_").lower()
+
+
+def _reference_runs(col: Collection, reference: str | None) -> list[str]:
+    if reference is None:
+        return []
+    return list(col.runs[col.runs["label"] == reference].sort_values("seed")["run"])
+
+
+def _last_epoch_rows(probe: pd.DataFrame, run: str, pass_: str) -> pd.DataFrame:
+    rows = probe[(probe["run"] == run) & (probe["pass"] == pass_)]
+    return rows[rows["epoch"] == rows["epoch"].max()] if len(rows) else rows
+
+
+def _finite_mean(values) -> float | None:
+    v = np.asarray(list(values), dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: pd.DataFrame, claims: list[dict],
+             gaps: dict[str, dict], claim5: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "runs": len(col.runs),
+        "runs_with_metrics": int(col.metrics["run"].nunique()) if len(col.metrics) else 0,
+        "runs_with_probe": int(col.probe["run"].nunique()) if len(col.probe) else 0,
+    }
+    clean = corr[(corr["pass"] == "clean") & corr["run"].isin(ref_runs)]
+    if len(clean):
+        last = clean.groupby("run")["epoch"].transform("max") == clean["epoch"]
+        for quantity, target, coef, key in (("norm", "iq", "pearson", "adaface_final_pearson_norm_iq"),
+                                            ("norm", "iq", "spearman", "adaface_final_spearman_norm_iq"),
+                                            ("norm", "gt_quality", "spearman", "adaface_final_spearman_norm_gt_quality"),
+                                            ("p_yi", "iq", "spearman", "adaface_final_spearman_pyi_iq")):
+            out[key] = _finite_mean(clean[last & (clean["quantity"] == quantity) & (clean["target"] == target)][coef])
+        early = clean[(clean["epoch"] == 1) & (clean["quantity"] == "norm") & (clean["target"] == "iq")]
+        out["adaface_early_spearman_norm_iq"] = _finite_mean(early["spearman"])
+    for part in claim5.get("parts") or []:
+        for comp in part.get("numbers", {}).get("comparisons", []) or []:
+            out[f"adaface_minus_best_baseline_{_slug(comp['protocol'])}"] = comp["delta"]
+    if gaps:
+        out["augmented_share_low_norm"] = _finite_mean(g["share_low"] for g in gaps.values())
+        out["augmented_share_high_norm"] = _finite_mean(g["share_high"] for g in gaps.values())
+    verdicts = [c["verdict"] for c in claims]
+    out["claims_supported"] = verdicts.count("supported")
+    out["claims_not_supported"] = verdicts.count("not supported")
+    out["claims_inconclusive"] = verdicts.count("inconclusive")
+    q = ((col.quality_summary or {}).get("splits", {}).get("all", {}) or {}).get("ground_truth", {}) or {}
+    if q.get("spearman_iq_gt") is not None:
+        out["quality_spearman_iq_gt"] = float(q["spearman_iq_gt"])
+    return {k: (round(float(v), 6) if isinstance(v, float) else v) for k, v in out.items()
+            if v is not None and not (isinstance(v, float) and not np.isfinite(v))}
+
+
+def analyze(
+    params: Params,
+    out_dir: str | Path = "analysis",
+    *,
+    n_resamples: int = 2000,
+    norm_bins: int = 5,
+    confidence: float = 0.95,
+    figures: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every analysis on the outputs of ``params``' runs and write ``out_dir`` (module docstring).
+
+    Returns the ``summary.json`` dict. Runs whose outputs are missing are left out with a warning (their
+    names are in ``claims.json`` under ``missing``); malformed outputs raise
+    :class:`marginlab.analysis.collect.AnalysisInputError` naming the file.
+    """
+    if n_resamples < 1000:
+        raise ValueError(f"n_resamples must be >= 1000 for stable 95% percentile intervals, got {n_resamples}")
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    col = collect(params, progress=progress)
+    reference = reference_label(col.runs)
+    ref_runs = _reference_runs(col, reference)
+    seed = params.seed
+
+    corr = correlation_table(col.probe, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress) \
+        if len(col.probe) else pd.DataFrame(columns=CORRELATION_COLUMNS)
+    if len(col.eval_norms):
+        corr = pd.concat([corr, eval_correlation_table(col.eval_norms, n_resamples=n_resamples, confidence=confidence,
+                                                       seed=seed)], ignore_index=True)
+    augmentation = aug.augmentation_table(col.probe, bins=norm_bins) if len(col.probe) else pd.DataFrame(columns=aug.AUGMENTATION_COLUMNS)
+    agg = aggregate(col.metrics)
+    comparison = comparison_table(col.metrics, col.runs, reference)
+    ablation = ablation_table(col.metrics, col.runs, reference)
+
+    # Per reference run: P_yi linearity gap and augmentation evidence at the last epoch.
+    target = "iq" if len(col.probe) and "iq" in col.probe and np.isfinite(col.probe["iq"].astype(float)).any() else "gt_quality"
+    pyi_nonlinearity, gaps, changes = {}, {}, {}
+    for run in ref_runs:
+        clean = _last_epoch_rows(col.probe, run, "clean") if len(col.probe) else pd.DataFrame()
+        augmented = _last_epoch_rows(col.probe, run, "augmented") if len(col.probe) else pd.DataFrame()
+        if len(clean) and target in clean:
+            g = nonlinearity_test(clean[target].to_numpy(float), clean["p_yi"].to_numpy(float), n_resamples=n_resamples,
+                                  confidence=confidence, seed=int(group_rng(seed, run, "pyi_nonlinearity").integers(2**31)))
+            if np.isfinite(g["gain"]):
+                pyi_nonlinearity[run] = {**g, "target": target}
+        if len(augmented):
+            gaps[run] = {**aug.low_high_gap(augmented, norm_bins, n_resamples=n_resamples, confidence=confidence,
+                                            seed=int(group_rng(seed, run, "aug_gap").integers(2**31))),
+                         "epoch": int(augmented["epoch"].iloc[0])}
+            if len(clean):
+                changes[run] = aug.norm_change(clean, augmented)
+
+    compared = [lab for lab in main_labels(col.runs) if lab != reference]
+    claims = [
+        cl.claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity),
+        cl.claim_margin_form(params.heads.adaface.model_dump()),
+        cl.claim_ablations(ablation, agg),
+        cl.claim_augmentation(gaps, changes, bins=norm_bins),
+        cl.claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared),
+    ]
+    summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4])
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(out_dir / "correlation.csv", corr[CORRELATION_COLUMNS])
+    _write_csv(out_dir / "augmentation.csv", augmentation)
+    _write_csv(out_dir / "ablation.csv", ablation)
+    _write_csv(out_dir / "comparison.csv", comparison)
+    write_json(out_dir / "claims.json", {
+        "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
+        "decision_protocols": decision_protocols(list(agg["protocol"])) if len(agg) else [],
+        "n_resamples": n_resamples, "confidence": confidence, "claims": claims,
+    })
+    if figures:
+        _figures(col, corr, augmentation, reference, out_dir / "figures")
+    write_json(out_dir / "summary.json", summary)
+    log.info("analysis written to %s in %.1f s (%d correlation rows, verdicts: %s)", out_dir, time.perf_counter() - t0,
+             len(corr), ", ".join(f"{c['id']}: {c['verdict']}" for c in claims))
+    return summary
+
+
+def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path) -> None:
+    labels = main_labels(col.runs)
+    if reference is not None and reference not in labels:
+        labels = [reference, *labels]
+    with_probe = list(col.probe["run"].unique()) if len(col.probe) else []
+    reps = fg.representative_runs(col.runs, labels, with_probe)
+    has_gt = len(col.probe) > 0 and "gt_quality" in col.probe and np.isfinite(col.probe["gt_quality"].astype(float)).any()
+    with atomic_dir(fig_dir) as tmp:
+        for quantity, stem in (("norm", "norm"), ("p_yi", "pyi")):
+            fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_iq.png", quantity=quantity, target="iq")
+            if has_gt:
+                fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_gt_quality.png", quantity=quantity, target="gt_quality")
+        fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch.png", target="iq")
+        if has_gt:
+            fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch_gt_quality.png", target="gt_quality")
+        fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
+        fg.training_curves(col.live, col.runs, tmp / "training_curves.png")

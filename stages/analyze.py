@@ -1,0 +1,46 @@
+"""Stage ``analyze``: correlations (Fig. 2), augmentation by norm, Table 1, main comparison, claim verdicts.
+
+    python stages/analyze.py [--params params.yaml] [--out analysis] [--resamples 2000] [--bins 5]
+                             [--no-figures] [--no-progress]
+
+Reads ``<runs_dir>/<run>/`` of every run in params (probe tables, metrics.json, eval_norms.parquet,
+live/, train_summary.json) and ``<quality.output_dir>/summary.json``; writes atomically into ``--out``:
+correlation.csv, augmentation.csv, ablation.csv, comparison.csv, claims.json, summary.json and
+figures/ (schema: ``marginlab.analysis.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from marginlab.analysis.collect import AnalysisInputError
+from marginlab.analysis.run import analyze
+from marginlab.config import ConfigError, load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--out", default="analysis", help="output directory (default: analysis)")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (>= 1000; default 2000)")
+    parser.add_argument("--bins", type=int, default=5, help="feature-norm bins of the augmentation analysis (default 5)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+        summary = analyze(params, args.out, n_resamples=args.resamples, norm_bins=args.bins,
+                          figures=not args.no_figures, progress=not args.no_progress)
+    except (ConfigError, AnalysisInputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
