@@ -7,16 +7,18 @@ one run and read the ``load`` line):
   scorer is created once; nothing is re-created per call);
 * ``batch_<B>``: the same images stacked into batches of B (``--batch-sizes``, default 32 64 256);
 * ``pyiqa_per_image`` / ``pyiqa_batch_64``: ``pyiqa.create_metric('brisque')`` itself, for reference
-  (its float32 SVR; ``--no-pyiqa`` skips);
+  (its float32 SVR), and ``pyiqa_new_metric_per_image``: the naive loop that creates the metric for
+  every image (``--no-pyiqa`` skips these);
 
 and projects the time for the default synthetic dataset and for MS1MV2 (5.8 M images) from the
 best batched rate. ``--full-dataset`` also generates the default synthetic prepared set in a temporary
-directory and times the real quality stage on it (decode + group + score + parts + summary).
+directory and times the real quality stage on it with the default params (decode + group + score +
+parts + summary).
 
 Images: synthetic training faces (``marginlab.data.synthetic``, default degradation mix, decoded
 from their JPEG) or, if that module is missing, smoothed noise with edges.
 
-    python bench/bench_quality.py [--images 512] [--threads 2] [--device cpu|cuda] [--full-dataset]
+    python bench/bench_quality.py [--images 512] [--threads 1 2] [--device cpu|cuda] [--full-dataset]
                                   [--json bench/out/quality.json]
 """
 
@@ -75,7 +77,7 @@ def default_dataset_size() -> dict[str, int]:
     cfg = SyntheticConfig()
     sizes = {"train": cfg.train_identities * cfg.train_images_per_identity}
     try:
-        from marginlab.data.synthetic import ijb_layout, tinyface_specs, verification_specs, VERIFICATION_BINS
+        from marginlab.data.synthetic import VERIFICATION_BINS, ijb_layout, tinyface_specs, verification_specs
 
         sizes["verification"] = sum(len(verification_specs(cfg, 42, name)[0]) for name in VERIFICATION_BINS)
         sizes["ijb"] = len(ijb_layout(cfg, 42).specs)
@@ -85,12 +87,12 @@ def default_dataset_size() -> dict[str, int]:
     return sizes
 
 
-def run_full_dataset(device: str, batch_size: int) -> dict:
+def run_full_dataset(device: str) -> dict:
     """Generate the default synthetic set and time the quality stage on it."""
     from marginlab.config import SyntheticConfig, validate_params
     from marginlab.data.synthetic import write_synthetic
-    from marginlab.quality.stage import run_quality_stage
     from marginlab.quality.scorer import default_model_path
+    from marginlab.quality.stage import run_quality_stage
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         t0 = time.perf_counter()
@@ -98,13 +100,13 @@ def run_full_dataset(device: str, batch_size: int) -> dict:
         generation = time.perf_counter() - t0
         params = validate_params({"data": {"prepared_dir": str(Path(tmp) / "prepared")},
                                   "quality": {"model_path": str(default_model_path()), "output_dir": str(Path(tmp) / "quality"),
-                                              "device": device, "batch_size": batch_size}})
+                                              "device": device}})
         t0 = time.perf_counter()
         summary = run_quality_stage(params, progress=False)
         seconds = time.perf_counter() - t0
     return {"images": summary["num_images"], "stage_seconds": round(seconds, 1),
             "images_per_s": round(summary["num_images"] / seconds, 1), "generation_seconds": round(generation, 1),
-            "batch_size": batch_size, "per_split": {k: v["count"] for k, v in summary["splits"].items() if k != "all"}}
+            "per_split": {k: v["count"] for k, v in summary["splits"].items() if k != "all"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,22 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-image", type=int, default=96, help="images scored one per call per round")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 256])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="torch intra-op thread counts to compare (CPU; each round runs all)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-pyiqa", action="store_true", help="skip the pyiqa create_metric reference")
     parser.add_argument("--full-dataset", action="store_true", help="also time the quality stage on the default dataset")
-    parser.add_argument("--stage-batch-size", type=int, default=None,
-                        help="batch size for --full-dataset (default: the best measured)")
     parser.add_argument("--json", type=Path, default=Path("bench/out/quality.json"))
     args = parser.parse_args(argv)
 
     from marginlab.quality import BrisqueScorer
     from marginlab.quality.scorer import uint8_to_tensor
 
-    torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {args.device}", flush=True)
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; torch {torch.__version__}, "
+          f"device {args.device}", flush=True)
     images, origin = face_images(max(args.images, args.per_image))
     x = uint8_to_tensor(images).to(args.device)
     print(f"{len(images)} images 112x112 ({origin})", flush=True)
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pyiqa:
         import pyiqa
 
-        metric = pyiqa.create_metric("brisque", device=args.device, pretrained_model_path=str(scorer.model_path))
+        path = str(scorer.model_path)
+        metric = pyiqa.create_metric("brisque", device=args.device, pretrained_model_path=path)
 
         def pyiqa_batched():
             with torch.inference_mode():
@@ -153,7 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 return [metric(x[i:i + 1]) for i in range(args.per_image)]
 
+        n_new = min(16, args.per_image)
+
+        def pyiqa_new_metric_each_call():  # the naive loop: a metric created per image
+            return [pyiqa.create_metric("brisque", device=args.device, pretrained_model_path=path)(x[i:i + 1])
+                    for i in range(n_new)]
+
         modes["pyiqa_per_image"] = (args.per_image, pyiqa_single)
+        modes["pyiqa_new_metric_per_image"] = (n_new, pyiqa_new_metric_each_call)
         modes["pyiqa_batch_64"] = (args.images, pyiqa_batched)
 
     with torch.inference_mode():  # warm-up: allocator, oneDNN primitives for each shape, lazy imports
@@ -162,38 +170,44 @@ def main(argv: list[str] | None = None) -> int:
             scorer(x[:bs])
             if not args.no_pyiqa and bs in (1, 64):
                 metric(x[:bs])
-    rates: dict[str, list[float]] = {k: [] for k in modes}
+    rates: dict[int, dict[str, list[float]]] = {t: {k: [] for k in modes} for t in args.threads}
     for r in range(args.rounds):
-        for name, (n, fn) in modes.items():
-            rates[name].append(timed(fn, n))
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()), flush=True)
+        for t in args.threads:
+            torch.set_num_threads(t)
+            for name, (n, fn) in modes.items():
+                rates[t][name].append(timed(fn, n))
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+            print(f"round {r + 1}, {t} thread(s): " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates[t].items()),
+                  flush=True)
 
-    best = {k: max(v) for k, v in rates.items()}
-    batch_names = [f"batch_{bs}" for bs in args.batch_sizes]
-    best_batch = max(batch_names, key=lambda k: best[k])
-    speedup = best[best_batch] / best["per_image"]
     sizes = default_dataset_size()
     n_default = sum(sizes.values())
-    result = {
-        "load_average": load, "threads": args.threads, "device": args.device, "images": origin,
-        "images_per_s": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
-        "best_images_per_s": {k: round(v, 1) for k, v in best.items()},
-        "best_batch": best_batch,
-        "speedup_batched_vs_per_image": round(speedup, 2),
-        "per_batch_size_speedup": {k: round(best[k] / best["per_image"], 2) for k in batch_names},
-        "default_dataset_images": sizes,
-        "projected_default_dataset_s": round(n_default / best[best_batch], 1),
-        "projected_ms1mv2_hours": round(MS1MV2_IMAGES / best[best_batch] / 3600, 2),
-    }
-    print(f"batched ({best_batch}) vs per image: {speedup:.2f}x; default dataset ({n_default} images): "
-          f"~{result['projected_default_dataset_s']:.0f} s scoring; MS1MV2 ({MS1MV2_IMAGES:,}): "
-          f"~{result['projected_ms1mv2_hours']:.1f} h on this device", flush=True)
+    batch_names = [f"batch_{bs}" for bs in args.batch_sizes]
+    result: dict = {"load_average_before": load, "load_average_after": os.getloadavg(), "device": args.device,
+                    "images": origin, "default_dataset_images": sizes, "threads": {}}
+    for t in args.threads:
+        best = {k: max(v) for k, v in rates[t].items()}
+        best_batch = max(batch_names, key=lambda k: best[k])
+        speedup = best[best_batch] / best["per_image"]
+        result["threads"][t] = {
+            "images_per_s": {k: [round(v, 1) for v in vs] for k, vs in rates[t].items()},
+            "best_images_per_s": {k: round(v, 1) for k, v in best.items()},
+            "best_batch": best_batch,
+            "speedup_batched_vs_per_image": round(speedup, 2),
+            "speedup_by_batch_size": {k: round(best[k] / best["per_image"], 2) for k in batch_names},
+            "projected_default_dataset_s": round(n_default / best[best_batch], 1),
+            "projected_ms1mv2_hours": round(MS1MV2_IMAGES / best[best_batch] / 3600, 2),
+        }
+        print(f"{t} thread(s): best batched ({best_batch}) {best[best_batch]:.0f}/s vs per image "
+              f"{best['per_image']:.0f}/s = {speedup:.2f}x; default dataset ({n_default} images) "
+              f"~{n_default / best[best_batch]:.0f} s of scoring; MS1MV2 ({MS1MV2_IMAGES:,}) "
+              f"~{MS1MV2_IMAGES / best[best_batch] / 3600:.1f} h", flush=True)
     if args.full_dataset:
-        bs = args.stage_batch_size or int(best_batch.split("_")[1])
-        result["full_dataset"] = run_full_dataset(args.device, bs)
-        print(f"quality stage on the default dataset: {json.dumps(result['full_dataset'])}", flush=True)
+        torch.set_num_threads(max(args.threads))
+        result["full_dataset"] = run_full_dataset(args.device)
+        print(f"quality stage on the default dataset ({max(args.threads)} threads): "
+              f"{json.dumps(result['full_dataset'])}", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

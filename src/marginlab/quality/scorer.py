@@ -241,5 +241,12 @@ def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-__all__ = ["BrisqueScorer", "CPU_FORWARD_BATCH", "MIN_SIDE", "default_model_path", "iq_from_brisque", "resolve_model_path",
-           "uint8_to_tensor"]
+__all__ = [
+    "CPU_FORWARD_BATCH",
+    "MIN_SIDE",
+    "BrisqueScorer",
+    "default_model_path",
+    "iq_from_brisque",
+    "resolve_model_path",
+    "uint8_to_tensor",
+]

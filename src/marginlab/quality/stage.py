@@ -29,8 +29,13 @@ class QualityStageError(RuntimeError):
     """The quality stage cannot run or an input is bad; the message names the file/split/index."""
 
 
-def run_quality_stage(params: Params, *, progress: bool = True) -> dict[str, Any]:
-    """Run the stage for ``params``; returns the summary dict (also written to ``summary.json``)."""
+def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0) -> dict[str, Any]:
+    """Run the stage for ``params``; returns the summary dict (also written to ``summary.json``).
+
+    ``threads``: torch intra-op threads for CPU scoring (0 = PyTorch's default, one per core). On a
+    machine shared with other jobs, 1 is far more robust: with 2 threads on 2 busy cores the
+    benchmark fell from ~190 to ~10 images/s, single-threaded it stayed at ~190 (bench_quality.py).
+    """
     import pyiqa
     import torch
 
@@ -49,6 +54,10 @@ def run_quality_stage(params: Params, *, progress: bool = True) -> dict[str, Any
     from marginlab.quality.summary import summarize_scores
 
     cfg = params.quality
+    if threads < 0:
+        raise QualityStageError(f"threads must be >= 0 (0 = PyTorch default), got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
     out_dir = Path(cfg.output_dir)
     parts_dir = out_dir / ".parts"
     prepared = Path(params.data.prepared_dir)
@@ -93,4 +102,4 @@ def run_quality_stage(params: Params, *, progress: bool = True) -> dict[str, Any
     return summary
 
 
-__all__ = ["QualityStageError", "SCORER_VERSION", "run_quality_stage"]
+__all__ = ["SCORER_VERSION", "QualityStageError", "run_quality_stage"]

@@ -109,7 +109,7 @@ def summarize_scores(scores: pd.DataFrame, ground_truth: Optional[pd.DataFrame] 
         b = frame["brisque"].to_numpy(np.float64)
         iq = frame["iq"].to_numpy(np.float64)
         entry: dict[str, Any] = {
-            "count": int(len(frame)),
+            "count": len(frame),
             "scored": int(np.isfinite(b).sum()),
             "nan": int((~np.isfinite(b)).sum()),
             "brisque": _stats(b, BRISQUE_EDGES),
@@ -123,7 +123,7 @@ def summarize_scores(scores: pd.DataFrame, ground_truth: Optional[pd.DataFrame] 
         splits[name] = entry
     return {
         "iq_definition": "IQ = 1 - clip(BRISQUE, 0, 100) / 100 (higher = better)",
-        "num_images": int(len(scores)),
+        "num_images": len(scores),
         "splits": splits,
     }
 
