@@ -1,0 +1,521 @@
+"""The self-contained HTML report: ``render_report(root=".", out="reports/report.html")``.
+
+One HTML file, rendered with Jinja2 (autoescape on) from ``templates/report.html.j2``: CSS inline, every
+figure a base64 PNG data URI, no scripts, fonts or external URLs, so it opens from disk anywhere.
+Sections, in order:
+
+1. summary of claims (``analysis/claims.json``): a verdict badge per claim, the rule and the deciding
+   numbers of every part;
+2. Table 1, the ablations (``analysis/ablation.csv``): mean ± std over seeds per factor, setting and
+   benchmark, beside the paper's qualitative conclusion (its numbers are not available);
+3. main comparison (``analysis/comparison.csv``): our mean ± std, Δ vs AdaFace with its 95 % CI and
+   paired test, and the paper's number in its own columns, with the scale difference (data, backbone,
+   epochs) stated above the table;
+4. Fig. 2 (``analysis/figures``): norm / P_yi vs quality, correlation over epochs, final-epoch
+   correlations with CIs (``correlation.csv``), augmentation by norm (``augmentation.csv``);
+5. Fig. 3 (``analysis/gst``): |GST| maps and curves, with the hard/easy emphasis ratios;
+6. training curves and the state of every run in ``params.runs``;
+7. data and quality: manifest counts, ``samples.png``, BRISQUE/IQ histograms and per-degradation
+   Spearman(IQ, ground truth) from ``<quality.output_dir>/summary.json``;
+8. provenance (:mod:`.provenance`).
+
+Displayed rounding (the tests compare the HTML with the CSV/JSON values through these): benchmark values
+in percent with 2 decimals (``mean ± std``; std omitted with one seed), p-values with 3 significant
+digits, correlations with 3 decimals, GST values with 2 decimals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from marginlab.io import atomic_path
+from marginlab.report import figures as rfig
+from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
+from marginlab.report.provenance import collect_provenance
+
+__all__ = [
+    "FIG2_FIGURES",
+    "PAPER_SCALE",
+    "build_context",
+    "fmt_corr",
+    "fmt_mean_std",
+    "fmt_p",
+    "fmt_value",
+    "render_html",
+    "render_report",
+]
+
+TEMPLATE = "report.html.j2"
+#: The paper's training scale (shared/reference/paper.md), stated beside its numbers.
+PAPER_SCALE = {
+    "main": "R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), 26 epochs, batch 512, fp16, 2× A100",
+    "table1": "IR-18 at 112×112 on a 70,722-identity subset of MS1MV2, the same 26-epoch recipe",
+}
+#: Known analysis figures in display order, with captions; other PNGs there are appended.
+FIG2_FIGURES = (
+    ("fig2_norm_vs_iq.png", "Feature norm vs IQ (1 − BRISQUE/100) over epochs (Fig. 2a)"),
+    ("fig2_pyi_vs_iq.png", "P_yi vs IQ over epochs (Fig. 2b)"),
+    ("correlation_vs_epoch.png", "Correlation of norm / P_yi with IQ per epoch, 95 % bootstrap CIs; paper's 0.5235 for reference"),
+    ("fig2_norm_vs_gt_quality.png", "Feature norm vs the synthetic ground-truth quality"),
+    ("fig2_pyi_vs_gt_quality.png", "P_yi vs the synthetic ground-truth quality"),
+    ("correlation_vs_epoch_gt_quality.png", "Correlation with the ground-truth quality per epoch"),
+    ("augmentation_by_norm.png", "Share of augmented probe images per feature-norm bin (claim 4)"),
+)
+TRAINING_FIGURE = "training_curves.png"
+GST_FIGURES = (
+    ("fig3_gst_maps.png", ("Fig. 3: |GST| maps. x: target cos θ_y, y: non-target cos θ_j (the cosine plane of issue #24, "
+                           "not the paper's angle drawing); ○ easy and △ hard sample; colour scale shared, clipped at the "
+                           "99th percentile.")),
+    ("fig3_gst_curves.png", ("(a) |GST| against cos θ_y at cos θ_j = 0.5; (b) AdaFace at ẑ = +1 for the configured m and larger "
+                             "margins: solid = head code (angle clipped at θ − m ≥ eps, so GST = 0 beyond cos m), dashed = the "
+                             "unclipped closed form of issue #24, which changes sign at cos m and diverges towards cos θ_y = 1.")),
+    ("fig3_gst_norm_levels.png", "AdaFace from ẑ = −1 (ArcFace) through 0 (CosFace) to +1, and MagFace from l_a to u_a."),
+)
+VERDICT_CLASS = {"supported": "ok", "not supported": "bad", "inconclusive": "warn"}
+FAMILY_NAMES = {"verification": "verification (10-fold accuracy)", "ijb": "IJB-style template verification (TAR@FAR)",
+                "identification": "identification (TinyFace-style rank-k)"}
+
+
+# --------------------------------------------------------------------------- formatting
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt_value(value: Any, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals; "—" for missing / NaN."""
+    v = _finite(value)
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def fmt_mean_std(mean: Any, std: Any, digits: int = 2) -> str:
+    """``"mean ± std"`` (std omitted when undefined, e.g. one seed)."""
+    m, s = _finite(mean), _finite(std)
+    if m is None:
+        return "—"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if s is not None else f"{m:.{digits}f}"
+
+
+def fmt_corr(value: Any) -> str:
+    return fmt_value(value, 3)
+
+
+def fmt_p(value: Any) -> str:
+    v = _finite(value)
+    return "—" if v is None else f"{v:.3g}"
+
+
+def fmt_signed(value: Any, digits: int = 2) -> str:
+    v = _finite(value)
+    return "—" if v is None else f"{v:+.{digits}f}"
+
+
+def fmt_number(value: Any) -> str:
+    """Generic display of a JSON value (claims' numbers): 4 significant digits for floats."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "—" if not math.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_number(v) for v in value) + "]"
+    return str(value)
+
+
+def fmt_seconds(value: Any) -> str:
+    v = _finite(value)
+    if v is None:
+        return "not recorded"
+    if v < 120:
+        return f"{v:.1f} s"
+    return f"{v / 60:.1f} min" if v < 7200 else f"{v / 3600:.2f} h"
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested JSON numbers → ``[(path, display)]``; lists of scalars stay one value (e.g. a CI)."""
+    if isinstance(obj, Mapping):
+        rows: list[tuple[str, str]] = []
+        for k, v in obj.items():
+            rows += _flatten(v, f"{prefix} › {k}" if prefix else str(k))
+        return rows
+    if isinstance(obj, list) and any(isinstance(v, (Mapping, list)) for v in obj):
+        rows = []
+        for i, v in enumerate(obj):
+            rows += _flatten(v, f"{prefix} › {i}")
+        return rows
+    return [(prefix or "value", fmt_number(obj))]
+
+
+# --------------------------------------------------------------------------- sections
+def _note(value: Any) -> str | None:
+    return value.why if is_missing(value) else None
+
+
+def _claims(claims: Any) -> dict[str, Any]:
+    empty = {"items": [], "counts": {}, "reference": None, "missing_runs": []}
+    if is_missing(claims):
+        return {**empty, "note": claims.why}
+    items = claims.get("claims") if isinstance(claims, Mapping) else claims
+    if not isinstance(items, list):
+        return {**empty, "note": "claims.json holds neither a list of claims nor a {'claims': [...]} object"}
+    out = []
+    for c in items:
+        if not isinstance(c, Mapping):
+            continue
+        verdict = str(c.get("verdict", "not available"))
+        numbers = c.get("numbers", c.get("evidence"))
+        parts = []
+        for p in c.get("parts", []) or []:
+            pv = str(p.get("verdict", "not available"))
+            parts.append({"name": p.get("name", ""), "verdict": pv, "cls": VERDICT_CLASS.get(pv, "na"),
+                          "rule": p.get("rule", ""), "numbers": _flatten(p.get("numbers", {})) if p.get("numbers") else []})
+        out.append({
+            "id": c.get("id", ""), "title": c.get("title", ""), "statement": c.get("statement", ""),
+            "paper": c.get("paper", ""), "verdict": verdict, "cls": VERDICT_CLASS.get(verdict, "na"),
+            "rule": c.get("rule", ""), "note": c.get("note", ""),
+            "numbers": _flatten(numbers) if isinstance(numbers, (Mapping, list)) and numbers else [],
+            "evidence_text": numbers if isinstance(numbers, str) else "",
+            "parts": parts,
+        })
+    counts = {v: sum(1 for c in out if c["verdict"] == v) for v in VERDICT_CLASS}
+    meta = claims if isinstance(claims, Mapping) else {}
+    return {"note": None if out else "claims.json lists no claims", "items": out, "counts": counts,
+            "reference": meta.get("reference"), "missing_runs": meta.get("missing") or []}
+
+
+def _ablation(frame: Any) -> dict[str, Any]:
+    if is_missing(frame):
+        return {"note": frame.why, "groups": []}
+    if frame.empty:
+        return {"note": "ablation.csv has no rows: no runs tagged ablation_h / ablation_m / ablation_proxy have metrics",
+                "groups": []}
+    try:
+        from marginlab.analysis.paper_numbers import ABLATION_CONCLUSIONS
+    except ImportError:  # pragma: no cover - the analysis package ships with marginlab
+        ABLATION_CONCLUSIONS = {}
+    factor_order = {"h": 0, "m": 1, "proxy": 2, "baseline": 3}
+    groups = []
+    for factor, g in sorted(frame.groupby("factor", sort=False), key=lambda kv: (factor_order.get(kv[0], 9), kv[0])):
+        sets = list(dict.fromkeys(g["set"]))
+        rows = []
+        for (setting, label), r in g.groupby(["setting", "label"], sort=False):
+            by_set = {s: r[r["set"] == s].iloc[0] for s in sets if (r["set"] == s).any()}
+            ref = bool(r["is_reference"].astype(bool).any()) if "is_reference" in r else False
+            rows.append({"setting": setting, "label": label, "reference": ref,
+                         "n_seeds": int(r["n_seeds"].max()) if r["n_seeds"].notna().any() else 0,
+                         "cells": [fmt_mean_std(by_set[s]["mean"], by_set[s]["std"]) if s in by_set else "—" for s in sets]})
+        groups.append({"factor": str(factor), "sets": sets, "rows": rows,
+                       "conclusion": ABLATION_CONCLUSIONS.get(str(factor), "")})
+    return {"note": None, "groups": groups}
+
+
+def _scale(inputs: ReportInputs) -> str:
+    p = inputs.params
+    counts = inputs.manifest.get("counts", {}) if isinstance(inputs.manifest, Mapping) else {}
+    images, classes = counts.get("train_images"), counts.get("train_classes")
+    size = f"{images:,} images of {classes:,} identities" if images and classes else ""
+    if p.data.source == "synthetic":
+        data = "synthetic faces" + (f" ({size})" if size else "")
+    else:
+        data = f"{p.data.name} ({p.data.source}" + (f", {size}" if size else "") + ")"
+    width = f", width ×{p.model.width:g}" if p.model.backbone.startswith("ir_") and p.model.width != 1.0 else ""
+    return (f"{p.model.backbone.upper().replace('_', '-')}{width} at {p.model.input_size}×{p.model.input_size} on {data}, "
+            f"{p.train.epochs} epochs, batch {p.train.batch_size}")
+
+
+def _families_missing(inputs: ReportInputs, protocols: list[str]) -> list[str]:
+    have = {str(p).split("/")[0] for p in protocols}
+    notes = []
+    d = inputs.params.data
+    for family, name in FAMILY_NAMES.items():
+        if family in have:
+            continue
+        if family == "ijb" and d.source != "synthetic" and not d.ijb:
+            why = "no IJB set configured (params data.ijb is empty)"
+        elif family == "verification" and d.source != "synthetic" and not d.val_bins:
+            why = "no verification .bin configured (params data.val_bins is empty)"
+        elif family == "identification" and d.source != "synthetic":
+            why = "no TinyFace-style identification set in the prepared data"
+        else:
+            why = "no rows for it in analysis/comparison.csv (no run evaluated on such a set)"
+        notes.append(f"{name}: not available: {why}")
+    return notes
+
+
+def _comparison(inputs: ReportInputs) -> dict[str, Any]:
+    frame = inputs.tables.get("comparison.csv")
+    out: dict[str, Any] = {"ours_scale": _scale(inputs), "paper_scale": PAPER_SCALE["main"], "protocols": [],
+                           "family_notes": [], "labels": []}
+    if is_missing(frame):
+        return {**out, "note": frame.why}
+    if frame.empty:
+        return {**out, "note": "comparison.csv has no rows: no run tagged 'main' has metrics"}
+    protocols = []
+    for protocol, g in frame.groupby("protocol", sort=False):
+        rows = []
+        for r in g.itertuples(index=False):
+            rows.append({
+                "label": r.label, "head": r.head,
+                "ours": fmt_mean_std(r.mean, r.std), "n_seeds": int(r.n_seeds) if _finite(r.n_seeds) is not None else 0,
+                "delta": fmt_signed(r.delta_vs_adaface),
+                "ci": f"[{fmt_signed(r.ci_lo)}, {fmt_signed(r.ci_hi)}]" if _finite(r.ci_lo) is not None else "—",
+                "p": fmt_p(r.p_value), "test": "" if pd.isna(r.test) else str(r.test),
+                "paper": fmt_value(r.paper_value), "paper_setting": "" if pd.isna(r.paper_setting) else str(r.paper_setting),
+                "reference": str(r.test) == "reference",
+            })
+        protocols.append({"protocol": str(protocol), "rows": rows})
+    return {**out, "note": None, "protocols": protocols,
+            "family_notes": _families_missing(inputs, [p["protocol"] for p in protocols]),
+            "labels": list(dict.fromkeys(frame["label"]))}
+
+
+def _figure_entries(paths: Mapping[str, Path], known: tuple[tuple[str, str], ...], skip: tuple[str, ...] = ()) -> list[dict]:
+    out, seen = [], set(skip)
+    for name, caption in known:
+        if name in paths:
+            out.append({"name": name, "caption": caption, "uri": rfig.png_data_uri(paths[name])})
+            seen.add(name)
+    for name, path in paths.items():
+        if name not in seen and name not in {k for k, _ in known}:
+            out.append({"name": name, "caption": name, "uri": rfig.png_data_uri(path)})
+    return out
+
+
+CORRELATION_PAIRS = (("norm", "iq"), ("norm", "gt_quality"), ("p_yi", "iq"), ("p_yi", "gt_quality"))
+
+
+def _final_correlations(frame: Any) -> dict[str, Any]:
+    """One row per run: final-epoch clean-pass Spearman ρ and Pearson r (with CIs) per (quantity, target)."""
+    if is_missing(frame):
+        return {"note": frame.why, "rows": [], "pairs": []}
+    clean = frame[frame["pass"] == "clean"]
+    if clean.empty:
+        return {"note": "correlation.csv has no clean-probe rows (no run has probe tables)", "rows": [], "pairs": []}
+    last = clean[clean["epoch"] == clean.groupby("run")["epoch"].transform("max")]
+    present = set(zip(last["quantity"], last["target"]))
+    pairs = [p for p in CORRELATION_PAIRS if p in present] + sorted(present - set(CORRELATION_PAIRS))
+    rows = []
+    for run, g in sorted(last.groupby("run", sort=False), key=lambda kv: (str(kv[1]["label"].iloc[0]), str(kv[0]))):
+        cells = []
+        for q, t in pairs:
+            hit = g[(g["quantity"] == q) & (g["target"] == t)]
+            if hit.empty:
+                cells.append(None)
+                continue
+            r = hit.iloc[0]
+            cells.append({"spearman": fmt_corr(r["spearman"]), "spearman_ci": f"[{fmt_corr(r['spearman_lo'])}, {fmt_corr(r['spearman_hi'])}]",
+                          "pearson": fmt_corr(r["pearson"]), "pearson_ci": f"[{fmt_corr(r['pearson_lo'])}, {fmt_corr(r['pearson_hi'])}]",
+                          "quantity": q, "target": t})
+        first = g.iloc[0]
+        rows.append({"run": run, "label": first["label"], "epoch": int(first["epoch"]), "n": int(g["n"].max()), "cells": cells})
+    return {"note": None, "rows": rows, "pairs": [f"{q} vs {t}" for q, t in pairs]}
+
+
+def _augmentation(frame: Any) -> dict[str, Any]:
+    if is_missing(frame):
+        return {"note": frame.why, "rows": []}
+    if frame.empty:
+        return {"note": "augmentation.csv has no rows (no run has an augmented probe pass)", "rows": []}
+    rows = []
+    for run, g in frame.groupby("run", sort=False):
+        g = g.sort_values("norm_bin")
+        lo, hi = g.iloc[0], g.iloc[-1]
+        rows.append({"run": run, "label": lo["label"], "epoch": int(lo["epoch"]), "bins": len(g),
+                     "low": [fmt_value(lo[c], 3) for c in ("share_any", "share_crop", "share_lowres", "share_photometric")],
+                     "high": [fmt_value(hi[c], 3) for c in ("share_any", "share_crop", "share_lowres", "share_photometric")]})
+    return {"note": None, "rows": rows}
+
+
+def _fig3(inputs: ReportInputs) -> dict[str, Any]:
+    out: dict[str, Any] = {"figures": _figure_entries(inputs.gst_figures, GST_FIGURES), "note": None, "summary_note": None,
+                           "emphasis": [], "points": {"easy": None, "hard": None}, "special": [], "flat": [], "layout": ""}
+    if not out["figures"]:
+        out["note"] = inputs.gst_note.why if inputs.gst_note else "no GST figures"
+    s = inputs.gst_summary
+    if isinstance(s, Mapping):
+        panels = (s.get("emphasis") or {}).get("panels") or {}
+        out["emphasis"] = [{"key": k, "title": v.get("title", k), "easy": fmt_value(v.get("easy_abs_gst")),
+                            "hard": fmt_value(v.get("hard_abs_gst")), "ratio": fmt_value(v.get("hard_over_easy"))}
+                           for k, v in panels.items()]
+        e = s.get("emphasis") or {}
+        out["points"] = {"easy": e.get("easy_point"), "hard": e.get("hard_point")}
+        sc = s.get("special_cases") or {}
+        out["special"] = [{"name": k, "max_abs_diff": f"{v.get('max_abs_diff', float('nan')):.1e}",
+                           "points": v.get("points_compared", v.get("points"))} for k, v in sc.items()]
+        out["flat"] = [{"m": fmt_value(v.get("m"), 2), "cos_m": fmt_value(v.get("cos_m"), 3),
+                        "last_nonzero": fmt_value(v.get("last_nonzero_cos_target"), 3),
+                        "unclipped": fmt_value(v.get("unclipped_gst_at_max_cos"), 1),
+                        "max_cos": fmt_value(v.get("max_cos_target"), 3)} for v in (s.get("flat_region") or {}).values()]
+        out["layout"] = s.get("layout", "")
+    else:
+        out["summary_note"] = s.why if is_missing(s) else "analysis/gst/summary.json is not an object"
+    return out
+
+
+def _run_rows(inputs: ReportInputs) -> list[dict[str, Any]]:
+    rows = []
+    for run in inputs.runs:
+        ts = run.train_summary if isinstance(run.train_summary, Mapping) else {}
+        notes = [x.why for x in (run.train_summary, run.metrics, run.probe_epochs) if is_missing(x)]
+        rows.append({
+            "name": run.name, "label": run.label, "head": run.head, "seed": run.seed, "proxy": run.proxy,
+            "tags": ", ".join(run.tags),
+            "params": ", ".join(f"{k}={v:g}" for k, v in run.head_params.items()),
+            "epochs": ts.get("epochs", "—"), "loss": fmt_value(ts.get("final_loss"), 3),
+            "acc": fmt_value(ts.get("final_acc"), 3), "norm": fmt_value(ts.get("final_norm_mean"), 2),
+            "ips": fmt_value(ts.get("images_per_s"), 0), "wall": fmt_seconds(ts.get("wall_time_s")) if ts else "—",
+            "probe": f"{len(run.probe_epochs)} epochs" if not is_missing(run.probe_epochs) else "—",
+            "metrics": "yes" if isinstance(run.metrics, Mapping) else "—",
+            "notes": notes,
+        })
+    return rows
+
+
+def _training(inputs: ReportInputs) -> dict[str, Any]:
+    if TRAINING_FIGURE in inputs.analysis_figures:
+        return {"note": None, "uri": rfig.png_data_uri(inputs.analysis_figures[TRAINING_FIGURE]),
+                "caption": "Training loss, accuracy and feature norm per epoch (analysis stage)"}
+    histories = {r.name: rfig.read_live_history(r.live_dir, ("train/loss", "train/acc", "train/norm_mean"))
+                 for r in inputs.runs if not is_missing(r.live_dir)}
+    png = rfig.training_curves({k: v for k, v in histories.items() if len(v)}) if histories else None
+    if png is None:
+        return {"note": f"no {TRAINING_FIGURE} in {inputs.analysis_dir / 'figures'} and no run has live/ metrics",
+                "uri": None, "caption": ""}
+    return {"note": None, "uri": rfig.png_data_uri(png), "caption": "Training loss, accuracy and feature norm per epoch (from the runs' live/ logs)"}
+
+
+def _data(inputs: ReportInputs) -> dict[str, Any]:
+    out: dict[str, Any] = {"facts": [], "manifest_note": None, "quality_note": None, "iq_definition": "",
+                           "histograms": None, "splits": [], "by_degradation": [], "degradation_note": None}
+    m = inputs.manifest
+    if isinstance(m, Mapping):
+        c = m.get("counts", {}) or {}
+        facts = [("dataset", f"{m.get('dataset', inputs.params.data.name)} (source: {m.get('source', inputs.params.data.source)})"),
+                 ("training images", c.get("train_images", "—")), ("training identities", c.get("train_classes", "—"))]
+        if c.get("train_degraded_share") is not None:
+            facts.append(("degraded share of training images", fmt_value(c.get("train_degraded_share"), 3)))
+        for key in ("verification", "ijb", "tinyface"):
+            v = c.get(key)
+            if isinstance(v, Mapping) and v:
+                facts.append((key, ", ".join(f"{k}: {fmt_number(x) if not isinstance(x, Mapping) else _short(x)}"
+                                             for k, x in v.items())))
+        facts += [("channel order", m.get("channel_order", "—")), ("normalisation", m.get("normalisation", "—")),
+                  ("skipped items", len(m.get("skipped") or []))]
+        out["facts"] = [(k, str(v)) for k, v in facts]
+    else:
+        out["manifest_note"] = m.why
+    out["samples"] = rfig.png_data_uri(inputs.samples_png) if not is_missing(inputs.samples_png) else None
+    out["samples_note"] = _note(inputs.samples_png)
+    q = inputs.quality_summary
+    if not isinstance(q, Mapping):
+        out["quality_note"] = q.why if is_missing(q) else "quality summary.json is not an object"
+        return out
+    out["iq_definition"] = q.get("iq_definition", "")
+    png = rfig.quality_histograms(q)
+    out["histograms"] = rfig.png_data_uri(png) if png else None
+    splits = q.get("splits") or {}
+    out["splits"] = [{"split": name, "count": s.get("count"), "scored": s.get("scored"), "nan": s.get("nan"),
+                      "brisque": fmt_mean_std((s.get("brisque") or {}).get("mean"), (s.get("brisque") or {}).get("std"), 1),
+                      "iq": fmt_mean_std((s.get("iq") or {}).get("mean"), (s.get("iq") or {}).get("std"), 3),
+                      "spearman": fmt_corr((s.get("ground_truth") or {}).get("spearman_iq_gt"))}
+                     for name, s in splits.items()]
+    gt = (splits.get("all") or {}).get("ground_truth")
+    if isinstance(gt, Mapping) and gt.get("by_degradation"):
+        rows = [{"type": "clean (no degradation)", "n": (gt.get("clean") or {}).get("n", "—"),
+                 "mean_iq": fmt_value((gt.get("clean") or {}).get("mean_iq"), 3), "spearman": "—"}]
+        rows += [{"type": t, "n": v.get("n", "—"), "mean_iq": fmt_value(v.get("mean_iq"), 3),
+                  "spearman": fmt_corr(v.get("spearman_iq_gt"))} for t, v in gt["by_degradation"].items()]
+        rows.append({"type": "all images", "n": gt.get("n", "—"), "mean_iq": "—", "spearman": fmt_corr(gt.get("spearman_iq_gt"))})
+        out["by_degradation"] = rows
+    else:
+        out["degradation_note"] = ("no ground-truth quality (real data): Spearman(IQ, ground truth) per degradation type "
+                                   "exists only for synthetic data")
+    return out
+
+
+def _short(d: Mapping[str, Any]) -> str:
+    keys = [k for k in ("pairs", "images", "templates", "faces", "probes", "gallery", "distractors", "identities") if k in d]
+    return "{" + ", ".join(f"{k} {d[k]}" for k in keys) + "}" if keys else "{…}"
+
+
+def _banner(inputs: ReportInputs) -> str | None:
+    p = inputs.params
+    if p.data.source != "synthetic":
+        return None
+    return (f"Every number below comes from {_scale(inputs)} — not from an IR-100 trained on MS1MV2 for 26 epochs as in "
+            "the paper. The report tests the pipeline and whether the direction of each claim reproduces; absolute accuracies are not comparable "
+            "with the paper's.")
+
+
+def build_context(inputs: ReportInputs) -> dict[str, Any]:
+    """Everything the template shows (plain dicts/lists/strings; numbers already formatted)."""
+    p = inputs.params
+    claims = _claims(inputs.claims)
+    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE,))
+    provenance = collect_provenance(inputs)
+    return {
+        "title": f"marginlab report — {p.data.name}, preset {p.preset}",
+        "dataset": p.data.name, "source": p.data.source, "preset": p.preset,
+        "git": provenance["git"], "generated": provenance["generated_utc"],
+        "banner": _banner(inputs),
+        "claims": claims,
+        "ablation": {**_ablation(inputs.tables.get("ablation.csv")), "scale_ours": _scale(inputs),
+                     "scale_paper": PAPER_SCALE["table1"]},
+        "comparison": _comparison(inputs),
+        "fig2": {"figures": figs2, "note": None if figs2 else f"no figures in {inputs.analysis_dir / 'figures'} "
+                                                              "(written by the 'analyze' stage)",
+                 "correlations": _final_correlations(inputs.tables.get("correlation.csv")),
+                 "augmentation": _augmentation(inputs.tables.get("augmentation.csv")),
+                 "paper_correlation": 0.5235},
+        "fig3": _fig3(inputs),
+        "training": _training(inputs),
+        "runs": _run_rows(inputs),
+        "data": _data(inputs),
+        "provenance": provenance,
+        "render_seconds": "?",
+    }
+
+
+def render_html(context: Mapping[str, Any]) -> str:
+    """The report HTML of a :func:`build_context` dict (Jinja2, autoescape on, strict undefined)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["seconds"] = fmt_seconds
+    env.tests["missing"] = is_missing
+    return env.get_template(TEMPLATE).render(**context)
+
+
+def render_report(root: str | Path = ".", out: str | Path = "reports/report.html", *,
+                  params_path: str | Path | None = None) -> Path:
+    """Render the report of the pipeline outputs under ``root`` into ``out`` (relative to ``root``), atomically.
+
+    Raises :class:`~marginlab.report.inputs.ReportInputError` when ``params.yaml`` or ``analysis/`` is
+    absent or an input file is malformed; every other missing input is shown as "not available: <why>".
+    """
+    t0 = time.perf_counter()
+    root = Path(root)
+    out = Path(out)
+    out = out if out.is_absolute() else root / out
+    inputs = load_inputs(root, params_path)
+    context = build_context(inputs)
+    context["render_seconds"] = round(time.perf_counter() - t0, 2)
+    html = render_html(context)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return out

@@ -1,0 +1,441 @@
+"""The HTML report: self-contained, every section present, numbers equal to the stage outputs, missing inputs
+shown as notes, required inputs as clear errors, a real browser renders a non-blank page."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixtures_report import (
+    ABLATION,
+    ANALYSIS_FIGURES,
+    CLAIMS,
+    COMPARISON,
+    build_report_tree,
+)
+
+from marginlab.report.inputs import ReportInputError
+from marginlab.report.provenance import dvc_lock_inputs, summarize_wall_times
+from marginlab.report.render import (
+    fmt_mean_std,
+    fmt_p,
+    fmt_seconds,
+    fmt_value,
+    render_report,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+import report as report_stage
+
+
+# --------------------------------------------------------------------------- HTML parsing
+class Page(HTMLParser):
+    """Collects tags (with attributes), tables by id (rows of (attrs, [cell texts], [cell attrs])), text."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.tables: dict[str, list[tuple[dict, list[str], list[dict]]]] = {}
+        self.text: list[str] = []
+        self._table: str | None = None
+        self._row = None
+        self._cell: list[str] | None = None
+        self._cell_attrs: dict = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if tag == "table":
+            self._table = attrs.get("id") or f"_anon{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self._row = (attrs, [], [])
+            self.tables[self._table].append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell, self._cell_attrs = [], attrs
+        elif tag == "br" and self._cell is not None:
+            self._cell.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row[1].append(" ".join("".join(self._cell).split()))
+            self._row[2].append(self._cell_attrs)
+            self._cell = None
+        elif tag == "table":
+            self._table, self._row = None, None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def rows(self, table: str, **attrs) -> list[tuple[dict, list[str], list[dict]]]:
+        return [r for r in self.tables[table] if all(r[0].get(k) == v for k, v in attrs.items())]
+
+    def full_text(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return build_report_tree(tmp_path_factory.mktemp("report") / "study")
+
+
+@pytest.fixture(scope="module")
+def html(tree) -> str:
+    out = render_report(tree)
+    assert out == tree / "reports" / "report.html"
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def page(html) -> Page:
+    return Page(html)
+
+
+def copy_tree(tree: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "study"
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns("reports"))
+    return dest
+
+
+# --------------------------------------------------------------------------- self-contained
+def test_self_contained(html, page):
+    for tag, attrs in page.tags:
+        for key in ("src", "href", "srcset", "action", "data", "poster"):
+            value = attrs.get(key)
+            if value is None:
+                continue
+            assert not value.lower().startswith(("http://", "https://", "//", "file:")), (tag, key, value[:80])
+            if key == "href":
+                assert value.startswith("#"), value  # only in-page anchors
+        assert tag not in ("script", "link", "iframe", "object", "embed"), tag
+    assert "http://" not in html and "https://" not in html
+    style = html[html.index("<style>"): html.index("</style>")]
+    assert "url(" not in style and "@import" not in style and "@font-face" not in style
+
+
+def test_every_figure_embedded_as_png(page, tree):
+    imgs = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
+    # analysis figures (incl. training curves) + 3 gst figures + samples.png + quality histograms
+    assert len(imgs) == len(ANALYSIS_FIGURES) + 3 + 1 + 1
+    for src in imgs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    embedded = {base64.b64decode(s.split(",", 1)[1]) for s in imgs}
+    for name in ANALYSIS_FIGURES:
+        assert (tree / "analysis" / "figures" / name).read_bytes() in embedded, name
+    for png in (tree / "analysis" / "gst" / "figures").glob("*.png"):
+        assert png.read_bytes() in embedded
+    assert (tree / "prepared" / "samples.png").read_bytes() in embedded
+
+
+def test_sections_and_banner(page):
+    ids = {attrs.get("id") for _, attrs in page.tags}
+    for section in ("claims", "table1", "comparison", "fig2", "fig3", "training", "data", "provenance", "scale-banner"):
+        assert section in ids, section
+    text = page.full_text()
+    assert "Scale: synthetic data, small models" in text and "not from an IR-100 trained on MS1MV2" in text
+    # the fixture is complete: the only note is about git (the fixture tree is not a repository)
+    notes = [t for t in text.split("not available: ")[1:]]
+    assert len(notes) == 1 and "is not a git repository" in notes[0]
+
+
+# --------------------------------------------------------------------------- numbers
+def test_claims_badges_and_escaping(page, html):
+    rows = page.rows("claims-summary")
+    assert [r[0].get("data-claim") for r in rows[1:]] == [str(c["id"]) for c in CLAIMS["claims"]]
+    for row, claim in zip(rows[1:], CLAIMS["claims"]):
+        assert row[1][2] == claim["verdict"]
+    verdicts = {a["id"]: a["data-verdict"] for t, a in page.tags if t == "div" and a.get("id", "").startswith("claim-")}
+    assert verdicts == {f"claim-{c['id']}": c["verdict"] for c in CLAIMS["claims"]}
+    text = page.full_text()
+    assert "final_spearman_mean 0.7246" in text and "runs › adaface-s0 › spearman_ci [0.65, 0.77]" in text
+    assert "1 supported" in text and "1 not supported" in text and "1 inconclusive" in text
+    # autoescape: the statement's markup is text, not HTML
+    assert "AdaFace emphasises &lt;b&gt;hard&lt;/b&gt; samples" in html and "<b>hard</b>" not in html
+    assert "8 more numbers" in text  # 20 numbers: 12 shown, the rest folded
+
+
+def test_comparison_table_matches_csv(page):
+    table = page.tables["comparison-table"]
+    for label, g in COMPARISON.groupby("label"):
+        rows = page.rows("comparison-table", **{"data-label": label})
+        assert len(rows) == len(g), label  # one row per protocol of that label
+        for (attrs, cells, _), r in zip(rows, g.itertuples(index=False)):
+            assert attrs["data-protocol"] == r.protocol
+            ours = f"{r.mean:.2f} ± {r.std:.2f}" if not math.isnan(r.std) else f"{r.mean:.2f}"
+            assert cells[2] == ours
+            assert cells[3] == str(r.n_seeds)
+            assert cells[4] == f"{r.delta_vs_adaface:+.2f}"
+            assert cells[5] == ("—" if math.isnan(r.ci_lo) else f"[{r.ci_lo:+.2f}, {r.ci_hi:+.2f}]")
+            assert cells[6] == ("—" if math.isnan(r.p_value) else f"{r.p_value:.3g}")
+            assert cells[8] == ("—" if math.isnan(r.paper_value) else f"{r.paper_value:.2f}")
+            assert cells[9] == (r.paper_setting if isinstance(r.paper_setting, str) else "")
+    groups = [cells[0] for attrs, cells, _ in table if attrs.get("class") == "group"]
+    assert groups == list(dict.fromkeys(COMPARISON["protocol"]))
+    # spot checks by hand
+    ada = page.rows("comparison-table", **{"data-label": "adaface", "data-protocol": "verification/lq"})[0][1]
+    assert ada[2] == "81.95 ± 0.91" and ada[7] == "reference"
+    cur = page.rows("comparison-table", **{"data-label": "curricularface", "data-protocol": "identification/tinyface rank1"})[0][1]
+    assert cur[2] == "55.78" and cur[8] == "63.68" and cur[5] == "—"
+
+
+def test_scale_difference_stated_next_to_the_paper(page):
+    text = page.full_text()
+    assert "ours IR-18 at 112×112 on synthetic faces (200 images of 25 identities), 3 epochs, batch 128" in text
+    assert "paper R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), 26 epochs" in text
+
+
+def test_ablation_tables_match_csv(page):
+    for factor, g in ABLATION.groupby("factor"):
+        table = page.tables[f"ablation-{factor}"]
+        sets = list(dict.fromkeys(g["set"]))
+        assert table[0][1][3:] == sets
+        for (setting, label), r in g.groupby(["setting", "label"], sort=False):
+            rows = page.rows(f"ablation-{factor}", **{"data-label": label, "data-setting": setting})
+            assert len(rows) == 1
+            cells = rows[0][1]
+            assert cells[2] == str(int(r["n_seeds"].max()))
+            for k, s in enumerate(sets):
+                hit = r[r["set"] == s]
+                want = "—" if hit.empty else fmt_mean_std(hit["mean"].iloc[0], hit["std"].iloc[0])
+                assert cells[3 + k] == want
+            assert ("(reference)" in cells[0]) == bool(r["is_reference"].any())
+    assert page.rows("ablation-h", **{"data-label": "adaface-h022"})[0][1][3] == "79.76"
+    assert page.rows("ablation-h", **{"data-label": "adaface"})[0][1][3] == "81.95 ± 0.91"
+
+
+def test_correlations_and_augmentation_match_csv(page, tree):
+    corr = pd.read_csv(tree / "analysis" / "correlation.csv")
+    clean = corr[(corr["pass"] == "clean") & (corr["epoch"] == corr.groupby("run")["epoch"].transform("max"))]
+    rows = page.tables["correlations"][1:]
+    assert sorted(r[0]["data-run"] for r in rows) == sorted(clean["run"].unique())
+    for attrs, cells, cell_attrs in rows:
+        for text, ca in zip(cells[4:], cell_attrs[4:]):
+            hit = clean[(clean["run"] == attrs["data-run"]) & (clean["quantity"] == ca["data-quantity"])
+                        & (clean["target"] == ca["data-target"])].iloc[0]
+            assert text == (f"ρ {hit.spearman:.3f} [{hit.spearman_lo:.3f}, {hit.spearman_hi:.3f}] "
+                            f"r {hit.pearson:.3f} [{hit.pearson_lo:.3f}, {hit.pearson_hi:.3f}]")
+    aug = pd.read_csv(tree / "analysis" / "augmentation.csv")
+    for attrs, cells, _ in page.tables["augmentation"][2:]:
+        g = aug[aug["run"] == attrs["data-run"]].sort_values("norm_bin")
+        assert cells[4] == f"{g['share_any'].iloc[0]:.3f}" and cells[8] == f"{g['share_any'].iloc[-1]:.3f}"
+
+
+def test_gst_tables_match_summary(page, tree):
+    s = json.loads((tree / "analysis" / "gst" / "summary.json").read_text())
+    rows = page.tables["gst-emphasis"][1:]
+    assert [r[0]["data-panel"] for r in rows] == list(s["emphasis"]["panels"])
+    for attrs, cells, _ in rows:
+        v = s["emphasis"]["panels"][attrs["data-panel"]]
+        assert cells[1:] == [f"{v['easy_abs_gst']:.2f}", f"{v['hard_abs_gst']:.2f}", f"{v['hard_over_easy']:.2f}"]
+    flat = page.tables["gst-flat"][1:]
+    assert [r[1][0] for r in flat] == ["0.40", "0.50", "0.70"]
+
+
+def test_quality_and_data_tables(page, tree):
+    q = json.loads((tree / "quality" / "summary.json").read_text())
+    for attrs, cells, _ in page.tables["quality-splits"][1:]:
+        s = q["splits"][attrs["data-split"]]
+        assert cells[1] == str(s["count"])
+        assert cells[4] == f"{s['brisque']['mean']:.1f} ± {s['brisque']['std']:.1f}"
+        assert cells[6] == fmt_value((s.get("ground_truth") or {}).get("spearman_iq_gt"), 3)
+    by = q["splits"]["all"]["ground_truth"]["by_degradation"]
+    rows = {r[0]["data-type"]: r[1] for r in page.tables["by-degradation"][1:]}
+    for t, v in by.items():
+        assert rows[t][1] == str(v["n"]) and rows[t][3] == fmt_value(v["spearman_iq_gt"], 3)
+    assert rows["blur"][1] != "0"  # the fixture has blurred images
+    manifest = dict(r[1] for r in page.tables["manifest"])
+    assert manifest["training images"] == "200" and manifest["training identities"] == "25"
+
+
+def test_runs_and_provenance(page, tree):
+    params = yaml.safe_load((tree / "params.yaml").read_text())
+    assert [r[0]["data-run"] for r in page.tables["runs"][1:]] == list(params["runs"])
+    text = page.full_text()
+    walls = {r[1][0]: r[1][1] for r in page.tables["wall-times"][1:]}
+    assert walls["quality"] == "33.5 s" and walls["analyze"] == "41.0 s" and walls["prepare"] == "not recorded"
+    assert walls[f"train ({len(params['runs'])} runs)"] == fmt_seconds(12.0 * len(params["runs"]))
+    packages = {r[1][0]: r[1][1] for r in page.tables["packages"][1:]}
+    import torch
+
+    assert packages["torch"] == torch.__version__.split("+")[0] or packages["torch"] == torch.__version__
+    for name in ("pyiqa", "dvc", "snakemake", "timm", "numpy"):
+        assert packages[name] not in ("", "not installed"), name
+    lock = {(r[1][1], r[1][2]) for r in page.tables["dvc-lock"][1:]}
+    assert ("data", "0123456789abcdef0123456789abcdef.dir") in lock
+    assert ("stages/gst.py", "99998888777766665555444433332222") in lock
+    assert "preset default" in text and "git: not available" in text
+
+
+# --------------------------------------------------------------------------- missing and bad inputs
+def test_missing_optional_inputs_become_notes(tree, tmp_path):
+    root = copy_tree(tree, tmp_path)
+    shutil.rmtree(root / "analysis" / "gst")
+    (root / "analysis" / "ablation.csv").unlink()
+    (root / "analysis" / "figures" / "training_curves.png").unlink()
+    shutil.rmtree(root / "runs" / "cosface-s1" / "probe")
+    (root / "runs" / "cosface-s0" / "metrics.json").unlink()
+    (root / "quality" / "summary.json").unlink()
+    (root / "prepared" / "samples.png").unlink()
+    (root / "dvc.lock").unlink()
+    page = Page(render_report(root).read_text())
+    text = page.full_text()
+    for fragment in ("ablation.csv not found (written by the 'analyze' stage",
+                     "cosface-s1: not available: ", "probe not found (written by the 'train@cosface-s1' stage)",
+                     "metrics.json not found (written by the 'evaluate@cosface-s0' stage)",
+                     "summary.json not found (written by the 'quality' stage)",
+                     "samples.png not found (written by the 'prepare' stage)",
+                     "dvc.lock not found", "(written by the 'gst' stage"):
+        assert fragment in text, fragment
+    # training curves fall back to the runs' live/ logs
+    imgs = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(imgs) == (len(ANALYSIS_FIGURES) - 1) + 1  # analysis figures without training + fallback curves
+    assert "from the runs' live/ logs" in text
+
+
+def test_real_data_without_ijb(tree, tmp_path):
+    root = copy_tree(tree, tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"].update({"source": "folders", "name": "casia", "train_folders": "data/casia"})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    comp = pd.read_csv(root / "analysis" / "comparison.csv")
+    comp[~comp["protocol"].str.startswith("ijb/")].to_csv(root / "analysis" / "comparison.csv", index=False)
+    page = Page(render_report(root).read_text())
+    text = page.full_text()
+    ids = {a.get("id") for _, a in page.tags}
+    assert "scale-banner" not in ids
+    assert "IJB-style template verification (TAR@FAR): not available: no IJB set configured (params data.ijb is empty)" in text
+    assert "casia (folders" in text
+
+
+def test_required_inputs_are_clear_errors(tree, tmp_path, capsys):
+    root = copy_tree(tree, tmp_path)
+    shutil.rmtree(root / "analysis")
+    with pytest.raises(ReportInputError, match=r"analysis not found: it is produced by the 'analyze' stage"):
+        render_report(root)
+    assert report_stage.main(["--root", str(root)]) == 2
+    assert "'analyze' stage" in capsys.readouterr().err
+    assert not (root / "reports" / "report.html").exists()
+    (root / "params.yaml").unlink()
+    with pytest.raises(ReportInputError, match="params.yaml not found"):
+        render_report(root)
+
+
+def test_malformed_inputs_name_the_file(tree, tmp_path):
+    root = copy_tree(tree, tmp_path)
+    comp = pd.read_csv(root / "analysis" / "comparison.csv").drop(columns=["paper_value"])
+    comp.to_csv(root / "analysis" / "comparison.csv", index=False)
+    with pytest.raises(ReportInputError, match=r"comparison.csv lacks column\(s\) \['paper_value'\]"):
+        render_report(root)
+    root = copy_tree(tree, tmp_path / "b")
+    (root / "analysis" / "claims.json").write_text("{not json")
+    with pytest.raises(ReportInputError, match=r"claims.json is not valid JSON"):
+        render_report(root)
+    root = copy_tree(tree, tmp_path / "c")
+    (root / "analysis" / "figures" / "fig2_norm_vs_iq.png").write_bytes(b"GIF89a not a png")
+    with pytest.raises(ValueError, match="fig2_norm_vs_iq.png is not a PNG"):
+        render_report(root)
+
+
+def test_git_commit_and_dirty_flag(tree, tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    root = copy_tree(tree, tmp_path)
+    env_git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*env_git, "init", "-q"], check=True)
+    subprocess.run([*env_git, "add", "params.yaml"], check=True)
+    subprocess.run([*env_git, "commit", "-q", "-m", "fixture"], check=True)
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    text = Page(render_report(root).read_text()).full_text()
+    assert f"commit {commit[:10]} (clean)" in text and commit in text and "clean working tree" in text
+    with open(root / "params.yaml", "a") as fh:
+        fh.write("# edited\n")
+    text = Page(render_report(root).read_text()).full_text()
+    assert "dirty: 1 changed file" in text and "uncommitted changes in 1 tracked file(s)" in text
+
+
+def test_stage_cli_writes_the_report(tree, tmp_path, capsys):
+    root = copy_tree(tree, tmp_path)
+    assert report_stage.main(["--root", str(root), "--out", "out/r.html"]) == 0
+    assert (root / "out" / "r.html").is_file() and "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["r.html"]  # nothing temporary left
+
+
+# --------------------------------------------------------------------------- helpers
+def test_formatting_by_hand():
+    assert fmt_mean_std(81.94935, 0.911941) == "81.95 ± 0.91"
+    assert fmt_mean_std(55.7806, float("nan")) == "55.78"
+    assert fmt_mean_std(None, 1.0) == "—"
+    assert fmt_p(0.0171987) == "0.0172" and fmt_p(float("nan")) == "—" and fmt_p(3.2e-7) == "3.2e-07"
+    assert fmt_value(0.93999, 3) == "0.940" and fmt_value("x") == "—"
+    assert fmt_seconds(12.04) == "12.0 s" and fmt_seconds(600) == "10.0 min" and fmt_seconds(None) == "not recorded"
+    assert fmt_seconds(9000) == "2.50 h"
+
+
+def test_dvc_lock_and_wall_time_helpers(tmp_path):
+    from fixtures_report import DVC_LOCK
+
+    assert "not found" in dvc_lock_inputs(tmp_path).why
+    (tmp_path / "dvc.lock").write_text(DVC_LOCK)
+    stages = dvc_lock_inputs(tmp_path)
+    assert [s["stage"] for s in stages] == ["prepare", "gst"]
+    assert stages[0]["deps"][1] == {"path": "stages/prepare.py", "hash": "feedfacecafebeef0000111122223333", "size": "2048",
+                                    "nfiles": None}
+    assert stages[0]["params"] == ["params.yaml:data", "params.yaml:seed"]
+    (tmp_path / "dvc.lock").write_text("stages: [unclosed")
+    assert "not valid YAML" in dvc_lock_inputs(tmp_path).why
+    rows = [{"stage": "prepare", "seconds": 5.0, "source": "m"}, {"stage": "train@a", "seconds": 10.0, "source": "t"},
+            {"stage": "train@b", "seconds": 30.0, "source": "t"}, {"stage": "train@c", "seconds": None, "source": "t"},
+            {"stage": "gst", "seconds": None, "source": "g"}]
+    out = summarize_wall_times(rows)
+    assert [r["stage"] for r in out] == ["prepare", "train (3 runs)", "gst"]
+    assert out[1]["seconds"] == 40.0 and out[1]["detail"] == "total of 2 recorded; per run 10.0–30.0 s"
+
+
+# --------------------------------------------------------------------------- browser
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def screenshot(html_path: Path, png: Path, profile: Path, size: str = "1400,3000") -> None:
+    """Headless Chromium screenshot of a local HTML file (no network, throw-away profile)."""
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={size}", html_path.resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian: apt-get install chromium)")
+def test_browser_screenshot_is_not_blank(tree, html, tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "shot.png"
+    screenshot(tree / "reports" / "report.html", png, tmp_path / "profile")
+    assert png.is_file(), "Chromium wrote no screenshot"
+    with Image.open(png) as im:
+        assert im.size == (1400, 3000)
+        rgb = np.asarray(im.convert("RGB"))
+    assert rgb.std() > 20
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 500  # text, badges, figures: far from a blank page
+    # the top of the page is the report (title bar, banner), not an error page
+    assert (rgb[:400] != 255).any(axis=2).mean() > 0.02
