@@ -79,61 +79,67 @@ def group_rng(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng([int(seed), tag])
 
 
-def bootstrap_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_resamples, n) multiplicities of a bootstrap resample of n items (each row sums to n)."""
+def _counts_item_major(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n_resamples) float64 multiplicities: column b is resample b (internal layout: rows are items)."""
     if n <= 0 or n_resamples <= 0:
         raise ValueError(f"bootstrap needs n > 0 and n_resamples > 0, got n={n}, n_resamples={n_resamples}")
     draws = rng.integers(0, n, size=(n_resamples, n))
-    draws += np.arange(n_resamples)[:, None] * n
-    return np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.int32)
+    cells = draws * n_resamples + np.arange(n_resamples)[:, None]
+    return np.bincount(cells.ravel(), minlength=n * n_resamples).reshape(n, n_resamples).astype(np.float64)
 
 
-def resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Average (1-based) rank of every original item inside each resample; shape of ``counts``.
+def bootstrap_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_resamples, n) multiplicities of a bootstrap resample of n items (each row sums to n)."""
+    return _counts_item_major(n, n_resamples, rng).T.astype(np.int64)
 
-    Items with multiplicity 0 get the rank they would have; their weight is 0 wherever it is used.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    counts = np.asarray(counts)
+
+# Internally the arrays are item-major, (n, B): permuting items then moves whole contiguous rows, and
+# the per-resample sums run down the columns. The public functions take and return (B, n).
+def _ranks_t(values: np.ndarray, counts_t: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
-    sorted_counts = counts[:, order].astype(np.float64)
-    cum = np.cumsum(sorted_counts, axis=1)
+    sorted_counts = counts_t[order]
+    cum = np.cumsum(sorted_counts, axis=0)
     new_block = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
     if new_block.all():  # no ties: every item is its own block
         sorted_ranks = cum - (sorted_counts - 1.0) / 2.0
     else:
         block_of = np.cumsum(new_block) - 1
         ends = np.r_[np.flatnonzero(new_block)[1:], len(values)] - 1
-        block_cum = cum[:, ends]
-        block_total = np.diff(block_cum, axis=1, prepend=0.0)
+        block_cum = cum[ends]
+        block_total = np.diff(block_cum, axis=0, prepend=np.zeros((1, block_cum.shape[1])))
         block_rank = block_cum - (block_total - 1.0) / 2.0
-        sorted_ranks = block_rank[:, block_of]
-    ranks = np.empty(counts.shape, dtype=np.float64)
-    ranks[:, order] = sorted_ranks
+        sorted_ranks = block_rank[block_of]
+    ranks = np.empty_like(sorted_ranks)
+    ranks[order] = sorted_ranks
     return ranks
 
 
-def _wsum(w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Row sums Σ_i w[b, i] · a[(b,) i] for a 1-D or 2-D ``a``."""
-    return w @ a if a.ndim == 1 else np.einsum("ij,ij->i", w, a)
+def resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Average (1-based) rank of every original item inside each resample; shape of ``counts`` (B, n).
 
-
-def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Row-wise weighted Pearson r; ``x``/``y`` (n,) or (B, n), ``w`` (B, n). NaN for a constant side.
-
-    Computed from weighted moments of x and y centred by their plain means (which leaves r unchanged
-    and keeps the moment differences well conditioned).
+    Items with multiplicity 0 get the rank they would have; their weight is 0 wherever it is used.
     """
-    w = np.asarray(w, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    total = w.sum(axis=1)
-    sx, sy = _wsum(w, x), _wsum(w, y)
-    sxx, syy = _wsum(w, x * x), _wsum(w, y * y)
-    sxy = _wsum(w, np.broadcast_to(x * y, w.shape) if (x.ndim == 2 or y.ndim == 2) else x * y)
+    counts_t = np.ascontiguousarray(np.asarray(counts, dtype=np.float64).T)
+    return _ranks_t(np.asarray(values, dtype=np.float64), counts_t).T
+
+
+def _colsum(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Column sums Σ_i w[i, b] · a[i(, b)] for a 1-D or 2-D ``a``.
+
+    ``einsum`` rather than ``a @ w``: a threaded BLAS call this small busy-waits badly on a loaded CPU.
+    """
+    return np.einsum("ib,i->b", w, a) if a.ndim == 1 else np.einsum("ib,ib->b", w, a)
+
+
+def _pearson_t(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    total = w.sum(axis=0)
+    sx, sy = _colsum(w, x), _colsum(w, y)
+    sxx, syy = _colsum(w, x * x), _colsum(w, y * y)
+    xy = x * y if x.ndim == y.ndim else (x[:, None] if x.ndim == 1 else x) * (y[:, None] if y.ndim == 1 else y)
+    sxy = _colsum(w, xy)
     vx = sxx - sx * sx / total
     vy = syy - sy * sy / total
     cov = sxy - sx * sy / total
@@ -142,6 +148,19 @@ def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(ok, cov / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan)
     return np.clip(r, -1.0, 1.0)
+
+
+def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Row-wise weighted Pearson r; ``x``/``y`` (n,) or (B, n), ``w`` (B, n). NaN for a constant side.
+
+    Computed from weighted moments of x and y centred by their plain means (which leaves r unchanged
+    and keeps the moment differences well conditioned).
+    """
+    def item_major(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        return a if a.ndim == 1 else np.ascontiguousarray(a.T)
+
+    return _pearson_t(item_major(x), item_major(y), item_major(w))
 
 
 def _finite_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,12 +185,12 @@ def bootstrap_correlations(
     chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        counts = bootstrap_counts(n, stop - start, rng)
-        ry = resample_ranks(y, counts)
+        counts_t = _counts_item_major(n, stop - start, rng)
+        ry = _ranks_t(y, counts_t)
         for name, x in xs.items():
             x = np.asarray(x, dtype=np.float64)
-            out[name]["pearson"][start:stop] = weighted_pearson(x, y, counts)
-            out[name]["spearman"][start:stop] = weighted_pearson(resample_ranks(x, counts), ry, counts)
+            out[name]["pearson"][start:stop] = _pearson_t(x, y, counts_t)
+            out[name]["spearman"][start:stop] = _pearson_t(_ranks_t(x, counts_t), ry, counts_t)
     return out
 
 
@@ -238,7 +257,7 @@ def nonlinearity_test(
 
     ``folds``-fold cross-validation (seeded shuffle) predicts every y_i from the other folds twice: by
     least squares on x (``sklearn.linear_model.LinearRegression``) and by a monotone step function of
-    x (``sklearn.isotonic.IsotonicRegression``, direction chosen from the data). ``gain`` =
+    x (``sklearn.isotonic.IsotonicRegression``, direction = sign of the training folds' Spearman ρ). ``gain`` =
     1 − MSE_monotone / MSE_linear: > 0 when the monotone fit predicts held-out points better, i.e. the
     relation bends (e.g. P_yi saturating at 1); for a linear relation the extra flexibility only adds
     variance and the gain is ≤ 0. The interval is a percentile bootstrap over points of the two
@@ -257,14 +276,15 @@ def nonlinearity_test(
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
         lin = LinearRegression().fit(x[train, None], y[train])
         err_lin[test] = (y[test] - lin.predict(x[test, None])) ** 2
-        iso = IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x[train], y[train])
+        increasing = bool(stats.spearmanr(x[train], y[train]).statistic >= 0)  # direction from the training folds
+        iso = IsotonicRegression(increasing=increasing, out_of_bounds="clip").fit(x[train], y[train])
         err_iso[test] = (y[test] - iso.predict(x[test])) ** 2
     mse_lin, mse_iso = float(err_lin.mean()), float(err_iso.mean())
     if mse_lin <= 0:
         return empty
-    counts = bootstrap_counts(n, n_resamples, np.random.default_rng(seed)).astype(np.float64)
+    counts_t = _counts_item_major(n, n_resamples, np.random.default_rng(seed))
     with np.errstate(invalid="ignore", divide="ignore"):
-        boot = 1.0 - (counts @ err_iso) / (counts @ err_lin)
+        boot = 1.0 - _colsum(counts_t, err_iso) / _colsum(counts_t, err_lin)
     lo, hi = _interval(boot, confidence)
     return {"gain": 1.0 - mse_iso / mse_lin, "lo": lo, "hi": hi, "mse_linear": mse_lin, "mse_monotone": mse_iso, "n": n}
 

@@ -96,7 +96,7 @@ def fig2_panels(
     epochs: Sequence[int] | None = None,
 ) -> Path:
     """Hexbin panels of ``quantity`` (y) against ``target`` (x) per representative run × epoch."""
-    title = (f"Fig. 2 — {QUANTITY_NAMES.get(quantity, quantity)} vs {TARGET_NAMES.get(target, target)} "
+    title = (f"Fig. 2 — {QUANTITY_NAMES.get(quantity, quantity)} vs {TARGET_NAMES.get(target, target)}\n"
              "(clean probe; hexbin, colour = log count)")
     if probe.empty or target not in probe.columns or not reps:
         return _no_data(path, title, "no probe tables" if probe.empty or not reps else f"no '{target}' column")
