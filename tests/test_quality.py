@@ -67,9 +67,19 @@ def model_path(request) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """One intra-op thread for this module (restored after): BRISQUE runs thousands of tiny ops, and
+    with two threads on a busy shared CPU each one waits for the other thread's time slice (measured
+    ~30x slower); scores do not depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
 def scorer(model_path) -> BrisqueScorer:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     return BrisqueScorer(model_path, device="cpu", batch_size=64)
 
 
@@ -337,6 +347,11 @@ def test_batched_equals_per_image(scorer):
     torch.testing.assert_close(batched, single, rtol=0, atol=1e-4)
     odd = BrisqueScorer(scorer.model_path, batch_size=7)(x)  # uneven internal split
     torch.testing.assert_close(odd, single, rtol=0, atol=1e-4)
+    torch.set_num_threads(2)  # nor on the thread count (parallel reductions split differently)
+    try:
+        torch.testing.assert_close(scorer(x[:6]), single[:6], rtol=0, atol=1e-4)
+    finally:
+        torch.set_num_threads(1)
     other = to_tensor(natural_images(5, 64, 80, seed=2))  # another size, other scale-2 shape
     torch.testing.assert_close(scorer(other), torch.cat([scorer(other[i:i + 1]) for i in range(5)]), rtol=0, atol=1e-4)
 
