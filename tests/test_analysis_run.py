@@ -114,6 +114,8 @@ def test_claims_and_summary(tree):
     assert summary["runs"] == len(SMALL) and summary["runs_with_probe"] == len(SMALL)
     assert summary["claims_supported"] + summary["claims_not_supported"] + summary["claims_inconclusive"] == 5
     assert summary["adaface_minus_best_baseline_verification_lq"] > 2
+    assert summary["adaface_minus_best_baseline_low_quality"] > 2
+    assert abs(summary["adaface_minus_best_baseline_high_quality"]) < 1
     assert all(isinstance(v, (int, float)) for v in summary.values())
 
 

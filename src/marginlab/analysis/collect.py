@@ -195,9 +195,6 @@ class Collection:
     quality_summary: dict | None = None
     missing: dict[str, list[str]] = field(default_factory=dict)
 
-    def run_info(self, run: str) -> pd.Series:
-        return self.runs.set_index("run").loc[run]
-
 
 def _identity(frame: pd.DataFrame, info: dict) -> pd.DataFrame:
     frame = frame.copy()
@@ -239,7 +236,7 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
                 frame = pd.read_parquet(npath)
                 if not {"split", "norm"} <= set(frame.columns):
                     raise AnalysisInputError(f"{npath} lacks 'split'/'norm' columns (schema of marginlab.evaluate.run)")
-                frame.insert(0, "epoch", int(m.get("epoch") or -1))
+                frame.insert(0, "epoch", int(m["epoch"]) if m.get("epoch") is not None else -1)
                 norms.append(_identity(frame, info))
         else:
             absent.append("metrics.json")

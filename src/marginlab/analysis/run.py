@@ -27,14 +27,18 @@ delta_vs_adaface, ci_lo, ci_hi, p_value, test, n_pairs, paper_value, paper_setti
 and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@FAR=<far>``,
 ``identification/<set> rank<k>`` (:mod:`.tables`).
 
-``claims.json`` — ``{"reference": label, "claims": [{id, title, statement, paper, verdict, rule,
-numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5 (:mod:`.claims`).
+``claims.json`` — ``{"reference": label, "reference_runs": [...], "missing": {run: [absent outputs]},
+"decision_protocols": [...], "n_resamples", "confidence", "claims": [{id, title, statement, paper,
+verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5;
+``verdict`` ∈ supported | not supported | inconclusive (:mod:`.claims` states every rule).
 
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
 ``runs_with_metrics``, ``runs_with_probe``, ``adaface_final_{pearson,spearman}_norm_iq``,
 ``adaface_final_spearman_norm_gt_quality``, ``adaface_final_spearman_pyi_iq``,
 ``adaface_early_spearman_norm_iq`` (means over the reference AdaFace seeds, clean probe),
-``adaface_minus_best_baseline_<protocol-slug>`` for every decision protocol, ``augmented_share_low_norm``
+``adaface_minus_best_baseline_<protocol-slug>`` for every decision protocol (percentage points; e.g.
+``..._verification_lq``), ``adaface_minus_best_baseline_{low,high}_quality`` (their means over the
+low- / high-quality decision protocols), ``augmented_share_low_norm``
 / ``augmented_share_high_norm`` (reference runs, lowest / highest norm bin), ``claims_supported``,
 ``claims_not_supported``, ``claims_inconclusive``, ``quality_spearman_iq_gt`` (from the quality summary).
 
@@ -127,6 +131,10 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
             out[key] = _finite_mean(clean[last & (clean["quantity"] == quantity) & (clean["target"] == target)][coef])
         early = clean[(clean["epoch"] == 1) & (clean["quantity"] == "norm") & (clean["target"] == "iq")]
         out["adaface_early_spearman_norm_iq"] = _finite_mean(early["spearman"])
+    for key in ("mean_gain_low_quality", "mean_gain_high_quality"):
+        value = (claim5.get("numbers") or {}).get(key)
+        if value is not None:
+            out[f"adaface_minus_best_baseline_{key[len('mean_gain_'):]}"] = value
     for part in claim5.get("parts") or []:
         for comp in part.get("numbers", {}).get("comparisons", []) or []:
             out[f"adaface_minus_best_baseline_{_slug(comp['protocol'])}"] = comp["delta"]
