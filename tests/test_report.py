@@ -439,3 +439,36 @@ def test_browser_screenshot_is_not_blank(tree, html, tmp_path):
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 500  # text, badges, figures: far from a blank page
     # the top of the page is the report (title bar, banner), not an error page
     assert (rgb[:400] != 255).any(axis=2).mean() > 0.02
+
+
+# --------------------------------------------------------------------------- with the real analysis stage
+@pytest.mark.slow
+def test_report_from_the_real_analysis_stage(tmp_path, monkeypatch):
+    """fixtures_runs tree → the real analyze() and gst outputs → the report: every analysis part is shown."""
+    from fixtures_runs import build_fixture_tree
+
+    from marginlab.analysis.run import analyze
+    from marginlab.config import load_params
+    from marginlab.report.gst_figures import write_gst_outputs
+
+    root = tmp_path / "study"
+    root.mkdir()
+    params = load_params(build_fixture_tree(root, epochs=2, probe_size=60))
+    monkeypatch.chdir(root)  # analyze() resolves params paths against the working directory, as under dvc repro
+    analyze(params, "analysis", n_resamples=1000, progress=False)
+    write_gst_outputs(params.heads, root / "analysis" / "gst", n=21, curve_n=41)
+    page = Page(render_report(root).read_text())
+    text = page.full_text()
+    notes = [n[:160] for n in text.split("not available: ")[1:]]
+    assert len(notes) == 2 and "is not a git repository" in notes[0] and "dvc.lock not found" in notes[1], notes
+    figures = sorted((root / "analysis" / "figures").glob("*.png"))
+    imgs = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(imgs) == len(figures) + 3 + 1 + 1
+    claims = json.loads((root / "analysis" / "claims.json").read_text())["claims"]
+    for row, claim in zip(page.rows("claims-summary")[1:], claims):
+        assert row[1][2] == claim["verdict"]
+    comparison = pd.read_csv(root / "analysis" / "comparison.csv")
+    for label, g in comparison.groupby("label"):
+        rows = page.rows("comparison-table", **{"data-label": label})
+        assert [r[0]["data-protocol"] for r in rows] == list(g["protocol"])
+        assert [r[1][2] for r in rows] == [fmt_mean_std(m, s) for m, s in zip(g["mean"], g["std"])]
