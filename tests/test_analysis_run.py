@@ -158,3 +158,21 @@ def test_stage_cli(tmp_path, monkeypatch, capsys):
     assert stage.main(["--no-figures", "--no-progress", "--resamples", "1000", "--out", "res"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["runs"] == 1 and (tmp_path / "res" / "claims.json").exists()
+
+
+def test_panel_epochs_and_no_data_figures(tmp_path):
+    from marginlab.analysis import figures as fg
+
+    assert fg.panel_epochs(range(7)) == [1, 2, 3, 6]  # first trained, ≈ 1/4, middle, last
+    assert fg.panel_epochs(range(27)) == [1, 7, 13, 26]
+    assert fg.panel_epochs(range(4)) == [1, 2, 3]
+    assert fg.panel_epochs([0]) == [0] and fg.panel_epochs([]) == []
+    empty = pd.DataFrame(columns=["run", "label", "head", "epoch", "pass", "norm", "p_yi", "iq"])
+    runs = pd.DataFrame(columns=["run", "label", "head", "seed"])
+    paths = [
+        fg.fig2_panels(empty, [("a-s0", "a", "adaface")], tmp_path / "f2.png"),
+        fg.correlation_vs_epoch(pd.DataFrame(columns=CORRELATION_COLUMNS), runs, ["a"], tmp_path / "c.png"),
+        fg.augmentation_bars(pd.DataFrame(columns=["run"]), [], tmp_path / "a.png"),
+        fg.training_curves(pd.DataFrame(columns=["run", "label", "step", "metric", "value"]), runs, tmp_path / "t.png"),
+    ]
+    assert all(p.is_file() and p.stat().st_size > 1000 for p in paths)
