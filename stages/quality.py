@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override quality.device")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default 0: PyTorch's choice; 1 is more robust on a busy machine)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: params quality.threads; 0 = PyTorch's choice; 1 is more robust on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         if args.device:
             params.quality.device = args.device
-        summary = run_quality_stage(params, progress=not args.no_progress, threads=args.threads)
+        summary = run_quality_stage(params, progress=not args.no_progress, threads=params.quality.threads if args.threads is None else args.threads)
     except (ConfigError, QualityStageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

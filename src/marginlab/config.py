@@ -202,9 +202,10 @@ class AugmentConfig(Strict):
 class QualityConfig(Strict):
     model_path: str = "models/brisque_live.pth"
     output_dir: str = "quality"
-    batch_size: PositiveInt = 256
+    batch_size: PositiveInt = 32  # CPU optimum measured in bench/bench_quality.py; GPUs like larger
     chunk_size: PositiveInt = 2048
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: NonNegInt = 0  # torch threads; 0 = PyTorch default
 
 
 # --------------------------------------------------------------------------- training
