@@ -25,16 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--out", default="analysis", help="output directory (default: analysis)")
-    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (>= 1000; default 2000)")
-    parser.add_argument("--bins", type=int, default=5, help="feature-norm bins of the augmentation analysis (default 5)")
+    parser.add_argument("--resamples", type=int, default=None, help="bootstrap resamples per interval (default: params analysis.n_resamples)")
+    parser.add_argument("--bins", type=int, default=None, help="feature-norm bins of the augmentation analysis (default: params analysis.norm_bins)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(args.params)
-        summary = analyze(params, args.out, n_resamples=args.resamples, norm_bins=args.bins,
-                          figures=not args.no_figures, progress=not args.no_progress)
+        cfg = params.analysis
+        summary = analyze(params, args.out,
+                          n_resamples=cfg.n_resamples if args.resamples is None else args.resamples,
+                          norm_bins=cfg.norm_bins if args.bins is None else args.bins,
+                          confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress)
     except (ConfigError, AnalysisInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ def _ran_stages(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory):
     repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", params_file=SMOKE)
-    run("mkdir -p data && dvc add -q data && git add -A && git commit -qm 'smoke params'", repo)
+    run("mkdir -p data && dvc add -q data && git add -A && (git diff --cached --quiet || git commit -qm 'data')", repo)
     first = run(["dvc", "repro"], repo, timeout=900)
     return repo, first.stdout
 

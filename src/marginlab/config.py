@@ -283,6 +283,12 @@ class EvaluateConfig(Strict):
     ranks: list[PositiveInt] = [1, 5]
 
 
+class AnalysisConfig(Strict):
+    n_resamples: Annotated[int, Field(ge=1000)] = 2000  # bootstrap resamples per 95% interval
+    norm_bins: Annotated[int, Field(ge=2, le=20)] = 5  # feature-norm quantile bins (augmentation analysis)
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
 class Params(Strict):
     seed: NonNegInt = 42
     data: DataConfig = DataConfig()
@@ -293,6 +299,7 @@ class Params(Strict):
     heads: HeadDefaults = HeadDefaults()
     runs: dict[str, RunSpec] = {"adaface": RunSpec(head="adaface")}
     evaluate: EvaluateConfig = EvaluateConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     runs_dir: str = "runs"
     preset: str = "default"
 

@@ -91,7 +91,9 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     for name, cmd, deps, outs, pkeys, meta in raw:
         inputs: list[str] = []
         for d in deps:
-            nested = [o for o in all_outputs if _is_under(o, d) and o not in outs]
+            # Persistent outputs (resume state) are not Snakemake outputs, so they cannot be inputs either;
+            # the stage that writes them is still linked through its other outputs in the same folder.
+            nested = [o for o in all_outputs if _is_under(o, d) and o not in outs and o not in persistent]
             inputs.extend(nested if nested else [d])
         declared_dirs = set((meta.get("snakemake") or {}).get("directories", []))
         dirs = tuple(o for o in outs if o in declared_dirs or (root / o).is_dir() or not PurePosixPath(o).suffix)
