@@ -231,9 +231,12 @@ def test_wrong_input_shape_is_a_clear_error():
 
 
 def test_build_from_config_default_is_cpu_model():
-    from marginlab.config import ModelConfig
+    from pathlib import Path
 
-    model = build_backbone_from_config(ModelConfig())
+    from marginlab.config import load_params
+
+    cpu_default = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
+    model = build_backbone_from_config(cpu_default)
     assert model.input_size == (64, 64) and model.width == 0.25
     assert model.feature_shape == (128, 4, 4)
     assert model(_images(2, 64)).shape == (2, 512)
