@@ -2,8 +2,8 @@
 
     python bench/bench_train.py                       # CPU: default model and IR-50 @112, few steps
     python bench/bench_train.py --device cuda         # GPU: AMP (train.amp auto) + channels_last
-    python bench/bench_train.py --e2e                 # + one full default run (train_run) on a
-                                                      #   synthetic 100 ids x 24 images set at 112x112
+    python bench/bench_train.py --e2e --e2e-prepared prepared --e2e-quality quality
+                                                      # + one full run of params.yaml's first run
 
 Models: ``default`` = IR-18 width 0.25 @64, batch 128 (the CPU default of params.yaml), ``ir50`` =
 IR-50 @112, batch 128 (the paper's ablation backbone is IR-18 @112, its main ones IR-50/100). A train
@@ -17,24 +17,28 @@ Results go to stdout as JSON (and ``--out FILE``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
-import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# Same OpenMP wait policy as stages/train.py (override by setting OMP_WAIT_POLICY=ACTIVE to compare).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from marginlab.backbones import build_backbone, count_parameters
-from marginlab.heads import build_head
-from marginlab.train.optim import build_optimizer
-from marginlab.train.runtime import amp_name, resolve_amp, set_threads
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from marginlab.backbones import build_backbone, count_parameters  # noqa: E402
+from marginlab.heads import build_head  # noqa: E402
+from marginlab.train.optim import build_optimizer  # noqa: E402
+from marginlab.train.runtime import amp_name, resolve_amp, set_threads  # noqa: E402
 
 CONFIGS = {
     "default": dict(backbone="ir_18", width=0.25, input_size=64, batch=128, classes=100),
@@ -118,46 +122,68 @@ def bench_model(name: str, device: torch.device, *, steps: int, warmup: int, amp
     return out
 
 
-def e2e_default_run(threads: int, workers: int, epochs: int | None, probe_size: int | None) -> dict:
-    """A full ``train_run`` with the default params on a synthetic-looking 100 x 24 set at 112x112."""
-    from marginlab.config import Params
+def _synthetic_like_set(root: Path, identities: int, per_identity: int, jpeg_quality: int) -> None:
+    """Blocky random faces with noise, 112x112 JPEG: same sizes and decode cost as the synthetic set."""
     from marginlab.data.formats import write_recordio
     from marginlab.data.images import encode_jpeg
-    from marginlab.train import train_run
 
-    params = Params()
-    syn = params.data.synthetic
     rng = np.random.default_rng(0)
+    samples = []
+    for c in range(identities):
+        base = rng.integers(0, 256, (14, 14, 3)).astype(np.float32)
+        for _ in range(per_identity):
+            img = np.kron(base, np.ones((8, 8, 1))) + rng.normal(0, 20, (112, 112, 3))
+            samples.append((encode_jpeg(np.clip(img, 0, 255).astype(np.uint8), jpeg_quality), c))
+    write_recordio(root / "train.rec", samples)
+
+
+def e2e_default_run(threads: int, workers: int, epochs: int | None, probe_size: int | None,
+                    cpu_channels_last: bool | None = None, input_size: int | None = None,
+                    prepared: str | None = None, quality: str | None = None) -> dict:
+    """A full ``train_run`` of the first run in ``params.yaml`` (the project's defaults).
+
+    Data: ``prepared`` (e.g. the pipeline's ``prepared/``, with ``quality/``) or, when not given, a
+    synthetic-looking set of ``data.synthetic.train_identities x train_images_per_identity`` images.
+    """
+    from marginlab.config import Params, load_params
+    from marginlab.train import runtime, train_run
+
+    if cpu_channels_last is not None:
+        runtime.CPU_CHANNELS_LAST = cpu_channels_last
+    repo = Path(__file__).resolve().parents[1]
+    params = load_params(repo / "params.yaml") if (repo / "params.yaml").exists() else Params()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        samples = []
-        for c in range(syn.train_identities):
-            base = rng.integers(0, 256, (14, 14, 3)).astype(np.float32)
-            for _ in range(syn.train_images_per_identity):
-                img = np.kron(base, np.ones((8, 8, 1))) + rng.normal(0, 20, (112, 112, 3))
-                samples.append((encode_jpeg(np.clip(img, 0, 255).astype(np.uint8), syn.jpeg_quality), c))
-        write_recordio(tmp / "prepared/train.rec", samples)
+        if prepared is None:
+            syn = params.data.synthetic
+            _synthetic_like_set(tmp / "prepared", syn.train_identities, syn.train_images_per_identity, syn.jpeg_quality)
         train = {"threads": threads, "num_workers": workers}
         if epochs:
             train["epochs"] = epochs
         if probe_size:
             train["probe_size"] = probe_size
-        p = Params.model_validate({
-            **params.model_dump(mode="json"), "data": {"prepared_dir": str(tmp / "prepared")},
-            "quality": {"output_dir": str(tmp / "quality")}, "runs_dir": str(tmp / "runs"),
-            "train": {**params.train.model_dump(mode="json"), **train},
-        })
+        raw = params.model_dump(mode="json")
+        raw["data"]["prepared_dir"] = str(Path(prepared).resolve()) if prepared else str(tmp / "prepared")
+        raw["quality"]["output_dir"] = str(Path(quality).resolve()) if quality else str(tmp / "quality")
+        raw["runs_dir"] = str(tmp / "runs")
+        raw["train"].update(train)
+        if input_size:
+            raw["model"]["input_size"] = input_size
+        p = Params.model_validate(raw)
+        run = next(iter(p.runs))
         cwd = os.getcwd()
         os.chdir(tmp)  # keep dvclive away from the project repository
         try:
             t = time.perf_counter()
-            summary = train_run(p, next(iter(p.runs)), resume=False)
+            summary = train_run(p, run, resume=False)
             wall = time.perf_counter() - t
         finally:
             os.chdir(cwd)
-    keys = ("epochs", "steps_per_epoch", "images_per_s", "train_seconds", "final_loss", "final_acc",
-            "peak_rss_mb", "peak_rss_children_mb", "threads", "num_workers")
-    return {"e2e_wall_s": wall, **{k: summary[k] for k in keys}}
+    keys = ("run", "backbone", "epochs", "steps_per_epoch", "images_per_s", "train_seconds", "wall_time_s",
+            "final_loss", "final_acc", "peak_rss_mb", "peak_rss_children_mb", "threads", "num_workers",
+            "channels_last")
+    return {"e2e_wall_s": wall, "input_size": p.run(run).model.input_size, "width": p.run(run).model.width,
+            "probe_size": p.run(run).train.probe_size, **{k: summary[k] for k in keys}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e-workers", type=int, default=1)
     ap.add_argument("--e2e-epochs", type=int, default=None)
     ap.add_argument("--e2e-probe-size", type=int, default=None)
+    ap.add_argument("--e2e-input-size", type=int, default=None)
+    ap.add_argument("--e2e-prepared", default=None, help="prepared data dir (default: a generated synthetic-like set)")
+    ap.add_argument("--e2e-quality", default=None, help="quality output dir (scores.parquet), optional")
+    ap.add_argument("--e2e-cpu-channels-last", type=int, choices=[0, 1], default=None,
+                    help="override runtime.CPU_CHANNELS_LAST for the e2e run")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
 
@@ -190,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     cl_modes = {"auto": [False, True] if device.type == "cpu" else [True], "both": [False, True],
                 "on": [True], "off": [False]}[args.channels_last]
     results = {"load_avg": os.getloadavg(), "threads": threads, "torch": torch.__version__,
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "runs": []}
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}), flush=True)
     for name in args.models.split(","):
@@ -214,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(ratio)
         results["runs"].extend(rows)
     if args.e2e:
-        r = e2e_default_run(threads, args.e2e_workers, args.e2e_epochs, args.e2e_probe_size)
+        cl = None if args.e2e_cpu_channels_last is None else bool(args.e2e_cpu_channels_last)
+        r = e2e_default_run(threads, args.e2e_workers, args.e2e_epochs, args.e2e_probe_size, cl, args.e2e_input_size,
+                            args.e2e_prepared, args.e2e_quality)
         print(json.dumps(r), flush=True)
         results["e2e"] = r
     results["load_avg_end"] = os.getloadavg()

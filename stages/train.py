@@ -7,6 +7,13 @@ Resumes from ``runs/<RUN>/checkpoint.pt`` when it matches the configuration (a D
 
 from __future__ import annotations
 
+import os
+
+# OpenMP threads that sleep instead of spinning while they wait: on a shared CPU (several stages or
+# engineers at once) spinning threads collapsed 2-thread training to ~1/3 of its speed; measured with
+# bench/bench_train.py (see marginlab.train.runtime). Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging

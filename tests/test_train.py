@@ -16,7 +16,13 @@ import torch
 from marginlab.config import ConfigError, Params
 from marginlab.data.formats import write_recordio
 from marginlab.data.images import encode_jpeg
-from marginlab.train import TrainHooks, TrainingDivergedError, load_model, model_info, train_run
+from marginlab.train import (
+    TrainHooks,
+    TrainingDivergedError,
+    load_model,
+    model_info,
+    train_run,
+)
 from marginlab.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -288,10 +294,12 @@ def test_missing_inputs_give_clear_errors(tmp_path):
         load_model(bad)
 
 
-def test_stage_cli(prepared, tmp_path, capsys):
+def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the stage sets it when unset; keep the env restorable
     import importlib.util
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     params = make_params(prepared, tmp_path, train={"epochs": 1})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))

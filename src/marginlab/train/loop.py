@@ -31,9 +31,10 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -46,11 +47,22 @@ from marginlab.config import ConfigError, Params, ResolvedRun
 from marginlab.device import resolve_device
 from marginlab.io import write_json
 from marginlab.train import runtime
-from marginlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from marginlab.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
 from marginlab.train.model_io import build_modules, save_model
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
-from marginlab.train.probe import ProbeSet, load_gt_quality, probe_path, select_probe, write_probe
+from marginlab.train.probe import (
+    ProbeSet,
+    load_gt_quality,
+    probe_path,
+    select_probe,
+    write_probe,
+)
 from marginlab.train.proxy import build_proxy, load_iq_table
 from marginlab.train.selection import centre_accuracy
 

@@ -19,8 +19,8 @@ exactly epochs 12, 20 and 24. The schedule is stepped once per optimiser step (`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn

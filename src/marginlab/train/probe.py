@@ -186,7 +186,7 @@ class ProbeSet:
         seed: int,
         iq_table: Optional[np.ndarray] = None,
         gt_table: Optional[np.ndarray] = None,
-    ) -> "ProbeSet":
+    ) -> ProbeSet:
         """Decode the probe images from a RecordIO reader; augment each with ``rng = default_rng([seed, index])``."""
         from marginlab.data.datasets import to_model_input
         from marginlab.data.formats import decode_image

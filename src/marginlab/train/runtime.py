@@ -5,12 +5,19 @@
   backbone weights and data order; ``run.seed`` makes replicates.
 - Threads: ``torch.set_num_threads(train.threads)``, 0 = every core this process may use.
 - AMP (``train.amp``): on CUDA ``auto`` = bf16 autocast when the GPU supports it, else fp16 with a
-  ``GradScaler``; ``off`` = fp32. On the CPU ``auto`` = fp32 (CPU bf16 autocast is slower than fp32
-  without AMX-class hardware), ``bf16``/``fp16`` are honoured when asked for explicitly. The margin head
+  ``GradScaler``; ``off`` = fp32. On the CPU ``auto`` = fp32: bf16 autocast measured 1.15x faster
+  training but 0.7x eval on this machine's avx512_bf16 CPU, not worth losing fp32 results that match
+  across machines; ``bf16``/``fp16`` are honoured when asked for explicitly. The margin head
   and the loss always run in fp32 (acos/cos near ±1 are precision-sensitive).
-- channels_last (``train.channels_last``): used on CUDA (tensor-core convolutions); on the CPU it is
-  used only when ``CPU_CHANNELS_LAST`` is True — measured with ``bench/bench_train.py``, it did not
-  speed up the quarter-width IR-18 on this 2-core machine (see bench/RESULTS.md).
+- channels_last (``train.channels_last``): on CUDA (tensor-core convolutions) and on the CPU, where
+  ``bench/bench_train.py`` measured, alternating off/on in one process on the 2-core machine, 1.36x
+  training and ~1.2x eval throughput for the quarter-width IR-18 at 64x64 (8.4 vs 11.4 CPU-ms per
+  training image), and a full default run in 90 s instead of 157 s. ``CPU_CHANNELS_LAST = False``
+  turns it off on the CPU regardless of params.
+- OpenMP: ``stages/train.py`` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) before importing torch. On a
+  shared CPU, spinning OpenMP threads waste the cores other processes need: ``bench_train.py`` with
+  ``OMP_WAIT_POLICY=ACTIVE`` vs ``PASSIVE`` (alternating, load 2-3): 85 vs 126-143 training images/s;
+  at load ~6 ACTIVE 2-thread training fell below 1-thread speed.
 - Determinism: on the CPU ``torch.use_deterministic_algorithms(True)`` (cheap there), restored after
   the run; on CUDA ``cudnn.benchmark`` is on for speed, so GPU runs are reproducible only statistically.
 """
@@ -20,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 import numpy as np
 import torch
 
-#: Whether channels_last is applied on the CPU (measured: no gain for the default model; see module doc).
-CPU_CHANNELS_LAST = False
+#: Whether train.channels_last is honoured on the CPU (measured: 1.36x for the default model; module doc).
+CPU_CHANNELS_LAST = True
 
 
 def derive_seed(global_seed: int, run_seed: int) -> int:
