@@ -385,8 +385,8 @@ def _train_epoch(
     n_steps = len(data.loader)
     check_every = 1 if device.type == "cpu" else 25
     losses = torch.zeros(n_steps, device=device)
-    # running sums: ce, correct, samples, norm, norm², loss
-    sums = torch.zeros(6, device=device, dtype=torch.float64)
+    # running sums on the device (no per-step host sync): ce, correct, norm, norm², loss
+    sums = torch.zeros(5, device=device, dtype=torch.float64)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     lr_used = optimizer.param_groups[0]["lr"]
     seen = 0
@@ -429,8 +429,7 @@ def _train_epoch(
             norms = zd.norm(dim=1).double()
             sums += torch.stack([
                 ce.detach().double() * len(y), (cos.argmax(dim=1) == y).sum().double(),
-                torch.tensor(float(len(y)), device=device, dtype=torch.float64), norms.sum(), (norms**2).sum(),
-                loss.detach().double() * len(y),
+                norms.sum(), (norms**2).sum(), loss.detach().double() * len(y),
             ])
         seen += len(y)
         if device.type == "cpu" and step % 10 == 0:
@@ -438,7 +437,8 @@ def _train_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    ce_sum, correct, n, norm_sum, norm_sq, loss_sum = (float(v) for v in sums.cpu())
+    ce_sum, correct, norm_sum, norm_sq, loss_sum = (float(v) for v in sums.cpu())
+    n = float(seen)
     norm_mean = norm_sum / n
     norm_std = math.sqrt(max(norm_sq / n - norm_mean**2, 0.0) * n / max(n - 1, 1))
     metrics = {
