@@ -6,7 +6,7 @@
                                                       # + one full run of params.yaml's first run
 
 Models: ``default`` = IR-18 width 0.25 @64, batch 128 (the CPU default of params.yaml), ``ir50`` =
-IR-50 @112, batch 128 (the paper's ablation backbone is IR-18 @112, its main ones IR-50/100). A train
+IR-50 @112, batch 128 on CUDA and 32 on the CPU (batch 128 takes ~15 GB RSS there; ``--batch``) (the paper's ablation backbone is IR-18 @112, its main ones IR-50/100). A train
 step = forward + AdaFace head + CE + backward + SGD step on a fixed random batch (data loading is
 excluded; ``--e2e`` includes it). Eval = eval-mode forward under no-grad. On the CPU, channels_last
 off/on are measured alternately in the same process so their ratio is meaningful on a shared machine;
@@ -232,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         # alternate the memory formats (A B A B) so load changes hit both alike
         for rep in range(2 if len(cl_modes) > 1 else 1):
             for cl in cl_modes:
+                # IR-50/IR-18@112 at batch 128 needs ~15 GB RSS on the CPU: default to 32 there
+                batch = args.batch or (32 if device.type == "cpu" and name != "default" else None)
                 r = bench_model(name, device, steps=n, warmup=args.warmup if name == "default" else 1,
-                                amp=args.amp, channels_last=cl, batch=args.batch,
+                                amp=args.amp, channels_last=cl, batch=batch,
                                 input_size=args.input_size, width=args.width)
                 r["rep"] = rep
                 rows.append(r)
