@@ -9,6 +9,12 @@ tinyface/), joins ``<quality.output_dir>/scores.parquet`` when present, and writ
 
 from __future__ import annotations
 
+import os
+
+# Sleeping (not spinning) OpenMP waits: measured 1.5x on a shared 2-core CPU in bench/bench_train.py
+# (see marginlab.train.runtime). Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging

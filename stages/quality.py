@@ -13,6 +13,12 @@ the part files in ``<quality.output_dir>/.parts/``, which are removed after succ
 
 from __future__ import annotations
 
+import os
+
+# Sleeping (not spinning) OpenMP waits: measured 1.5x on a shared 2-core CPU in bench/bench_train.py
+# (see marginlab.train.runtime). Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import logging
 import sys

@@ -237,9 +237,10 @@ def test_build_from_config_default_is_cpu_model():
 
     cpu_default = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
     model = build_backbone_from_config(cpu_default)
-    assert model.input_size == (64, 64) and model.width == 0.25
-    assert model.feature_shape == (128, 4, 4)
-    assert model(_images(2, 64)).shape == (2, 512)
+    size = cpu_default.input_size
+    assert model.input_size == (size, size) and model.width == 0.25
+    assert model.feature_shape == (128, -(-size // 16), -(-size // 16))
+    assert model(_images(2, size)).shape == (2, 512)
 
 
 # --------------------------------------------------------------------------- timm
