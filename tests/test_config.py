@@ -94,9 +94,12 @@ def test_repository_params_yaml_is_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for path in [root / "params.yaml", *sorted((root / "configs").glob("*.yaml"))]:
-        if path.exists():
-            load_params(path)
+    presets = sorted((root / "configs").glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"smoke", "paper-ablation-ir18", "paper-ir100-ms1mv2"}
+    for path in [root / "params.yaml", *presets]:
+        params = load_params(path)
+        assert params.runs, f"{path} defines no runs"
+        assert params.preset == (path.stem if path.parent.name == "configs" else "default")
 
 
 def test_timm_backbone_rejects_ir_width():
