@@ -59,10 +59,22 @@ def test_paired_difference_special_cases():
     assert one.test == "n/a" and one.n_pairs == 1 and one.delta == 1.0 and math.isnan(one.p_value)
     none = sig.paired_difference({0: 1.0}, {1: 1.0})
     assert none.n_pairs == 0 and math.isnan(none.delta)
+    # identical differences: the t statistic is undefined, so no p-value or CI (not p = 0)
     const = sig.paired_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
-    assert const.delta == 1.0 and const.p_value == 0.0 and const.ci_lo == const.ci_hi == 1.0
+    assert const.delta == 1.0 and const.test == sig.IDENTICAL_DIFFERENCES and const.n_pairs == 2
+    assert math.isnan(const.p_value) and math.isnan(const.ci_lo) and math.isnan(const.ci_hi)
     zero = sig.paired_difference({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0})
-    assert zero.p_value == 1.0
+    assert zero.delta == 0.0 and math.isnan(zero.p_value)
+    # counted percentages whose differences agree only up to float rounding (seen in a real report:
+    # p = 8e-17 from ttest_rel) are the same case
+    a, b = {0: 11 / 40 * 100, 1: 27 / 40 * 100}, {0: 19 / 40 * 100, 1: 35 / 40 * 100}
+    assert a[0] - b[0] != a[1] - b[1]
+    near = sig.paired_difference(a, b)
+    assert near.delta == pytest.approx(-20.0) and near.test == sig.IDENTICAL_DIFFERENCES
+    assert math.isnan(near.p_value)
+    # differences that do vary still get the t-test
+    varied = sig.paired_difference({0: 2.0, 1: 3.5}, {0: 1.0, 1: 2.0})
+    assert varied.test == "paired t-test" and 0 < varied.p_value < 1
 
 
 def test_pooled_std_noise_and_judge():

@@ -4,8 +4,10 @@
   finite values of one configuration's seeds.
 - :func:`paired_difference`: ``a - b`` over the seeds both configurations ran. With ≥ 2 paired seeds:
   the mean paired difference, its Student-t confidence interval and the two-sided paired t-test
-  (``scipy.stats.ttest_rel``); with identical differences across seeds the interval collapses to that
-  value and p is 0 (or 1 when they are all 0); with fewer pairs, test ``"n/a"`` and NaN.
+  (``scipy.stats.ttest_rel``). Differences that are identical across seeds (up to float rounding,
+  common with metrics counted on a small test set) leave no variance estimate: the t-test is
+  undefined there, so CI and p are NaN and the test says why, rather than a p of 0 that claims
+  certainty two seeds cannot give. With fewer than two pairs, test ``"n/a"`` and NaN.
 - :func:`pooled_std`: the pooled seed standard deviation sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1)) over
   configurations with at least two seeds.
 - :func:`difference_noise` and :func:`judge`: the rule used by the claim verdicts to call a difference
@@ -26,11 +28,18 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "CLEAR_Z", "PairedResult", "describe", "difference_noise", "judge", "paired_difference", "pooled_std",
+    "CLEAR_Z", "IDENTICAL_DIFFERENCES", "PairedResult", "describe", "difference_noise", "judge", "paired_difference", "pooled_std",
 ]
 
 #: A difference counts as clear beyond this many standard errors.
 CLEAR_Z = 2.0
+
+#: The test label of a paired comparison whose differences do not vary across seeds.
+IDENTICAL_DIFFERENCES = "n/a: identical difference on every seed (no variance estimate)"
+
+#: Differences closer than this (relative to their size) count as identical: percentages such as
+#: 11/40·100 - 19/40·100 differ across seeds only by float rounding.
+_IDENTICAL_RTOL = 1e-9
 
 
 def describe(values: Iterable[float]) -> tuple[float, float, int]:
@@ -67,8 +76,8 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], confidence
     delta = float(d.mean())
     if n < 2:
         return PairedResult(delta, np.nan, np.nan, np.nan, "n/a", n)
-    if np.ptp(d) == 0:
-        return PairedResult(delta, delta, delta, 1.0 if delta == 0 else 0.0, "paired t-test (constant differences)", n)
+    if np.ptp(d) <= _IDENTICAL_RTOL * max(1.0, float(np.abs(d).max())):
+        return PairedResult(delta, np.nan, np.nan, np.nan, IDENTICAL_DIFFERENCES, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_rel(x, y)
