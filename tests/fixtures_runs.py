@@ -5,6 +5,7 @@
     params.yaml                         a small grid (DEFAULT_RUNS) with relative output dirs
     runs/<run>/probe/epoch_XX.parquet   probe rows (marginlab.train.probe.PROBE_COLUMNS), epochs 0..E
     runs/<run>/metrics.json             marginlab.evaluate.run schema (hq/lq bins, ijb_syn, tinyface)
+    runs/<run>/eval_timing.json         marginlab.timing record (7.5 s)
     runs/<run>/eval_norms.parquet       split, index, norm, iq, brisque, gt_quality
     runs/<run>/roc.parquet              protocol, set, fpr, tpr, threshold
     runs/<run>/train_summary.json       marginlab.train summary keys
@@ -232,6 +233,7 @@ def build_fixture_tree(
             frame.to_parquet(path, index=False)
         perf = performance.get(label, performance.get(spec["head"], DEFAULT_PERFORMANCE["cosface"]))
         _write_json(run_dir / "metrics.json", metrics_json(name, spec, perf, rng, seed_noise, epochs))
+        _write_json(run_dir / "eval_timing.json", {"stage": f"evaluate@{name}", "wall_time_s": 7.5, "device": "cpu"})
         n_eval = 40
         gt = rng.uniform(0, 1, 2 * n_eval)
         iq = np.clip(gt + rng.normal(0, 0.1, 2 * n_eval), 0, 1)

@@ -259,6 +259,10 @@ def test_evaluate_run_writes_metrics_roc_and_norms(prepared, tmp_path):
     assert (norms["norm"] > 0).all()
     roc = pd.read_parquet(run_dir / "roc.parquet")
     assert set(roc["set"]) == {"hq", "lq", "ijb_syn"}
+    # the wall time lives beside metrics.json, not in it (metrics stay deterministic)
+    timing = json.loads((run_dir / "eval_timing.json").read_text())
+    assert timing["stage"] == "evaluate@tiny" and timing["device"] == "cpu" and timing["wall_time_s"] > 0
+    assert timing["images"] == len(norms)
 
 
 def test_evaluate_run_errors(prepared, tmp_path):
@@ -277,6 +281,7 @@ def test_evaluate_run_errors(prepared, tmp_path):
     with pytest.raises(ValueError, match=r"scores.parquet lacks column\(s\) \['brisque', 'iq'\]"):
         evaluate_run(validate_params(bad), "tiny", device="cpu", progress=False)
     assert not (tmp_path / "runs" / "tiny" / "metrics.json").exists()  # nothing half-written
+    assert not (tmp_path / "runs" / "tiny" / "eval_timing.json").exists()  # no timing of a failed run
 
 
 @pytest.mark.slow

@@ -615,6 +615,10 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     assert on_disk["splits"]["train"]["ground_truth"]["by_degradation"]["noise"]["n"] == 4
     assert on_disk["settings"]["model"]["allmodel_sha256"] == ALLMODEL_SHA256
     assert set(on_disk["splits"]) == set(counts) | {"all"}
+    assert "wall_time_s" not in json.dumps(on_disk)  # the summary is deterministic; the time is apart
+    timing = json.loads((tmp_path / "quality" / "timing.json").read_text())
+    assert timing["stage"] == "quality" and timing["images"] == len(scores) and timing["device"] == "cpu"
+    assert timing["wall_time_s"] >= timing["scoring_s"] > 0
 
 
 def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys):

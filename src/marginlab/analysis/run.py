@@ -46,13 +46,15 @@ low- / high-quality decision protocols), ``augmented_share_low_norm``
 ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
 ``correlation_vs_epoch_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
 (:mod:`.figures`). The directory is replaced as a whole.
+
+``timing.json`` — the stage's wall time (:mod:`marginlab.timing`), written last and kept out of the
+deterministic outputs above.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +82,15 @@ from marginlab.analysis.tables import (
 )
 from marginlab.config import Params
 from marginlab.io import atomic_dir, atomic_path, write_json
+from marginlab.timing import TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 
 __all__ = ["OUTPUT_FILES", "analyze"]
 
-OUTPUT_FILES = ("correlation.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json", "summary.json")
+OUTPUT_FILES = (
+    "correlation.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json", "summary.json", TIMING_FILE,
+)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -170,7 +175,7 @@ def analyze(
     """
     if n_resamples < 1000:
         raise ValueError(f"n_resamples must be >= 1000 for stable 95% percentile intervals, got {n_resamples}")
-    t0 = time.perf_counter()
+    timer = StageTimer("analyze")
     out_dir = Path(out_dir)
     col = collect(params, progress=progress)
     reference = reference_label(col.runs)
@@ -228,7 +233,8 @@ def analyze(
     if figures:
         _figures(col, corr, augmentation, reference, out_dir / "figures")
     write_json(out_dir / "summary.json", summary)
-    log.info("analysis written to %s in %.1f s (%d correlation rows, verdicts: %s)", out_dir, time.perf_counter() - t0,
+    timer.write(out_dir / TIMING_FILE, runs=len(col.runs), correlation_rows=len(corr), figures=bool(figures))
+    log.info("analysis written to %s in %.1f s (%d correlation rows, verdicts: %s)", out_dir, timer.elapsed_s,
              len(corr), ", ".join(f"{c['id']}: {c['verdict']}" for c in claims))
     return summary
 

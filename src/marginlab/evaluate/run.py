@@ -15,7 +15,8 @@ The model is fed the way it was trained (input size of its ResolvedRun, channel 
 ``threshold``; IJB sets and, with scores = −distance, verification sets), ``eval_norms.parquet``
 (``split``, ``index``, ``norm`` of the flip-fused embedding, ``iq``/``brisque`` joined from
 ``<quality.output_dir>/scores.parquet`` and the synthetic ``gt_quality`` when those exist, NaN
-otherwise) and last ``metrics.json`` with the stable schema::
+otherwise), ``metrics.json`` with the stable schema below, and last ``eval_timing.json`` (wall time,
+device and image count; :mod:`marginlab.timing`), kept apart so the metrics stay deterministic::
 
     {"run", "head", "label", "tags", "epoch", "selection",
      "protocol": {"flip", "fusion", "channel_order", "input_size", "fars", "ranks"},
@@ -53,6 +54,7 @@ from marginlab.evaluate.identification import identification_rates
 from marginlab.evaluate.ijb import evaluate_templates, far_key, roc_points
 from marginlab.evaluate.verification import pair_distances, ten_fold_accuracy
 from marginlab.io import write_json, write_parquet
+from marginlab.timing import EVAL_TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +356,7 @@ def evaluate_run(
     metrics dict.
     """
     params.run(run_name)  # clear error for an unknown run name
+    timer = StageTimer(f"evaluate@{run_name}")
     run_dir = Path(params.runs_dir) / run_name
     dev = resolve_device(device or "auto")
     backbone, resolved, info = load_run_model(run_dir, device=dev)
@@ -400,5 +403,7 @@ def evaluate_run(
     norms = join_quality(result.norms_frame(), quality_scores)
     write_parquet(run_dir / "roc.parquet", result.roc_frame())
     write_parquet(run_dir / "eval_norms.parquet", norms)
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete evaluation
+    write_json(run_dir / "metrics.json", metrics)
+    # last: its presence marks a complete evaluation; kept out of metrics.json so `dvc metrics diff` shows no timing noise
+    timer.write(run_dir / EVAL_TIMING_FILE, device=str(dev), images=int(len(norms)), flip=bool(cfg.flip))
     return metrics

@@ -4,7 +4,8 @@ Steps: open the splits of ``data.prepared_dir`` (:mod:`.sources`), score them wi
 :class:`.BrisqueScorer` chunk by chunk into ``<output_dir>/.parts/`` (:mod:`.score_dataset`; resumable,
 fingerprinted by model sha256, chunk size, device type, library versions and the input files' sizes
 and mtimes), stream the parts into ``scores.parquet``, summarise (:mod:`.summary`, with the synthetic
-ground truth when present) into ``summary.json``, then delete the parts.
+ground truth when present) into ``summary.json``, then delete the parts. The wall time goes to
+``timing.json`` (:mod:`marginlab.timing`), not into the deterministic summary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from marginlab.config import Params
 from marginlab.io import write_json
+from marginlab.timing import TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
         raise QualityStageError(f"threads must be >= 0 (0 = PyTorch default), got {threads}")
     if threads:
         torch.set_num_threads(threads)
+    timer = StageTimer("quality")
     out_dir = Path(cfg.output_dir)
     parts_dir = out_dir / ".parts"
     prepared = Path(params.data.prepared_dir)
@@ -88,7 +91,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
         summary = summarize_scores(scores, load_ground_truth(prepared, sources))
     except (BrisqueModelError, PreparedDataError, ImageReadError, ScoreStreamError, DataFormatError) as err:
         raise QualityStageError(str(err)) from err
-    # Only deterministic facts go into summary.json (it is a DVC output); timings go to the log.
+    # Only deterministic facts go into summary.json (it is a DVC output); timings go to timing.json.
     summary["settings"] = {
         "device_type": device.type,
         "model": {k: scorer.info.get(k) for k in ("model_sha256", "allmodel_sha256", "sdist_sha256", "gamma", "rho")},
@@ -96,6 +99,8 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
     }
     write_json(out_dir / "summary.json", summary)
     remove_parts(parts_dir)
+    timer.write(out_dir / TIMING_FILE, device=str(device), images=int(result.num_images),
+                scoring_s=round(elapsed, 3), computed_chunks=result.computed_chunks, reused_chunks=result.reused_chunks)
     rate = result.num_images / elapsed if elapsed > 0 else float("nan")
     log.info("scored %d images in %.1f s (%.1f images/s; %d chunks computed, %d reused)", result.num_images, elapsed,
              rate, result.computed_chunks, result.reused_chunks)

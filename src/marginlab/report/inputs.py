@@ -8,8 +8,8 @@ without a required column, JSON that does not parse) is an error naming the file
 a silently half-rendered report would hide a broken stage.
 
 Paths come from ``params.yaml``: ``data.prepared_dir`` (``manifest.json``, ``samples.png``),
-``quality.output_dir`` (``summary.json``), ``runs_dir`` (per run ``metrics.json``,
-``train_summary.json``, ``probe/``, ``live/``); the analysis outputs live in ``analysis/`` and the Fig. 3
+``quality.output_dir`` (``summary.json``, ``timing.json``), ``runs_dir`` (per run ``metrics.json``,
+``eval_timing.json``, ``train_summary.json``, ``probe/``, ``live/``); the analysis outputs live in ``analysis/`` and the Fig. 3
 outputs in ``analysis/gst/``.
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from marginlab.config import ConfigError, Params, load_params
+from marginlab.timing import EVAL_TIMING_FILE, TIMING_FILE
 
 __all__ = [
     "ANALYSIS_SCHEMAS",
@@ -111,6 +112,7 @@ class RunOutputs:
     directory: Path
     metrics: Any
     train_summary: Any
+    eval_timing: Any  # eval_timing.json (wall time of evaluate@RUN), or Missing
     probe_epochs: Any  # list of epoch numbers found in probe/, or Missing
     live_dir: Any  # Path of live/plots/metrics, or Missing
 
@@ -131,6 +133,8 @@ class ReportInputs:
     gst_figures: dict[str, Path] = field(default_factory=dict)
     gst_note: Missing | None = None
     quality_summary: Any = None
+    quality_timing: Any = None
+    analysis_timing: Any = None
     manifest: Any = None
     samples_png: Any = None
     runs: list[RunOutputs] = field(default_factory=list)
@@ -156,6 +160,7 @@ def _run_outputs(params: Params, root: Path, name: str) -> RunOutputs:
         head_params=dict(resolved.head_params), proxy=resolved.proxy, directory=run_dir,
         metrics=read_json(run_dir / "metrics.json", f"the 'evaluate@{name}' stage"),
         train_summary=read_json(run_dir / "train_summary.json", train_hint),
+        eval_timing=read_json(run_dir / EVAL_TIMING_FILE, f"the 'evaluate@{name}' stage"),
         probe_epochs=probe,
         live_dir=live if live.is_dir() else Missing(f"{live} not found (written by {train_hint})"),
     )
@@ -180,6 +185,7 @@ def load_inputs(root: str | Path = ".", params_path: str | Path | None = None,
         inputs.tables[name] = read_csv(analysis / name, columns, ANALYZE_HINT)
     inputs.claims = read_json(analysis / "claims.json", ANALYZE_HINT)
     inputs.analysis_summary = read_json(analysis / "summary.json", ANALYZE_HINT)
+    inputs.analysis_timing = read_json(analysis / TIMING_FILE, ANALYZE_HINT)
     inputs.analysis_figures = _pngs(analysis / "figures")
     gst = analysis / "gst"
     inputs.gst_summary = read_json(gst / "summary.json", GST_HINT)
@@ -188,6 +194,7 @@ def load_inputs(root: str | Path = ".", params_path: str | Path | None = None,
         inputs.gst_note = Missing(f"no figures in {gst / 'figures'} (written by {GST_HINT})")
     quality_dir = root / params.quality.output_dir
     inputs.quality_summary = read_json(quality_dir / "summary.json", "the 'quality' stage")
+    inputs.quality_timing = read_json(quality_dir / TIMING_FILE, "the 'quality' stage")
     prepared = root / params.data.prepared_dir
     inputs.manifest = read_json(prepared / "manifest.json", "the 'prepare' stage")
     samples = prepared / "samples.png"

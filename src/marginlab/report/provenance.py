@@ -10,7 +10,8 @@
   device each run recorded in its ``train_summary.json`` (they may differ: training may run elsewhere);
 - wall time per stage, as each stage recorded it: ``prepare`` (manifest ``wall_time_s``), ``train@RUN``
   (train summary ``wall_time_s``), ``gst`` (its summary), and ``quality`` / ``evaluate@RUN`` /
-  ``analyze`` when their summaries carry a ``wall_time_s`` (otherwise "not recorded").
+  ``analyze`` from the ``timing.json`` / ``eval_timing.json`` records they write beside their
+  deterministic outputs (:mod:`marginlab.timing`); "not recorded" where a record is absent.
 
 Nothing here fails the report: an unavailable item becomes :class:`~marginlab.report.inputs.Missing`.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from marginlab.report.inputs import Missing, ReportInputs, is_missing
+from marginlab.timing import EVAL_TIMING_FILE, TIMING_FILE
 
 __all__ = [
     "PACKAGES", "collect_provenance", "dvc_lock_inputs", "git_state", "hardware", "package_versions", "stage_wall_times",
@@ -162,12 +164,12 @@ def _wall(obj: Any) -> float | None:
 def stage_wall_times(inputs: ReportInputs) -> list[dict[str, Any]]:
     """``[{stage, seconds (or None), source}]`` in pipeline order (see the module docstring)."""
     rows = [{"stage": "prepare", "seconds": _wall(inputs.manifest), "source": "manifest.json"},
-            {"stage": "quality", "seconds": _wall(inputs.quality_summary), "source": "quality summary.json"}]
+            {"stage": "quality", "seconds": _wall(inputs.quality_timing), "source": f"quality {TIMING_FILE}"}]
     for run in inputs.runs:
         rows.append({"stage": f"train@{run.name}", "seconds": _wall(run.train_summary), "source": "train_summary.json"})
     for run in inputs.runs:
-        rows.append({"stage": f"evaluate@{run.name}", "seconds": _wall(run.metrics), "source": "metrics.json"})
-    rows.append({"stage": "analyze", "seconds": _wall(inputs.analysis_summary), "source": "analysis/summary.json"})
+        rows.append({"stage": f"evaluate@{run.name}", "seconds": _wall(run.eval_timing), "source": EVAL_TIMING_FILE})
+    rows.append({"stage": "analyze", "seconds": _wall(inputs.analysis_timing), "source": f"analysis/{TIMING_FILE}"})
     rows.append({"stage": "gst", "seconds": _wall(inputs.gst_summary), "source": "analysis/gst/summary.json"})
     return rows
 
