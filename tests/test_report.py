@@ -164,7 +164,11 @@ def test_claims_badges_and_escaping(page, html):
     verdicts = {a["id"]: a["data-verdict"] for t, a in page.tags if t == "div" and a.get("id", "").startswith("claim-")}
     assert verdicts == {f"claim-{c['id']}": c["verdict"] for c in CLAIMS["claims"]}
     text = page.full_text()
-    assert "final_spearman_mean 0.7246" in text and "runs › adaface-s0 › spearman_ci [0.65, 0.77]" in text
+    assert "final_spearman_mean 0.7246" in text
+    # nested evidence is a table: one row per run, one column per number (claim 1, part 1)
+    runs = page.tables["ev-1-1-runs"]
+    assert runs[0][1] == ["", "spearman", "spearman_ci"]
+    assert runs[1][1] == ["adaface-s0", "0.7123", "[0.65, 0.77]"]
     assert "1 supported" in text and "1 not supported" in text and "1 inconclusive" in text
     # autoescape: the statement's markup is text, not HTML
     assert "AdaFace emphasises &lt;b&gt;hard&lt;/b&gt; samples" in html and "<b>hard</b>" not in html
@@ -271,6 +275,7 @@ def test_runs_and_provenance(page, tree):
     walls = {r[1][0]: r[1][1] for r in page.tables["wall-times"][1:]}
     assert walls["quality"] == "33.5 s" and walls["analyze"] == "41.0 s" and walls["prepare"] == "not recorded"
     assert walls[f"train ({len(params['runs'])} runs)"] == fmt_seconds(12.0 * len(params["runs"]))
+    assert walls[f"evaluate ({len(params['runs'])} runs)"] == fmt_seconds(7.5 * len(params["runs"]))
     packages = {r[1][0]: r[1][1] for r in page.tables["packages"][1:]}
     import torch
 

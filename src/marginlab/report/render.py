@@ -36,6 +36,7 @@ import pandas as pd
 
 from marginlab.io import atomic_path
 from marginlab.report import figures as rfig
+from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
 
@@ -143,21 +144,6 @@ def fmt_seconds(value: Any) -> str:
     return f"{v / 60:.1f} min" if v < 7200 else f"{v / 3600:.2f} h"
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested JSON numbers → ``[(path, display)]``; lists of scalars stay one value (e.g. a CI)."""
-    if isinstance(obj, Mapping):
-        rows: list[tuple[str, str]] = []
-        for k, v in obj.items():
-            rows += _flatten(v, f"{prefix} › {k}" if prefix else str(k))
-        return rows
-    if isinstance(obj, list) and any(isinstance(v, (Mapping, list)) for v in obj):
-        rows = []
-        for i, v in enumerate(obj):
-            rows += _flatten(v, f"{prefix} › {i}")
-        return rows
-    return [(prefix or "value", fmt_number(obj))]
-
-
 # --------------------------------------------------------------------------- sections
 def _note(value: Any) -> str | None:
     return value.why if is_missing(value) else None
@@ -179,13 +165,15 @@ def _claims(claims: Any) -> dict[str, Any]:
         parts = []
         for p in c.get("parts", []) or []:
             pv = str(p.get("verdict", "not available"))
+            scalars, tables = layout_evidence(p.get("numbers"), fmt_number)
             parts.append({"name": p.get("name", ""), "verdict": pv, "cls": VERDICT_CLASS.get(pv, "na"),
-                          "rule": p.get("rule", ""), "numbers": _flatten(p.get("numbers", {})) if p.get("numbers") else []})
+                          "rule": p.get("rule", ""), "numbers": scalars, "tables": tables})
+        scalars, tables = layout_evidence(numbers, fmt_number)
         out.append({
             "id": c.get("id", ""), "title": c.get("title", ""), "statement": c.get("statement", ""),
             "paper": c.get("paper", ""), "verdict": verdict, "cls": VERDICT_CLASS.get(verdict, "na"),
             "rule": c.get("rule", ""), "note": c.get("note", ""),
-            "numbers": _flatten(numbers) if isinstance(numbers, (Mapping, list)) and numbers else [],
+            "numbers": scalars, "tables": tables,
             "evidence_text": numbers if isinstance(numbers, str) else "",
             "parts": parts,
         })
