@@ -1,7 +1,8 @@
 """Stage wall-time records, kept apart from the stages' deterministic outputs.
 
-A stage's results (``summary.json``, ``metrics.json``, ...) hold only facts that a rerun reproduces, so
-DVC sees an unchanged output and ``dvc metrics diff`` shows no timing noise. How long the stage took
+The quality and analysis ``summary.json`` and the evaluation ``metrics.json`` hold only facts that a
+rerun reproduces, so DVC sees an unchanged output and their ``dvc metrics diff`` rows carry no timing
+noise (training's metrics include throughput on purpose). How long the stage took
 goes into a small ``timing.json`` beside them (declared in ``dvc.yaml`` with ``cache: false``), which
 the report's provenance section reads::
 
