@@ -613,7 +613,23 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["splits"]["train"]["ground_truth"]["n"] == 6
     assert on_disk["splits"]["train"]["ground_truth"]["by_degradation"]["noise"]["n"] == 4
-    assert on_disk["settings"]["model"]["allmodel_sha256"] == ALLMODEL_SHA256
+    from marginlab.quality.brisque_model import sha256_file
+
+    assert on_disk["settings"]["model"] == {"model_sha256": sha256_file(model_path), "gamma": 0.05, "rho": -153.591}
+
+    # The sidecar JSON is provenance only: the .pth alone (what DVC tracks) gives the same outputs.
+    import shutil
+
+    bare = tmp_path / "bare" / "brisque_live.pth"
+    bare.parent.mkdir()
+    shutil.copy(model_path, bare)
+    assert not bare.with_suffix(".json").exists()
+    again = validate_params({"data": {"prepared_dir": str(tmp_path / "prepared")},
+                             "quality": {"model_path": str(bare), "output_dir": str(tmp_path / "quality2"),
+                                         "chunk_size": 4, "batch_size": 8, "device": "cpu"}})
+    run_quality_stage(again, progress=False)
+    assert (tmp_path / "quality2" / "summary.json").read_bytes() == (tmp_path / "quality" / "summary.json").read_bytes()
+    assert (tmp_path / "quality2" / "scores.parquet").read_bytes() == (tmp_path / "quality" / "scores.parquet").read_bytes()
     assert set(on_disk["splits"]) == set(counts) | {"all"}
     assert "wall_time_s" not in json.dumps(on_disk)  # the summary is deterministic; the time is apart
     timing = json.loads((tmp_path / "quality" / "timing.json").read_text())

@@ -47,6 +47,7 @@ from marginlab.quality.brisque_model import (
     BrisqueModelError,
     build_brisque_model,
     load_converted_model,
+    sha256_file,
 )
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,9 @@ class BrisqueScorer:
                         self.model_path, self.gamma, self.rho, net.gamma, net.rho)
         self.sv_coef = converted.sv_coef.to(self.device, torch.float64)
         self.sv = converted.sv.to(self.device, torch.float64)
-        self.info = dict(converted.info)
+        # What identifies the model is computed here, not read from the sidecar JSON: the sidecar is
+        # provenance only (a DVC checkout of the .pth alone must give the same scores and summary).
+        self.info = {**converted.info, "model_sha256": sha256_file(self.model_path), "gamma": self.gamma, "rho": self.rho}
 
     # ------------------------------------------------------------------ validation
     @staticmethod

@@ -94,7 +94,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
     # Only deterministic facts go into summary.json (it is a DVC output); timings go to timing.json.
     summary["settings"] = {
         "device_type": device.type,
-        "model": {k: scorer.info.get(k) for k in ("model_sha256", "allmodel_sha256", "sdist_sha256", "gamma", "rho")},
+        "model": {k: scorer.info[k] for k in ("model_sha256", "gamma", "rho")},  # from the .pth, not its sidecar
         "too_small": result.too_small,
     }
     write_json(out_dir / "summary.json", summary)
