@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 from marginlab.config import validate_params
-from marginlab.data.errors import CorruptImageError, DataFormatError, MissingFileError
+from marginlab.data.errors import CorruptImageError, DataFormatError, IJBFormatError, MissingFileError
+from marginlab.data.ijb import IMAGE_DIR_FILE
 from marginlab.data.formats import (
     encode_jpeg,
     encode_png,
@@ -274,20 +276,40 @@ def _tiny_ijb(root: Path, name: str, n=6):
     write_ijb_meta(root, name, pd.DataFrame(rows), pairs)
 
 
-def test_ijb_ingest_symlinks_crops(tmp_path):
+def test_ijb_ingest_references_crops_without_symlinks(tmp_path):
     _tiny_ijb(tmp_path / "IJBX", "ijbx")
     _identity_folders(tmp_path / "faces", classes=2, per_class=2)
     entry = {"name": "ijbx", "meta_dir": "IJBX/meta", "image_dir": "IJBX/loose_crop"}
     m = prepare_data(_params(source="folders", train_folders="faces", ijb=[entry]), tmp_path / "p", base_dir=tmp_path, progress=False)
     root = tmp_path / "p" / "ijb" / "ijbx"
-    assert (root / "loose_crop").is_symlink()
-    assert Path(os.readlink(root / "loose_crop")) == (tmp_path / "IJBX" / "loose_crop").resolve()
-    assert m["links"] == [{"path": "ijb/ijbx/loose_crop", "target": str((tmp_path / "IJBX" / "loose_crop").resolve())}]
+    # no symlink anywhere (DVC would drop it from the output) and no copy of the crops
+    assert not any(p.is_symlink() for p in (tmp_path / "p").rglob("*")) and m["links"] == []
+    assert not (root / "loose_crop").exists()
     assert not any(k.startswith("ijb/ijbx/loose_crop") for k in m["files"])
-    assert "ijb/ijbx/meta/ijbx_face_tid_mid.txt" in m["files"]
+    # the crops are inside the project: referenced relative to the set, so the prepared tree can move
+    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": "../../../IJBX/loose_crop"}
+    assert "ijb/ijbx/image_dir.json" in m["files"] and "ijb/ijbx/meta/ijbx_face_tid_mid.txt" in m["files"]
     assert m["counts"]["ijb"]["ijbx"] == {**m["counts"]["ijb"]["ijbx"], "faces": 6, "templates": 3, "pairs": 3, "genuine": 1}
     s = read_ijb(root, "ijbx")
+    assert s.image_dir.resolve() == (tmp_path / "IJBX" / "loose_crop").resolve()
     assert s.load_aligned(0).shape == (112, 112, 3)
+    shutil.move(tmp_path / "p", tmp_path / "moved")
+    assert read_ijb(tmp_path / "moved" / "ijb" / "ijbx", "ijbx").load_aligned(5).shape == (112, 112, 3)
+
+
+def test_ijb_crops_outside_the_project_are_referenced_absolutely(tmp_path):
+    _tiny_ijb(tmp_path / "datasets" / "IJBX", "ijbx")
+    project = tmp_path / "project"
+    _identity_folders(project / "faces", classes=2, per_class=2)
+    crops = tmp_path / "datasets" / "IJBX" / "loose_crop"
+    entry = {"name": "ijbx", "meta_dir": str(crops.parent / "meta"), "image_dir": str(crops)}
+    prepare_data(_params(source="folders", train_folders="faces", ijb=[entry]), project / "p", base_dir=project, progress=False)
+    root = project / "p" / "ijb" / "ijbx"
+    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": str(crops.resolve())}
+    assert read_ijb(root, "ijbx").image_dir == crops.resolve()
+    (root / IMAGE_DIR_FILE).write_text("{}")
+    with pytest.raises(IJBFormatError, match=r"image_dir.json: expected"):
+        read_ijb(root, "ijbx").image_dir
 
 
 def test_ijb_missing_crop_named(tmp_path):

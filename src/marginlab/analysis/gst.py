@@ -29,7 +29,6 @@ Outputs are tidy :class:`pandas.DataFrame` rows ``head, variant, cos_target, cos
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Optional
 

@@ -7,6 +7,11 @@ Layout (as released with InsightFace's IJB evaluation)::
     root/meta/{name}_name_5pts_score.txt          "<image> x1 y1 ... x5 y5 <detector score>"  same order
     root/meta/{name}_template_pair_label.txt      "<tid1> <tid2> <label 0/1>"           one line per pair
 
+A prepared copy of a real set does not duplicate the crops (IJB-C has about 470k): instead of
+``loose_crop/`` it holds ``image_dir.json`` = ``{"image_dir": path}`` naming where they are (relative
+to ``root`` when the crops live inside the project, absolute otherwise); :func:`image_dir_of` resolves
+either. (A symlink would not do: DVC neither hashes nor restores symlinks inside an output.)
+
 Fields are separated by single spaces.  The two face files list the same images in the same order
 (row i of both is face i).  Landmarks are pixel coordinates in the loose crop in the order left eye,
 right eye, nose, left and right mouth corner; :meth:`IJBSet.load_aligned` warps face i to the ArcFace
@@ -16,7 +21,9 @@ right eye, nose, left and right mouth corner; :meth:`IJBSet.load_aligned` warps 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +33,7 @@ from marginlab.data.errors import IJBFormatError, MissingFileError
 from marginlab.data.images import align_face, decode_image
 from marginlab.io import atomic_path
 
-__all__ = ["IJBSet", "ijb_meta_paths", "read_ijb", "write_ijb_meta"]
+__all__ = ["IMAGE_DIR_FILE", "IJBSet", "ijb_meta_paths", "image_dir_of", "read_ijb", "write_image_dir_ref", "write_ijb_meta"]
 
 _FACE_COLUMNS = ["image", "tid", "mid", "landmarks", "score"]
 _PAIR_COLUMNS = ["tid1", "tid2", "label"]
@@ -42,6 +49,36 @@ def ijb_meta_paths(root: str | Path, name: str) -> dict[str, Path]:
     }
 
 
+#: A prepared set's reference to its crops (instead of a ``loose_crop/`` directory).
+IMAGE_DIR_FILE = "image_dir.json"
+
+
+def write_image_dir_ref(root: str | Path, image_dir: str | Path, project_root: str | Path) -> Path:
+    """Write ``root/image_dir.json`` naming ``image_dir`` (relative to ``root`` when inside ``project_root``)."""
+    root, image_dir = Path(root), Path(image_dir).resolve()
+    inside = image_dir.is_relative_to(Path(project_root).resolve())
+    value = os.path.relpath(image_dir, root.resolve()) if inside else str(image_dir)
+    path = root / IMAGE_DIR_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"image_dir": value}) + "\n")
+    return path
+
+
+def image_dir_of(root: str | Path) -> Path:
+    """Where set ``root``'s crops are: ``root/loose_crop`` if present, else what ``image_dir.json`` names."""
+    root = Path(root)
+    crops = root / "loose_crop"
+    ref = root / IMAGE_DIR_FILE
+    if crops.is_dir() or not ref.is_file():
+        return crops
+    try:
+        value = json.loads(ref.read_text())["image_dir"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise IJBFormatError(f"{ref}: expected {{\"image_dir\": path}} ({err})") from None
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
 @dataclasses.dataclass
 class IJBSet:
     """A parsed IJB-style set.
@@ -55,6 +92,7 @@ class IJBSet:
     faces: pd.DataFrame
     pairs: pd.DataFrame
     _landmarks: np.ndarray = dataclasses.field(repr=False, default=None)  # (N, 5, 2) float32
+    _image_dir: Path | None = dataclasses.field(repr=False, default=None)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -66,9 +104,16 @@ class IJBSet:
             self._landmarks = np.stack(self.faces["landmarks"].to_list()).astype(np.float32).reshape(-1, 5, 2)
         return self._landmarks
 
+    @property
+    def image_dir(self) -> Path:
+        """Directory of the loose crops (:func:`image_dir_of`)."""
+        if self._image_dir is None:
+            self._image_dir = image_dir_of(self.root)
+        return self._image_dir
+
     def image_path(self, i: int) -> Path:
         """Path of face ``i``'s loose crop."""
-        return self.root / "loose_crop" / str(self.faces["image"].iat[int(i)])
+        return self.image_dir / str(self.faces["image"].iat[int(i)])
 
     def load_image(self, i: int) -> np.ndarray:
         """The loose crop of face ``i`` (RGB ``uint8``)."""

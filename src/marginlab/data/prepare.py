@@ -22,13 +22,14 @@ Sources (``data.source``):
 In every case each ``data.val_bins`` file is checked with ``read_bin`` (every image decoded) and
 linked to ``verification/<stem>.bin`` (with ``skip_corrupt``, pairs with an undecodable image are
 dropped and the file rewritten), and each ``data.ijb`` entry gets its three meta files copied to
-``ijb/<name>/meta/`` and ``ijb/<name>/loose_crop`` as a **symlink** to ``image_dir`` (IJB-C is
-hundreds of thousands of crops), checked with ``read_ijb`` and for the existence of every listed
-image.
+``ijb/<name>/meta/`` and ``ijb/<name>/image_dir.json`` naming ``image_dir`` (IJB-C is hundreds of
+thousands of crops, so they are referenced, not copied: relative when inside the project, so a moved
+checkout still finds them; see :mod:`marginlab.data.ijb`), checked with ``read_ijb`` and for the
+existence of every listed image. No symlinks: DVC neither hashes nor restores them in an output.
 
 Everything is written into a temporary sibling directory that replaces ``out_dir`` only when
 complete (:func:`marginlab.io.atomic_dir`). ``manifest.json`` lists the sha256 of every regular
-file written (symlinked directories are listed under ``links`` and not hashed).
+file written (a symlink, should one appear, is listed under ``links`` and not hashed).
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ def _ingest_bin(out: Path, src: Path, skip_corrupt: bool) -> tuple[str, dict]:
 def _ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
     from marginlab.data.errors import IJBFormatError, MissingFileError
     from marginlab.data.formats import ijb_meta_paths, read_ijb
+    from marginlab.data.ijb import IMAGE_DIR_FILE, write_image_dir_ref
 
     meta_dir = _resolve(entry.meta_dir, base)
     image_dir = _resolve(entry.image_dir, base).resolve()
@@ -256,10 +258,11 @@ def _ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
             raise MissingFileError(f"data.ijb[{entry.name}].meta_dir: {src} not found (expected {entry.name}_{key}.txt)")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
-    os.symlink(image_dir, root / "loose_crop", target_is_directory=True)
+    write_image_dir_ref(root, image_dir, base)
     ijb = read_ijb(root, entry.name)
+    crops = ijb.image_dir
     missing = [im for im in tqdm(ijb.faces["image"].tolist(), desc=f"check {entry.name} crops", unit="img", disable=not progress)
-               if not (image_dir / im).is_file()]
+               if not (crops / im).is_file()]
     if missing:
         raise MissingFileError(
             f"data.ijb[{entry.name}]: {len(missing)} of {len(ijb.faces)} images listed in the meta files are missing "
@@ -272,7 +275,7 @@ def _ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
         "media": int(ijb.faces["mid"].nunique()),
         "pairs": int(len(ijb.pairs)),
         "genuine": int(ijb.pairs["label"].sum()),
-        "loose_crop": "symlink",
+        "loose_crop": f"referenced by {IMAGE_DIR_FILE} (not copied)",
     }
 
 
