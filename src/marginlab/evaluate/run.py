@@ -403,7 +403,7 @@ def evaluate_run(
     norms = join_quality(result.norms_frame(), quality_scores)
     write_parquet(run_dir / "roc.parquet", result.roc_frame())
     write_parquet(run_dir / "eval_norms.parquet", norms)
-    write_json(run_dir / "metrics.json", metrics)
-    # last: its presence marks a complete evaluation; kept out of metrics.json so `dvc metrics diff` shows no timing noise
+    write_json(run_dir / "metrics.json", metrics)  # after the tables: its presence marks a complete evaluation
+    # the wall time, apart so metrics.json stays deterministic (no timing noise in `dvc metrics diff`)
     timer.write(run_dir / EVAL_TIMING_FILE, device=str(dev), images=int(len(norms)), flip=bool(cfg.flip))
     return metrics
