@@ -236,14 +236,8 @@ def _versus(agg: pd.DataFrame, protocol: str, a: Mapping[str, Any], b: Mapping[s
 
 def _best_of(entries: list[dict[str, Any]]) -> str:
     """supported if all 'better', not supported if any 'worse', inconclusive otherwise (or when empty)."""
-    j = [e["judgement"] for e in entries]
-    if not j:
-        return "inconclusive"
-    if "worse" in j:
-        return "not supported"
-    if all(x == "better" for x in j):
-        return "supported"
-    return "inconclusive"
+    as_verdict = {"better": "supported", "worse": "not supported"}
+    return combine([as_verdict.get(e["judgement"], "inconclusive") for e in entries])
 
 
 def _matches(factor: str, setting: str) -> bool:
