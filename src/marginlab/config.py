@@ -172,6 +172,14 @@ class DataConfig(Strict):
     ijb: list[IJBSource] = []
     channel_order: Literal["BGR", "RGB"] = "BGR"
     skip_corrupt: bool = False
+    # Every ingested real image (training records, identity-folder images, .bin images) is brought to
+    # image_size x image_size once, at prepare: a non-square image is first made square by a centre
+    # crop (``resize: center_crop``, keeps the face centre) or by padding with black (``pad``, keeps
+    # everything), then resized (area interpolation when shrinking, bilinear when enlarging). Images
+    # already at that size are kept byte for byte; the manifest counts the ones changed. The synthetic
+    # generator draws at data.synthetic.image_size.
+    image_size: Annotated[int, Field(ge=16, le=1024)] = 112
+    resize: Literal["center_crop", "pad"] = "center_crop"
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")
@@ -206,6 +214,13 @@ class QualityConfig(Strict):
     chunk_size: PositiveInt = 2048
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: NonNegInt = 0  # torch threads; 0 = PyTorch default
+    # An image whose longer side exceeds max_side is downscaled (area interpolation, aspect kept) to
+    # that side before BRISQUE sees it; null scores every image at its stored size.
+    max_side: Optional[Annotated[int, Field(ge=32)]] = 512
+    # sha256 of the model file quality.model_path must have. null = the converted LIVE model that the
+    # brisque_model stage writes (its identity is pinned in marginlab.quality.brisque_model); set it to
+    # the digest of another model to score with that model on purpose.
+    model_sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
 
 
 # --------------------------------------------------------------------------- training
