@@ -37,11 +37,24 @@ def _err(raw) -> str:
         ({"train": {"batch_size": "big"}}, "train.batch_size", "'big'"),
         ({"model": {"backbone": "ir_42"}}, "model.backbone", "ir_18"),
         ({"runs": {"x": {"head": "sphereface"}}}, "runs.x.head", "adaface"),
-        ({"runs": {"x": {"head": "cosface", "head_params": {"h": 0.3}}}}, "runs.x", "not known for head 'cosface'"),
-        ({"runs": {"x": {"head": "adaface", "head_params": {"m": -1}}}}, "runs.x", "greater than or equal to 0"),
+        ({"runs": {"x": {"head": "cosface", "head_params": {"h": 0.3}}}}, "runs.x.head_params.h",
+         "not a hyperparameter of head 'cosface'"),
+        ({"runs": {"x": {"head": "adaface", "head_params": {"m": -1}}}}, "runs.x.head_params.m",
+         "greater than or equal to 0"),
+        ({"runs": {"x": {"head": "adaface", "train": {"epochs": 0}}}}, "runs.x.train.epochs", "greater than 0"),
+        ({"runs": {"x": {"head": "adaface", "train": {"epoch": 3}}}}, "runs.x.train.epoch", "unknown key"),
+        ({"runs": {"x": {"head": "adaface", "model": {"backbone": "ir_42"}}}}, "runs.x.model.backbone", "ir_18"),
+        ({"runs": {"x": {"head": "magface", "head_params": {"l_a": 50, "u_a": 20}}}}, "runs.x.head_params",
+         "u_a > l_a"),
+        ({"runs": {}}, "runs", "the experiment grid is empty"),
+        ({"heads": {"adaface": {"h": 5}}}, "heads.adaface.h", "less than or equal to 1"),
+        ({"heads": {"arcface": {"m": 3.2}}}, "heads.arcface.m", "less than 3.14159"),
+        ({"heads": {"curricularface": {"m": 4}}}, "heads.curricularface.m", "less than 3.14159"),
+        ({"runs": {"x": {"head": "adaface", "head_params": {"m": 3.5}}}}, "runs.x.head_params.m", "less than 3.14159"),
+        ({"heads": {"cosface": {"m": 2.5}}}, "heads.cosface.m", "less than or equal to 2"),
         ({"runs": {"x": {"head": "arcface", "proxy": "brisque"}}}, "runs.x", "only applies to head 'adaface'"),
         ({"runs": {"x": {"head": "adaface", "proxy": "entropy"}}}, "runs.x.proxy", "'norm', 'brisque' or 'p_yi'"),
-        ({"runs": {"a/b": {"head": "adaface"}}}, "runs", "must be non-empty"),
+        ({"runs": {"a/b": {"head": "adaface"}}}, "runs", "is not allowed"),
         ({"trian": {"epochs": 3}}, "trian", "unknown key"),
         ({"train": {"epochs": 3, "lr_decay": 2}}, "train.lr_decay", "unknown key"),
         ({"augment": {"crop_p": 1.5}}, "augment.crop_p", "less than or equal to 1"),
@@ -106,3 +119,39 @@ def test_timm_backbone_rejects_ir_width():
     msg = _err({"model": {"backbone": "timm/resnet18", "width": 0.25}})
     assert "- model" in msg and "IR-ResNets only" in msg
     assert validate_params({"model": {"backbone": "timm/resnet18"}}).model.width == 1.0
+
+
+# Every character class a run name could smuggle into a shell command, a path or an option.
+BAD_RUN_NAMES = [
+    "x;touch PWNED", "a|b", "a&b", "a$b", "$(id)", "a`id`", "a'b", 'a"b', "a b", "a\tb", "a\nb", "-rf", "--help",
+    "a/b", "..", ".hidden", "a.b", "a@b", "a:b", "a{b}", "a\\b", "", "a*", "a?", "a>b", "a<b", "a#b", "a!b",
+    "a~b", "a%b", "a=b", "a+b", "a,b", "é", "a" * 101,
+]
+
+
+@pytest.mark.parametrize("name", BAD_RUN_NAMES)
+def test_run_names_outside_the_allow_list_are_rejected(name):
+    msg = _err({"runs": {name: {"head": "adaface"}}})
+    assert "- runs" in msg and "is not allowed" in msg and "letters, digits" in msg
+
+
+@pytest.mark.parametrize("name", ["adaface-s0", "A_1", "_x", "0", "9-a_b", "a" * 100])
+def test_run_names_on_the_allow_list_are_accepted(name):
+    assert name in validate_params({"runs": {name: {"head": "adaface"}}}).runs
+
+
+def test_head_ranges_are_the_heads_own():
+    """The schema derives every head hyperparameter's range from the head class: both reject the same values."""
+    from marginlab.config import HEAD_PARAM_MODELS
+    from marginlab.heads import HEADS, build_head
+
+    for name, cls in HEADS.items():
+        model = HEAD_PARAM_MODELS[name]
+        assert set(model.model_fields) == set(cls.hyperparameter_ranges), name
+        for key, rng in cls.hyperparameter_ranges.items():
+            for bad in [v for v in (rng.low, rng.high) if v is not None]:
+                open_end = (bad == rng.low and rng.low_open) or (bad == rng.high and rng.high_open)
+                probe = bad if open_end else (bad - 1e-6 if bad == rng.low else bad + 1e-6)
+                with pytest.raises(ValueError):
+                    build_head(name, 8, 4, **{key: probe})
+                _err({"heads": {name: {key: probe}}})

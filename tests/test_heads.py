@@ -103,11 +103,15 @@ def test_bad_names_and_hyperparameters():
         build_head("cosface", 4, 3, m=True)
     with pytest.raises(ValueError, match="'h' = nan"):
         build_head("adaface", 4, 3, h=float("nan"))
-    with pytest.raises(ValueError, match="'u_a'"):
+    with pytest.raises(ValueError, match="needs u_a > l_a"):
         build_head("magface", 4, 3, l_a=50.0, u_a=40.0)
     with pytest.raises(ValueError, match="num_classes must be a positive int"):
         build_head("arcface", 4, 0)
-    build_head("adaface", 4, 3, h=-0.333)  # a negative h (flipped quality sign) is allowed
+    # h in (0, 1], the same range as the params schema (h = 0 is CosFace; h > 1 clips ẑ within a fraction of a std)
+    for bad_h in (-0.333, 0.0, 1.5, 5.0):
+        with pytest.raises(ValueError, match=r"'h' = .* outside the allowed range \(0, 1\]"):
+            build_head("adaface", 4, 3, h=bad_h)
+    assert build_head("adaface", 4, 3, h=1.0).h == 1.0
 
 
 def test_bad_inputs():

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+import re
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-HEAD_NAMES = ("normface", "cosface", "arcface", "curricularface", "magface", "adaface")
+from marginlab.heads import HEAD_NAMES, HEADS, head_defaults
+
 IR_BACKBONES = ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
 PROXIES = ("norm", "brisque", "p_yi")
 
@@ -30,71 +32,77 @@ class ConfigError(ValueError):
     """A params file that does not match the schema; the message lists every problem."""
 
 
+#: A run name becomes a DVC stage name (train@NAME), a params key, a directory under runs_dir and an
+#: argument of the stage commands that DVC and Snakemake run through a shell: an allow-list, so that
+#: no name can carry shell syntax (; | & $ ` quotes, spaces, newlines) or look like an option (-x).
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+
+
+def check_run_name(name: Any) -> str:
+    """``name`` if it is a valid run name (see :data:`RUN_NAME_PATTERN`), else ``ValueError`` saying why."""
+    if not isinstance(name, str) or RUN_NAME_PATTERN.fullmatch(name) is None:
+        raise ValueError(
+            f"run name {name!r} is not allowed: use 1-100 letters, digits, '_' and '-', not starting with '-' "
+            "(it becomes a DVC stage name, a directory and a command-line argument)"
+        )
+    return name
+
+
+class NestedConfigError(ValueError):
+    """Problems inside a nested mapping (a run's overrides), each with its own key path."""
+
+    def __init__(self, problems: list[tuple[tuple, str, Any]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg, _ in problems))
+
+
+def _nested_problems(section: str, model: type[BaseModel], values: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
+    """Validate ``values`` against ``model``; the problems with their paths below ``section``."""
+    try:
+        model(**values)
+    except ValidationError as err:
+        return [((section, *e["loc"]), _message(e), e.get("input")) for e in err.errors()]
+    except ValueError as err:  # a head's own range or relation check
+        return [((section,), str(err), values)]
+    return []
+
+
+def _message(e: dict) -> str:
+    if e["type"] == "extra_forbidden":
+        return "unknown key (not in the schema; check spelling)"
+    return e["msg"].removeprefix("Value error, ")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 # --------------------------------------------------------------------------- heads
-class NormFaceParams(Strict):
-    s: PositiveFloat = 64.0
+class HeadParams(Strict):
+    """Base of the per-head hyperparameter models, which :func:`_head_params_model` derives from the
+    heads themselves (names, paper defaults and the ranges in ``MarginHead.hyperparameter_ranges``)."""
 
-
-class CosFaceParams(Strict):
-    s: PositiveFloat = 64.0
-    m: NonNegFloat = 0.4
-
-
-class ArcFaceParams(Strict):
-    s: PositiveFloat = 64.0
-    m: NonNegFloat = 0.5
-
-
-class CurricularFaceParams(Strict):
-    s: PositiveFloat = 64.0
-    m: NonNegFloat = 0.5
-
-
-class MagFaceParams(Strict):
-    s: PositiveFloat = 64.0
-    l_a: PositiveFloat = 10.0
-    u_a: PositiveFloat = 110.0
-    l_m: NonNegFloat = 0.45
-    u_m: NonNegFloat = 0.8
-    lambda_g: NonNegFloat = 35.0
+    head_class: ClassVar[Any] = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> "MagFaceParams":
-        if not self.u_a > self.l_a:
-            raise ValueError(f"magface needs u_a > l_a, got l_a={self.l_a}, u_a={self.u_a}")
-        if not self.u_m >= self.l_m:
-            raise ValueError(f"magface needs u_m >= l_m, got l_m={self.l_m}, u_m={self.u_m}")
+    def _relations(self) -> "HeadParams":
+        self.head_class.check_hyperparameters(self.model_dump())  # cross-parameter rules (MagFace)
         return self
 
 
-class AdaFaceParams(Strict):
-    s: PositiveFloat = 64.0
-    m: NonNegFloat = 0.4
-    h: PositiveFloat = 0.333
-    t_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.01
+def _head_params_model(name: str, cls: Any) -> type[HeadParams]:
+    defaults = head_defaults(name)
+    fields = {key: (float, Field(default=defaults[key], **cls.hyperparameter_ranges[key].field_bounds()))
+              for key in defaults}
+    model = create_model(f"{cls.__name__}Params", __base__=HeadParams, **fields)
+    model.head_class = cls
+    return model
 
 
-HEAD_PARAM_MODELS: dict[str, type[Strict]] = {
-    "normface": NormFaceParams,
-    "cosface": CosFaceParams,
-    "arcface": ArcFaceParams,
-    "curricularface": CurricularFaceParams,
-    "magface": MagFaceParams,
-    "adaface": AdaFaceParams,
-}
-
-
-class HeadDefaults(Strict):
-    normface: NormFaceParams = NormFaceParams()
-    cosface: CosFaceParams = CosFaceParams()
-    arcface: ArcFaceParams = ArcFaceParams()
-    curricularface: CurricularFaceParams = CurricularFaceParams()
-    magface: MagFaceParams = MagFaceParams()
-    adaface: AdaFaceParams = AdaFaceParams()
+HEAD_PARAM_MODELS: dict[str, type[HeadParams]] = {name: _head_params_model(name, cls) for name, cls in HEADS.items()}
+HeadDefaults = create_model(
+    "HeadDefaults", __base__=Strict, **{name: (model, model()) for name, model in HEAD_PARAM_MODELS.items()}
+)
 
 
 # --------------------------------------------------------------------------- model
@@ -274,17 +282,19 @@ class RunSpec(Strict):
 
     @model_validator(mode="after")
     def _params_valid(self) -> "RunSpec":
-        base = HEAD_PARAM_MODELS[self.head]
-        unknown = set(self.head_params) - set(base.model_fields)
-        if unknown:
-            raise ValueError(
-                f"head_params {sorted(unknown)} not known for head {self.head!r}; allowed: {sorted(base.model_fields)}"
-            )
-        base(**self.head_params)  # range checks
         if self.proxy != "norm" and self.head != "adaface":
             raise ValueError(f"proxy {self.proxy!r} only applies to head 'adaface', not {self.head!r}")
-        TrainConfig(**self.train)
-        ModelConfig(**self.model)
+        problems: list[tuple[tuple, str, Any]] = []
+        base = HEAD_PARAM_MODELS[self.head]
+        for key in sorted(set(self.head_params) - set(base.model_fields)):
+            problems.append((("head_params", key), f"not a hyperparameter of head {self.head!r}; allowed: "
+                             f"{', '.join(sorted(base.model_fields))}", self.head_params[key]))
+        known = {k: v for k, v in self.head_params.items() if k in base.model_fields}
+        for section, model, values in (("head_params", base, known), ("train", TrainConfig, self.train),
+                                       ("model", ModelConfig, self.model)):
+            problems += _nested_problems(section, model, values)
+        if problems:
+            raise NestedConfigError(problems)
         return self
 
 
@@ -321,12 +331,12 @@ class Params(Strict):
     @field_validator("runs")
     @classmethod
     def _names(cls, v: dict[str, RunSpec]) -> dict[str, RunSpec]:
+        if not v:
+            raise ValueError("the experiment grid is empty: add at least one run (e.g. "
+                             "'adaface-s0: {head: adaface, seed: 0, tags: [main]}'); with no run there is "
+                             "nothing to train, evaluate or report")
         for name in v:
-            if not name or any(c in name for c in "/\\ @:.{}$"):
-                raise ValueError(
-                    f"run name {name!r} must be non-empty and free of / \\ space @ : . {{ }} $ "
-                    "(it becomes a DVC stage name and a params key)"
-                )
+            check_run_name(name)
         return v
 
     # ----------------------------------------------------------------- resolved views
@@ -360,23 +370,23 @@ class ResolvedRun(Strict):
 
 def default_label(run_name: str) -> str:
     """``adaface-s1`` → ``adaface``: the configuration a seed run belongs to."""
-    import re
-
     return re.sub(r"-s\d+$", "", run_name)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        value = e.get("input")
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not in the schema; check spelling)"
-        lines.append(f"  - {key}: {msg} (got {shown})")
+        nested = (e.get("ctx") or {}).get("error")
+        if isinstance(nested, NestedConfigError):
+            entries = [((*e["loc"], *loc), msg, value) for loc, msg, value in nested.problems]
+        else:
+            entries = [(e["loc"], _message(e), e.get("input"))]
+        for loc, msg, value in entries:
+            key = ".".join(str(p) for p in loc) or "<root>"
+            shown = repr(value)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            lines.append(f"  - {key}: {msg} (got {shown})")
     return "\n".join(lines)
 
 
@@ -414,3 +424,22 @@ def load_params(path: str | Path = "params.yaml", overrides: Optional[dict[str, 
     if overrides:
         raw = deep_merge(raw, overrides)
     return validate_params(raw, source=str(path))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m marginlab.config [PARAMS]``: validate a params file; exit 2 with every problem listed."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else "params.yaml"
+    try:
+        params = load_params(path)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{path}: valid (preset {params.preset!r}, {len(params.runs)} runs, data.source {params.data.source!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

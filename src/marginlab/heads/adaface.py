@@ -43,7 +43,7 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import MarginHead, check_real, cos_shifted_angle
+from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, Range, cos_shifted_angle
 
 SOURCE_NONE, SOURCE_NORM, SOURCE_QUALITY = 0, 1, 2
 _SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_NORM: "the feature norm", SOURCE_QUALITY: "an external quality signal"}
@@ -53,6 +53,12 @@ class AdaFace(MarginHead):
     """AdaFace head; ``batch_mean``, ``batch_std`` and ``stats_source`` are registered buffers."""
 
     name = "adaface"
+    # h scales the batch z-score of the norm before the clip to [-1, 1]: the paper's ablation spans
+    # 0.22..1 (h = 0 would be CosFace: use that head).
+    hyperparameter_ranges = {
+        "s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE, "h": Range(low=0.0, high=1.0, low_open=True),
+        "t_alpha": Range(low=0.0, high=1.0, low_open=True),
+    }
     accepts_quality = True
     eps = 1e-3
     norm_clip = (0.001, 100.0)
@@ -70,10 +76,8 @@ class AdaFace(MarginHead):
         t_alpha: float = 0.01,
     ):
         super().__init__(embedding_size, num_classes, s=s)
-        self.m = check_real(self.name, "m", m, low=0.0, high=math.pi, high_open=True)
-        # Any finite h: h = 0 is CosFace; the authors suggest a negative h if norm and quality anti-correlate.
-        self.h = check_real(self.name, "h", h)
-        self.t_alpha = check_real(self.name, "t_alpha", t_alpha, low=0.0, high=1.0, low_open=True)
+        checked = self.check_hyperparameters({"m": m, "h": h, "t_alpha": t_alpha})
+        self.m, self.h, self.t_alpha = checked["m"], checked["h"], checked["t_alpha"]
         self.register_buffer("batch_mean", torch.full((), self.init_mean))
         self.register_buffer("batch_std", torch.full((), self.init_std))
         self.register_buffer("stats_source", torch.zeros((), dtype=torch.int64))

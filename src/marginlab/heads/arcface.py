@@ -17,18 +17,19 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import MarginHead, check_real, cos_shifted_angle
+from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, cos_shifted_angle
 
 
 class ArcFace(MarginHead):
     """Additive angular margin with the clip convention (see module docstring)."""
 
     name = "arcface"
+    hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE}
     eps = 1e-4
 
     def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.5):
         super().__init__(embedding_size, num_classes, s=s)
-        self.m = check_real(self.name, "m", m, low=0.0, high=3.141592653589793, high_open=True)
+        self.m = self.check_hyperparameters({"m": m})["m"]
 
     @property
     def hyperparameters(self) -> dict[str, float]:

@@ -31,14 +31,15 @@ renormalised to unit L2 norm.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["MarginHead", "NormalizedLinear", "compute_dtype", "check_real", "cos_shifted_angle"]
+__all__ = ["MarginHead", "NormalizedLinear", "Range", "compute_dtype", "check_real", "cos_shifted_angle"]
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -68,6 +69,43 @@ def check_real(head: str, name: str, value, *, low: Optional[float] = None, high
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
         raise ValueError(f"head {head!r}: hyperparameter {name!r} = {value!r} is outside the allowed range {interval}")
     return value
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid interval of one hyperparameter: the single definition the heads and the config use.
+
+    ``low``/``high`` of ``None`` are unbounded; ``low_open``/``high_open`` exclude the bound.
+    """
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, head: str, name: str, value) -> float:
+        """``float(value)`` if it is a finite real inside the range, else ``ValueError`` naming it."""
+        return check_real(head, name, value, low=self.low, high=self.high, low_open=self.low_open,
+                          high_open=self.high_open)
+
+    def field_bounds(self) -> dict[str, float]:
+        """The pydantic ``Field`` constraints (gt/ge/lt/le) of this range."""
+        out: dict[str, float] = {}
+        if self.low is not None:
+            out["gt" if self.low_open else "ge"] = self.low
+        if self.high is not None:
+            out["lt" if self.high_open else "le"] = self.high
+        return out
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+
+#: Ranges shared by several heads.
+SCALE_RANGE = Range(low=0.0, low_open=True)
+ANGULAR_MARGIN_RANGE = Range(low=0.0, high=math.pi, high_open=True)
 
 
 class NormalizedLinear(torch.autograd.Function):
@@ -140,6 +178,29 @@ class MarginHead(nn.Module):
 
     name: str = "base"
     accepts_quality: bool = False
+    #: Valid interval of every hyperparameter (the keyword arguments of ``__init__`` besides the sizes);
+    #: the config schema derives its checks from these, so heads and ``params.yaml`` agree.
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {"s": SCALE_RANGE}
+
+    @classmethod
+    def check_hyperparameters(cls, values: dict[str, Any]) -> dict[str, float]:
+        """Check every value against :attr:`hyperparameter_ranges` and :meth:`_check_relations`.
+
+        Returns the values as floats; raises ``ValueError`` naming the head, the hyperparameter and the
+        allowed range. Keys without a declared range are rejected.
+        """
+        out: dict[str, float] = {}
+        for key, value in values.items():
+            if key not in cls.hyperparameter_ranges:
+                raise ValueError(f"head {cls.name!r}: unknown hyperparameter {key!r}; allowed: "
+                                 f"{', '.join(sorted(cls.hyperparameter_ranges))}")
+            out[key] = cls.hyperparameter_ranges[key].check(cls.name, key, value)
+        cls._check_relations(out)
+        return out
+
+    @classmethod
+    def _check_relations(cls, values: dict[str, float]) -> None:
+        """Constraints between hyperparameters (MagFace: u_a > l_a, u_m ≥ l_m); none by default."""
 
     def __init__(self, embedding_size: int, num_classes: int, *, s: float):
         super().__init__()
@@ -148,7 +209,7 @@ class MarginHead(nn.Module):
                 raise ValueError(f"head {self.name!r}: {key} must be a positive int, got {val!r}")
         self.embedding_size = embedding_size
         self.num_classes = num_classes
-        self.s = check_real(self.name, "s", s, low=0.0, low_open=True)
+        self.s = self.hyperparameter_ranges["s"].check(self.name, "s", s)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         self.reset_parameters()
 

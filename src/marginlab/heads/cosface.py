@@ -9,17 +9,19 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import MarginHead, check_real
+from marginlab.heads.base import SCALE_RANGE, MarginHead, Range
 
 
 class CosFace(MarginHead):
     """Additive cosine margin: ``logit_y = s · (cos θ_y - m)``."""
 
     name = "cosface"
+    # cos θ_y - m with m > 2 puts the target below every non-target logit whatever the angle.
+    hyperparameter_ranges = {"s": SCALE_RANGE, "m": Range(low=0.0, high=2.0)}
 
     def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.4):
         super().__init__(embedding_size, num_classes, s=s)
-        self.m = check_real(self.name, "m", m, low=0.0)
+        self.m = self.check_hyperparameters({"m": m})["m"]
 
     @property
     def hyperparameters(self) -> dict[str, float]:

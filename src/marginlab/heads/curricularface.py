@@ -20,18 +20,19 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import MarginHead, check_real
+from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead
 
 
 class CurricularFace(MarginHead):
     """CurricularFace head; ``t`` is a registered buffer (saved in the state dict)."""
 
     name = "curricularface"
+    hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE}
     t_momentum = 0.01
 
     def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.5):
         super().__init__(embedding_size, num_classes, s=s)
-        self.m = check_real(self.name, "m", m, low=0.0, high=math.pi, high_open=True)
+        self.m = self.check_hyperparameters({"m": m})["m"]
         self.register_buffer("t", torch.zeros(()))
 
     @property

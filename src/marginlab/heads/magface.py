@@ -12,12 +12,13 @@ regulariser. Defaults s = 64, l_a = 10, u_a = 110, l_m = 0.45, u_m = 0.8, λ_g =
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Optional
 
 import torch
 
-from marginlab.heads.base import MarginHead, check_real, compute_dtype
+from marginlab.heads.base import SCALE_RANGE, MarginHead, Range, compute_dtype
 
 
 def magface_lambda_bound(s: float, l_a: float, u_a: float, l_m: float, u_m: float) -> float:
@@ -30,6 +31,18 @@ class MagFace(MarginHead):
     """MagFace head; needs the feature norm, so :meth:`logits_from_cosines` must be given ``norms``."""
 
     name = "magface"
+    hyperparameter_ranges = {
+        "s": SCALE_RANGE, "l_a": Range(low=0.0, low_open=True), "u_a": Range(low=0.0, low_open=True),
+        "l_m": Range(low=0.0, high=math.pi, high_open=True), "u_m": Range(low=0.0, high=math.pi, high_open=True),
+        "lambda_g": Range(low=0.0),
+    }
+
+    @classmethod
+    def _check_relations(cls, values: dict[str, float]) -> None:
+        if "l_a" in values and "u_a" in values and not values["u_a"] > values["l_a"]:
+            raise ValueError(f"head 'magface' needs u_a > l_a, got l_a={values['l_a']:g}, u_a={values['u_a']:g}")
+        if "l_m" in values and "u_m" in values and not values["u_m"] >= values["l_m"]:
+            raise ValueError(f"head 'magface' needs u_m >= l_m, got l_m={values['l_m']:g}, u_m={values['u_m']:g}")
 
     def __init__(
         self,
@@ -44,11 +57,9 @@ class MagFace(MarginHead):
         lambda_g: float = 35.0,
     ):
         super().__init__(embedding_size, num_classes, s=s)
-        self.l_a = check_real(self.name, "l_a", l_a, low=0.0, low_open=True)
-        self.u_a = check_real(self.name, "u_a", u_a, low=self.l_a, low_open=True)
-        self.l_m = check_real(self.name, "l_m", l_m, low=0.0)
-        self.u_m = check_real(self.name, "u_m", u_m, low=self.l_m)
-        self.lambda_g = check_real(self.name, "lambda_g", lambda_g, low=0.0)
+        checked = self.check_hyperparameters(dict(l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g))
+        self.l_a, self.u_a, self.l_m, self.u_m = checked["l_a"], checked["u_a"], checked["l_m"], checked["u_m"]
+        self.lambda_g = checked["lambda_g"]
         bound = magface_lambda_bound(self.s, self.l_a, self.u_a, self.l_m, self.u_m)
         if self.lambda_g < bound:
             warnings.warn(
