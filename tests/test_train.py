@@ -230,7 +230,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(prepared, tmp_path):
             with torch.no_grad():
                 next(state.backbone.parameters()).fill_(float("nan"))
 
-    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 2, step 2.*epoch 1\) is kept"):
+    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 2, step 2.*last good epoch \(1\) is kept"):
         train_run(params, "cos", hooks=TrainHooks(on_step=poison, on_epoch_end=remember))
     ckpt = tmp_path / "runs/cos/checkpoint.pt"
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == saved[1]
@@ -240,8 +240,25 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(prepared, tmp_path):
 
 def test_huge_learning_rate_is_reported(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"lr": 1e30, "epochs": 2})
-    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 1, step \d+.*no checkpoint"):
+    with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 1, step \d+.*No checkpoint exists yet") as exc:
         train_run(params, "cos")
+    assert "is kept" not in str(exc.value) and not (tmp_path / "runs/cos/checkpoint.pt").exists()
+
+
+def test_non_finite_weights_message_says_what_is_on_disk(tmp_path):
+    """Weights that turn NaN in epoch 1 (lr 1e6) leave no checkpoint: the message must not claim one is kept."""
+    from marginlab.train.loop import _check_weights_finite
+
+    bad = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        bad.weight.fill_(float("nan"))
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(TrainingDivergedError, match="No checkpoint exists yet") as exc:
+        _check_weights_finite(bad, torch.nn.Linear(2, 2), "r", 1, ckpt, 0)
+    assert "is kept" not in str(exc.value) and "epoch 0" not in str(exc.value)
+    ckpt.write_bytes(b"x")
+    with pytest.raises(TrainingDivergedError, match=r"checkpoint .* of the last good epoch \(3\) is kept"):
+        _check_weights_finite(bad, torch.nn.Linear(2, 2), "r", 4, ckpt, 3)
 
 
 # --------------------------------------------------------------------------- selection / model file
@@ -485,6 +502,40 @@ def test_checkpoint_errors_and_atomic_write(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+class _RunsACommand:
+    """Unpickling this would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_checkpoint_is_refused_and_never_executed(tmp_path):
+    """A crafted checkpoint.pt (a pickle whose __reduce__ runs a command) is refused by weights_only loading."""
+    marker = tmp_path / "PWNED"
+    payload = {"format": "marginlab-checkpoint", "version": 2, "epoch": 1, "evil": _RunsACommand(marker)}
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"was refused: it holds objects other than tensors.*not loaded"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    assert not marker.exists()
+    # a genuine checkpoint needs nothing beyond weights_only: every field loads with the safe unpickler
+    gen = torch.Generator().manual_seed(5)
+    np.random.seed(3)
+    np.random.standard_normal()  # leaves a cached gaussian in NumPy's legacy state
+    save_checkpoint(tmp_path / "ok.pt", {"rng": capture_rng_state(gen), "probe_tables": {0: b"\x00\x01"},
+                                         "history": [{"train/loss": 1.5}], "best": None})
+    plain = torch.load(tmp_path / "ok.pt", weights_only=True)
+    assert plain["probe_tables"] == {0: b"\x00\x01"} and plain["rng"]["numpy"]["has_gauss"] == 1
+    expected = np.random.standard_normal(3)
+    np.random.seed(0)
+    restore_rng_state(load_checkpoint(tmp_path / "ok.pt")["rng"], gen)
+    assert np.array_equal(np.random.standard_normal(3), expected)
 
 
 def test_runtime_choices():

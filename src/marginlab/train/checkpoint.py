@@ -4,10 +4,16 @@ A checkpoint is one ``torch.save`` dictionary. It is written to a temporary sibl
 run killed while saving leaves the previous checkpoint intact. Together with the RNG states (Python,
 NumPy, torch CPU and CUDA, and the DataLoader's shuffling generator) it lets a resumed run continue
 exactly where the uninterrupted one would be (bit-identical on CPU).
+
+Checkpoints are DVC outputs that arrive by ``dvc pull`` from a shared remote, so they are untrusted
+data: they hold only tensors, numbers, strings, bytes and plain containers, and are read with
+``torch.load(..., weights_only=True)``, which refuses any other pickled object (a crafted file cannot
+run code). NumPy's RNG state is therefore stored as a tensor plus numbers, not as a NumPy array.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Optional
@@ -15,10 +21,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from marginlab.io import atomic_path
+from marginlab.io import torch_save
 
 CHECKPOINT_FORMAT = "marginlab-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: weights_only-loadable (NumPy RNG state as a tensor)
 
 
 class CheckpointError(RuntimeError):
@@ -29,7 +35,7 @@ def capture_rng_state(loader_generator: Optional[torch.Generator] = None) -> dic
     """Snapshot of every RNG the training loop draws from."""
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "loader": loader_generator.get_state() if loader_generator is not None else None,
@@ -40,12 +46,24 @@ def capture_rng_state(loader_generator: Optional[torch.Generator] = None) -> dic
 def restore_rng_state(state: dict[str, Any], loader_generator: Optional[torch.Generator] = None) -> None:
     """Inverse of :func:`capture_rng_state`."""
     random.setstate(_as_python_state(state["python"]))
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if loader_generator is not None and state.get("loader") is not None:
         loader_generator.set_state(state["loader"].cpu())
+
+
+def _numpy_state_to_plain(state: tuple) -> dict[str, Any]:
+    """NumPy's legacy ``get_state()`` tuple as a tensor and plain numbers (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict[str, Any]) -> tuple:
+    keys = state["keys"].cpu().numpy().astype(np.uint32)
+    return (state["bit_generator"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
 def _as_python_state(s: Any) -> tuple:
@@ -57,8 +75,7 @@ def _as_python_state(s: Any) -> tuple:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus format tag) atomically to ``path``."""
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -67,7 +84,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickled, never run
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first}); "
+            "a file written by marginlab never does, so it may have been crafted. It was not loaded; "
+            "delete it (or train with --no-resume) to start over"
+        ) from None
     except Exception as err:  # truncated file, not a torch file, ...
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); delete it to start over") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -464,12 +464,21 @@ def _check_losses(
         return
     step = int((~finite).nonzero()[0, 0])
     value = float(losses[step])
-    kept = f"the last good checkpoint {ckpt_path} (epoch {last_good}) is kept" if last_good > 0 and ckpt_path.exists() \
-        else "no checkpoint had been written yet"
     raise TrainingDivergedError(
-        f"run {run_name!r}: {what} {value} at epoch {epoch}, step {step}; training stopped and {kept}. "
-        "Lower train.lr, set train.grad_clip or add warm-up (train.warmup_epochs)."
+        f"run {run_name!r}: {what} {value} at epoch {epoch}, step {step}; training stopped. "
+        f"{_what_is_kept(ckpt_path, last_good)}. {_DIVERGENCE_ADVICE}"
     )
+
+
+_DIVERGENCE_ADVICE = "Lower train.lr, set train.grad_clip or add warm-up (train.warmup_epochs)."
+
+
+def _what_is_kept(ckpt_path: Path, last_good: int) -> str:
+    """What a diverged run leaves on disk, as it is (checkpoints are written at the end of each epoch)."""
+    if last_good > 0 and ckpt_path.exists():
+        return f"The checkpoint {ckpt_path} of the last good epoch ({last_good}) is kept"
+    return (f"No checkpoint exists yet ({ckpt_path} is written at the end of each completed epoch), "
+            "so the next run starts from scratch")
 
 
 def _check_weights_finite(backbone, head, run_name, epoch, ckpt_path, last_good) -> None:
@@ -478,7 +487,7 @@ def _check_weights_finite(backbone, head, run_name, epoch, ckpt_path, last_good)
             if not bool(torch.isfinite(p).all()):
                 raise TrainingDivergedError(
                     f"run {run_name!r}: {name} parameter {pname} is not finite at the end of epoch {epoch}; "
-                    f"training stopped, the last good checkpoint {ckpt_path} (epoch {last_good}) is kept"
+                    f"training stopped. {_what_is_kept(ckpt_path, last_good)}. {_DIVERGENCE_ADVICE}"
                 )
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from marginlab.config import ResolvedRun
-from marginlab.io import atomic_path
+from marginlab.io import torch_save
 
 MODEL_FORMAT = "marginlab-model"
 MODEL_VERSION = 1
@@ -64,8 +64,7 @@ def save_model(
         "epoch": int(epoch),
         "selection": selection,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    torch_save(payload, path)
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
