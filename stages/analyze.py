@@ -18,6 +18,7 @@ import sys
 
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.run import analyze
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 
 
@@ -31,16 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params(args.params)
-        cfg = params.analysis
-        summary = analyze(params, args.out,
-                          n_resamples=cfg.n_resamples if args.resamples is None else args.resamples,
-                          norm_bins=cfg.norm_bins if args.bins is None else args.bins,
-                          confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress)
-    except (ConfigError, AnalysisInputError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, AnalysisInputError, ValueError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    cfg = params.analysis
+    summary = analyze(params, args.out,
+                      n_resamples=cfg.n_resamples if args.resamples is None else args.resamples,
+                      norm_bins=cfg.norm_bins if args.bins is None else args.bins,
+                      confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 

@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.quality.brisque_model import BrisqueModelError, build_brisque_model, sidecar_path
 
@@ -31,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="output .pth (default: quality.model_path from the params)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        output = args.output or Path(load_params(args.params).quality.model_path)
-        info = build_brisque_model(output, allmodel=args.allmodel, sdist=args.sdist)
-    except (ConfigError, BrisqueModelError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, BrisqueModelError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    output = args.output or Path(load_params(args.params).quality.model_path)
+    info = build_brisque_model(output, allmodel=args.allmodel, sdist=args.sdist)
     print(f"wrote {output} and {sidecar_path(output)}")
     print(json.dumps(info, indent=2, sort_keys=True))
     return 0

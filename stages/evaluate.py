@@ -22,6 +22,7 @@ import sys
 
 import torch
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
 from marginlab.evaluate import evaluate_run
@@ -40,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    try:
-        params = load_params(args.params)
-        metrics = evaluate_run(params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, DataFormatError, ModelFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, FileNotFoundError, DataFormatError, ModelFileError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    metrics = evaluate_run(params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress)
     print(json.dumps({"run": metrics["run"], "head": metrics["head"], "summary": metrics["summary"]}, indent=2))
     return 0
 

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.report.gst_figures import write_gst_outputs
 
@@ -31,15 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curricular-late-t", type=float, default=0.5,
                         help="CurricularFace t of the 'late' panel (default: 0.5)")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        summary = write_gst_outputs(
-            params.heads, args.out, n=args.n, curve_n=args.curve_n, cos_nontarget=args.cos_nontarget,
-            curricular_late_t=args.curricular_late_t, extra_summary={"preset": params.preset},
-        )
-    except (ConfigError, ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, ValueError, KeyError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    summary = write_gst_outputs(
+        params.heads, args.out, n=args.n, curve_n=args.curve_n, cos_nontarget=args.cos_nontarget,
+        curricular_late_t=args.curricular_late_t, extra_summary={"preset": params.preset},
+    )
     out = Path(args.out)
     sc = summary["special_cases"]
     emph = summary["emphasis"]["panels"]

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.errors import DataFormatError
 from marginlab.data.prepare import prepare_data
@@ -28,13 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="synthetic generator processes (0 = one per core; output does not depend on it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        out = args.out or Path(params.data.prepared_dir)
-        manifest = prepare_data(params, out, workers=args.workers, progress=not args.no_progress)
-    except (ConfigError, DataFormatError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, DataFormatError, ValueError, FileNotFoundError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    out = args.out or Path(params.data.prepared_dir)
+    manifest = prepare_data(params, out, workers=args.workers, progress=not args.no_progress)
     summary = {k: manifest[k] for k in ("dataset", "source", "counts", "wall_time_s")}
     summary["files"] = len(manifest["files"])
     summary["skipped"] = len(manifest["skipped"])

@@ -24,6 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.quality.stage import QualityStageError, run_quality_stage
 
@@ -37,14 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params(args.params)
-        if args.device:
-            params.quality.device = args.device
-        summary = run_quality_stage(params, progress=not args.no_progress, threads=params.quality.threads if args.threads is None else args.threads)
-    except (ConfigError, QualityStageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, QualityStageError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    if args.device:
+        params.quality.device = args.device
+    summary = run_quality_stage(params, progress=not args.no_progress,
+                                threads=params.quality.threads if args.threads is None else args.threads)
     out = Path(params.quality.output_dir)
     every = summary["splits"]["all"]
     print(f"wrote {out / 'scores.parquet'} and {out / 'summary.json'}: {summary['num_images']} images, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from marginlab.cli import run_stage
 from marginlab.report.inputs import ReportInputError
 from marginlab.report.render import render_report
 
@@ -24,11 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default=None, help="params file (default: <root>/params.yaml)")
     parser.add_argument("--out", default="reports/report.html", help="output HTML, relative to --root (default: reports/report.html)")
     args = parser.parse_args(argv)
-    try:
-        path = render_report(args.root, args.out, params_path=args.params)
-    except ReportInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ReportInputError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = render_report(args.root, args.out, params_path=args.params)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -19,8 +19,10 @@ import json
 import logging
 import sys
 
+from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.train import TrainingDivergedError, train_run
+from marginlab.train.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params(args.params)
-        summary = train_run(params, args.run, resume=not args.no_resume)
-    except (ConfigError, FileNotFoundError, TrainingDivergedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: _run(args), (ConfigError, FileNotFoundError, TrainingDivergedError, CheckpointError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    summary = train_run(params, args.run, resume=not args.no_resume)
     keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
     return 0

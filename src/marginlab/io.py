@@ -1,14 +1,49 @@
-"""Atomic file output: write to a temporary sibling, then rename, so nothing half-written remains."""
+"""Atomic file output: write to a temporary sibling, then rename, so nothing half-written remains.
+
+A write that fails for a reason of the file system (no space left, read-only folder, no permission,
+quota) raises :class:`OutputWriteError` naming the *output* path, never the temporary one, and the
+reason ("cannot write runs/x/model.pt: no space left on device"); the temporary file is removed and
+the previous output is left as it was. Torch files go through :func:`torch_save`, which hands
+``torch.save`` a Python file object so that a full disk surfaces as ``OSError`` (ENOSPC) instead of
+torch's path-less ``RuntimeError: [enforce fail at inline_container.cc]``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+#: errno values that mean "this output cannot be written here" (as opposed to a missing input).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO})
+
+
+class OutputWriteError(OSError):
+    """An output could not be written; ``str()`` is ``cannot write <path>: <reason>``."""
+
+    def __init__(self, path: str | Path, cause: OSError):
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, reason, str(path))
+
+    def __str__(self) -> str:
+        reason = (self.strerror or "").strip()
+        return f"cannot write {self.filename}: {reason[:1].lower() + reason[1:]}"
+
+
+def _is_write_failure(err: BaseException, tmp: Path) -> bool:
+    """True for an ``OSError`` raised while writing ``tmp`` (or something inside it)."""
+    if isinstance(err, OutputWriteError) or not isinstance(err, OSError) or err.errno not in WRITE_ERRNOS:
+        return False
+    if err.filename is None:  # e.g. pyarrow: "[errno 28] No space left on device" with no path
+        return True
+    name = Path(os.fsdecode(err.filename))
+    return name == tmp or tmp in name.parents or name == tmp.parent
 
 
 def _umask() -> int:
@@ -31,9 +66,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     The temporary name keeps the final suffix so libraries that infer formats from it still work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sfx = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{sfx}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{sfx}", dir=path.parent)
+    except OSError as err:
+        raise OutputWriteError(path, err) from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -41,11 +79,13 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         if tmp_path.exists():
             _publish_mode(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path, ignore_errors=True)
         else:
             tmp_path.unlink(missing_ok=True)
+        if _is_write_failure(err, tmp_path):
+            raise OutputWriteError(path, err) from err  # type: ignore[arg-type]
         raise
 
 
@@ -53,8 +93,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise OutputWriteError(path, err) from err
     try:
         yield tmp
         _publish_mode(tmp)
@@ -66,9 +109,19 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _is_write_failure(err, tmp):
+            raise OutputWriteError(path, err) from err  # type: ignore[arg-type]
         raise
+
+
+def torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically; a full disk raises :class:`OutputWriteError`."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
