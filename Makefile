@@ -25,7 +25,10 @@ test-fast: $(STAMP)
 
 # data/ holds the user's raw datasets (data.dvc). A fresh clone has none: re-adding the empty folder
 # reproduces the committed data.dvc exactly, so the pipeline runs offline and `dvc status` stays clean.
+# params.yaml is validated before DVC runs: DVC deletes a stage's outputs before its command starts,
+# so an invalid config must stop here, not inside the first stage (and a run name is a shell argument).
 repro: $(STAMP)
+	$(BIN)/python -m marginlab.config params.yaml
 	@mkdir -p data
 	$(BIN)/dvc add -q data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

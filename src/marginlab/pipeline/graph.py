@@ -60,8 +60,13 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     from dvc.repo import Repo  # heavy import; keep it local
     import yaml
 
+    from marginlab.config import load_params
+
     root = Path(repo_root).resolve()
     params_file = root / "params.yaml"
+    if params_file.exists():
+        # Validate before any rule exists: run names become shell arguments of the generated commands.
+        load_params(params_file)
     all_params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
     cwd = os.getcwd()
     try:
