@@ -145,3 +145,87 @@ def test_corrupt_image_names_file_and_position(tmp_path):
     with pytest.raises(CorruptImageError, match=r"cfp_fp\.bin \(image 3\): truncated JPEG") as info:
         read_bin(tmp_path / "cfp_fp.bin")
     assert isinstance(info.value, DataFormatError)
+
+
+# --------------------------------------------------------------------------- encoded-buffer forms (issue #11)
+def _cv2_jpegs(n: int) -> list[np.ndarray]:
+    """Images encoded the way published .bin tools do: ``cv2.imencode('.jpg', img)[1]``, which OpenCV 4
+    returns as an (N, 1) uint8 array (reshaped here so the test does not depend on the OpenCV version)."""
+    import cv2
+
+    return [cv2.imencode(".jpg", f)[1].reshape(-1, 1) for f in _faces(n)]
+
+
+def test_reads_every_form_of_encoded_buffer(tmp_path):
+    arrays = _cv2_jpegs(8)
+    raw = [a.tobytes() for a in arrays]
+    assert arrays[0].shape == (len(raw[0]), 1) and arrays[0].dtype == np.uint8
+    bins = [
+        arrays[0],  # (N, 1), as cv2.imencode returns it
+        arrays[1].flatten(),  # (N,)
+        np.frombuffer(raw[2], dtype=np.uint8),  # read-only (N,) view of bytes
+        bytearray(raw[3]),
+        np.bytes_(raw[4]),
+        np.void(raw[5]),
+        raw[6],
+        arrays[7].reshape(1, -1),  # (1, N)
+    ]
+    path = tmp_path / "cfp_ff.bin"
+    with open(path, "wb") as fh:
+        pickle.dump((bins, [True, False, True, False]), fh)
+    encoded, issame = read_bin_encoded(path)
+    assert encoded == raw and all(type(e) is bytes for e in encoded)
+    assert issame.tolist() == [True, False, True, False]
+    images, _ = read_bin(path)
+    assert [im.shape for im in images] == [(12, 10, 3)] * 8
+    # a memoryview cannot be pickled, but write_bin takes one (and every other form) as input
+    write_bin(tmp_path / "w.bin", [memoryview(raw[0]), *bins[1:]], [True, False, True, False])
+    assert read_bin_encoded(tmp_path / "w.bin")[0] == raw
+
+
+def test_python2_pickle_of_cv2_imencode_arrays(tmp_path):
+    arrays = _cv2_jpegs(4)
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(_py2_pickle((arrays, [True, False])))
+    encoded, issame = read_bin_encoded(path)
+    assert encoded == [a.tobytes() for a in arrays] and issame.tolist() == [True, False]
+    assert read_bin(path)[0][3].shape == (12, 10, 3)
+
+
+def test_decoded_pixel_arrays_are_rejected_clearly(tmp_path):
+    jpegs = [encode_jpeg(f) for f in _faces(2)]
+    path = tmp_path / "pixels.bin"
+    for pixels in (np.zeros((112, 112, 3), np.uint8), np.full((112, 112), 7, np.uint8)):
+        path.write_bytes(pickle.dumps(([jpegs[0], pixels, jpegs[1], jpegs[0]], [True, False])))
+        with pytest.raises(VerificationBinError) as info:
+            read_bin_encoded(path)
+        assert f"image 1 is a decoded pixel array of shape {pixels.shape}; a .bin stores encoded JPEG/PNG bytes" in str(info.value)
+        assert "pixels.bin" in str(info.value)
+    # other element types are still refused
+    path.write_bytes(pickle.dumps(([jpegs[0], np.frombuffer(jpegs[1], np.uint8).astype(np.int16)], [True])))
+    with pytest.raises(VerificationBinError, match=r"image 1 must be encoded bytes .* got array dtype=int16"):
+        read_bin_encoded(path)
+
+
+def test_refuses_globals_reached_through_array_forms(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.bin"
+    path.write_bytes(pickle.dumps(([_cv2_jpegs(1)[0], Evil()], [True])))
+    with pytest.raises(VerificationBinError, match=r"global 'posix.system' is not allowed"):
+        read_bin_encoded(path)
+
+
+def test_zero_pairs_is_rejected(tmp_path):
+    path = tmp_path / "empty.bin"
+    for empty in (([], []), ([], np.zeros(0, dtype=bool))):
+        path.write_bytes(pickle.dumps(empty))
+        with pytest.raises(VerificationBinError, match=r"empty\.bin: holds 0 pairs"):
+            read_bin_encoded(path)
+    with pytest.raises(VerificationBinError, match="holds 0 pairs"):
+        write_bin(tmp_path / "w.bin", [], [])
+    assert not (tmp_path / "w.bin").exists()

@@ -1,9 +1,14 @@
 """InsightFace verification ``.bin`` files (lfw, cfp_fp, agedb_30, calfw, cplfw, ...).
 
-A ``.bin`` is a pickle of ``(bins, issame_list)``: ``bins`` holds 2N encoded images (bytes, or 1-D
-uint8 arrays), pair i being images 2i and 2i+1; ``issame_list`` holds N booleans.  The released files
-were pickled by Python 2, whose ``str`` payloads cannot be decoded as text: a plain load fails with
-``UnicodeDecodeError`` and is retried with ``encoding="bytes"`` (what InsightFace's ``load_bin`` does).
+A ``.bin`` is a pickle of ``(bins, issame_list)``: ``bins`` holds 2N encoded images, pair i being
+images 2i and 2i+1; ``issame_list`` holds N >= 1 booleans.  An image entry is any buffer of encoded
+image bytes: ``bytes`` (also ``np.bytes_``), ``bytearray``, ``memoryview``, a trivial ``np.void``, or a
+numpy ``uint8`` array of any shape whose bytes (C order) are the encoded image, e.g. the (N, 1) array
+that OpenCV 4's ``cv2.imencode`` returns, which many published ``.bin`` files hold as it is.  A
+decoded pixel array (e.g. (112, 112, 3) whose bytes do not start with an image signature) is rejected
+with a message that says so.  The released files were pickled by Python 2, whose ``str`` payloads
+cannot be decoded as text: a plain load fails with ``UnicodeDecodeError`` and is retried with
+``encoding="bytes"`` (what InsightFace's ``load_bin`` does).
 
 Loading uses a restricted unpickler that only resolves the numpy/builtin callables such files need
 (array and scalar reconstruction, bytes re-encoding), so a ``.bin`` cannot run arbitrary code.
@@ -66,13 +71,37 @@ def _load_pickle(path: Path) -> object:
         raise VerificationBinError(f"{path}: not a readable verification .bin pickle ({type(exc).__name__}: {exc})") from None
 
 
+# Leading bytes of the encoded formats OpenCV reads (JPEG, PNG, BMP, GIF, WebP/RIFF, TIFF, JPEG 2000).
+_IMAGE_SIGNATURES = (b"\xff\xd8", b"\x89PNG", b"BM", b"GIF8", b"RIFF", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
+
+
+def _looks_decoded(arr: np.ndarray) -> bool:
+    """A uint8 array with two or more non-trivial axes (H, W[, C]) that does not start like an image file."""
+    if sum(d > 1 for d in arr.shape) < 2:
+        return False
+    head = arr.reshape(-1)[:8].tobytes()
+    return not head.startswith(_IMAGE_SIGNATURES)
+
+
 def _as_bytes(item: object, path: Path, i: int) -> bytes:
-    if isinstance(item, (bytes, bytearray, memoryview)):
+    """The encoded bytes of image entry ``i`` (any C-contiguous uint8 buffer), or VerificationBinError."""
+    if isinstance(item, (bytes, bytearray)):  # np.bytes_ is a bytes subclass
         return bytes(item)
-    if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 1:
+    if isinstance(item, memoryview):
+        if item.itemsize != 1:
+            raise VerificationBinError(f"{path}: image {i} must be a buffer of bytes, got a memoryview of format {item.format!r}")
         return item.tobytes()
+    if isinstance(item, np.void) and item.dtype.fields is None and item.dtype.subdtype is None:
+        return item.tobytes()
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8:
+        if _looks_decoded(item):
+            raise VerificationBinError(
+                f"{path}: image {i} is a decoded pixel array of shape {item.shape}; a .bin stores encoded JPEG/PNG "
+                f"bytes; got array dtype={item.dtype} shape={item.shape} that does not start with an image signature"
+            )
+        return np.ascontiguousarray(item).tobytes()
     desc = f"array dtype={item.dtype} shape={item.shape}" if isinstance(item, np.ndarray) else type(item).__name__
-    raise VerificationBinError(f"{path}: image {i} must be encoded bytes or a 1-D uint8 array, got {desc}")
+    raise VerificationBinError(f"{path}: image {i} must be encoded bytes or a uint8 array of encoded bytes, got {desc}")
 
 
 def _as_issame(values: object, path: Path) -> np.ndarray:
@@ -90,6 +119,10 @@ def _as_issame(values: object, path: Path) -> np.ndarray:
 
 
 def _check_counts(n_images: int, n_pairs: int, path: Path) -> None:
+    if n_pairs == 0:
+        raise VerificationBinError(
+            f"{path}: holds 0 pairs ({n_images} images, empty issame_list); a verification .bin needs at least one pair"
+        )
     if n_images != 2 * n_pairs:
         raise VerificationBinError(
             f"{path}: {n_images} images for {n_pairs} pairs; a verification .bin needs exactly 2N images for N pairs"
@@ -100,7 +133,8 @@ def read_bin_encoded(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     """Load a verification ``.bin``: ``(encoded_images, issame)`` with ``issame`` a bool array (N,).
 
     Raises :class:`VerificationBinError` naming the file when it is not a ``(bins, issame_list)``
-    pickle, an image entry is not bytes / 1-D uint8, or ``len(bins) != 2 * len(issame_list)``.
+    pickle, an image entry is not a buffer of encoded bytes (see the module docstring), it holds no
+    pair, or ``len(bins) != 2 * len(issame_list)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -134,8 +168,8 @@ def read_bin(path: str | Path, *, progress: bool = False) -> tuple[list[np.ndarr
 def write_bin(path: str | Path, encoded_images: Sequence[bytes], issame: Sequence[bool] | np.ndarray) -> None:
     """Write ``(encoded_images, issame)`` as a verification ``.bin`` (pickle protocol 4), atomically.
 
-    ``encoded_images`` (bytes or 1-D uint8 arrays) must hold 2N images for the N booleans of
-    ``issame``; they are stored as ``bytes`` and ``issame`` as a list of Python bools.
+    ``encoded_images`` (any entry form :func:`read_bin_encoded` accepts) must hold 2N images for the
+    N >= 1 booleans of ``issame``; they are stored as ``bytes`` and ``issame`` as a list of Python bools.
     """
     path = Path(path)
     flags = _as_issame(issame, path)
