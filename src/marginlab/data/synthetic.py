@@ -41,13 +41,19 @@ applied types, ``''`` if clean), ``sev_<type>`` for exposure, blur, low_resoluti
 
 Every image is a pure function of ``(seed, split, identity, image)``
 (:func:`marginlab.data.synthetic_faces.rng_for`), so the generation can run in any number of
-worker processes and give identical bytes.
+worker processes and give identical bytes. The workers die with the process that started them
+(a ``kill -9`` of prepare leaves none behind).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,10 +251,40 @@ def resolve_workers(workers: int) -> int:
     return max(1, min(8, n))
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this process as soon as ``parent_pid`` is no longer its parent (polls once a second)."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: a worker must not outlive the process that started it.
+
+    On Linux the kernel sends SIGKILL to the worker when its parent dies (``prctl(PR_SET_PDEATHSIG)``,
+    so a ``kill -9`` of prepare leaves no generator running); elsewhere a daemon thread polls
+    ``os.getppid()``.  If the parent died before this ran, the worker exits at once.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):  # pragma: no cover - libc without prctl
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:  # pragma: no cover - non-Linux
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
 def generate_images(
     seed: int, specs: Sequence[ImageSpec], cfg: SyntheticConfig, *, workers: int = 1, progress: bool = False, desc: str = "synthetic"
 ) -> list[SyntheticImage]:
-    """Generate ``specs`` in order; ``workers`` > 1 uses a process pool (identical results)."""
+    """Generate ``specs`` in order; ``workers`` > 1 uses a process pool (identical results) whose
+    workers die with this process (:func:`_die_with_parent`)."""
     work = _Worker(seed, cfg)
     workers = resolve_workers(workers)
     bar = dict(total=len(specs), desc=desc, unit="img", disable=not progress)
@@ -256,7 +292,7 @@ def generate_images(
         return [work(s) for s in tqdm(specs, **bar)]
     chunk = max(16, min(256, len(specs) // (workers * 8) or 1))
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         return list(tqdm(pool.map(work, specs, chunksize=chunk), **bar))
 
 
