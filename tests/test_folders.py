@@ -150,6 +150,24 @@ def test_class_dropped_in_the_middle_renumbers(tmp_path):
         folders_to_recordio(root2, tmp_path / "u.rec", skip_corrupt=True, progress=False)
 
 
+def test_folders_to_recordio_with_an_image_policy(tree, tmp_path):
+    """With a policy every image ends up policy.size square (the 16x16 tree enlarged to 24); a JPEG
+    already at that size keeps its bytes; without one, sizes are kept (the tree stays 16x16)."""
+    from marginlab.data.images import ImagePolicy
+
+    at_size = encode_jpeg(np.full((24, 24, 3), 90, np.uint8))
+    _write(tree / "bob" / "0.jpg", at_size)
+    _write(tree / "bob" / "9.jpg", encode_jpeg(np.full((30, 20, 3), 90, np.uint8))[:-2] + bytes(range(1, 17)) + b"\xff\xd9")
+    info = folders_to_recordio(tree, tmp_path / "p.rec", policy=ImagePolicy(size=24, resize="pad"), progress=False)
+    reader = open_recordio(tmp_path / "p.rec")
+    assert {decode_image(reader[i][0]).shape for i in range(len(reader))} == {(24, 24, 3)}
+    assert reader[2][0] == at_size  # bob/0.jpg: positions alice/a.png, alice/nested/b.jpeg, bob/0.jpg, ...
+    assert (info["resized"], info["reencoded"]) == (6, 0)
+    assert [(Path(p).name, "extraneous bytes" in m) for p, m in info["warnings"]] == [("9.jpg", True)]
+    plain = folders_to_recordio(tree, tmp_path / "q.rec", progress=False)
+    assert plain["resized"] == 0 and decode_image(open_recordio(tmp_path / "q.rec")[0][0]).shape == (16, 16, 3)
+
+
 # ----------------------------------------------------------------- identification sets
 
 

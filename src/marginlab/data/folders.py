@@ -6,9 +6,12 @@ Identity folders::
 
 Class ``c`` is the c-th class folder in sorted name order; images inside a class are sorted by
 relative path; hidden entries (``.*``) and other extensions are ignored.  Converting to RecordIO
-keeps JPEG files byte for byte (after checking that they decode: no generational loss) and
+decodes every image fully, one at a time, keeps JPEG files byte for byte (no generational loss) and
 re-encodes everything else (PNG, BMP, or a JPEG-named file holding another format) to JPEG
-quality 95.  Images are not resized or aligned.
+quality 95.  With an :class:`~marginlab.data.images.ImagePolicy` (what prepare passes), an image
+that is not ``size`` x ``size`` is cropped or padded to a square and resized first
+(:func:`~marginlab.data.images.conform_encoded`); without one, sizes are kept.  Images are not
+aligned.
 
 Identification set (TinyFace layout)::
 
@@ -37,7 +40,14 @@ from marginlab.data.errors import (
     FolderFormatError,
     MissingFileError,
 )
-from marginlab.data.images import decode_image, encode_jpeg, is_jpeg
+from marginlab.data.images import (
+    Conformed,
+    ImagePolicy,
+    conform_encoded,
+    decode_image_checked,
+    encode_jpeg,
+    is_jpeg,
+)
 from marginlab.data.recordio import write_recordio
 
 __all__ = [
@@ -96,16 +106,19 @@ def list_image_folder(root: str | Path) -> tuple[list[Path], np.ndarray, list[st
     return paths, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs]
 
 
-def _jpeg_bytes(path: Path, quality: int) -> tuple[bytes, bool]:
-    """JPEG bytes for ``path`` and whether they were re-encoded.  Raises CorruptImageError."""
+def _jpeg_bytes(path: Path, quality: int, policy: ImagePolicy | None) -> Conformed:
+    """The JPEG to store for ``path`` (see :func:`folders_to_recordio`).  Raises CorruptImageError."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CorruptImageError(f"{path}: cannot read ({exc})") from None
-    image = decode_image(data, source=str(path))
+    if policy is not None:
+        return conform_encoded(data, policy, source=str(path), jpeg_only=True)
+    image, warnings = decode_image_checked(data, source=str(path))
+    shape = (int(image.shape[0]), int(image.shape[1]))
     if is_jpeg(data):
-        return data, False
-    return encode_jpeg(image, quality=quality), True
+        return Conformed(data, False, False, shape, tuple(warnings))
+    return Conformed(encode_jpeg(image, quality=quality), False, True, shape, tuple(warnings))
 
 
 def folders_to_recordio(
@@ -114,29 +127,33 @@ def folders_to_recordio(
     skip_corrupt: bool = False,
     *,
     jpeg_quality: int = 95,
+    policy: ImagePolicy | None = None,
     progress: bool = True,
 ) -> dict:
     """Convert an identity-folder tree to an InsightFace RecordIO (``.rec`` + ``.idx``, with header).
 
-    JPEG files are stored as they are (checked to decode); other formats are re-encoded to JPEG at
-    ``jpeg_quality``.  A corrupt image raises :class:`CorruptImageError` unless ``skip_corrupt``,
-    in which case it is skipped and reported; a class left without images is dropped and the
-    remaining classes are renumbered contiguously.  Returns ``{"num_images", "num_classes",
-    "class_names" (kept, in label order), "skipped": [(path, reason)], "dropped_classes",
-    "reencoded"}``.
+    Every image is decoded (one at a time).  JPEG files are stored as they are; other formats are
+    re-encoded to JPEG at ``jpeg_quality``; with ``policy``, images not at ``policy.size`` are made
+    square and resized (JPEG at ``policy.jpeg_quality``).  A corrupt image raises
+    :class:`CorruptImageError` unless ``skip_corrupt``, in which case it is skipped and reported; a
+    class left without images is dropped and the remaining classes are renumbered contiguously.
+    Returns ``{"num_images", "num_classes", "class_names" (kept, in label order), "skipped": [(path,
+    reason)], "dropped_classes", "reencoded" (format change only), "resized", "warnings": [(path,
+    decoder message)]}``.
     """
     root = Path(root)
     paths, labels, class_names = list_image_folder(root)
     skipped: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
     kept_names: list[str] = []
-    counters = {"reencoded": 0}
+    counters = {"reencoded": 0, "resized": 0}
 
     def samples() -> Iterator[tuple[bytes, int]]:
         for path, label in tqdm(
             zip(paths, labels.tolist()), total=len(paths), desc=f"{root.name} -> {Path(rec_path).name}", disable=not progress, unit="img"
         ):
             try:
-                data, reencoded = _jpeg_bytes(path, jpeg_quality)
+                result = _jpeg_bytes(path, jpeg_quality, policy)
             except CorruptImageError as exc:
                 if not skip_corrupt:
                     raise
@@ -144,8 +161,10 @@ def folders_to_recordio(
                 continue
             if not kept_names or kept_names[-1] != class_names[label]:
                 kept_names.append(class_names[label])
-            counters["reencoded"] += int(reencoded)
-            yield data, len(kept_names) - 1
+            counters["resized"] += int(result.resized)
+            counters["reencoded"] += int(result.reencoded and not result.resized)
+            warnings.extend((str(path), m) for m in result.warnings)
+            yield result.data, len(kept_names) - 1
 
     try:
         info = write_recordio(rec_path, samples(), with_header=True)
@@ -160,6 +179,8 @@ def folders_to_recordio(
         "skipped": skipped,
         "dropped_classes": [c for c in class_names if c not in kept],
         "reencoded": counters["reencoded"],
+        "resized": counters["resized"],
+        "warnings": warnings,
     }
 
 
