@@ -49,8 +49,8 @@ def _params(**data):
     return validate_params({"seed": data.pop("seed", 1), "data": data}, source="test")
 
 
-def _face(rng, size=48):
-    """A random smooth colour image (stand-in for a face crop)."""
+def _face(rng, size=112):
+    """A random smooth colour image (stand-in for a face crop; 112 = data.image_size, kept as is)."""
     small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
 
