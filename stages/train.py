@@ -21,8 +21,10 @@ import sys
 
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
+from marginlab.data.errors import DataFormatError
 from marginlab.train import TrainingDivergedError, train_run
 from marginlab.train.checkpoint import CheckpointError
+from marginlab.train.proxy import ProxyError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_stage(lambda: _run(args), (ConfigError, FileNotFoundError, TrainingDivergedError, CheckpointError))
+    return run_stage(lambda: _run(args), (ConfigError, FileNotFoundError, DataFormatError, ProxyError,
+                                          TrainingDivergedError, CheckpointError))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ class OutputWriteError(OSError):
 
     def __init__(self, path: str | Path, cause: OSError):
         reason = cause.strerror or str(cause)
+        if isinstance(cause, OutputWriteError):  # a nested atomic write: keep its reason, name the final path
+            reason = cause.strerror
         super().__init__(cause.errno, reason, str(path))
 
     def __str__(self) -> str:
@@ -36,14 +38,28 @@ class OutputWriteError(OSError):
         return f"cannot write {self.filename}: {reason[:1].lower() + reason[1:]}"
 
 
-def _is_write_failure(err: BaseException, tmp: Path) -> bool:
-    """True for an ``OSError`` raised while writing ``tmp`` (or something inside it)."""
-    if isinstance(err, OutputWriteError) or not isinstance(err, OSError) or err.errno not in WRITE_ERRNOS:
-        return False
+def _failed_output(err: BaseException, tmp: Path, final: Path) -> Path | None:
+    """The output path to name for an ``OSError`` raised while writing ``tmp`` (or inside it), else None.
+
+    A path inside a temporary directory is mapped onto the final directory, so the message names
+    ``prepared/verification/lfw.bin`` rather than ``.prepared.x1y2.tmp/verification/lfw.bin``.
+    """
+    if not isinstance(err, OSError) or err.errno not in WRITE_ERRNOS:
+        return None
     if err.filename is None:  # e.g. pyarrow: "[errno 28] No space left on device" with no path
-        return True
+        return final
     name = Path(os.fsdecode(err.filename))
-    return name == tmp or tmp in name.parents or name == tmp.parent
+    if name == tmp or name == tmp.parent:
+        return final
+    if tmp in name.parents:
+        return final / name.relative_to(tmp)
+    return None
+
+
+def _reraise_as_write_error(err: BaseException, tmp: Path, final: Path) -> None:
+    target = _failed_output(err, tmp, final)
+    if target is not None:
+        raise OutputWriteError(target, err) from err  # type: ignore[arg-type]
 
 
 def _umask() -> int:
@@ -84,8 +100,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             shutil.rmtree(tmp_path, ignore_errors=True)
         else:
             tmp_path.unlink(missing_ok=True)
-        if _is_write_failure(err, tmp_path):
-            raise OutputWriteError(path, err) from err  # type: ignore[arg-type]
+        _reraise_as_write_error(err, tmp_path, path)
         raise
 
 
@@ -111,8 +126,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if _is_write_failure(err, tmp):
-            raise OutputWriteError(path, err) from err  # type: ignore[arg-type]
+        _reraise_as_write_error(err, tmp, path)
         raise
 
 
@@ -121,7 +135,24 @@ def torch_save(obj: Any, path: str | Path) -> None:
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as err:  # torch wraps the write's OSError (ENOSPC) in "enforce fail ..."
+            cause = _os_error_in_chain(err)
+            if cause is None:
+                raise
+            raise cause from err
+
+
+def _os_error_in_chain(err: BaseException) -> OSError | None:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def write_json(path: str | Path, obj: Any) -> None:
