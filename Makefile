@@ -4,9 +4,11 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYTEST_ARGS ?=
+# Two workers, whole files per worker: module fixtures (the smoke pipeline, the bad-input workspace)
+# are built once, and the two slow files run side by side.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: env test test-fast repro bench clean-env
+.PHONY: env browser test test-fast repro bench clean-env
 
 env: $(STAMP)
 
@@ -17,7 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# The report's browser test needs Chromium: installed from Debian's packages where we are root (CI),
+# otherwise a note (the test then skips locally, and fails on CI where a skip would hide it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install chromium (apt-get install chromium) for the report's browser test"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -3,9 +3,11 @@
     python stages/prepare.py [--params params.yaml] [--out DIR] [--workers N] [--no-progress]
 
 ``data.source`` selects the training set: ``synthetic`` generates the synthetic face set (train
-RecordIO, hq/lq verification .bins, an IJB-style set, a TinyFace-style set); ``recordio`` links
-``data.train_rec`` (+ .idx); ``folders`` converts ``data.train_folders``. ``data.val_bins`` and
-``data.ijb`` are added in every case. The output (default ``data.prepared_dir``) is replaced as a
+RecordIO, hq/lq verification .bins, an IJB-style set, a TinyFace-style set); ``recordio`` decodes every
+record of ``data.train_rec`` (+ .idx) and links it, or rewrites it when images are resized to
+``data.image_size`` or skipped; ``folders`` converts ``data.train_folders``. ``data.val_bins`` (every
+image decoded, brought to ``data.image_size``) and ``data.ijb`` are added in every case. A failure
+prints ``error: ...`` naming the params key and your file, and exits 2. The output (default ``data.prepared_dir``) is replaced as a
 whole only when complete; ``manifest.json`` inside lists counts, sources and sha256 of every file.
 """
 

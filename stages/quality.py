@@ -7,7 +7,9 @@ verification/*.bin, ijb/<name>/ aligned faces, tinyface/<part>/) with the conver
 model ``quality.model_path``: same-size images stacked ``quality.batch_size`` at a time (on CPU
 evaluated in forward passes of at most 32, the measured optimum), in resumable chunks of
 ``quality.chunk_size`` images. Writes ``<quality.output_dir>/scores.parquet`` (split, index,
-brisque, iq; IQ = 1 - clip(BRISQUE, 0, 100) / 100) and ``summary.json``. A killed run resumes from
+brisque, iq; IQ = 1 - clip(BRISQUE, 0, 100) / 100) and ``summary.json``. Images whose longer side
+exceeds ``quality.max_side`` are downscaled first; the model's identity (the LIVE SVR, or the file
+named by ``quality.model_sha256``) is verified before any image is scored. A killed run resumes from
 the part files in ``<quality.output_dir>/.parts/``, which are removed after success.
 """
 
