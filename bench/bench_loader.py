@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from marginlab.config import AdaFaceParams, AugmentConfig, ModelConfig
+from marginlab.config import HEAD_PARAM_MODELS, AugmentConfig, ModelConfig
 from marginlab.data.datasets import FaceRecordDataset, build_loader
 
 
@@ -93,7 +93,7 @@ def train_rate(steps: int, batch: int, threads: int, classes: int, model: ModelC
     torch.set_num_threads(threads)
     cfg = model
     backbone = build_backbone(cfg.backbone, cfg.embedding_size, cfg.input_size, width=cfg.width, dropout=cfg.dropout)
-    head = build_head("adaface", cfg.embedding_size, classes, **AdaFaceParams().model_dump())
+    head = build_head("adaface", cfg.embedding_size, classes, **HEAD_PARAM_MODELS["adaface"]().model_dump())
     backbone = backbone.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.1, momentum=0.9)
     x = torch.randn(batch, 3, cfg.input_size, cfg.input_size).contiguous(memory_format=torch.channels_last)
