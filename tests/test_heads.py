@@ -58,7 +58,7 @@ def expected(target_fn, nontarget_fn=None, s: float = 64.0) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- registry and defaults
 def test_registry_and_paper_defaults():
-    assert set(HEAD_NAMES) == {"normface", "cosface", "arcface", "curricularface", "magface", "adaface"}
+    assert set(HEAD_NAMES) >= {"normface", "cosface", "arcface", "curricularface", "magface", "adaface"}  # the paper's
     assert head_defaults("adaface") == {"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01}
     assert head_defaults("cosface") == {"s": 64.0, "m": 0.4}
     assert head_defaults("arcface") == {"s": 64.0, "m": 0.5}

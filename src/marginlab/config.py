@@ -99,7 +99,7 @@ def _head_params_model(name: str, cls: Any) -> type[HeadParams]:
     return model
 
 
-HEAD_PARAM_MODELS: dict[str, type[HeadParams]] = {name: _head_params_model(name, cls) for name, cls in HEADS.items()}
+HEAD_PARAM_MODELS: dict[str, type[HeadParams]] = {name: _head_params_model(name, HEADS[name]) for name in HEAD_NAMES}
 HeadDefaults = create_model(
     "HeadDefaults", __base__=Strict, **{name: (model, model()) for name, model in HEAD_PARAM_MODELS.items()}
 )

@@ -13,15 +13,16 @@ g = (P - 1) · s · sin(θ + m) / sin θ with P from s·cos(θ + m) against s·j
 
 Here g is not re-derived per head: it is taken by autograd through the real head code
 (:meth:`marginlab.heads.MarginHead.logits_from_cosines`, the same margin code as the training forward),
-on a float64 copy of the head in eval mode, with the cosines as the leaf tensor. Norm-dependent heads
-are evaluated at a fixed norm level (a *variant*):
+on a float64 copy of the head in eval mode, with the cosines as the leaf tensor. Heads with running
+state are evaluated in a fixed state (a *variant*), which the head itself sets
+(:meth:`marginlab.heads.MarginHead.set_analysis_state`; its ``gst_variants`` are the defaults):
 
 - ``adaface``: ``{"z_hat": q}`` (the quality indicator ẑ itself, q in [-1, 1]) or
   ``{"norm": a, "mu": μ, "sigma": σ}`` (a raw norm with given running statistics; μ, σ default to the
   head's initial 20 and 100);
 - ``magface``: ``{"norm": a}`` (the feature magnitude; the margin is m(a));
 - ``curricularface``: ``{"t": t}`` (the running curriculum parameter);
-- the other heads take no variant (``{}``).
+- heads without running state take no variant (``{}``).
 
 Outputs are tidy :class:`pandas.DataFrame` rows ``head, variant, cos_target, cos_nontarget, gst``
 (signed g; the paper plots ``gst.abs()``).
@@ -37,7 +38,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from marginlab.heads import HEAD_NAMES, AdaFace, MarginHead, build_head
+from marginlab.heads import HEAD_NAMES, HEADS, MarginHead, build_head
 
 __all__ = [
     "GST_COLUMNS", "DEFAULT_VARIANTS", "target_gst", "gst_grid", "gst_curves", "gst_table", "gst_map",
@@ -46,22 +47,9 @@ __all__ = [
 
 GST_COLUMNS = ("head", "variant", "cos_target", "cos_nontarget", "gst")
 
-#: Norm levels shown by default: AdaFace at the two ends and the middle of ẑ (ArcFace-like, CosFace,
-#: negative angular margin), MagFace at l_a, the middle and u_a, CurricularFace early (t = 0) and later.
-DEFAULT_VARIANTS: dict[str, tuple[dict[str, float], ...]] = {
-    "normface": ({},),
-    "cosface": ({},),
-    "arcface": ({},),
-    "curricularface": ({"t": 0.0}, {"t": 0.5}),
-    "magface": ({"norm": 10.0}, {"norm": 60.0}, {"norm": 110.0}),
-    "adaface": ({"z_hat": -1.0}, {"z_hat": 0.0}, {"z_hat": 1.0}),
-}
-
-_VARIANT_KEYS = {
-    "curricularface": {"t"},
-    "magface": {"norm"},
-    "adaface": {"z_hat", "norm", "mu", "sigma"},
-}
+#: Norm levels shown by default, declared by each head (``gst_variants``): AdaFace at the two ends and the
+#: middle of ẑ, MagFace at l_a, the middle and u_a, CurricularFace early (t = 0) and later; {} for the rest.
+DEFAULT_VARIANTS: dict[str, tuple[dict[str, float], ...]] = {name: HEADS[name].gst_variants for name in HEAD_NAMES}
 
 
 def variant_label(variant: Mapping[str, float]) -> str:
@@ -85,45 +73,6 @@ def _toy_head(head: MarginHead | str, hyperparameters: Optional[Mapping[str, flo
     return toy.double().eval()
 
 
-def _configure(toy: MarginHead, variant: Mapping[str, float], batch: int) -> Optional[torch.Tensor]:
-    """Set the toy head's state for ``variant``; return the norms tensor (or None)."""
-    allowed = _VARIANT_KEYS.get(toy.name, set())
-    unknown = set(variant) - allowed
-    if unknown:
-        raise ValueError(
-            f"GST variant keys {sorted(unknown)} do not apply to head {toy.name!r}; "
-            f"allowed: {sorted(allowed) if allowed else 'none (use {})'}"
-        )
-    if toy.name == "curricularface" and "t" in variant:
-        toy.t.fill_(float(variant["t"]))
-    if toy.name == "magface":
-        if "norm" not in variant:
-            raise ValueError("GST for 'magface' needs a norm level: variant {'norm': a}")
-        return torch.full((batch,), float(variant["norm"]), dtype=torch.float64)
-    if toy.name == "adaface":
-        assert isinstance(toy, AdaFace)
-        if "z_hat" in variant:
-            if set(variant) != {"z_hat"}:
-                raise ValueError("GST variant for 'adaface': give either {'z_hat'} or {'norm', 'mu', 'sigma'}, not both")
-            q = float(variant["z_hat"])
-            if not -1.0 <= q <= 1.0:
-                raise ValueError(f"GST variant z_hat={q} is outside [-1, 1]")
-            if toy.h == 0.0 and q != 0.0:
-                raise ValueError("adaface with h = 0 has ẑ = 0 for every norm; z_hat must be 0")
-            # μ = 50, σ + eps = 1 and ||z|| = 50 + ẑ/h give h·(||z|| - μ)/(σ + eps) = ẑ (inside the norm clip).
-            toy.batch_mean.fill_(50.0)
-            toy.batch_std.fill_(1.0 - toy.eps)
-            norm = 50.0 + (q / toy.h if toy.h else 0.0)
-        else:
-            if "norm" not in variant:
-                raise ValueError("GST for 'adaface' needs {'z_hat': q} or {'norm': a[, 'mu': μ, 'sigma': σ]}")
-            toy.batch_mean.fill_(float(variant.get("mu", toy.init_mean)))
-            toy.batch_std.fill_(float(variant.get("sigma", toy.init_std)))
-            norm = float(variant["norm"])
-        return torch.full((batch,), norm, dtype=torch.float64)
-    return None
-
-
 def target_gst(
     head: MarginHead | str,
     cos_target: np.ndarray | Sequence[float] | float,
@@ -144,7 +93,7 @@ def target_gst(
     shape = x.shape
     toy = _toy_head(head, hyperparameters)
     n = int(np.prod(shape)) if shape else 1
-    norms = _configure(toy, dict(variant or {}), n)
+    norms = toy.set_analysis_state(dict(variant or {}), n)
     cos = torch.from_numpy(np.stack([x.reshape(-1), j.reshape(-1)], axis=1)).requires_grad_(True)
     labels = torch.zeros(n, dtype=torch.int64)
     logits = toy.logits_from_cosines(cos, labels, norms=norms)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from marginlab.analysis.paper_numbers import paper_value
 from marginlab.analysis.significance import describe, paired_difference
-from marginlab.config import HEAD_NAMES
+from marginlab.heads import HEAD_NAMES
 
 __all__ = [
     "ABLATION_COLUMNS", "ABLATION_FACTORS", "AGGREGATE_COLUMNS", "COMPARISON_COLUMNS", "ablation_table",

@@ -16,6 +16,11 @@ adaface         s · (cos(θ_y - m·ẑ) - m·ẑ - m),          s=64, m=0.4, h=
                 ẑ from the batch-normalised norm
 ==============  =====================================  ========================================
 
+Each head is one module of this folder whose class is decorated with
+:func:`~marginlab.heads.registry.register_head`; the package imports every module, so a new head is one
+new file (see :mod:`marginlab.heads.registry`). The table above lists the paper's heads; ``HEAD_NAMES``
+lists every registered one (e.g. also ``elasticface``).
+
 Every head: ``head.weight`` (C, D) Parameter; ``head(embeddings, labels, quality=None) -> (B, C)``;
 ``head.regularizer(embeddings)`` (MagFace λ_g·mean g(a), else 0); ``head.state_summary()``;
 ``head.logits_from_cosines(cos, labels, norms=..., quality=...)`` (same margin code, used by the
@@ -25,50 +30,22 @@ module's docstring.
 
 from __future__ import annotations
 
-import inspect
-
-from marginlab.heads.adaface import AdaFace
-from marginlab.heads.arcface import ArcFace
 from marginlab.heads.base import MarginHead
-from marginlab.heads.cosface import CosFace
-from marginlab.heads.curricularface import CurricularFace
-from marginlab.heads.magface import MagFace, magface_lambda_bound
-from marginlab.heads.normface import NormFace
+from marginlab.heads.registry import HEADS, build_head, discover, head_class, head_defaults, head_names
 
-HEADS: dict[str, type[MarginHead]] = {
-    "normface": NormFace,
-    "cosface": CosFace,
-    "arcface": ArcFace,
-    "curricularface": CurricularFace,
-    "magface": MagFace,
-    "adaface": AdaFace,
-}
-HEAD_NAMES = tuple(HEADS)
+discover()  # import every head module of this folder: each registers itself
+
+from marginlab.heads.adaface import AdaFace  # noqa: E402 - re-exported for callers that need the class
+from marginlab.heads.arcface import ArcFace  # noqa: E402
+from marginlab.heads.cosface import CosFace  # noqa: E402
+from marginlab.heads.curricularface import CurricularFace  # noqa: E402
+from marginlab.heads.magface import MagFace, magface_lambda_bound  # noqa: E402
+from marginlab.heads.normface import NormFace  # noqa: E402
+
+#: Registered head names in table order (fixed at import; :func:`head_names` is the live view).
+HEAD_NAMES = head_names()
 
 __all__ = [
     "HEADS", "HEAD_NAMES", "MarginHead", "NormFace", "CosFace", "ArcFace", "CurricularFace", "MagFace",
-    "AdaFace", "build_head", "head_defaults", "magface_lambda_bound",
+    "AdaFace", "build_head", "head_class", "head_defaults", "head_names", "magface_lambda_bound",
 ]
-
-
-def head_defaults(name: str) -> dict[str, float]:
-    """The hyperparameters ``name`` accepts, with their (paper) default values."""
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; allowed: {', '.join(HEAD_NAMES)}")
-    sig = inspect.signature(HEADS[name].__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def build_head(name: str, embedding_size: int, num_classes: int, **hyperparameters: float) -> MarginHead:
-    """Build margin head ``name`` for ``num_classes`` classes of ``embedding_size``-d embeddings.
-
-    Unknown names or hyperparameters raise ``ValueError`` listing what is allowed; out-of-range values
-    raise ``ValueError`` naming the hyperparameter and its range.
-    """
-    defaults = head_defaults(name)
-    unknown = sorted(set(hyperparameters) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {unknown} for head {name!r}; allowed: {', '.join(sorted(defaults))}"
-        )
-    return HEADS[name](embedding_size, num_classes, **hyperparameters)

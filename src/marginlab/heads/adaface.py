@@ -44,15 +44,21 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, Range, cos_shifted_angle
+from marginlab.heads.registry import register_head
 
 SOURCE_NONE, SOURCE_NORM, SOURCE_QUALITY = 0, 1, 2
 _SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_NORM: "the feature norm", SOURCE_QUALITY: "an external quality signal"}
 
 
+@register_head
 class AdaFace(MarginHead):
     """AdaFace head; ``batch_mean``, ``batch_std`` and ``stats_source`` are registered buffers."""
 
     name = "adaface"
+    order = 50
+    # ẑ at both ends and the middle: ArcFace-like (-1), CosFace (0), negative angular margin (+1).
+    gst_variants = ({"z_hat": -1.0}, {"z_hat": 0.0}, {"z_hat": 1.0})
+    analysis_state_keys = frozenset({"z_hat", "norm", "mu", "sigma"})
     # h scales the batch z-score of the norm before the clip to [-1, 1]: the paper's ablation spans
     # 0.22..1 (h = 0 would be CosFace: use that head).
     hyperparameter_ranges = {
@@ -86,6 +92,27 @@ class AdaFace(MarginHead):
     @property
     def hyperparameters(self) -> dict[str, float]:
         return {"s": self.s, "m": self.m, "h": self.h, "t_alpha": self.t_alpha}
+
+    def _analysis_state(self, variant: dict[str, float], batch: int) -> torch.Tensor:
+        """``{"z_hat": q}`` (ẑ itself, q in [-1, 1]) or ``{"norm": a[, "mu": μ, "sigma": σ]}`` (a raw
+        norm with the given running statistics; μ, σ default to the initial 20 and 100)."""
+        if "z_hat" in variant:
+            if set(variant) != {"z_hat"}:
+                raise ValueError("GST variant for 'adaface': give either {'z_hat'} or {'norm', 'mu', 'sigma'}, not both")
+            q = float(variant["z_hat"])
+            if not -1.0 <= q <= 1.0:
+                raise ValueError(f"GST variant z_hat={q} is outside [-1, 1]")
+            # μ = 50, σ + eps = 1 and ||z|| = 50 + ẑ/h give h·(||z|| - μ)/(σ + eps) = ẑ (inside the norm clip).
+            self.batch_mean.fill_(50.0)
+            self.batch_std.fill_(1.0 - self.eps)
+            norm = 50.0 + q / self.h
+        else:
+            if "norm" not in variant:
+                raise ValueError("GST for 'adaface' needs {'z_hat': q} or {'norm': a[, 'mu': μ, 'sigma': σ]}")
+            self.batch_mean.fill_(float(variant.get("mu", self.init_mean)))
+            self.batch_std.fill_(float(variant.get("sigma", self.init_std)))
+            norm = float(variant["norm"])
+        return torch.full((batch,), norm, dtype=self.weight.dtype)
 
     # ------------------------------------------------------------------ running statistics
     def _load_from_state_dict(self, *args, **kwargs):

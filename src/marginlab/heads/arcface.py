@@ -18,12 +18,15 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, cos_shifted_angle
+from marginlab.heads.registry import register_head
 
 
+@register_head
 class ArcFace(MarginHead):
     """Additive angular margin with the clip convention (see module docstring)."""
 
     name = "arcface"
+    order = 20
     hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE}
     eps = 1e-4
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -181,6 +182,13 @@ class MarginHead(nn.Module):
     #: Valid interval of every hyperparameter (the keyword arguments of ``__init__`` besides the sizes);
     #: the config schema derives its checks from these, so heads and ``params.yaml`` agree.
     hyperparameter_ranges: ClassVar[dict[str, Range]] = {"s": SCALE_RANGE}
+    #: Position in tables and figures (the paper's order: baselines first, AdaFace last).
+    order: ClassVar[int] = 100
+    #: Running-state variants the gradient-scaling analysis shows by default (Fig. 3); each is a mapping
+    #: for :meth:`set_analysis_state` (``{}``: the head has no state that changes its margin).
+    gst_variants: ClassVar[tuple[dict[str, float], ...]] = ({},)
+    #: The keys :meth:`set_analysis_state` accepts.
+    analysis_state_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def check_hyperparameters(cls, values: dict[str, Any]) -> dict[str, float]:
@@ -228,6 +236,23 @@ class MarginHead(nn.Module):
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters.items())
         return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
+
+    # ------------------------------------------------------------------ analysis
+    def set_analysis_state(self, variant: Mapping[str, float], batch: int) -> Optional[torch.Tensor]:
+        """Put this head in the running state ``variant`` names (for the GST analysis on a toy copy).
+
+        Returns the feature norms (B,) to pass to :meth:`logits_from_cosines`, or None when the margin
+        does not depend on them. The base heads have no state: ``variant`` must be empty.
+        """
+        unknown = set(variant) - self.analysis_state_keys
+        if unknown:
+            allowed = sorted(self.analysis_state_keys)
+            raise ValueError(f"GST variant keys {sorted(unknown)} do not apply to head {self.name!r}; "
+                             f"allowed: {allowed if allowed else 'none (use {})'}")
+        return self._analysis_state(dict(variant), batch)
+
+    def _analysis_state(self, variant: dict[str, float], batch: int) -> Optional[torch.Tensor]:
+        return None
 
     # ------------------------------------------------------------------ checks
     def _check_labels(self, labels: torch.Tensor, batch: int) -> None:

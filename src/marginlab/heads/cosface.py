@@ -10,12 +10,15 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import SCALE_RANGE, MarginHead, Range
+from marginlab.heads.registry import register_head
 
 
+@register_head
 class CosFace(MarginHead):
     """Additive cosine margin: ``logit_y = s · (cos θ_y - m)``."""
 
     name = "cosface"
+    order = 10
     # cos θ_y - m with m > 2 puts the target below every non-target logit whatever the angle.
     hyperparameter_ranges = {"s": SCALE_RANGE, "m": Range(low=0.0, high=2.0)}
 

@@ -21,12 +21,18 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead
+from marginlab.heads.registry import register_head
 
 
+@register_head
 class CurricularFace(MarginHead):
     """CurricularFace head; ``t`` is a registered buffer (saved in the state dict)."""
 
     name = "curricularface"
+    order = 30
+    # Early in training (t = 0: hard negatives damped) and later (t = 0.5).
+    gst_variants = ({"t": 0.0}, {"t": 0.5})
+    analysis_state_keys = frozenset({"t"})
     hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE}
     t_momentum = 0.01
 
@@ -38,6 +44,11 @@ class CurricularFace(MarginHead):
     @property
     def hyperparameters(self) -> dict[str, float]:
         return {"s": self.s, "m": self.m}
+
+    def _analysis_state(self, variant: dict[str, float], batch: int) -> None:
+        if "t" in variant:
+            self.t.fill_(float(variant["t"]))
+        return None
 
     def _cos_plus_margin(self, cos_y: torch.Tensor) -> torch.Tensor:
         x = cos_y.clamp(-1.0, 1.0)

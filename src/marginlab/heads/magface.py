@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import SCALE_RANGE, MarginHead, Range, compute_dtype
+from marginlab.heads.registry import register_head
 
 
 def magface_lambda_bound(s: float, l_a: float, u_a: float, l_m: float, u_m: float) -> float:
@@ -27,10 +28,20 @@ def magface_lambda_bound(s: float, l_a: float, u_a: float, l_m: float, u_m: floa
     return s * k * u_a**2 * l_a**2 / (u_a**2 - l_a**2)
 
 
+@register_head
 class MagFace(MarginHead):
     """MagFace head; needs the feature norm, so :meth:`logits_from_cosines` must be given ``norms``."""
 
     name = "magface"
+    order = 40
+    # The margin m(a) at the feature magnitude a = l_a, the middle and u_a (defaults 10, 60, 110).
+    gst_variants = ({"norm": 10.0}, {"norm": 60.0}, {"norm": 110.0})
+    analysis_state_keys = frozenset({"norm"})
+
+    def _analysis_state(self, variant: dict[str, float], batch: int) -> torch.Tensor:
+        if "norm" not in variant:
+            raise ValueError("GST for 'magface' needs a norm level: variant {'norm': a}")
+        return torch.full((batch,), float(variant["norm"]), dtype=self.weight.dtype)
     hyperparameter_ranges = {
         "s": SCALE_RANGE, "l_a": Range(low=0.0, low_open=True), "u_a": Range(low=0.0, low_open=True),
         "l_m": Range(low=0.0, high=math.pi, high_open=True), "u_m": Range(low=0.0, high=math.pi, high_open=True),

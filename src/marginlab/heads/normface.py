@@ -11,12 +11,15 @@ from typing import Optional
 import torch
 
 from marginlab.heads.base import MarginHead
+from marginlab.heads.registry import register_head
 
 
+@register_head
 class NormFace(MarginHead):
     """``logit_y = s · cos θ_y`` (the target column is left as the plain scaled cosine)."""
 
     name = "normface"
+    order = 0
 
     def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0):
         super().__init__(embedding_size, num_classes, s=s)
