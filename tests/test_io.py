@@ -6,7 +6,7 @@ import stat
 import pandas as pd
 import pytest
 
-from marginlab.io import atomic_dir, atomic_path, write_json, write_parquet
+from marginlab.io import HASH_CHUNK, atomic_dir, atomic_path, sha256_file, write_json, write_parquet
 
 
 def test_atomic_path_publishes_on_success_and_keeps_old_on_failure(tmp_path):
@@ -102,3 +102,22 @@ def test_unwritable_folder_is_a_write_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OutputWriteError, match=r"cannot write .*file/x\.json: "):
         write_json(blocker / "x.json", {})
+
+
+def test_sha256_file_streams_in_chunks_and_reports_progress(tmp_path):
+    import hashlib
+
+    data = os.urandom(HASH_CHUNK + 123)
+    (tmp_path / "f").write_bytes(data)
+
+    class Bar:
+        seen: list[int] = []
+
+        def update(self, n):
+            self.seen.append(n)
+
+    bar = Bar()
+    assert sha256_file(tmp_path / "f", progress=bar) == hashlib.sha256(data).hexdigest()
+    assert bar.seen == [HASH_CHUNK, 123]
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()

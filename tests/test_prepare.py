@@ -27,7 +27,8 @@ from marginlab.data.formats import (
     write_ijb_meta,
     write_recordio,
 )
-from marginlab.data.prepare import NORMALISATION, hash_tree, link_or_copy, prepare_data, sha256_file
+from marginlab.data.prepare import NORMALISATION, hash_tree, link_or_copy, prepare_data
+from marginlab.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from marginlab.io import sha256_file
 from marginlab.quality import BrisqueScorer, iq_from_brisque
 from marginlab.quality.brisque_model import (
     ALLMODEL_MEMBER,
@@ -29,7 +30,6 @@ from marginlab.quality.brisque_model import (
     extract_allmodel,
     load_converted_model,
     parse_libsvm_model,
-    sha256_file,
 )
 from marginlab.quality.score_dataset import (
     ImageReadError,
@@ -592,7 +592,6 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["splits"]["train"]["ground_truth"]["n"] == 6
     assert on_disk["splits"]["train"]["ground_truth"]["by_degradation"]["noise"]["n"] == 4
-    from marginlab.quality.brisque_model import sha256_file
 
     assert on_disk["settings"]["model"] == {"model_sha256": sha256_file(model_path), "gamma": 0.05, "rho": -153.591}
 

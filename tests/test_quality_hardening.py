@@ -23,12 +23,12 @@ from test_quality import (  # noqa: F401 - fixtures are found by name (hence F81
     single_thread,
 )
 
+from marginlab.io import sha256_file
 from marginlab.quality import BrisqueScorer
 from marginlab.quality.brisque_model import (
     LIVE_TENSORS_SHA256,
     BrisqueModelError,
     load_converted_model,
-    sha256_file,
     tensors_sha256,
     verify_model_identity,
 )

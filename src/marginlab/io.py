@@ -1,4 +1,6 @@
-"""Atomic file output: write to a temporary sibling, then rename, so nothing half-written remains.
+"""File I/O shared by every stage: atomic outputs and the streamed sha256 of a file.
+
+Atomic output: write to a temporary sibling, then rename, so nothing half-written remains.
 
 A write that fails for a reason of the file system (no space left, read-only folder, no permission,
 quota) raises :class:`OutputWriteError` naming the *output* path, never the temporary one, and the
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
+#: Bytes read at a time by :func:`sha256_file`.
+HASH_CHUNK = 1 << 20
 
 #: errno values that mean "this output cannot be written here" (as opposed to a missing input).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO})
@@ -180,3 +185,18 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class _Progress(Protocol):
+    def update(self, n: int) -> object: ...
+
+
+def sha256_file(path: str | Path, *, progress: _Progress | None = None) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks; ``progress.update(n)`` (e.g. a tqdm bar) per chunk."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            h.update(chunk)
+            if progress is not None:
+                progress.update(len(chunk))
+    return h.hexdigest()

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import os
 import platform
 import re
@@ -78,7 +77,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,28 +86,16 @@ from tqdm.auto import tqdm
 from marginlab.config import Params
 from marginlab.data.errors import DataFormatError
 from marginlab.data.images import ImagePolicy
-from marginlab.io import atomic_dir, write_json, write_parquet
+from marginlab.io import atomic_dir, sha256_file, write_json, write_parquet
 
-__all__ = ["NORMALISATION", "prepare_data", "sha256_file", "hash_tree", "link_or_copy", "clean_stale_temps", "image_policy"]
+__all__ = ["NORMALISATION", "prepare_data", "hash_tree", "link_or_copy", "clean_stale_temps", "image_policy"]
 
 #: Model-input normalisation used downstream (``marginlab.data.datasets.to_model_input``).
 NORMALISATION = "(x / 255 - 0.5) / 0.5"
 MANIFEST_VERSION = 2  # 2: image_policy, warnings, resized counts
-_HASH_CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- files
-def sha256_file(path: str | Path, *, progress: Optional[tqdm] = None) -> str:
-    """Streamed sha256 of a file (1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-            if progress is not None:
-                progress.update(len(chunk))
-    return h.hexdigest()
-
-
 def hash_tree(root: str | Path, *, exclude: tuple[str, ...] = (), progress: bool = True) -> tuple[dict[str, dict], list[dict]]:
     """``({relative path: {"sha256", "bytes"}}, [symlinks])`` for every regular file under ``root``.
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from marginlab.io import atomic_path, write_json
+from marginlab.io import atomic_path, sha256_file, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -98,14 +98,6 @@ class SVRModel:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -354,7 +346,7 @@ def verify_model_identity(path: str | Path, sv_coef: "torch.Tensor | np.ndarray"
     ``expected_sha256`` None: the model must be the converted LIVE model, i.e. its tensors must hash
     to :data:`LIVE_TENSORS_SHA256` (:func:`tensors_sha256`) and ``gamma``/``rho`` must be the LIVE
     constants. ``expected_sha256`` given (``quality.model_sha256``): the file's sha256,
-    ``file_sha256`` (:func:`sha256_file` of ``path``), must equal it, and the LIVE check is skipped.
+    ``file_sha256`` (:func:`marginlab.io.sha256_file` of ``path``), must equal it, and the LIVE check is skipped.
     The message names the file, the expected and the actual identity, and how to proceed.
     """
     use_this = f"set `{MODEL_SHA256_HINT}: {file_sha256}` in params.yaml to score with this model on purpose"
@@ -453,7 +445,6 @@ __all__ = [
     "extract_allmodel",
     "load_converted_model",
     "parse_libsvm_model",
-    "sha256_file",
     "sidecar_path",
     "tensors_sha256",
     "verify_model_identity",
