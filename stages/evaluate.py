@@ -26,7 +26,7 @@ from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
 from marginlab.evaluate import evaluate_run
-from marginlab.train.model_io import ModelFileError
+from marginlab.models import ModelFileError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,7 +209,7 @@ def tiny_params(root: Path, prepared: Path) -> dict:
 
 
 def save_tiny_model(params, run: str = "tiny") -> None:
-    from marginlab.train.model_io import build_modules, save_model
+    from marginlab.models import build_modules, save_model
 
     resolved = params.run(run)
     torch.manual_seed(0)
@@ -268,7 +268,7 @@ def test_evaluate_run_writes_metrics_roc_and_norms(prepared, tmp_path):
 def test_evaluate_run_errors(prepared, tmp_path):
     params = validate_params(tiny_params(tmp_path, prepared))
     from marginlab.config import ConfigError
-    from marginlab.train.model_io import ModelFileError
+    from marginlab.models import ModelFileError
 
     with pytest.raises(ConfigError, match="not in params 'runs'"):
         evaluate_run(params, "other", device="cpu")

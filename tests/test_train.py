@@ -31,7 +31,7 @@ from marginlab.train.checkpoint import (
     save_checkpoint,
 )
 from marginlab.train.live import EpochLogger, PlainLive, logged_steps, truncate_history
-from marginlab.train.model_io import ModelFileError
+from marginlab.models import ModelFileError
 from marginlab.train.probe import PROBE_COLUMNS, plain_target_stats, select_probe
 from marginlab.train.proxy import ProxyError, QualityProxy, build_proxy, load_iq_table
 from marginlab.train.runtime import derive_seed, resolve_amp

@@ -90,9 +90,9 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
     """``(backbone, resolved_run, info)`` of a trained run's ``model.pt``.
 
     ``info`` holds the file's non-weight entries (``channel_order``, ``input_size``, ``epoch``,
-    ``selection``, ...; :func:`marginlab.train.model_info`).
+    ``selection``, ...; :func:`marginlab.models.model_info`).
     """
-    from marginlab.train import load_model, model_info
+    from marginlab.models import load_model, model_info
 
     run_dir = Path(run_dir)
     backbone, _head, resolved = load_model(run_dir, device=device)

@@ -3,10 +3,12 @@
 Public API: :func:`train_run` (writes ``runs/<run>/``) and :func:`load_model` (reads ``model.pt``).
 Modules: ``optim`` (SGD groups, schedule), ``checkpoint`` (atomic full state), ``probe`` (per-epoch
 probe tables), ``proxy`` (quality signal for the head), ``live`` (dvclive wrapper), ``selection``
-(held-out split and metric), ``runtime`` (seed, threads, AMP), ``model_io`` (model.pt), ``loop``.
+(held-out split and metric), ``runtime`` (seed, threads, AMP), ``loop``. The model.pt format
+(:func:`load_model`, :func:`model_info`) lives in :mod:`marginlab.models`, shared with evaluation;
+it is re-exported here.
 """
 
 from marginlab.train.loop import TrainHooks, TrainingDivergedError, train_run
-from marginlab.train.model_io import load_model, model_info
+from marginlab.models import load_model, model_info
 
 __all__ = ["train_run", "load_model", "model_info", "TrainHooks", "TrainingDivergedError"]

@@ -54,7 +54,7 @@ from marginlab.train.checkpoint import (
     save_checkpoint,
 )
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
-from marginlab.train.model_io import build_modules, save_model
+from marginlab.models import build_modules, save_model
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
 from marginlab.train.probe import (
     ProbeSet,

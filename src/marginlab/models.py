@@ -1,5 +1,9 @@
 """``runs/<run>/model.pt``: the selected weights plus everything needed to rebuild and feed the model.
 
+The one definition of the model file format, owned by both sides: training writes it
+(:func:`save_model`, via ``marginlab.train``) and evaluation reads it (:func:`load_model`), so
+evaluation does not depend on the training layer.
+
 Contents (a ``torch.save`` dict of tensors and plain Python values, loadable with ``weights_only=True``):
 ``format``, ``version``, ``backbone`` and ``head`` state dicts, ``resolved_run`` (the ResolvedRun as a
 dict), ``num_classes``, ``embedding_size``, ``input_size``, ``channel_order``, ``normalisation``
