@@ -14,7 +14,6 @@ from torch import nn
 from marginlab.backbones import (
     BACKBONE_NAMES,
     build_backbone,
-    build_backbone_from_config,
     count_parameters,
     feature_map_size,
 )
@@ -230,14 +229,14 @@ def test_wrong_input_shape_is_a_clear_error():
         model(torch.randn(2, 1, 64, 64))
 
 
-def test_build_from_config_default_is_cpu_model():
+def test_default_params_model_is_cpu_sized():
     from pathlib import Path
 
     from marginlab.config import load_params
 
-    cpu_default = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
-    model = build_backbone_from_config(cpu_default)
-    size = cpu_default.input_size
+    m = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
+    model = build_backbone(m.backbone, embedding_size=m.embedding_size, input_size=m.input_size, width=m.width, dropout=m.dropout)
+    size = m.input_size
     assert model.input_size == (size, size) and model.width == 0.25
     assert model.feature_shape == (128, -(-size // 16), -(-size // 16))
     assert model(_images(2, size)).shape == (2, 512)

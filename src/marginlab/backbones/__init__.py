@@ -11,7 +11,7 @@ themselves and read its norm as a quality signal.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -23,15 +23,11 @@ from marginlab.backbones.iresnet import (
 )
 from marginlab.backbones.timm_backbone import TimmBackbone, build_timm_backbone
 
-if TYPE_CHECKING:
-    from marginlab.config import ModelConfig
-
 __all__ = [
     "BACKBONE_NAMES",
     "IResNet",
     "TimmBackbone",
     "build_backbone",
-    "build_backbone_from_config",
     "count_parameters",
     "feature_map_size",
 ]
@@ -60,17 +56,6 @@ def build_backbone(name: str, embedding_size: int = 512, input_size: int | tuple
         _check_options(name, options, _TIMM_OPTIONS)
         return build_timm_backbone(name[len(TIMM_PREFIX):], embedding_size, input_size, **options)
     raise ValueError(f"unknown backbone {name!r}; allowed: {_ALLOWED}")
-
-
-def build_backbone_from_config(model: ModelConfig) -> nn.Module:
-    """Build the backbone a ``params.model`` section describes (backbone, width, dropout, sizes)."""
-    return build_backbone(
-        model.backbone,
-        embedding_size=model.embedding_size,
-        input_size=model.input_size,
-        width=model.width,
-        dropout=model.dropout,
-    )
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
