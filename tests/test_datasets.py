@@ -1,4 +1,4 @@
-"""Model-input transform, train/val split, datasets over RecordIO / folders, and the loader."""
+"""Model-input transform, train/val split, the RecordIO dataset, and the loader."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from marginlab.config import AugmentConfig
 from marginlab.data.datasets import (
     EpochSampler,
     FaceRecordDataset,
-    ImageFolderFaceDataset,
     build_loader,
     move_batch,
     resize_to,
@@ -57,16 +56,6 @@ def rec(tmp_path_factory, samples) -> Path:
     info = write_recordio(path, samples)
     assert info["num_images"] == len(samples) and info["num_classes"] == N_ID
     return path
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory, samples) -> Path:
-    root = tmp_path_factory.mktemp("folders")
-    for i, (data, label) in enumerate(samples):
-        d = root / f"id{label:02d}"
-        d.mkdir(exist_ok=True)
-        (d / f"img{i:03d}.jpg").write_bytes(data)
-    return root
 
 
 AUG_ON = AugmentConfig(crop_p=0.5, lowres_p=0.5, photometric_p=0.5, flip_p=0.5)
@@ -293,18 +282,6 @@ def test_augmentation_flag_frequencies(rec):
         flags += [ds[i]["aug"].numpy() for i in range(len(ds))]
     freq = np.mean(flags, axis=0)  # 600 draws: sd 0.016 (p=0.2), 0.020 (p=0.5)
     np.testing.assert_allclose(freq, [0.2, 0.2, 0.2, 0.5], atol=0.07)
-
-
-def test_folder_dataset_matches_record_dataset(rec, folders, samples):
-    a = FaceRecordDataset(rec, input_size=64, augment=AUG_ON, seed=4)
-    b = ImageFolderFaceDataset(folders, input_size=64, augment=AUG_ON, seed=4)
-    assert len(b) == len(samples) and b.num_classes == N_ID
-    assert b.class_names == [f"id{c:02d}" for c in range(N_ID)]
-    np.testing.assert_array_equal(a.labels, b.labels)
-    for i in (0, 9, 23):
-        x, y = a[i], b[i]
-        assert x["index"] == y["index"] == i and x["label"] == y["label"]
-        torch.testing.assert_close(x["image"], y["image"], rtol=0, atol=0)
 
 
 def test_corrupt_image_errors_and_skips(tmp_path, samples):

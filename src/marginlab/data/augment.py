@@ -19,7 +19,7 @@ augmentations, each independently with its own probability and in this order, th
 4. **flip** – horizontal flip with probability ``flip_p``.
 
 All randomness comes from the ``numpy.random.Generator`` passed in, so an image's augmentation is a
-pure function of that generator's state (the datasets derive it from ``(seed, epoch, index)``).
+pure function of that generator's state (the training dataset derives it from ``(seed, epoch, index)``).
 Parameters are drawn first (:meth:`AdaFaceAugment.draw`) and applied second
 (:meth:`AdaFaceAugment.apply`), so tests and analyses can inspect exactly what was done.
 """
@@ -57,7 +57,7 @@ INTERPOLATIONS: tuple[int, ...] = (
     cv2.INTER_LANCZOS4,
 )
 
-#: Order of the flags in the per-sample ``aug`` record of the datasets.
+#: Order of the flags in the per-sample ``aug`` record of the training dataset.
 FLAG_NAMES: tuple[str, ...] = ("crop", "lowres", "photometric", "flip")
 
 _JITTER_OPS = ("brightness", "contrast", "saturation")

@@ -1,6 +1,7 @@
-"""Training datasets over RecordIO / identity folders, the model-input transform, and the loader.
+"""The training dataset over the prepared RecordIO, the model-input transform, and the loader.
 
-Per sample (``ds[i]``):
+Training always reads ``train.rec``: prepare converts identity folders to RecordIO first.  Per
+sample (``ds[i]``):
 
 1. decode the stored JPEG to RGB ``uint8`` (``marginlab.data.formats.decode_image``), or take it from
    the decoded cache (``cache_decoded=True``: all images decoded once into one ``uint8`` array in
@@ -13,8 +14,8 @@ Per sample (``ds[i]``):
    official models, or ``"RGB"``), ``(x / 255 - 0.5) / 0.5``, CHW ``float32``.
 
 It returns ``dict(image=(3,S,S) float32, label=int, index=int, aug=(4,) uint8)`` where ``index`` is
-the reader index (RecordIO record key − 1, or position in the sorted image-folder listing), the key
-for joining per-image quality scores, and ``aug`` the flags ``[crop, lowres, photometric, flip]``.
+the reader index (RecordIO record key − 1), the key for joining per-image quality scores, and ``aug``
+the flags ``[crop, lowres, photometric, flip]``.
 
 Epochs: call ``dataset.set_epoch(e)`` before iterating epoch ``e``. The epoch lives in shared memory,
 so persistent DataLoader workers see it, and the sampler of :func:`build_loader` reads it too (the
@@ -37,14 +38,13 @@ from tqdm.auto import tqdm
 
 from marginlab.config import AugmentConfig
 from marginlab.data.augment import FLAG_NAMES, AdaFaceAugment
-from marginlab.data.errors import CorruptImageError
+from marginlab.data.formats import CorruptImageError, decode_image, open_recordio
 from marginlab.device import resolve_device
 
 __all__ = [
     "CHANNEL_ORDERS",
     "EpochSampler",
     "FaceRecordDataset",
-    "ImageFolderFaceDataset",
     "build_loader",
     "move_batch",
     "resize_to",
@@ -118,31 +118,38 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng((int(seed), int(epoch), int(index)))
 
 
-# --------------------------------------------------------------------------- datasets
-class _FaceDataset(Dataset):
-    """Shared machinery; subclasses provide ``_encoded(index)``, ``_source(index)`` and the labels."""
+# --------------------------------------------------------------------------- dataset
+class FaceRecordDataset(Dataset):
+    """Faces from an InsightFace RecordIO (``train.rec`` + ``train.idx``), see the module docstring.
+
+    ``indices`` are reader indices (record key − 1) to keep, e.g. from :func:`train_val_split`;
+    ``labels`` are those of the kept samples (from the reader's identity ranges) and ``num_classes``
+    the reader's (all identities).
+    """
 
     def __init__(
         self,
+        rec_path: str | Path,
+        input_size: int = 112,
+        augment: AugmentConfig | None = None,
+        channel_order: str = "BGR",
+        indices: Sequence[int] | None = None,
+        cache_decoded: bool = False,
+        skip_corrupt: bool = False,
+        seed: int = 0,
         *,
-        all_labels: np.ndarray,
-        num_classes: int,
-        input_size: int,
-        augment: AugmentConfig | None,
-        channel_order: str,
-        indices: Sequence[int] | None,
-        cache_decoded: bool,
-        skip_corrupt: bool,
-        seed: int,
-        max_cache_gib: float,
-        name: str,
+        max_cache_gib: float = 8.0,
     ) -> None:
+        self.rec_path = Path(rec_path)
+        self.reader = open_recordio(self.rec_path, skip_corrupt=skip_corrupt)
+        all_labels = np.asarray(self.reader.labels, dtype=np.int64)  # identity ranges: no payload reads
+        num_classes = self.reader.num_classes
         _check_channel_order(channel_order)
         if not (isinstance(input_size, (int, np.integer)) and input_size > 0):
             raise ValueError(f"input_size must be a positive int, got {input_size!r}")
         if augment is not None and not isinstance(augment, AugmentConfig):
             raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment).__name__}")
-        self.name = name
+        self.name = str(self.rec_path)
         self.input_size = int(input_size)
         self.channel_order = channel_order
         self.augment_cfg = augment
@@ -157,8 +164,8 @@ class _FaceDataset(Dataset):
             self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
             bad = self.indices[(self.indices < 0) | (self.indices >= total)]
             if bad.size:
-                raise IndexError(f"{name}: indices {bad[:5].tolist()} out of range for {total} images")
-        self.labels = np.asarray(all_labels, dtype=np.int64)[self.indices]
+                raise IndexError(f"{self.name}: indices {bad[:5].tolist()} out of range for {total} images")
+        self.labels = all_labels[self.indices]
         # The epoch is a shared-memory scalar so persistent workers see set_epoch() from the main process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._cache: np.ndarray | None = None
@@ -166,12 +173,11 @@ class _FaceDataset(Dataset):
         if cache_decoded:
             self._build_cache(max_cache_gib)
 
-    # ----------------------------------------------------------------- abstract
-    def _encoded(self, index: int) -> bytes:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _encoded(self, index: int) -> bytes:
+        return self.reader[index][0]
 
-    def _source(self, index: int) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _source(self, index: int) -> str:
+        return f"{self.rec_path} record key {int(self.reader.keys[index])}"
 
     # ----------------------------------------------------------------- epoch
     @property
@@ -186,8 +192,6 @@ class _FaceDataset(Dataset):
 
     # ----------------------------------------------------------------- decoding
     def _decode(self, index: int) -> np.ndarray:
-        from marginlab.data.formats import decode_image
-
         return decode_image(self._encoded(index), source=self._source(index))
 
     def _build_cache(self, max_cache_gib: float) -> None:
@@ -279,106 +283,6 @@ class _FaceDataset(Dataset):
         )
 
 
-class FaceRecordDataset(_FaceDataset):
-    """Faces from an InsightFace RecordIO (``train.rec`` + ``train.idx``), see the module docstring.
-
-    ``indices`` are reader indices (record key − 1) to keep, e.g. from :func:`train_val_split`;
-    ``labels`` are those of the kept samples and ``num_classes`` the reader's (all identities).
-    """
-
-    def __init__(
-        self,
-        rec_path: str | Path,
-        input_size: int = 112,
-        augment: AugmentConfig | None = None,
-        channel_order: str = "BGR",
-        indices: Sequence[int] | None = None,
-        cache_decoded: bool = False,
-        skip_corrupt: bool = False,
-        seed: int = 0,
-        *,
-        max_cache_gib: float = 8.0,
-    ) -> None:
-        from marginlab.data.formats import open_recordio
-
-        self.rec_path = Path(rec_path)
-        self.reader = open_recordio(self.rec_path, skip_corrupt=skip_corrupt)
-        super().__init__(
-            all_labels=_reader_labels(self.reader),
-            num_classes=self.reader.num_classes,
-            input_size=input_size,
-            augment=augment,
-            channel_order=channel_order,
-            indices=indices,
-            cache_decoded=cache_decoded,
-            skip_corrupt=skip_corrupt,
-            seed=seed,
-            max_cache_gib=max_cache_gib,
-            name=str(self.rec_path),
-        )
-
-    def _encoded(self, index: int) -> bytes:
-        return self.reader[index][0]
-
-    def _source(self, index: int) -> str:
-        return f"{self.rec_path} record key {int(self.reader.keys[index])}"
-
-
-class ImageFolderFaceDataset(_FaceDataset):
-    """Faces from identity folders ``root/<identity>/<image>``; ``index`` = position in the sorted listing."""
-
-    def __init__(
-        self,
-        root: str | Path,
-        input_size: int = 112,
-        augment: AugmentConfig | None = None,
-        channel_order: str = "BGR",
-        indices: Sequence[int] | None = None,
-        cache_decoded: bool = False,
-        skip_corrupt: bool = False,
-        seed: int = 0,
-        *,
-        max_cache_gib: float = 8.0,
-    ) -> None:
-        from marginlab.data.formats import list_image_folder
-
-        self.root = Path(root)
-        paths, labels, class_names = list_image_folder(self.root)
-        self.paths = [Path(p) for p in paths]
-        self.class_names = list(class_names)
-        super().__init__(
-            all_labels=np.asarray(labels, dtype=np.int64),
-            num_classes=len(self.class_names),
-            input_size=input_size,
-            augment=augment,
-            channel_order=channel_order,
-            indices=indices,
-            cache_decoded=cache_decoded,
-            skip_corrupt=skip_corrupt,
-            seed=seed,
-            max_cache_gib=max_cache_gib,
-            name=str(self.root),
-        )
-
-    def _encoded(self, index: int) -> bytes:
-        return self.paths[index].read_bytes()
-
-    def _source(self, index: int) -> str:
-        return str(self.paths[index])
-
-
-def _reader_labels(reader: Any) -> np.ndarray:
-    """Label of every image position: the reader's ``labels`` (identity ranges, no payload reads)."""
-    labels = getattr(reader, "labels", None)
-    if labels is not None:
-        return np.asarray(labels, dtype=np.int64)
-    n = len(reader)
-    out = np.empty(n, dtype=np.int64)
-    for i in tqdm(range(n), desc="reading labels", unit="rec", disable=n < 10000, leave=False):
-        out[i] = int(reader[i][1])
-    return out
-
-
 # --------------------------------------------------------------------------- split
 def train_val_split(labels: np.ndarray | Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified hold-out for model selection: per identity, ``k_c`` images go to validation.
@@ -411,7 +315,7 @@ def train_val_split(labels: np.ndarray | Sequence[int], val_fraction: float, see
 class EpochSampler(Sampler[int]):
     """Sequential or shuffled positions; the permutation is a function of ``(seed, epoch)`` only.
 
-    The epoch comes from ``dataset.epoch`` when the dataset has one (our datasets: ``set_epoch``),
+    The epoch comes from ``dataset.epoch`` when the dataset has one (:class:`FaceRecordDataset`: ``set_epoch``),
     otherwise from this sampler's own :meth:`set_epoch`. Resuming at epoch ``e`` therefore replays
     epoch ``e``'s order exactly.
     """
