@@ -124,8 +124,7 @@ def bench_model(name: str, device: torch.device, *, steps: int, warmup: int, amp
 
 def _synthetic_like_set(root: Path, identities: int, per_identity: int, jpeg_quality: int) -> None:
     """Blocky random faces with noise, 112x112 JPEG: same sizes and decode cost as the synthetic set."""
-    from marginlab.data.formats import write_recordio
-    from marginlab.data.images import encode_jpeg
+    from marginlab.data.formats import encode_jpeg, write_recordio
 
     rng = np.random.default_rng(0)
     samples = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
-from marginlab.data.errors import DataFormatError
+from marginlab.data.formats import DataFormatError
 from marginlab.data.prepare import prepare_data
 
 

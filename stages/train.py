@@ -21,7 +21,7 @@ import sys
 
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
-from marginlab.data.errors import DataFormatError
+from marginlab.data.formats import DataFormatError
 from marginlab.train import TrainingDivergedError, train_run
 from marginlab.train.checkpoint import CheckpointError
 from marginlab.train.proxy import ProxyError

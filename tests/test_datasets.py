@@ -285,8 +285,7 @@ def test_augmentation_flag_frequencies(rec):
 
 
 def test_corrupt_image_errors_and_skips(tmp_path, samples):
-    from marginlab.data.errors import CorruptImageError
-    from marginlab.data.formats import write_recordio
+    from marginlab.data.formats import CorruptImageError, write_recordio
 
     path = tmp_path / "bad.rec"
     data = [samples[0], (b"not a jpeg at all", 0), samples[6], samples[7]]

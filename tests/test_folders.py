@@ -7,13 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marginlab.data.errors import (
+from marginlab.data.formats import (
     CorruptImageError,
     EmptyFolderError,
     FolderFormatError,
     MissingFileError,
-)
-from marginlab.data.formats import (
     decode_image,
     encode_jpeg,
     encode_png,
@@ -153,7 +151,7 @@ def test_class_dropped_in_the_middle_renumbers(tmp_path):
 def test_folders_to_recordio_with_an_image_policy(tree, tmp_path):
     """With a policy every image ends up policy.size square (the 16x16 tree enlarged to 24); a JPEG
     already at that size keeps its bytes; without one, sizes are kept (the tree stays 16x16)."""
-    from marginlab.data.images import ImagePolicy
+    from marginlab.data.formats import ImagePolicy
 
     at_size = encode_jpeg(np.full((24, 24, 3), 90, np.uint8))
     _write(tree / "bob" / "0.jpg", at_size)

@@ -9,17 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.data.errors import IJBFormatError, MissingFileError
 from marginlab.data.formats import (
     ARCFACE_TEMPLATE_112,
+    IJBFormatError,
+    MissingFileError,
     align_face,
+    arcface_template,
     encode_png,
     estimate_similarity,
     read_ijb,
     transform_points,
     write_ijb_meta,
 )
-from marginlab.data.images import arcface_template
 
 TEMPLATE = ARCFACE_TEMPLATE_112
 

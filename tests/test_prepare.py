@@ -15,9 +15,12 @@ import pandas as pd
 import pytest
 
 from marginlab.config import validate_params
-from marginlab.data.errors import CorruptImageError, DataFormatError, IJBFormatError, MissingFileError
-from marginlab.data.ijb import IMAGE_DIR_FILE
 from marginlab.data.formats import (
+    IMAGE_DIR_FILE,
+    CorruptImageError,
+    DataFormatError,
+    IJBFormatError,
+    MissingFileError,
     encode_jpeg,
     encode_png,
     open_recordio,

@@ -19,17 +19,23 @@ import pandas as pd
 import pytest
 
 from marginlab.config import validate_params
-from marginlab.data.errors import CorruptImageError, DataFormatError, RecordIOError, VerificationBinError
 from marginlab.data.formats import (
+    CorruptImageError,
+    DataFormatError,
+    ImagePolicy,
+    RecordIOError,
+    VerificationBinError,
+    conform_encoded,
     decode_image,
+    decode_image_checked,
     encode_jpeg,
     encode_png,
     open_recordio,
     read_bin_encoded,
+    square_resize,
     write_bin,
     write_recordio,
 )
-from marginlab.data.images import ImagePolicy, conform_encoded, decode_image_checked, square_resize
 from marginlab.data.prepare import _lock_dir, clean_stale_temps, prepare_data
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marginlab.data.errors import (
+from marginlab.data.formats import (
     BadMagicError,
     CorruptImageError,
     DataFormatError,
@@ -20,14 +20,14 @@ from marginlab.data.errors import (
     MissingIndexError,
     RecordIOError,
     TruncatedRecordError,
-)
-from marginlab.data.formats import (
     decode_image,
     encode_jpeg,
+    frame_record,
     open_recordio,
+    pack_payload,
+    unpack_payload,
     write_recordio,
 )
-from marginlab.data.recordio import frame_record, pack_payload, unpack_payload
 
 MAGIC = 0xCED7230A  # dmlc-core RecordIOWriter::kMagic
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -407,7 +407,7 @@ def test_index_errors(small_rec):
 
 
 def test_open_reads_no_image_record(small_rec, monkeypatch):
-    from marginlab.data.recordio import RecordIOReader
+    from marginlab.data.formats import RecordIOReader
 
     reads = []
     original = RecordIOReader._pread

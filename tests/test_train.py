@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from marginlab.config import ConfigError, Params
-from marginlab.data.formats import write_recordio
-from marginlab.data.images import encode_jpeg
+from marginlab.data.formats import encode_jpeg, write_recordio
 from marginlab.train import (
     TrainHooks,
     TrainingDivergedError,

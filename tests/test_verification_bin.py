@@ -9,12 +9,10 @@ import struct
 import numpy as np
 import pytest
 
-from marginlab.data.errors import (
+from marginlab.data.formats import (
     CorruptImageError,
     DataFormatError,
     VerificationBinError,
-)
-from marginlab.data.formats import (
     decode_image,
     encode_jpeg,
     encode_png,

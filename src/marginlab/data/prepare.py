@@ -33,17 +33,17 @@ bilinear when enlarging) and re-encoded as JPEG quality 95 (a resized PNG in a `
 JPEG too).  Images already at that size keep their bytes (an identity-folder PNG is still
 re-encoded to JPEG, pixels unchanged).  The counts of changed images are
 ``counts["train_ingest"]["resized"]`` and ``counts["verification"][<bin>]["resized"]``
-(:func:`marginlab.data.images.conform_encoded`).  Images are decoded one at a time, so a folder of
+(:func:`marginlab.data.formats.images.conform_encoded`).  Images are decoded one at a time, so a folder of
 6000x4000 photos never holds more than one of them decoded.  IJB loose crops need no resizing: they
 are aligned to the 112x112 ArcFace template from their landmarks when read
-(:meth:`marginlab.data.ijb.IJBSet.load_aligned`).
+(:meth:`marginlab.data.formats.ijb.IJBSet.load_aligned`).
 
 Errors and warnings: with ``data.skip_corrupt: false`` the first bad image or record raises a
-:class:`~marginlab.data.errors.DataFormatError` naming the params key, the user's file (never the
+:class:`~marginlab.data.formats.errors.DataFormatError` naming the params key, the user's file (never the
 copy in the temporary output) and the key/position, e.g. ``data.train_rec: /data/train.rec record
 key 37 (position 36): truncated JPEG ...``; with ``true`` it is skipped and listed in
 ``manifest["skipped"]``.  Images that decode but make libjpeg print a warning (``Corrupt JPEG data:
-2 extraneous bytes before marker 0xd9``, see :func:`marginlab.data.images.decode_image_checked`)
+2 extraneous bytes before marker 0xd9``, see :func:`marginlab.data.formats.images.decode_image_checked`)
 are kept and listed in ``manifest["warnings"]`` (``source``, ``key``/``image``, ``message``) and
 counted in ``counts["warnings"]``.  A ``.bin`` with 0 pairs is rejected.
 
@@ -52,7 +52,7 @@ conformed, and the file linked to ``verification/<stem>.bin`` (rewritten when an
 with ``skip_corrupt``, pairs with an undecodable image were dropped), and each ``data.ijb`` entry gets
 its three meta files copied to ``ijb/<name>/meta/`` and ``ijb/<name>/image_dir.json`` naming
 ``image_dir`` (IJB-C is hundreds of thousands of crops, so they are referenced, not copied: relative
-when inside the project, so a moved checkout still finds them; see :mod:`marginlab.data.ijb`),
+when inside the project, so a moved checkout still finds them; see :mod:`marginlab.data.formats.ijb`),
 checked with ``read_ijb`` and for the existence of every listed image. No symlinks: DVC neither
 hashes nor restores them in an output.
 
@@ -79,13 +79,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from marginlab.config import Params
-from marginlab.data.errors import DataFormatError
-from marginlab.data.images import ImagePolicy
+from marginlab.data.formats import (
+    IMAGE_DIR_FILE,
+    CorruptImageError,
+    DataFormatError,
+    IJBFormatError,
+    ImagePolicy,
+    MissingFileError,
+    RecordIOError,
+    VerificationBinError,
+    conform_encoded,
+    decode_image_checked,
+    folders_to_recordio,
+    idx_path_for,
+    ijb_meta_paths,
+    open_recordio,
+    read_bin_encoded,
+    read_ijb,
+    write_bin,
+    write_image_dir_ref,
+    write_recordio,
+)
+from marginlab.data.sample_grid import write_image_grid
+from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
 from marginlab.io import atomic_dir, sha256_file, write_json, write_parquet
 
 __all__ = ["NORMALISATION", "prepare_data", "hash_tree", "link_or_copy", "clean_stale_temps", "image_policy"]
@@ -146,8 +168,6 @@ def _resolve(path: str | Path, base: Path) -> Path:
 
 
 def _require_file(path: Path, key: str) -> None:
-    from marginlab.data.errors import MissingFileError
-
     if not path.is_file():
         raise MissingFileError(f"{key}: file {path} not found")
 
@@ -249,9 +269,6 @@ def _checked_records(reader: Any, rec: Path, policy: ImagePolicy, skip_corrupt: 
     Strict mode raises the first problem addressed as ``data.train_rec: <rec> record key K
     (position i)``; under ``skip_corrupt`` the record comes back with ``error`` set.
     """
-    from marginlab.data.errors import RecordIOError
-    from marginlab.data.images import conform_encoded
-
     expected = reader.labels
     for i in tqdm(range(len(reader)), desc=f"check {rec.name}", unit="rec", disable=not progress):
         key = int(reader.keys[i])
@@ -296,9 +313,6 @@ class _Relabel:
 
 def _ingest_recordio(out: Path, rec: Path, policy: ImagePolicy, skip_corrupt: bool, progress: bool) -> dict:
     """Check every record of ``rec`` (one pass); link it when nothing changes, else rewrite it in that pass."""
-    from marginlab.data.formats import open_recordio
-    from marginlab.data.recordio import idx_path_for
-
     _require_file(rec, "data.train_rec")
     idx = idx_path_for(rec)
     _require_file(idx, "data.train_rec (.idx beside the .rec)")
@@ -344,8 +358,6 @@ def _rewrite_records(dst: Path, reader: Any, labels: np.ndarray, unchanged: int,
 
     Returns ``(labels written, dropped original classes, number resized)``.
     """
-    from marginlab.data.formats import write_recordio
-
     contiguous = bool(np.all(np.diff(labels) >= 0))
     relabel = _Relabel(len(labels), contiguous)
     resized = [0]
@@ -379,9 +391,6 @@ def _rewrite_records(dst: Path, reader: Any, labels: np.ndarray, unchanged: int,
 
 def _ingest_folders(out: Path, root: Path, policy: ImagePolicy, skip_corrupt: bool, progress: bool) -> dict:
     """Convert identity folders (every image decoded and conformed, one at a time)."""
-    from marginlab.data.errors import MissingFileError
-    from marginlab.data.formats import folders_to_recordio
-
     if not root.is_dir():
         raise MissingFileError(f"data.train_folders: directory {root} not found")
     try:
@@ -406,8 +415,6 @@ def _ingest_folders(out: Path, root: Path, policy: ImagePolicy, skip_corrupt: bo
 
 
 def _labels_of(rec: Path) -> np.ndarray:
-    from marginlab.data.formats import open_recordio
-
     with open_recordio(rec) as reader:
         return np.asarray(reader.labels, dtype=np.int64)
 
@@ -417,10 +424,6 @@ def _ingest_bin(out: Path, src: Path, policy: ImagePolicy, skip_corrupt: bool, p
     """Check a verification ``.bin`` (every image decoded and conformed); link it, or rewrite it when
     an image was resized or a pair dropped.  Returns ``(stem, info)`` (info holds ``skipped`` and
     ``warnings`` lists for the manifest)."""
-    from marginlab.data.errors import CorruptImageError, VerificationBinError
-    from marginlab.data.formats import read_bin_encoded, write_bin
-    from marginlab.data.images import conform_encoded
-
     _require_file(src, "data.val_bins")
     name = src.stem
     dst = out / "verification" / f"{name}.bin"
@@ -462,11 +465,7 @@ def _ingest_bin(out: Path, src: Path, policy: ImagePolicy, skip_corrupt: bool, p
 def _ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
     # No image policy here: loose crops of any size are referenced, not copied, and every reader
     # (quality, evaluate) gets faces through IJBSet.load_aligned, which warps each crop to the 112x112
-    # ArcFace template from its five landmarks (marginlab.data.ijb, images.align_face).
-    from marginlab.data.errors import IJBFormatError, MissingFileError
-    from marginlab.data.formats import ijb_meta_paths, read_ijb
-    from marginlab.data.ijb import IMAGE_DIR_FILE, write_image_dir_ref
-
+    # ArcFace template from its five landmarks (marginlab.data.formats.ijb, images.align_face).
     meta_dir = _resolve(entry.meta_dir, base)
     image_dir = _resolve(entry.image_dir, base).resolve()
     if not image_dir.is_dir():
@@ -506,10 +505,6 @@ def _real_samples_png(out: Path, cell: int, per_row: int = 8, n_identities: int 
 
     Read back from the prepared ``train.rec``, whose images all have the policy's size (``cell``).
     """
-    from marginlab.data.formats import open_recordio
-    from marginlab.data.images import decode_image_checked
-    from marginlab.data.sample_grid import write_image_grid
-
     def decode(data: bytes, i: int) -> np.ndarray:  # decoder warnings were recorded by the ingest pass
         return decode_image_checked(data, source=f"train.rec position {i}")[0]
 
@@ -531,8 +526,6 @@ def image_policy(params: Params) -> ImagePolicy:
 
 def _synthetic_train(tmp: Path, params: Params, workers: int, progress: bool, manifest: dict) -> dict:
     """Generate the synthetic set into ``tmp``; fills ``manifest["sources"/"generator"]``, returns counts."""
-    from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
-
     data = params.data
     n_workers = resolve_workers(workers)
     summary = write_synthetic(tmp, data.synthetic, params.seed, workers=n_workers, progress=progress)
@@ -683,6 +676,4 @@ def _policy_json(p: Any) -> dict:
 
 
 def _cv2_version() -> str:
-    import cv2
-
     return str(cv2.__version__)

@@ -73,6 +73,8 @@ from marginlab.data.degrade import (
     sample_degradation,
     severity_columns,
 )
+from marginlab.data.formats import decode_image, encode_jpeg, write_bin, write_ijb_meta, write_recordio
+from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic_faces import (
     FAMILY_SIZE,
     draw_nuisance,
@@ -193,8 +195,6 @@ def identity_blocks(cfg: SyntheticConfig) -> dict[str, range]:
 # --------------------------------------------------------------------------- one image
 def generate_image(seed: int, spec: ImageSpec, cfg: SyntheticConfig, policies: Optional[dict[str, QualityPolicy]] = None) -> SyntheticImage:
     """Render, degrade and JPEG-encode one image (deterministic in ``(seed, spec)``)."""
-    from marginlab.data.images import encode_jpeg
-
     policies = policies or quality_policies(cfg)
     if spec.policy not in policies:
         raise KeyError(f"unknown quality policy {spec.policy!r}; known: {', '.join(policies)}")
@@ -416,8 +416,6 @@ def tinyface_specs(cfg: SyntheticConfig) -> dict[str, list[tuple[str, ImageSpec,
 
 # --------------------------------------------------------------------------- writing
 def _write_train(out: Path, images: list[SyntheticImage], specs: list[ImageSpec], first_id: int) -> dict:
-    from marginlab.data.formats import write_recordio
-
     labels = [s.identity - first_id for s in specs]
     info = write_recordio(out / "train.rec", ((im.jpeg, lab) for im, lab in zip(images, labels)), with_header=True)
     meta = pd.DataFrame(
@@ -429,8 +427,6 @@ def _write_train(out: Path, images: list[SyntheticImage], specs: list[ImageSpec]
 
 
 def _write_bin(out: Path, name: str, images: list[SyntheticImage], issame: np.ndarray, identities: list[int]) -> dict:
-    from marginlab.data.formats import write_bin
-
     (out / "verification").mkdir(parents=True, exist_ok=True)
     write_bin(out / "verification" / f"{name}.bin", [im.jpeg for im in images], issame)
     meta = pd.DataFrame(
@@ -441,8 +437,6 @@ def _write_bin(out: Path, name: str, images: list[SyntheticImage], issame: np.nd
 
 
 def _write_ijb(out: Path, layout: IJBLayout, images: list[SyntheticImage], seed: int) -> dict:
-    from marginlab.data.formats import write_ijb_meta  # type: ignore[attr-defined]
-
     root = out / "ijb" / IJB_NAME
     crops = root / "loose_crop"
     crops.mkdir(parents=True, exist_ok=True)
@@ -539,9 +533,6 @@ def _spread(items: list, n: int) -> list:
 def render_samples_png(path: str | Path, images: Sequence[SyntheticImage], specs: Sequence[ImageSpec], *, n_identities: int = 6, per_row: int = 8) -> None:
     """``samples.png``: clean, unoccluded images of the first identities (one row each), then one
     row per ground-truth quality bin with images spread over the whole set."""
-    from marginlab.data.images import decode_image
-    from marginlab.data.sample_grid import write_image_grid
-
     ids = sorted({s.identity for s in specs})[:n_identities]
     rows: list[tuple[str, list[np.ndarray]]] = []
     for ident in ids:

@@ -45,7 +45,7 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
     import pyiqa
     import torch
 
-    from marginlab.data.errors import DataFormatError
+    from marginlab.data.formats import DataFormatError
     from marginlab.device import resolve_device
     from marginlab.quality.brisque_model import BrisqueModelError
     from marginlab.quality.score_dataset import ImageReadError, ScoreStreamError, remove_parts, score_items

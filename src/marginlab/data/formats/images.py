@@ -39,7 +39,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from marginlab.data.errors import CorruptImageError
+from marginlab.data.formats.errors import CorruptImageError
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",

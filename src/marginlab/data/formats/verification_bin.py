@@ -14,7 +14,7 @@ Loading uses a restricted unpickler that only resolves the numpy/builtin callabl
 (array and scalar reconstruction, bytes re-encoding), so a ``.bin`` cannot run arbitrary code.
 Written files use pickle protocol 4, plain ``bytes`` and a list of Python bools.
 
-Decoded images are RGB ``uint8`` (H, W, 3) (:func:`marginlab.data.images.decode_image`).
+Decoded images are RGB ``uint8`` (H, W, 3) (:func:`marginlab.data.formats.images.decode_image`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from marginlab.data.errors import VerificationBinError
-from marginlab.data.images import decode_image
+from marginlab.data.formats.errors import VerificationBinError
+from marginlab.data.formats.images import decode_image
 from marginlab.io import atomic_path
 
 __all__ = ["read_bin", "read_bin_encoded", "write_bin"]
@@ -154,7 +154,7 @@ def read_bin(path: str | Path, *, progress: bool = False) -> tuple[list[np.ndarr
     """Load and decode a verification ``.bin``: ``(images RGB uint8 (H, W, 3), issame bool (N,))``.
 
     Pair i is ``images[2i], images[2i+1]``.  A corrupt image raises
-    :class:`~marginlab.data.errors.CorruptImageError` naming the file and image position.
+    :class:`~marginlab.data.formats.errors.CorruptImageError` naming the file and image position.
     """
     path = Path(path)
     encoded, issame = read_bin_encoded(path)

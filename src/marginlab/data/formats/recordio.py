@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from marginlab.data.errors import (
+from marginlab.data.formats.errors import (
     BadMagicError,
     DataFormatError,
     MissingFileError,
@@ -300,7 +300,7 @@ class RecordIOReader:
 
     ``reader[i]`` (``0 <= i < len(reader)``) returns ``(encoded_image_bytes, int_label)`` of the
     i-th image record; with the InsightFace header that is key ``i + 1``.  The image bytes are
-    returned as stored (normally JPEG); decode with :func:`marginlab.data.images.decode_image`
+    returned as stored (normally JPEG); decode with :func:`marginlab.data.formats.images.decode_image`
     (RGB).  Attributes:
 
     - ``keys``: int64 array, the record key of each image position (``reader[i]`` is key ``keys[i]``).
@@ -614,7 +614,7 @@ class RecordIOReader:
         records are removed from this reader (positions shift to the remaining images), appended
         to ``skipped`` and counted.  Returns ``{"checked", "valid", "skipped"}``.
         """
-        from marginlab.data.images import decode_image
+        from marginlab.data.formats.images import decode_image
 
         expected = self._labels_from_ranges() if self.identity_ranges is not None else None
         keep = np.ones(len(self.keys), dtype=bool)

@@ -8,9 +8,9 @@ Class ``c`` is the c-th class folder in sorted name order; images inside a class
 relative path; hidden entries (``.*``) and other extensions are ignored.  Converting to RecordIO
 decodes every image fully, one at a time, keeps JPEG files byte for byte (no generational loss) and
 re-encodes everything else (PNG, BMP, or a JPEG-named file holding another format) to JPEG
-quality 95.  With an :class:`~marginlab.data.images.ImagePolicy` (what prepare passes), an image
+quality 95.  With an :class:`~marginlab.data.formats.images.ImagePolicy` (what prepare passes), an image
 that is not ``size`` x ``size`` is cropped or padded to a square and resized first
-(:func:`~marginlab.data.images.conform_encoded`); without one, sizes are kept.  Images are not
+(:func:`~marginlab.data.formats.images.conform_encoded`); without one, sizes are kept.  Images are not
 aligned.
 
 Identification set (TinyFace layout)::
@@ -33,14 +33,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from marginlab.data.errors import (
+from marginlab.data.formats.errors import (
     CorruptImageError,
     DataFormatError,
     EmptyFolderError,
     FolderFormatError,
     MissingFileError,
 )
-from marginlab.data.images import (
+from marginlab.data.formats.images import (
     Conformed,
     ImagePolicy,
     conform_encoded,
@@ -48,7 +48,7 @@ from marginlab.data.images import (
     encode_jpeg,
     is_jpeg,
 )
-from marginlab.data.recordio import write_recordio
+from marginlab.data.formats.recordio import write_recordio
 
 __all__ = [
     "IDENTIFICATION_PARTS",
