@@ -13,8 +13,9 @@
   (:class:`ImagePolicy`, :func:`conform_encoded`, :func:`square_resize`)
 - errors: :class:`DataFormatError` and its subclasses
 
-Implementations live in the modules of this package (``recordio``, ``verification_bin``, ``ijb``,
-``folders``, ``images``, ``errors``); every caller outside it imports from here.
+Implementations live in the modules of this package (``recordio`` framing, ``recordio_reader``,
+``recordio_writer``, ``verification_bin``, ``ijb``, ``folders``, ``images``, ``errors``); every caller
+outside it imports from here.
 """
 
 from marginlab.data.formats.errors import (
@@ -59,16 +60,9 @@ from marginlab.data.formats.images import (
     square_resize,
     transform_points,
 )
-from marginlab.data.formats.recordio import (
-    IRHeader,
-    RecordIOReader,
-    frame_record,
-    idx_path_for,
-    open_recordio,
-    pack_payload,
-    unpack_payload,
-    write_recordio,
-)
+from marginlab.data.formats.recordio import IRHeader, frame_record, idx_path_for, pack_payload, unpack_payload
+from marginlab.data.formats.recordio_reader import RecordIOReader, open_recordio
+from marginlab.data.formats.recordio_writer import write_recordio
 from marginlab.data.formats.verification_bin import read_bin, read_bin_encoded, write_bin
 
 __all__ = [

@@ -48,7 +48,7 @@ from marginlab.data.formats.images import (
     encode_jpeg,
     is_jpeg,
 )
-from marginlab.data.formats.recordio import write_recordio
+from marginlab.data.formats.recordio_writer import write_recordio
 
 __all__ = [
     "IDENTIFICATION_PARTS",
