@@ -5,7 +5,8 @@
   lowest seed), one column per selected epoch (:func:`panel_epochs`: first, early, middle, last);
   each panel's title gives Pearson r and Spearman ρ.
 - :func:`correlation_vs_epoch`: r and ρ against the epoch with the bootstrap 95 % band, one line per
-  run, with the paper's 0.5235 reference line on the norm panels.
+  run, with the paper's final-epoch correlation (:data:`.paper_numbers.FIG2_NORM_IQ_CORRELATION`) as a
+  reference line on the norm panels.
 - :func:`augmentation_bars`: share of each augmentation per norm bin (last epoch).
 - :func:`training_curves`: the per-epoch dvclive metrics of every run.
 
@@ -159,7 +160,7 @@ def correlation_vs_epoch(correlation: pd.DataFrame, runs: pd.DataFrame, labels: 
                     ax.fill_between(d["epoch"], d[f"{coef}_lo"], d[f"{coef}_hi"], color=palette[label], alpha=0.12, lw=0)
             if quantity == "norm" and target == "iq":
                 ax.axhline(FIG2_NORM_IQ_CORRELATION, color="black", lw=1, ls="--")
-                ax.text(ax.get_xlim()[0], FIG2_NORM_IQ_CORRELATION, " paper 0.5235 (final epoch)", va="bottom", fontsize=8)
+                ax.text(ax.get_xlim()[0], FIG2_NORM_IQ_CORRELATION, f" paper {FIG2_NORM_IQ_CORRELATION} (final epoch)", va="bottom", fontsize=8)
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(f"{QUANTITY_NAMES[quantity]} — {coef.capitalize()}", fontsize=10)
             ax.set_ylabel("Pearson r" if coef == "pearson" else "Spearman ρ")

@@ -14,15 +14,27 @@ Source: Kim, Jain, Liu, *AdaFace: Quality Adaptive Margin for Face Recognition*,
   is not stated.
 
 Table 1 (the IR-18 ablations) is not available to us; only its qualitative conclusions are
-(:data:`ABLATION_CONCLUSIONS`). All values are percentages except the correlation.
+(:data:`ABLATION_CONCLUSIONS`) and the settings it found best (:data:`PAPER_BEST`). All values are
+percentages except the correlation.
+
+Also here, being facts about the paper rather than about our code: its training scale
+(:data:`PAPER_SCALE`, :data:`PAPER_EPOCHS`) and which head states its Fig. 3 draws
+(:data:`FIG3_PANELS`). Every module that shows a paper number imports it from here.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 __all__ = [
     "ABLATION_CONCLUSIONS",
     "FIG2_NORM_IQ_CORRELATION",
+    "FIG3_PANELS",
+    "Fig3Panel",
     "IJB_TAR_1E4",
+    "PAPER_BEST",
+    "PAPER_EPOCHS",
+    "PAPER_SCALE",
     "PAPER_SETTING",
     "TINYFACE",
     "VERIFICATION",
@@ -31,6 +43,15 @@ __all__ = [
 ]
 
 PAPER_SETTING = "R100 MS1MV2"
+
+#: Training epochs of every model in the paper (main tables and Table 1).
+PAPER_EPOCHS = 26
+#: The paper's training scale, stated beside its numbers.
+PAPER_SCALE = {
+    "main": (f"R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), {PAPER_EPOCHS} epochs, "
+             "batch 512, fp16, 2× A100"),
+    "table1": f"IR-18 at 112×112 on a 70,722-identity subset of MS1MV2, the same {PAPER_EPOCHS}-epoch recipe",
+}
 
 #: Fig. 2a final-epoch correlation of feature norm with IQ (quoted in issue #24; coefficient unstated).
 FIG2_NORM_IQ_CORRELATION = 0.5235
@@ -68,6 +89,32 @@ ABLATION_CONCLUSIONS = {
     "proxy": "the feature norm is the best quality proxy (1 - BRISQUE misjudges augmented images, "
              "P_yi follows difficulty rather than quality)",
 }
+#: What the paper found best in Table 1, per ablation factor.
+PAPER_BEST: dict[str, float | str] = {"h": 0.333, "m": 0.4, "proxy": "norm"}
+
+
+class Fig3Panel(NamedTuple):
+    """One panel of the paper's Fig. 3: a head in one running state, and the paper's words for that state."""
+
+    head: str
+    variant: dict[str, float]  # as given to MarginHead.set_analysis_state (one of the head's gst_variants)
+    words: str = ""
+
+
+#: The panels of the paper's Fig. 3, in its order. The gst stage draws one panel per registered head and
+#: GST variant (:mod:`marginlab.analysis.gst_study`); the ones listed here are marked ``fig3`` and carry
+#: the paper's words in their titles. MagFace is drawn at the middle of [l_a, u_a] = [10, 110];
+#: CurricularFace early (t = 0, its initial value) and late (t = 0.5, a typical running mean of cos θ_y
+#: late in training); AdaFace at high norm (ẑ = +1) and low norm (ẑ = -1).
+FIG3_PANELS: tuple[Fig3Panel, ...] = (
+    Fig3Panel("cosface", {}),
+    Fig3Panel("arcface", {}),
+    Fig3Panel("magface", {"norm": 60.0}, "middle norm"),
+    Fig3Panel("curricularface", {"t": 0.0}, "early"),
+    Fig3Panel("curricularface", {"t": 0.5}, "late"),
+    Fig3Panel("adaface", {"z_hat": 1.0}, "high norm"),
+    Fig3Panel("adaface", {"z_hat": -1.0}, "low norm"),
+)
 
 
 def paper_value(head: str, family: str, set_name: str, metric: str) -> tuple[float | None, str]:

@@ -34,6 +34,12 @@ from typing import Any
 
 import pandas as pd
 
+from marginlab.analysis.paper_numbers import (
+    ABLATION_CONCLUSIONS,
+    FIG2_NORM_IQ_CORRELATION,
+    PAPER_EPOCHS,
+    PAPER_SCALE,
+)
 from marginlab.io import atomic_path
 from marginlab.report import figures as rfig
 from marginlab.report.evidence import layout_evidence
@@ -53,16 +59,12 @@ __all__ = [
 ]
 
 TEMPLATE = "report.html.j2"
-#: The paper's training scale (shared/reference/paper.md), stated beside its numbers.
-PAPER_SCALE = {
-    "main": "R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), 26 epochs, batch 512, fp16, 2× A100",
-    "table1": "IR-18 at 112×112 on a 70,722-identity subset of MS1MV2, the same 26-epoch recipe",
-}
 #: Known analysis figures in display order, with captions; other PNGs there are appended.
 FIG2_FIGURES = (
     ("fig2_norm_vs_iq.png", "Feature norm vs IQ (1 − BRISQUE/100) over epochs (Fig. 2a)"),
     ("fig2_pyi_vs_iq.png", "P_yi vs IQ over epochs (Fig. 2b)"),
-    ("correlation_vs_epoch.png", "Correlation of norm / P_yi with IQ per epoch, 95 % bootstrap CIs; paper's 0.5235 for reference"),
+    ("correlation_vs_epoch.png", ("Correlation of norm / P_yi with IQ per epoch, 95 % bootstrap CIs; "
+                                 f"paper's {FIG2_NORM_IQ_CORRELATION} for reference")),
     ("fig2_norm_vs_gt_quality.png", "Feature norm vs the synthetic ground-truth quality"),
     ("fig2_pyi_vs_gt_quality.png", "P_yi vs the synthetic ground-truth quality"),
     ("correlation_vs_epoch_gt_quality.png", "Correlation with the ground-truth quality per epoch"),
@@ -189,10 +191,6 @@ def _ablation(frame: Any) -> dict[str, Any]:
     if frame.empty:
         return {"note": "ablation.csv has no rows: no runs tagged ablation_h / ablation_m / ablation_proxy have metrics",
                 "groups": []}
-    try:
-        from marginlab.analysis.paper_numbers import ABLATION_CONCLUSIONS
-    except ImportError:  # pragma: no cover - the analysis package ships with marginlab
-        ABLATION_CONCLUSIONS = {}
     factor_order = {"h": 0, "m": 1, "proxy": 2, "baseline": 3}
     groups = []
     for factor, g in sorted(frame.groupby("factor", sort=False), key=lambda kv: (factor_order.get(kv[0], 9), kv[0])):
@@ -442,7 +440,7 @@ def _banner(inputs: ReportInputs) -> str | None:
     p = inputs.params
     if p.data.source != "synthetic":
         return None
-    return (f"Every number below comes from {_scale(inputs)} — not from an IR-100 trained on MS1MV2 for 26 epochs as in "
+    return (f"Every number below comes from {_scale(inputs)} — not from an IR-100 trained on MS1MV2 for {PAPER_EPOCHS} epochs as in "
             "the paper. The report tests the pipeline and whether the direction of each claim reproduces; absolute accuracies are not comparable "
             "with the paper's.")
 
@@ -466,7 +464,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
                                                               "(written by the 'analyze' stage)",
                  "correlations": _final_correlations(inputs.tables.get("correlation.csv")),
                  "augmentation": _augmentation(inputs.tables.get("augmentation.csv")),
-                 "paper_correlation": 0.5235},
+                 "paper_correlation": FIG2_NORM_IQ_CORRELATION},
         "fig3": _fig3(inputs),
         "training": _training(inputs),
         "runs": _run_rows(inputs),

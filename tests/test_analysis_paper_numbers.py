@@ -1,0 +1,91 @@
+"""Every number the paper reports lives in marginlab.analysis.paper_numbers; the modules that show one import it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from marginlab.analysis import paper_numbers as pn
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "marginlab"
+#: Modules that quote the paper (claims, tables, figures, the report); none may carry its numbers as literals.
+QUOTING = [
+    "analysis/claims.py", "analysis/tables.py", "analysis/figures.py", "analysis/run.py",
+    "report/render.py", "report/templates/report.html.j2",
+]
+
+
+def _reported() -> set[float]:
+    """The paper's reported results: Fig. 2a's correlation and every percentage of Tables 3-5."""
+    values = {pn.FIG2_NORM_IQ_CORRELATION, *pn.VERIFICATION_HQ_AVERAGE.values()}
+    for table in (pn.VERIFICATION, pn.IJB_TAR_1E4, pn.TINYFACE):
+        for per_head in table.values():
+            values.update(per_head.values())
+    return values
+
+
+def _literals(path: Path) -> tuple[list[float], list[str]]:
+    """Numeric constants and string constants (docstrings excluded) of a Python file; a template is one string."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".py":
+        return [], [text]
+    tree = ast.parse(text)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    numbers, strings = [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in docstrings:
+            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                numbers.append(float(node.value))
+            elif isinstance(node.value, str):
+                strings.append(node.value)
+    return numbers, strings
+
+
+@pytest.mark.parametrize("module", QUOTING)
+def test_no_reported_number_is_a_literal(module):
+    numbers, strings = _literals(SRC / module)
+    reported = _reported()
+    assert not [v for v in numbers if v in reported], f"{module} hard-codes a paper number; import it from paper_numbers"
+    for value in reported:
+        for shown in {f"{value:g}", f"{value:.2f}"}:
+            pattern = re.compile(rf"(?<![\d.]){re.escape(shown)}(?!\d)")
+            hits = [s for s in strings if pattern.search(s)]
+            assert not hits, f"{module} writes the paper's {shown} in a string: {hits[0][:120]!r}"
+
+
+def test_paper_settings_are_imported_not_redefined():
+    from marginlab.analysis import claims
+    from marginlab.report import render
+
+    assert claims.PAPER_BEST is pn.PAPER_BEST
+    assert render.PAPER_SCALE is pn.PAPER_SCALE
+    for module in ("analysis/claims.py", "report/render.py"):
+        tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
+        assigned = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+        assert not assigned & set(pn.__all__), f"{module} redefines {sorted(assigned & set(pn.__all__))}"
+    _, strings = _literals(SRC / "report/render.py")
+    assert not [s for s in strings if re.search(rf"\b{pn.PAPER_EPOCHS}[ -]epoch", s)]
+
+
+def test_quoted_numbers_reach_the_outputs():
+    from marginlab.analysis import claims
+    from marginlab.report.render import FIG2_FIGURES
+
+    caption = dict(FIG2_FIGURES)["correlation_vs_epoch.png"]
+    assert f"{pn.FIG2_NORM_IQ_CORRELATION}" in caption
+    import pandas as pd
+
+    empty = pd.DataFrame(columns=["label", "head", "protocol", "quality", "mean", "std", "n_seeds", "se"])
+    c5 = claims.claim_baselines(empty, None, [])
+    assert f"{pn.IJB_TAR_1E4['adaface']['ijbc']:.2f}" in c5["paper"] and f"{pn.VERIFICATION['adaface']['lfw']:.2f}" in c5["paper"]
+    c3 = claims.claim_ablations(pd.DataFrame(), empty)
+    assert f"m = {pn.PAPER_BEST['m']:g}" in c3["statement"]
