@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from marginlab.config import SyntheticConfig
-from marginlab.data import degrade as dg
 from marginlab.data.formats import (
     ARCFACE_TEMPLATE_112,
     decode_image,
@@ -22,8 +21,8 @@ from marginlab.data.formats import (
     read_identification_set,
     read_ijb,
 )
+from marginlab.data.synthetic import degrade as dg
 from marginlab.data.synthetic import (
-    FAMILY_SIZE,
     IJB_NAME,
     TINYFACE_GALLERY,
     TINYFACE_PROBES,
@@ -36,7 +35,8 @@ from marginlab.data.synthetic import (
     verification_pairs,
     write_synthetic,
 )
-from marginlab.data.synthetic_faces import (
+from marginlab.data.synthetic.faces import (
+    FAMILY_SIZE,
     TEMPLATE_112,
     draw_nuisance,
     loose_matrix,

@@ -1,48 +1,7 @@
-"""The synthetic face set, written in the real formats (train RecordIO, verification .bin, IJB, TinyFace).
+"""Which synthetic images exist, their rendering (in worker processes) and the files they are written to.
 
-Faces come from :mod:`marginlab.data.synthetic_faces` (identities, nuisance, rendering) and are
-degraded by :mod:`marginlab.data.degrade` (types, severities, ground-truth quality). This module
-decides *which* images exist and writes them:
-
-* **Identity blocks** (disjoint): train ``[0, N_train)``, then verification, IJB, TinyFace and
-  TinyFace distractor identities, in that order.
-* **train** (``train.rec/.idx``, ``train_meta.parquet``): ``train_images_per_identity`` images per
-  identity, label = identity, degradations from ``data.synthetic.degradation`` (a share
-  ``degraded_fraction`` is degraded by 1..``max_per_image`` types, severities U(0.1, 1)).
-* **verification** (``verification/hq.bin``, ``lq.bin`` + ``*_meta.parquet``): the verification
-  identities, fresh images per bin. ``verification_pairs`` pairs per bin arranged as 10 folds in
-  order, each fold half genuine then half impostor (the LFW layout), so the count must be a
-  multiple of 20. Impostors: half of them (where possible) pair an identity with a member of its
-  own family (look-alikes), the rest with a random other identity. ``hq``: no occlusion, 10 % of
-  images mildly degraded (one type, severity U(0.05, 0.3)); ``lq``: 85 % degraded (severity
-  U(0.3, 1)).
-* **IJB** (``ijb/ijb_syn/``): ``ijb_templates_per_identity`` templates per identity of
-  ``ijb_images_per_template`` loose crops of mixed quality (50 % degraded, severity U(0.1, 1)).
-  A template's images are grouped into media of 1-3 frames; frames of one medium share pose,
-  light and background up to a small jitter (video frames). Loose crops place the face with a
-  random scale, rotation and shift on a larger canvas; the true five landmarks go to the 5-points
-  file and the detector score is ``clip(0.55 + 0.45 q + N(0, 0.03), 0.3, 1)`` for quality ``q``.
-  Pairs: every pair of templates (genuine = same identity); at most :data:`MAX_IJB_IMPOSTORS`
-  impostor pairs (a random subset beyond that).
-* **TinyFace** (``tinyface/``): per identity :data:`TINYFACE_PROBES` probes (always
-  low-resolution, severity U(0.55, 0.9), possibly one more type) and :data:`TINYFACE_GALLERY`
-  gallery images (mixed quality), plus ``tinyface_distractors`` distractor images of distinct
-  other identities (mixed quality). File names ``<identity:04d>_<k>.jpg``.
-
-Metadata tables (one row per image) share the ground-truth columns ``gt_quality`` (=
-``prod_t (1 - sev_t)``, :func:`marginlab.data.degrade.gt_quality`), ``degradations`` (``'+'``-joined
-applied types, ``''`` if clean), ``sev_<type>`` for exposure, blur, low_resolution, noise, jpeg,
-``yaw`` (radians), ``roll`` (degrees), ``occlusion`` (``''``, bar, hand, sunglasses, mask),
-``identity`` (global id) and ``landmarks`` (10 floats x1, y1, ..., x5, y5 in the stored image), plus:
-``train_meta.parquet``: ``index`` (reader position), ``label``, ``image``;
-``verification/<bin>_meta.parquet``: ``index`` (image position), ``pair``, ``issame``;
-``ijb/ijb_syn/meta.parquet``: ``index`` (face row), ``image``, ``tid``, ``mid``, ``width``, ``height``;
-``tinyface/meta.parquet``: ``part``, ``index`` (position in the part's sorted file list), ``file``, ``label``.
-
-Every image is a pure function of ``(seed, split, identity, image)``
-(:func:`marginlab.data.synthetic_faces.rng_for`), so the generation can run in any number of
-worker processes and give identical bytes. The workers die with the process that started them
-(a ``kill -9`` of prepare leaves none behind).
+See the package docstring (:mod:`marginlab.data.synthetic`) for the splits, the metadata tables and
+the determinism contract.
 """
 
 from __future__ import annotations
@@ -64,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from marginlab.config import SyntheticConfig
-from marginlab.data.degrade import (
+from marginlab.data.synthetic.degrade import (
     DEGRADATION_TYPES,
     Degradation,
     QualityPolicy,
@@ -75,7 +34,7 @@ from marginlab.data.degrade import (
 )
 from marginlab.data.formats import decode_image, encode_jpeg, write_bin, write_ijb_meta, write_recordio
 from marginlab.data.sample_grid import write_image_grid
-from marginlab.data.synthetic_faces import (
+from marginlab.data.synthetic.faces import (
     FAMILY_SIZE,
     draw_nuisance,
     jitter_nuisance,
