@@ -1,9 +1,10 @@
 """Stage ``gst``: Fig. 3 of the paper — |GST| maps and curves of the margin heads on the two-class toy.
 
-    python stages/gst.py [--params params.yaml] [--out analysis/gst] [--n 201] [--curve-n 801]
-                         [--cos-nontarget 0.5] [--curricular-late-t 0.5]
+    python stages/gst.py [--params params.yaml] [--out analysis/gst] [--n N] [--curve-n N]
+                         [--cos-nontarget C] [--curricular-late-t 0.5]
 
-Head hyperparameters come from ``params.heads``; the gradient scaling term is computed by
+Head hyperparameters come from ``params.heads``, the grid from ``params.gst`` (``--n``, ``--curve-n``,
+``--cos-nontarget`` override it for one run); the gradient scaling term is computed by
 :mod:`marginlab.analysis.gst` (autograd through the head code). Writes, replacing ``--out`` as a whole:
 ``gst.parquet`` (kind, panel, fig3, title, head, variant, hyperparameters, cos_target, cos_nontarget,
 gst, abs_gst), ``figures/fig3_gst_maps.png`` (the seven panels), ``figures/fig3_gst_curves.png``,
@@ -25,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--out", default="analysis/gst", help="output directory (default: analysis/gst)")
-    parser.add_argument("--n", type=int, default=201, help="map grid points per axis (default: 201)")
-    parser.add_argument("--curve-n", type=int, default=801, help="points per curve (default: 801)")
-    parser.add_argument("--cos-nontarget", type=float, default=0.5,
-                        help="non-target cosine of the curves (default: 0.5, as in issue #24)")
+    parser.add_argument("--n", type=int, default=None, help="map grid points per axis (default: params gst.n)")
+    parser.add_argument("--curve-n", type=int, default=None, help="points per curve (default: params gst.curve_n)")
+    parser.add_argument("--cos-nontarget", type=float, default=None,
+                        help="non-target cosine of the curves (default: params gst.cos_nontarget)")
     parser.add_argument("--curricular-late-t", type=float, default=0.5,
                         help="CurricularFace t of the 'late' panel (default: 0.5)")
     args = parser.parse_args(argv)
@@ -37,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    gst = params.gst
     summary = write_gst_outputs(
-        params.heads, args.out, n=args.n, curve_n=args.curve_n, cos_nontarget=args.cos_nontarget,
+        params.heads, args.out,
+        n=gst.n if args.n is None else args.n,
+        curve_n=gst.curve_n if args.curve_n is None else args.curve_n,
+        cos_nontarget=gst.cos_nontarget if args.cos_nontarget is None else args.cos_nontarget,
         curricular_late_t=args.curricular_late_t, extra_summary={"preset": params.preset},
     )
     out = Path(args.out)

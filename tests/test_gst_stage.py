@@ -249,3 +249,32 @@ def test_failed_write_leaves_previous_output(tmp_path, monkeypatch):
         write_gst_outputs(heads, out, n=11, curve_n=21)
     assert (out / "gst.parquet").read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gst"]  # no temporary directory left behind
+
+
+def test_grid_settings_come_from_params_gst(tmp_path):
+    """params.gst sets the grid; the CLI flags override it for one run; every params file carries the section."""
+    from marginlab.config import ConfigError, GstConfig
+
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
+        raw = yaml.safe_load(path.read_text())
+        assert raw["gst"] == GstConfig().model_dump(), path.name
+        assert load_params(path).gst == GstConfig()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["gst"] = {"n": 5, "curve_n": 7, "cos_nontarget": 0.25}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert gst_stage.main(["--params", str(params), "--out", str(tmp_path / "a")]) == 0
+    t = pd.read_parquet(tmp_path / "a" / "gst.parquet")
+    assert t.loc[t["kind"] == "map", "cos_target"].nunique() == 5
+    curves = t[t["kind"] == "curve"]
+    assert curves["cos_target"].nunique() == 7 and set(curves["cos_nontarget"]) == {0.25}
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["grid"]["n"] == 5
+    assert gst_stage.main(["--params", str(params), "--out", str(tmp_path / "b"), "--n", "3", "--cos-nontarget", "0"]) == 0
+    t = pd.read_parquet(tmp_path / "b" / "gst.parquet")
+    assert t.loc[t["kind"] == "map", "cos_target"].nunique() == 3
+    assert set(t.loc[t["kind"] == "curve", "cos_nontarget"]) == {0.0}
+    raw["gst"] = {"n": 2, "cos_nontarget": 1.5, "grid": 3}
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        load_params(params)
+    assert all(key in str(err.value) for key in ("gst.n", "gst.cos_nontarget", "gst.grid"))

@@ -314,6 +314,14 @@ class AnalysisConfig(Strict):
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 
 
+class GstConfig(Strict):
+    """The ``gst`` stage (Fig. 3): grid sizes of the |GST| maps and curves on the two-class toy."""
+
+    n: Annotated[int, Field(ge=3, le=2001)] = 201  # map grid points per axis over [-0.995, 0.995]
+    curve_n: Annotated[int, Field(ge=3, le=20001)] = 801  # points per GST-vs-cos θ_y curve
+    cos_nontarget: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.5  # non-target cosine of the curves (issue #24)
+
+
 class Params(Strict):
     seed: NonNegInt = 42
     data: DataConfig = DataConfig()
@@ -325,6 +333,7 @@ class Params(Strict):
     runs: dict[str, RunSpec] = {"adaface": RunSpec(head="adaface")}
     evaluate: EvaluateConfig = EvaluateConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    gst: GstConfig = GstConfig()
     runs_dir: str = "runs"
     preset: str = "default"
 
