@@ -42,9 +42,9 @@ from marginlab.data.synthetic.faces import (
     loose_matrix,
     make_identity,
     pose_matrix,
-    render_face,
     rng_for,
 )
+from marginlab.data.synthetic.render import render_face
 
 SMALL = SyntheticConfig(
     image_size=112,

@@ -1,8 +1,10 @@
 """The synthetic face set, written in the real formats (train RecordIO, verification .bin, IJB, TinyFace).
 
-Faces come from :mod:`.faces` (identities, nuisance, rendering) and are degraded by :mod:`.degrade`
-(types, severities, ground-truth quality); :mod:`.generator` decides *which* images exist, renders
-them and writes them:
+Modules: :mod:`.faces` (identities, nuisance, geometry) and :mod:`.render` (drawing) make a face,
+:mod:`.degrade` degrades it (types, severities, ground-truth quality), :mod:`.layout` decides *which*
+images exist, :mod:`.generator` renders them (in worker processes) and :mod:`.writer` writes them in
+the real formats.  This package exports the generation API (:func:`write_synthetic`, the layouts,
+:func:`generate_images`).  The set:
 
 * **Identity blocks** (disjoint): train ``[0, N_train)``, then verification, IJB, TinyFace and
   TinyFace distractor identities, in that order.
@@ -45,7 +47,8 @@ worker processes and give identical bytes. The workers die with the process that
 (a ``kill -9`` of prepare leaves none behind).
 """
 
-from marginlab.data.synthetic.generator import (
+from marginlab.data.synthetic.generator import SyntheticImage, generate_image, generate_images, resolve_workers
+from marginlab.data.synthetic.layout import (
     IJB_NAME,
     MAX_IJB_IMPOSTORS,
     TINYFACE_GALLERY,
@@ -53,20 +56,15 @@ from marginlab.data.synthetic.generator import (
     VERIFICATION_BINS,
     IJBLayout,
     ImageSpec,
-    SyntheticImage,
-    generate_image,
-    generate_images,
     identity_blocks,
     ijb_layout,
     quality_policies,
-    render_samples_png,
-    resolve_workers,
     tinyface_specs,
     train_specs,
     verification_pairs,
     verification_specs,
-    write_synthetic,
 )
+from marginlab.data.synthetic.writer import render_samples_png, write_synthetic
 
 __all__ = [
     "IJB_NAME",
