@@ -149,9 +149,13 @@ def test_probe_parquet_schema_and_content(prepared, tmp_path):
 
 
 def test_probe_p_yi_is_plain_softmax_of_scaled_cosines():
+    from marginlab.heads import build_head
+
     z = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
-    w = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    st = plain_target_stats(z, w, torch.tensor([1, 0]), s=2.0)
+    head = build_head("arcface", 2, 2, s=2.0)  # the probe uses the head's own scale and centres, no margin
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    st = plain_target_stats(z, head, torch.tensor([1, 0]))
     # row 0: cos = (0.6, 0.8), target 1 -> e^1.6 / (e^1.2 + e^1.6); row 1: cos = (1, 0), target 0
     assert st["norm"].tolist() == pytest.approx([5.0, 1.0])
     assert st["cos_y"].tolist() == pytest.approx([0.8, 1.0])
@@ -246,18 +250,21 @@ def test_huge_learning_rate_is_reported(prepared, tmp_path):
 
 def test_non_finite_weights_message_says_what_is_on_disk(tmp_path):
     """Weights that turn NaN in epoch 1 (lr 1e6) leave no checkpoint: the message must not claim one is kept."""
+    from types import SimpleNamespace
+
     from marginlab.train.loop import _check_weights_finite
 
     bad = torch.nn.Linear(2, 2)
     with torch.no_grad():
         bad.weight.fill_(float("nan"))
     ckpt = tmp_path / "checkpoint.pt"
+    ctx = SimpleNamespace(name="r", backbone=bad, head=torch.nn.Linear(2, 2), checkpoint_path=ckpt)
     with pytest.raises(TrainingDivergedError, match="No checkpoint exists yet") as exc:
-        _check_weights_finite(bad, torch.nn.Linear(2, 2), "r", 1, ckpt, 0)
+        _check_weights_finite(ctx, 1, 0)
     assert "is kept" not in str(exc.value) and "epoch 0" not in str(exc.value)
     ckpt.write_bytes(b"x")
     with pytest.raises(TrainingDivergedError, match=r"checkpoint .* of the last good epoch \(3\) is kept"):
-        _check_weights_finite(bad, torch.nn.Linear(2, 2), "r", 4, ckpt, 3)
+        _check_weights_finite(ctx, 4, 3)
 
 
 # --------------------------------------------------------------------------- selection / model file
@@ -284,7 +291,7 @@ def test_validation_selection_and_model_round_trip(prepared, tmp_path):
     ds = FaceRecordDataset(prepared / "train.rec", SIZE, None, indices=val_idx)
     x = torch.stack([ds[i]["image"] for i in range(len(ds))])
     with torch.no_grad():
-        acc = centre_accuracy(backbone(x), head.weight, torch.as_tensor(ds.labels))
+        acc = centre_accuracy(backbone(x), head, torch.as_tensor(ds.labels))
     assert acc == pytest.approx(summary["val_acc"])
     # the probe never contains validation images
     probe = pd.read_parquet(run / "probe/epoch_00.parquet")

@@ -31,9 +31,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from marginlab.heads import MarginHead
+from marginlab.heads.proxy import p_yi_quality
 from marginlab.io import write_parquet
 
 FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
@@ -130,19 +131,16 @@ def embed(
 
 
 @torch.no_grad()
-def plain_target_stats(
-    embeddings: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, s: float
-) -> dict[str, torch.Tensor]:
-    """``norm``, ``cos_y`` and ``p_yi = softmax(s·cos θ)_y`` (plain logits, no margin) per row."""
-    z = embeddings.float()
-    w = weight.detach().float().to(z.device)
-    cos = F.linear(F.normalize(z, dim=1), F.normalize(w, dim=1)).clamp(-1, 1)
+def plain_target_stats(embeddings: torch.Tensor, head: MarginHead, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``norm``, ``cos_y`` (:meth:`MarginHead.cosine`) and ``p_yi = softmax(s·cos θ)_y`` with the head's own
+    scale and no margin (:func:`marginlab.heads.proxy.p_yi_quality`, the function the P_yi proxy trains with)."""
+    z = embeddings.float().to(head.weight.device)
     labels = labels.long().to(z.device)
-    p = torch.softmax(s * cos, dim=1)
+    cos = head.cosine(z).float().clamp(-1, 1)
     return {
         "norm": z.norm(dim=1),
         "cos_y": cos.gather(1, labels[:, None])[:, 0],
-        "p_yi": p.gather(1, labels[:, None])[:, 0],
+        "p_yi": p_yi_quality(head, z, labels),
     }
 
 
@@ -188,7 +186,7 @@ class ProbeSet:
         gt_table: Optional[np.ndarray] = None,
     ) -> ProbeSet:
         """Decode the probe images from a RecordIO reader; augment each with ``rng = default_rng([seed, index])``."""
-        from marginlab.data.datasets import to_model_input
+        from marginlab.data.model_input import to_model_input
         from marginlab.data.formats import decode_image
 
         indices = np.asarray(indices, dtype=np.int64)
@@ -219,7 +217,6 @@ class ProbeSet:
         backbone: nn.Module,
         head: nn.Module,
         *,
-        s: float,
         batch_size: int,
         device: torch.device,
         autocast_dtype: Optional[torch.dtype] = None,
@@ -231,7 +228,7 @@ class ProbeSet:
         for name, inputs in (("clean", self.clean), ("augmented", self.augmented)):
             z = embed(backbone, inputs, batch_size=batch_size, device=device,
                       autocast_dtype=autocast_dtype, channels_last=channels_last)
-            st = plain_target_stats(z, head.weight, labels, s)
+            st = plain_target_stats(z, head, labels)
             n = len(self)
             frame = pd.DataFrame({
                 "epoch": np.full(n, epoch, dtype=np.int32),

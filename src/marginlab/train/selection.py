@@ -15,13 +15,14 @@ highest accuracy.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from marginlab.heads import MarginHead
 
 
 @torch.no_grad()
-def centre_accuracy(embeddings: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of rows whose nearest class centre (cosine) is their label."""
+def centre_accuracy(embeddings: torch.Tensor, head: MarginHead, labels: torch.Tensor) -> float:
+    """Share of rows whose nearest class centre (:meth:`MarginHead.cosine`) is their label."""
     if len(embeddings) == 0:
         raise ValueError("no validation embeddings")
-    cos = F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(weight.detach().float().to(embeddings.device), dim=1))
+    cos = head.cosine(embeddings.float().to(head.weight.device))
     return float((cos.argmax(dim=1).cpu() == labels.cpu().long()).float().mean())

@@ -1,0 +1,206 @@
+"""The training run context: everything one run needs, built once, in one small object.
+
+:func:`build_context` turns ``(params, run name)`` into a :class:`TrainContext`: the resolved run
+(:class:`~marginlab.config.ResolvedRun`), the execution settings (device, AMP dtype, memory format,
+threads, seed), the data (:class:`TrainData`: the prepared RecordIO opened once, the loaders, the IQ
+and ground-truth tables), the modules, optimiser, schedule, gradient scaler and quality proxy. The
+epoch loop (:mod:`.loop`) and the callbacks (:mod:`.callbacks`) take only the context, so no list of a
+dozen parameters travels between them and nothing reads ``params`` after this point.
+
+The order of construction is the order of random draws (data split, weight initialisation, probe
+choice), so it is kept exactly: the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from marginlab.config import AugmentConfig, ConfigError, Params, ResolvedRun, TrainConfig
+from marginlab.data.datasets import FaceRecordDataset, build_loader, move_batch, train_val_split
+from marginlab.data.formats import open_recordio
+from marginlab.device import resolve_device
+from marginlab.models import build_modules
+from marginlab.train import runtime
+from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
+from marginlab.train.probe import load_gt_quality
+from marginlab.train.proxy import QualityProxy, build_proxy, load_iq_table
+
+#: Training sets up to this many images are decoded once and kept in memory (≈ 7.5 GB at 112×112).
+CACHE_DECODED_MAX_IMAGES = 200_000
+
+
+@dataclass
+class TrainData:
+    """The prepared training set: the reader (opened once), loaders and per-image tables."""
+
+    rec_path: Path
+    reader: Any
+    num_images: int
+    num_classes: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    train_ds: FaceRecordDataset
+    loader: Any
+    val_loader: Any
+    gt_table: Optional[np.ndarray]
+    iq_table: Optional[np.ndarray]
+    scores_path: Path
+    cache_decoded: bool
+
+
+@dataclass
+class TrainContext:
+    """One run: configuration, execution settings, data, modules and optimisation state."""
+
+    name: str
+    run_dir: Path
+    resolved: ResolvedRun
+    seed: int
+    device: torch.device
+    amp_dtype: Optional[torch.dtype]
+    channels_last: bool
+    threads: int
+    channel_order: str
+    augment: AugmentConfig
+    data: TrainData
+    backbone: nn.Module
+    head: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    proxy: QualityProxy
+    fingerprint: dict[str, Any]
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.resolved.train
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data.loader)
+
+    @property
+    def loader_generator(self) -> Optional[torch.Generator]:
+        return getattr(self.data.loader, "generator", None)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the backbone's forward pass (a no-op when AMP is off)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(images, labels, indices)`` of a loader batch on the run's device (images in its memory format)."""
+        moved = move_batch(batch, self.device, channels_last=self.channels_last)
+        return moved["image"], moved["label"].long(), batch["index"]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's embeddings of device inputs ``x`` as float32 (under autocast when enabled)."""
+        with self.autocast():
+            return self.backbone(x).float()
+
+
+def build_context(params: Params, run_name: str) -> TrainContext:
+    """The context of run ``run_name``; seeds every generator first (call inside ``runtime.determinism``)."""
+    resolved = params.run(run_name)
+    cfg = resolved.train
+    if cfg.selection == "val" and cfg.val_fraction <= 0:
+        raise ConfigError(
+            f"run {run_name!r}: train.selection is 'val' but train.val_fraction is {cfg.val_fraction}; "
+            "set a held-out fraction of the training identities' images (e.g. 0.1) or use selection 'last'"
+        )
+    run_dir = Path(params.runs_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = runtime.derive_seed(params.seed, resolved.seed)
+    device = resolve_device(cfg.device)
+    threads = runtime.set_threads(cfg.threads)
+    amp_dtype = runtime.resolve_amp(cfg.amp, device)
+    channels_last = runtime.use_channels_last(cfg.channels_last, device)
+    runtime.seed_everything(seed)
+    data = prepare_data(params, resolved, seed, device)
+    backbone, head = build_modules(resolved, data.num_classes)
+    backbone.to(device)
+    head.to(device)
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer([backbone, head], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = build_schedule(cfg.milestones, cfg.lr_gamma, cfg.warmup_epochs, cfg.epochs, len(data.loader))
+    proxy = build_proxy(resolved.proxy, scores_path=data.scores_path, num_images=data.num_images,
+                        train_indices=data.train_idx)
+    ctx = TrainContext(
+        name=run_name, run_dir=run_dir, resolved=resolved, seed=seed, device=device, amp_dtype=amp_dtype,
+        channels_last=channels_last, threads=threads, channel_order=params.data.channel_order,
+        augment=params.augment, data=data, backbone=backbone, head=head, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, schedule),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), proxy=proxy, fingerprint={},
+    )
+    ctx.fingerprint = fingerprint(params, ctx)
+    return ctx
+
+
+def prepare_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device) -> TrainData:
+    """Open the prepared RecordIO once, split off the validation images, build the loaders and tables."""
+    cfg = resolved.train
+    prepared = Path(params.data.prepared_dir)
+    rec_path = prepared / "train.rec"
+    if not rec_path.exists():
+        raise FileNotFoundError(
+            f"training data {rec_path} not found (data.prepared_dir = {params.data.prepared_dir!r}); "
+            "run the prepare stage first: python stages/prepare.py"
+        )
+    reader = open_recordio(rec_path, skip_corrupt=params.data.skip_corrupt)
+    num_images, num_classes = len(reader), int(reader.num_classes)
+    input_size = resolved.model.input_size
+    common = dict(channel_order=params.data.channel_order, skip_corrupt=params.data.skip_corrupt, seed=seed)
+    if cfg.val_fraction > 0:
+        train_idx, val_idx = train_val_split(np.asarray(reader.labels), cfg.val_fraction, seed)
+    else:
+        train_idx, val_idx = np.arange(num_images, dtype=np.int64), np.empty(0, dtype=np.int64)
+    cache = len(train_idx) <= CACHE_DECODED_MAX_IMAGES
+    train_ds = FaceRecordDataset(rec_path, input_size, params.augment, indices=train_idx, cache_decoded=cache, **common)
+    train_idx = np.asarray(train_ds.indices, dtype=np.int64)  # without images skipped as corrupt
+    loader = build_loader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
+                          device=device, seed=seed)
+    if len(loader) == 0:
+        raise ConfigError(
+            f"run {resolved.name!r}: {len(train_idx)} training images give no full batch of "
+            f"train.batch_size = {cfg.batch_size}; lower the batch size"
+        )
+    if cfg.selection == "val" and len(val_idx) == 0:
+        raise ConfigError(f"run {resolved.name!r}: val_fraction {cfg.val_fraction} held out no image "
+                          "(every identity has a single image?)")
+    val_loader = None
+    if len(val_idx):
+        val_ds = FaceRecordDataset(rec_path, input_size, None, indices=val_idx,
+                                   cache_decoded=len(val_idx) <= CACHE_DECODED_MAX_IMAGES, **common)
+        val_loader = build_loader(val_ds, max(cfg.batch_size, 64), shuffle=False, drop_last=False,
+                                  num_workers=cfg.num_workers, device=device, seed=seed)
+    scores_path = Path(params.quality.output_dir) / "scores.parquet"
+    iq_table = load_iq_table(scores_path, num_images) if scores_path.exists() else None
+    gt_table = load_gt_quality(prepared / "train_meta.parquet", num_images)
+    return TrainData(rec_path, reader, num_images, num_classes, train_idx, val_idx, train_ds, loader, val_loader,
+                     gt_table, iq_table, scores_path, cache)
+
+
+def fingerprint(params: Params, ctx: TrainContext) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed (configuration and data identity)."""
+    return {
+        "resolved_run": ctx.resolved.model_dump(mode="json"),
+        "params_seed": params.seed,
+        "augment": params.augment.model_dump(mode="json"),
+        "channel_order": params.data.channel_order,
+        "num_images": ctx.data.num_images,
+        "num_classes": ctx.data.num_classes,
+        "rec_bytes": ctx.data.rec_path.stat().st_size,
+        "train_images": int(len(ctx.data.train_idx)),
+        "steps_per_epoch": ctx.steps_per_epoch,
+    }
