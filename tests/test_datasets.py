@@ -15,11 +15,10 @@ from marginlab.data.datasets import (
     FaceRecordDataset,
     build_loader,
     move_batch,
-    resize_to,
     sample_rng,
-    to_model_input,
     train_val_split,
 )
+from marginlab.data.model_input import resize_to, to_model_input
 
 N_ID, PER_ID, SIZE = 4, 6, 112
 

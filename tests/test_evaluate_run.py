@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from marginlab.config import EvaluateConfig, validate_params
-from marginlab.data.datasets import to_model_input
+from marginlab.data.model_input import to_model_input
 from marginlab.data.formats import ARCFACE_TEMPLATE_112, encode_jpeg, write_bin, write_ijb_meta
 from marginlab.evaluate import embed_images, evaluate_prepared, evaluate_run
 

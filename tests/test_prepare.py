@@ -30,7 +30,8 @@ from marginlab.data.formats import (
     write_ijb_meta,
     write_recordio,
 )
-from marginlab.data.prepare import NORMALISATION, hash_tree, link_or_copy, prepare_data
+from marginlab.data.model_input import NORMALISATION
+from marginlab.data.prepare import hash_tree, link_or_copy, prepare_data
 from marginlab.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]

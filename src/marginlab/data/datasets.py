@@ -1,4 +1,4 @@
-"""The training dataset over the prepared RecordIO, the model-input transform, and the loader.
+"""Training input: the dataset over the prepared RecordIO, the train/validation split, and the loader.
 
 Training always reads ``train.rec``: prepare converts identity folders to RecordIO first.  Per
 sample (``ds[i]``):
@@ -9,9 +9,10 @@ sample (``ds[i]``):
 2. augment at the stored size (112×112) with :class:`~marginlab.data.augment.AdaFaceAugment`, using a
    generator seeded from ``(seed, epoch, reader index)`` — so an image's augmentation depends neither
    on the number of workers nor on batch composition, and a resumed run redraws exactly the same;
-3. :func:`to_model_input` conventions: resize to ``input_size`` (``cv2.INTER_AREA`` when shrinking,
-   ``cv2.INTER_LINEAR`` when enlarging, nothing when equal), channel order (``"BGR"`` like the
-   official models, or ``"RGB"``), ``(x / 255 - 0.5) / 0.5``, CHW ``float32``.
+3. the model-input convention of :mod:`marginlab.data.model_input` (shared with evaluation): resize
+   to ``input_size`` (``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging, nothing
+   when equal), channel order (``"BGR"`` like the official models, or ``"RGB"``),
+   ``(x / 255 - 0.5) / 0.5``, CHW ``float32``.
 
 It returns ``dict(image=(3,S,S) float32, label=int, index=int, aug=(4,) uint8)`` where ``index`` is
 the reader index (RecordIO record key − 1), the key for joining per-image quality scores, and ``aug``
@@ -39,78 +40,17 @@ from tqdm.auto import tqdm
 from marginlab.config import AugmentConfig
 from marginlab.data.augment import FLAG_NAMES, AdaFaceAugment
 from marginlab.data.formats import CorruptImageError, decode_image, open_recordio
+from marginlab.data.model_input import check_channel_order, normalised_chw, resize_to
 from marginlab.device import resolve_device
 
 __all__ = [
-    "CHANNEL_ORDERS",
     "EpochSampler",
     "FaceRecordDataset",
     "build_loader",
     "move_batch",
-    "resize_to",
     "sample_rng",
-    "to_model_input",
     "train_val_split",
 ]
-
-
-CHANNEL_ORDERS = ("BGR", "RGB")
-
-#: uint8 value -> (v / 255 - 0.5) / 0.5 in float32, evaluated once with exactly that formula.
-_NORMALISE_LUT = ((np.arange(256, dtype=np.float32) / np.float32(255.0)) - np.float32(0.5)) / np.float32(0.5)
-
-
-# --------------------------------------------------------------------------- model input
-def _check_channel_order(channel_order: str) -> None:
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
-
-
-def resize_to(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize an ``H×W×3`` image to ``size×size``: INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
-    h, w = img.shape[:2]
-    if h == size and w == size:
-        return img
-    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
-
-
-def _normalised_chw(img: np.ndarray, channel_order: str) -> np.ndarray:
-    """RGB uint8 ``H×W×3`` (or ``N×H×W×3``) -> float32 CHW in ``channel_order``, ``(x/255-0.5)/0.5``."""
-    chw = np.moveaxis(img, -1, -3)
-    if channel_order == "BGR":
-        chw = chw[..., ::-1, :, :]
-    return np.take(_NORMALISE_LUT, chw)  # fresh contiguous float32 array
-
-
-def to_model_input(
-    images: np.ndarray | Sequence[np.ndarray], input_size: int, channel_order: str = "BGR"
-) -> torch.Tensor:
-    """RGB ``uint8`` faces ``(N,H,W,3)`` (or a list of ``H×W×3``) -> model input ``float32 (N,3,S,S)``.
-
-    The single definition of the network's input convention, used by training and evaluation alike:
-    resize to ``S = input_size`` (:func:`resize_to`), reorder channels (``"BGR"`` = the official
-    AdaFace/InsightFace models, ``"RGB"``), normalise ``(x/255 - 0.5)/0.5`` to ``[-1, 1]``.
-    """
-    _check_channel_order(channel_order)
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"to_model_input expects RGB images of shape (N,H,W,3), got {images.shape}")
-        batch = list(images)
-        if images.dtype != np.uint8:
-            raise ValueError(f"to_model_input expects uint8 images, got dtype {images.dtype}")
-    else:
-        batch = list(images)
-        for k, im in enumerate(batch):
-            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
-                raise ValueError(
-                    f"to_model_input: image {k} must be an RGB uint8 HxWx3 array, got "
-                    f"shape {getattr(im, 'shape', None)} dtype {getattr(im, 'dtype', type(im).__name__)}"
-                )
-    if not batch:
-        return torch.empty((0, 3, input_size, input_size), dtype=torch.float32)
-    stacked = np.stack([resize_to(im, input_size) for im in batch])
-    return torch.from_numpy(_normalised_chw(stacked, channel_order))
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -144,7 +84,7 @@ class FaceRecordDataset(Dataset):
         self.reader = open_recordio(self.rec_path, skip_corrupt=skip_corrupt)
         all_labels = np.asarray(self.reader.labels, dtype=np.int64)  # identity ranges: no payload reads
         num_classes = self.reader.num_classes
-        _check_channel_order(channel_order)
+        check_channel_order(channel_order)
         if not (isinstance(input_size, (int, np.integer)) and input_size > 0):
             raise ValueError(f"input_size must be a positive int, got {input_size!r}")
         if augment is not None and not isinstance(augment, AugmentConfig):
@@ -266,7 +206,7 @@ class FaceRecordDataset(Dataset):
         img = resize_to(img, self.input_size)
         label = int(self.labels[pos]) if index == int(self.indices[pos]) else self._label_of(index)
         return {
-            "image": torch.from_numpy(_normalised_chw(img, self.channel_order)),
+            "image": torch.from_numpy(normalised_chw(img, self.channel_order)),
             "label": label,
             "index": index,
             "aug": torch.from_numpy(flags),

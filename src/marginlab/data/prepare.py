@@ -106,14 +106,13 @@ from marginlab.data.formats import (
     write_image_dir_ref,
     write_recordio,
 )
+from marginlab.data.model_input import NORMALISATION
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
 from marginlab.io import atomic_dir, sha256_file, write_json, write_parquet
 
-__all__ = ["NORMALISATION", "prepare_data", "hash_tree", "link_or_copy", "clean_stale_temps", "image_policy"]
+__all__ = ["prepare_data", "hash_tree", "link_or_copy", "clean_stale_temps", "image_policy"]
 
-#: Model-input normalisation used downstream (``marginlab.data.datasets.to_model_input``).
-NORMALISATION = "(x / 255 - 0.5) / 0.5"
 MANIFEST_VERSION = 2  # 2: image_policy, warnings, resized counts
 
 

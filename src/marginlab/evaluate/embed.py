@@ -1,7 +1,7 @@
 """Batched embedding of aligned RGB ``uint8`` faces with flip fusion (GPU when present).
 
 ``feature(img) = backbone(x) + backbone(flip_horizontal(x))`` with ``x`` the model input of the image
-(:func:`marginlab.data.datasets.to_model_input`: resize to ``input_size``, channel order, then
+(:func:`marginlab.data.model_input.to_model_input`: resize to ``input_size``, channel order, then
 ``(v/255 − 0.5)/0.5``). The sum is left unnormalised: its norm is the quality signal the
 norm-aware protocols use, and L2-normalising it afterwards gives the usual flip-fused embedding.
 Inference runs under ``torch.inference_mode`` with the backbone in eval mode (its previous mode is
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from marginlab.data.datasets import to_model_input
+from marginlab.data.model_input import to_model_input
 from marginlab.device import resolve_device
 
 __all__ = ["embed_images", "iter_batches"]

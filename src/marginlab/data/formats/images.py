@@ -3,7 +3,7 @@
 Channel order: every function here takes and returns **RGB** ``uint8`` arrays of shape (H, W, 3).
 OpenCV is used for speed, and the BGR<->RGB swap is done here so no caller ever sees BGR; a model
 trained on BGR input (the InsightFace convention) converts in its input pipeline
-(``marginlab.data.datasets.to_model_input``).
+(``marginlab.data.model_input.to_model_input``).
 
 Decoding ignores EXIF orientation: the stored pixel grid is returned, as PIL and MXNet decode it and
 as the landmark files of IJB refer to it.
