@@ -355,7 +355,8 @@ def evaluate_run(
     comes from the ResolvedRun stored in ``model.pt``, i.e. what was actually trained. Returns the
     metrics dict.
     """
-    params.run(run_name)  # clear error for an unknown run name
+    if run_name not in params.runs:  # reads only the run's entry: its identity comes from model.pt
+        params.run(run_name)  # raises ConfigError naming the known runs
     timer = StageTimer(f"evaluate@{run_name}")
     run_dir = Path(params.runs_dir) / run_name
     dev = resolve_device(device or "auto")

@@ -29,6 +29,7 @@ class PipelineStage:
     persistent_outputs: tuple[str, ...]  # DVC `persist: true` (resume state): Snakemake must not delete them
     params: dict[str, Any] = field(default_factory=dict)  # resolved values of the params it tracks
     meta: dict[str, Any] = field(default_factory=dict)
+    whole_params: bool = False  # tracks every key of params.yaml (``- params.yaml:`` with no key list)
 
     @property
     def snakemake(self) -> dict[str, Any]:
@@ -76,10 +77,11 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
             for st in repo.index.stages:
                 if not getattr(st, "cmd", None):
                     continue  # .dvc files (data.dvc) are data, not jobs
-                file_deps, param_keys = [], {}
+                file_deps, param_keys, whole = [], {}, False
                 for dep in st.deps:
                     keys = getattr(dep, "params", None)
                     if keys is not None:
+                        whole = whole or not keys  # an empty key list: the whole file
                         for k in keys:
                             param_keys[k] = _lookup(all_params, k)
                     else:
@@ -87,13 +89,13 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
                 outs = [o.def_path for o in st.outs]
                 persistent.update(o.def_path for o in st.outs if o.persist)
                 raw.append((st.addressing, st.cmd if isinstance(st.cmd, str) else " && ".join(st.cmd),
-                            file_deps, outs, param_keys, dict(st.meta or {})))
+                            file_deps, outs, param_keys, dict(st.meta or {}), whole))
     finally:
         os.chdir(cwd)
 
-    all_outputs = [o for _, _, _, outs, _, _ in raw for o in outs]
+    all_outputs = [o for _, _, _, outs, _, _, _ in raw for o in outs]
     stages = []
-    for name, cmd, deps, outs, pkeys, meta in raw:
+    for name, cmd, deps, outs, pkeys, meta, whole in raw:
         inputs: list[str] = []
         for d in deps:
             # Persistent outputs (resume state) are not Snakemake outputs, so they cannot be inputs either;
@@ -103,7 +105,10 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
         declared_dirs = set((meta.get("snakemake") or {}).get("directories", []))
         dirs = tuple(o for o in outs if o in declared_dirs or (root / o).is_dir() or not PurePosixPath(o).suffix)
         persist = tuple(o for o in outs if o in persistent)
-        stages.append(PipelineStage(name, cmd, tuple(dict.fromkeys(inputs)), tuple(outs), dirs, persist, pkeys, meta))
+        if whole:
+            pkeys = {**pkeys, **{k: v for k, v in (all_params or {}).items() if k not in pkeys}}
+        stages.append(PipelineStage(name, cmd, tuple(dict.fromkeys(inputs)), tuple(outs), dirs, persist, pkeys, meta,
+                                    whole))
     return stages
 
 
@@ -123,3 +128,41 @@ def stage_edges(stages: list[PipelineStage]) -> set[tuple[str, str]]:
 def params_fingerprint(stage: PipelineStage) -> str:
     """Stable text of the params a stage tracks: Snakemake reruns a rule when it changes."""
     return json.dumps(stage.params, sort_keys=True, default=str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m marginlab.pipeline.graph --check-deps``: every stage declares the code it imports."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m marginlab.pipeline.graph", description=main.__doc__)
+    parser.add_argument("--repo", default=".", help="repository root holding dvc.yaml (default: .)")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--check-deps", action="store_true",
+                        help="compare each stage's code deps in dvc.yaml with its import graph; exit 1 when a "
+                             "file the stage imports is not declared")
+    action.add_argument("--fix-deps", action="store_true",
+                        help="rewrite each stage's code deps in dvc.yaml to the derived ones (other deps kept)")
+    action.add_argument("--print", action="store_true", help="print the resolved stages (name, inputs, params)")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --check-deps: also fail on declared code deps the stage never imports")
+    parser.add_argument("--suggest", action="store_true", help="with --check-deps: print each stage's derived code deps")
+    args = parser.parse_args(argv)
+
+    from marginlab.pipeline import deps
+
+    if args.print:
+        for st in load_stages(args.repo):
+            print(json.dumps({"name": st.name, "cmd": st.cmd, "inputs": st.inputs, "params": sorted(st.params)}))
+        return 0
+    if args.fix_deps:
+        changed = deps.fix_dvc_yaml(args.repo)
+        print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: code deps already complete")
+        args.strict = True  # then verify the result
+    results = deps.check_repo(args.repo)
+    print(deps.format_report(results, suggest=args.suggest, repo_root=args.repo))
+    failed = any(not r.ok or (args.strict and r.unused) for r in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
