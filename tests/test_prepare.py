@@ -31,7 +31,8 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.model_input import NORMALISATION
-from marginlab.data.prepare import hash_tree, link_or_copy, prepare_data
+from marginlab.data.prepare import prepare_data
+from marginlab.data.prepare.files import hash_tree, link_or_copy
 from marginlab.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]

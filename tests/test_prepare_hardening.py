@@ -36,7 +36,8 @@ from marginlab.data.formats import (
     write_bin,
     write_recordio,
 )
-from marginlab.data.prepare import _lock_dir, clean_stale_temps, prepare_data
+from marginlab.data.prepare import prepare_data
+from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -423,7 +424,7 @@ def test_clean_stale_temps_spares_live_and_foreign_directories(tmp_path):
     for d in (live, dead, *foreign):
         d.mkdir()
         (d / "f").write_text("x")
-    fd = _lock_dir(live)  # a running prepare holds its temporary directory
+    fd = lock_dir(live)  # a running prepare holds its temporary directory
     try:
         assert clean_stale_temps(out) == [dead.name]
         assert live.exists() and not dead.exists() and all(d.exists() for d in foreign)
