@@ -1,5 +1,19 @@
-"""Data access for marginlab: on-disk formats (:mod:`marginlab.data.formats`), datasets and augmentation.
+"""Data for marginlab, by job.
+
+- :mod:`marginlab.data.formats`: the on-disk face-data formats (RecordIO ``.rec``/``.idx``,
+  verification ``.bin``, IJB meta, identity folders and TinyFace sets, image decoding/encoding and
+  alignment, the format errors).  Its ``__init__`` is the one public facade: import from
+  ``marginlab.data.formats``, never from its modules.
+- :mod:`marginlab.data.synthetic`: the synthetic face set (faces, rendering, degradations, which images
+  exist, rendering in worker processes, writing in the real formats).
+- :mod:`marginlab.data.prepare`: the prepare stage (``prepare_data``): synthetic generation or ingest of
+  real data into the prepared-data directory and its manifest.
+- training input: :mod:`marginlab.data.datasets` (the dataset over ``train.rec``, the train/validation
+  split, the reproducible loader) and :mod:`marginlab.data.augment` (the AdaFace augmentations).
+- :mod:`marginlab.data.model_input`: the network's input convention (resize, channel order,
+  normalisation), shared by training and evaluation.
+- :mod:`marginlab.data.sample_grid`: the labelled image grid of ``samples.png`` (synthetic and real).
 
 Readers in this package return images as RGB ``uint8`` arrays (H, W, 3); consumers convert to the
-channel order they train with.
+channel order they train with (:mod:`marginlab.data.model_input`).
 """
