@@ -21,6 +21,8 @@ def write_image_grid(
     Each image is resized to ``cell`` x ``cell`` (area interpolation when shrinking); missing cells
     of a short row stay white. Uses matplotlib (Agg) for the labels.
     """
+    # imported here, not at module level: selecting the Agg backend must not happen as a side effect of
+    # importing marginlab.data (it would change the backend of whoever imports it)
     import matplotlib
 
     matplotlib.use("Agg")
