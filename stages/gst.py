@@ -1,14 +1,14 @@
-"""Stage ``gst``: Fig. 3 of the paper — |GST| maps and curves of the margin heads on the two-class toy.
+"""Stage ``gst``: Fig. 3 of the paper — |GST| maps and curves of every registered margin head on the two-class toy.
 
-    python stages/gst.py [--params params.yaml] [--out analysis/gst] [--n N] [--curve-n N]
-                         [--cos-nontarget C] [--curricular-late-t 0.5]
+    python stages/gst.py [--params params.yaml] [--out analysis/gst] [--n N] [--curve-n N] [--cos-nontarget C]
 
 Head hyperparameters come from ``params.heads``, the grid from ``params.gst`` (``--n``, ``--curve-n``,
-``--cos-nontarget`` override it for one run); the gradient scaling term is computed by
-:mod:`marginlab.analysis.gst` (autograd through the head code). Writes, replacing ``--out`` as a whole:
-``gst.parquet`` (kind, panel, fig3, title, head, variant, hyperparameters, cos_target, cos_nontarget,
-gst, abs_gst), ``figures/fig3_gst_maps.png`` (the seven panels), ``figures/fig3_gst_curves.png``,
-``figures/fig3_gst_norm_levels.png`` and ``summary.json``. See :mod:`marginlab.report.gst_figures`.
+``--cos-nontarget`` override it for one run); the panels are every registered head in each of its GST
+variants; the gradient scaling term is computed by :mod:`marginlab.analysis.gst` (autograd through the
+head code). Writes, replacing ``--out`` as a whole: ``gst.parquet`` (kind, panel, fig3, title, head,
+variant, hyperparameters, cos_target, cos_nontarget, gst, abs_gst), ``figures/fig3_gst_maps.png`` (one
+panel per head and variant), ``figures/fig3_gst_curves.png``, ``figures/fig3_gst_state_levels.png`` and
+``summary.json``. See :mod:`marginlab.analysis.gst_study`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from marginlab.analysis.gst_study import panel_key, write_gst_outputs
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
-from marginlab.report.gst_figures import write_gst_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-n", type=int, default=None, help="points per curve (default: params gst.curve_n)")
     parser.add_argument("--cos-nontarget", type=float, default=None,
                         help="non-target cosine of the curves (default: params gst.cos_nontarget)")
-    parser.add_argument("--curricular-late-t", type=float, default=0.5,
-                        help="CurricularFace t of the 'late' panel (default: 0.5)")
     args = parser.parse_args(argv)
     return run_stage(lambda: _run(args), (ConfigError, ValueError, KeyError))
 
@@ -44,17 +42,22 @@ def _run(args: argparse.Namespace) -> int:
         n=gst.n if args.n is None else args.n,
         curve_n=gst.curve_n if args.curve_n is None else args.curve_n,
         cos_nontarget=gst.cos_nontarget if args.cos_nontarget is None else args.cos_nontarget,
-        curricular_late_t=args.curricular_late_t, extra_summary={"preset": params.preset},
+        extra_summary={"preset": params.preset},
     )
     out = Path(args.out)
     sc = summary["special_cases"]
     emph = summary["emphasis"]["panels"]
     print(f"wrote {out / 'gst.parquet'} ({summary['rows']} rows), {len(summary['figures'])} figures in {out / 'figures'}; "
           f"AdaFace ẑ=-1 vs ArcFace max |Δ| {sc['adaface_zhat_minus1_vs_arcface']['max_abs_diff']:.2e}, "
-          f"ẑ=0 vs CosFace {sc['adaface_zhat0_vs_cosface']['max_abs_diff']:.2e}; hard/easy |GST| ratio "
-          f"ẑ=+1 {emph['adaface_high']['hard_over_easy']:.2f}, ẑ=-1 {emph['adaface_low']['hard_over_easy']:.2f} "
-          f"({summary['wall_time_s']:.1f} s)")
+          f"ẑ=0 vs CosFace {sc['adaface_zhat0_vs_cosface']['max_abs_diff']:.2e}; hard/easy |GST| ratio of AdaFace "
+          + ", ".join(f"ẑ={z:+g} {_ratio(emph, panel_key('adaface', {'z_hat': z}))}" for z in (1.0, -1.0))
+          + f" ({summary['wall_time_s']:.1f} s)")
     return 0
+
+
+def _ratio(panels: dict, key: str) -> str:
+    value = (panels.get(key) or {}).get("hard_over_easy")
+    return "—" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":

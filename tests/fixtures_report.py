@@ -197,8 +197,8 @@ def write_analysis(root: Path, *, gst: bool = True) -> None:
     for name, colour in zip(ANALYSIS_FIGURES, colours):
         _png(analysis / "figures" / name, colour)
     if gst:
+        from marginlab.analysis.gst_study import write_gst_outputs
         from marginlab.config import load_params
-        from marginlab.report.gst_figures import write_gst_outputs
 
         heads = load_params(root / "params.yaml").heads
         write_gst_outputs(heads, analysis / "gst", n=21, curve_n=41)

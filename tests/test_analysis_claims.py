@@ -77,22 +77,31 @@ def test_claim1_falls_back_to_ground_truth_without_iq():
 def test_claim2_adaface_defaults_supported_and_cosface_flat():
     c = cl.claim_margin_form({"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01})
     assert c["verdict"] == "supported"
-    ratios = c["parts"][0]["numbers"]["ratios"]["j=0.5"]
-    assert ratios["adaface z_hat=+1"]["ratio"] > 1 > ratios["adaface z_hat=-1"]["ratio"]
-    assert ratios["cosface"]["ratio"] == pytest.approx(1.0)  # constant GST s for a misclassified CosFace sample
+    ratios = c["parts"][0]["numbers"]["ratios"]
+    assert ratios["adaface z_hat=+1"]["hard_over_easy"] > 1 > ratios["adaface z_hat=-1"]["hard_over_easy"]
+    # CosFace's GST is s·(P - 1): both samples are misclassified under the margin, so |g| ≈ s for both
+    assert ratios["cosface"]["hard_over_easy"] == pytest.approx(1.0, abs=0.01)
 
 
 def test_claim2_without_margin_is_inconclusive():
     # m = 0: no margin at all, so the norm cannot change the emphasis (both ratios are the softmax's).
     c = cl.claim_margin_form({"s": 64.0, "m": 0.0, "h": 0.333})
-    ratios = c["parts"][0]["numbers"]["ratios"]["j=0"]
-    assert ratios["adaface z_hat=+1"]["ratio"] == pytest.approx(ratios["adaface z_hat=-1"]["ratio"])
+    ratios = c["parts"][0]["numbers"]["ratios"]
+    assert ratios["adaface z_hat=+1"]["hard_over_easy"] == pytest.approx(ratios["adaface z_hat=-1"]["hard_over_easy"])
     assert c["verdict"] == "inconclusive"
 
 
-def test_claim2_rejects_offsets_outside_the_cosine_range():
-    with pytest.raises(ValueError, match="outside"):
-        cl.claim_margin_form({"m": 0.4, "h": 0.333}, cos_nontarget=(-0.8,), hard_offset=0.5)
+def test_claim2_uses_the_one_emphasis_definition():
+    """Claim 2's ratios are marginlab.analysis.gst.emphasis at its EASY/HARD points, nothing computed beside it."""
+    from marginlab.analysis import gst
+
+    hp = {"s": 64.0, "m": 0.45, "h": 0.333, "t_alpha": 0.01}
+    numbers = cl.claim_margin_form(hp)["parts"][0]["numbers"]
+    assert numbers["easy_point"] == list(gst.EASY_POINT) and numbers["hard_point"] == list(gst.HARD_POINT)
+    for z in (1.0, -1.0):
+        expected = gst.emphasis("adaface", {"z_hat": z}, hyperparameters=hp)
+        assert numbers["ratios"][f"adaface z_hat={z:+g}"] == pytest.approx(expected, abs=1e-6)  # claims round to 6 decimals
+    assert numbers["ratios"]["arcface"] == pytest.approx(gst.emphasis("arcface"), abs=1e-6)
 
 
 # --------------------------------------------------------------------------- claim 3

@@ -1,4 +1,5 @@
-"""The gst stage (Fig. 3): table schema, the seven panels, special cases against closed forms, CLI, errors."""
+"""The gst stage (Fig. 3): table schema, panels from the head registry, special cases against closed forms,
+the one emphasis definition, params, CLI, errors."""
 
 from __future__ import annotations
 
@@ -12,20 +13,21 @@ import pandas as pd
 import pytest
 import yaml
 
-from marginlab.analysis.gst import target_gst
-from marginlab.config import load_params
-from marginlab.report.gst_figures import (
-    EASY_POINT,
-    FIG3_PANELS,
+from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, target_gst
+from marginlab.analysis.gst_study import (
     FIGURE_FILES,
     GST_TABLE_COLUMNS,
-    HARD_POINT,
-    adaface_unclipped_gst,
     compute_gst_table,
     curve_margins,
-    fig3_panels,
+    gst_panels,
+    head_hyperparameters,
+    panel_key,
+    state_level_panels,
     write_gst_outputs,
 )
+from marginlab.analysis.paper_numbers import FIG3_PANELS
+from marginlab.config import load_params
+from marginlab.heads import HEAD_NAMES, HEADS, AdaFace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
@@ -47,6 +49,18 @@ def cosface_closed(x, j, m, s=S):
 def arcface_closed(x, j, m, s=S):
     th = np.arccos(x)
     return (sigmoid(s * np.cos(th + m) - s * j) - 1.0) * s * np.sin(th + m) / np.sin(th)
+
+
+def adaface_unclipped_closed(x, j, *, m, s=S, z_hat=1.0):
+    """AdaFace's GST *without* the angle clip, the closed form of the issue #24 interactive plot.
+
+    f(x) = s · (cos(θ - m·ẑ) - m·ẑ - m) with θ = arccos x; f'(x) = s · sin(θ - m·ẑ) / sin θ;
+    P = σ(f - s·j); g = (P - 1) · f'. Written out independently of the head code, as a check on it.
+    """
+    theta = np.arccos(x)
+    shift = m * z_hat
+    f = s * (np.cos(theta - shift) - shift - m)
+    return (sigmoid(f - s * j) - 1.0) * s * np.sin(theta - shift) / np.sin(theta)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +99,7 @@ def test_parquet_schema_and_kinds(table):
     assert list(table.columns) == list(GST_TABLE_COLUMNS)
     assert table["gst"].dtype == np.float64 and table["cos_target"].dtype == np.float64
     assert table["fig3"].dtype == bool
-    assert set(table["kind"]) == {"map", "curve", "curve_m", "curve_m_unclipped"}
+    assert set(table["kind"]) == {"map", "curve", "curve_m"}
     np.testing.assert_array_equal(table["abs_gst"].to_numpy(), table["gst"].abs().to_numpy())
     assert np.isfinite(table["gst"]).all()
     # every map covers the same N x N grid over [-0.995, 0.995]
@@ -93,23 +107,62 @@ def test_parquet_schema_and_kinds(table):
     assert len(grid) == N and grid[0] == pytest.approx(-0.995) and grid[-1] == pytest.approx(0.995)
 
 
-def test_seven_fig3_panels_present(table, stage_out):
+ADA_HIGH, ADA_LOW, ADA_ZERO = (panel_key("adaface", {"z_hat": z}) for z in (1.0, -1.0, 0.0))
+
+
+def test_panels_come_from_the_head_registry(table, stage_out):
+    """One map panel per registered head and GST variant, in table order; the paper's seven marked fig3."""
+    expected = [(name, v) for name in HEAD_NAMES for v in HEADS[name].gst_variants]
     maps = table[table["kind"] == "map"]
-    assert list(dict.fromkeys(maps.loc[maps["fig3"], "panel"])) == list(FIG3_PANELS)
-    assert len(FIG3_PANELS) == 7
-    heads = maps[maps["fig3"]].groupby("panel", sort=False)["head"].first().to_dict()
-    assert heads == {"cosface": "cosface", "arcface": "arcface", "magface_mid": "magface",
-                     "curricularface_early": "curricularface", "curricularface_late": "curricularface",
-                     "adaface_high": "adaface", "adaface_low": "adaface"}
-    variants = maps[maps["fig3"]].groupby("panel", sort=False)["variant"].first().to_dict()
-    assert variants["adaface_high"] == "z_hat=1" and variants["adaface_low"] == "z_hat=-1"
-    assert variants["curricularface_early"] == "t=0" and variants["curricularface_late"] == "t=0.5"
-    assert variants["magface_mid"] == "norm=60"  # (l_a + u_a) / 2 = (10 + 110) / 2
-    for panel in FIG3_PANELS:
-        _map(table, panel)
-        assert len(table[(table["kind"] == "curve") & (table["panel"] == panel)]) == CURVE_N
     summary = json.loads((stage_out / "summary.json").read_text())
-    assert [p["key"] for p in summary["panels"]] == list(FIG3_PANELS)
+    keys = [panel_key(h, v) for h, v in expected]
+    assert summary["figure_panels"]["maps"] == keys == [p["key"] for p in summary["panels"]]
+    assert list(dict.fromkeys(table.loc[table["kind"] == "curve", "panel"])) == keys
+    for key in keys:
+        _map(table, key)
+        assert len(table[(table["kind"] == "curve") & (table["panel"] == key)]) == CURVE_N
+    paper = [panel_key(p.head, p.variant) for p in FIG3_PANELS]
+    assert len(paper) == 7 and set(paper) <= set(keys)
+    assert sorted(maps.loc[maps["fig3"], "panel"].unique()) == sorted(paper)
+    heads = maps.groupby("panel", sort=False)["head"].first().to_dict()
+    variants = maps.groupby("panel", sort=False)["variant"].first().to_dict()
+    assert heads[ADA_HIGH] == "adaface" and variants[ADA_HIGH] == "z_hat=1" and variants[ADA_LOW] == "z_hat=-1"
+    assert variants["curricularface_t=0"] == "t=0" and variants["curricularface_t=0.5"] == "t=0.5"
+    assert variants["magface_norm=60"] == "norm=60"
+    titles = maps.groupby("panel", sort=False)["title"].first().to_dict()
+    assert titles[ADA_HIGH].startswith("AdaFace high norm, ẑ=1 (m=0.45") and titles[ADA_LOW].startswith("AdaFace low norm")
+    assert titles["curricularface_t=0.5"] == "CurricularFace late, t=0.5 (m=0.5)"
+
+
+def test_elasticface_is_drawn_without_an_edit_here(table, stage_out):
+    """The seventh head, added through one file, is in the parquet, the maps figure, the curves and the emphasis table."""
+    assert "elasticface" in HEAD_NAMES
+    rows = _map(table, "elasticface")
+    assert set(rows["head"]) == {"elasticface"} and not rows["fig3"].any()
+    assert json.loads(rows["hyperparameters"].iloc[0]) == {"s": 64.0, "m": 0.5, "sigma": 0.05}
+    assert rows["title"].iloc[0] == "ElasticFace (m=0.5, sigma=0.05)"
+    # outside training ElasticFace is ArcFace with margin m: its map is ArcFace's
+    arc = _map(table, "arcface")
+    np.testing.assert_allclose(rows["gst"].to_numpy(), arc["gst"].to_numpy(), atol=1e-12)
+    summary = json.loads((stage_out / "summary.json").read_text())
+    assert "elasticface" in summary["figure_panels"]["maps"] and "elasticface" in summary["emphasis"]["panels"]
+    assert "elasticface" in summary["heads"]
+    assert (table[table["kind"] == "curve"]["panel"] == "elasticface").sum() == CURVE_N
+
+
+def test_state_levels_are_the_variants_and_their_midpoints(table, stage_out):
+    heads = load_params(ROOT / "params.yaml").heads
+    rows = state_level_panels(heads)
+    assert [row[0].head for row in rows] == [h for h in HEAD_NAMES if len(HEADS[h].gst_variants) > 1]
+    ada = next(row for row in rows if row[0].head == "adaface")
+    assert [p.variant for p in ada] == [{"z_hat": z} for z in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    mag = next(row for row in rows if row[0].head == "magface")
+    assert [p.variant["norm"] for p in mag] == [10.0, 35.0, 60.0, 85.0, 110.0]
+    summary = json.loads((stage_out / "summary.json").read_text())
+    assert summary["figure_panels"]["levels"] == [[p.key for p in row] for row in rows]
+    for row in rows:
+        for p in row:
+            _map(table, p.key)
 
 
 def test_figures_written_and_directory_replaced(stage_out):
@@ -131,15 +184,15 @@ def test_hyperparameters_come_from_params(table):
     assert rows["title"].iloc[0] == "CosFace (m=0.35)"
     x, j = rows["cos_target"].to_numpy(), rows["cos_nontarget"].to_numpy()
     np.testing.assert_allclose(rows["gst"].to_numpy(), cosface_closed(x, j, 0.35), atol=1e-9)
-    ada = json.loads(_map(table, "adaface_high")["hyperparameters"].iloc[0])
-    assert ada == {"s": 64.0, "m": 0.45, "h": 0.333}  # t_alpha does not enter the GST
+    ada = json.loads(_map(table, ADA_HIGH)["hyperparameters"].iloc[0])
+    assert ada == {"s": 64.0, "m": 0.45, "h": 0.333, "t_alpha": 0.01}  # the params entry (t_alpha does not enter the GST)
 
 
 def test_adaface_low_norm_equals_arcface_with_same_m(table):
-    rows = _map(table, "adaface_low")
+    rows = _map(table, ADA_LOW)
     x, j = rows["cos_target"].to_numpy(), rows["cos_nontarget"].to_numpy()
     m = 0.45
-    ok = (np.arccos(x) + m < math.pi - 1e-3) & (np.abs(x) < 1 - 1e-3)
+    ok = (np.arccos(x) + m < math.pi - AdaFace.eps) & (np.abs(x) < 1 - AdaFace.eps)
     assert ok.sum() > 0.8 * len(x)
     g = rows["gst"].to_numpy()
     np.testing.assert_allclose(g[ok], arcface_closed(x, j, m)[ok], atol=1e-8)
@@ -150,7 +203,7 @@ def test_adaface_low_norm_equals_arcface_with_same_m(table):
 
 
 def test_adaface_zero_norm_equals_cosface_with_same_m(table):
-    rows = _map(table, "adaface_z0")
+    rows = _map(table, ADA_ZERO)
     x, j = rows["cos_target"].to_numpy(), rows["cos_nontarget"].to_numpy()
     np.testing.assert_allclose(rows["gst"].to_numpy(), cosface_closed(x, j, 0.45), atol=1e-8)
     np.testing.assert_allclose(rows["gst"].to_numpy(), target_gst("cosface", x, j, hyperparameters={"m": 0.45}), atol=1e-9)
@@ -163,26 +216,49 @@ def test_summary_checks_and_emphasis(stage_out):
     assert sc["adaface_zhat0_vs_cosface"]["max_abs_diff"] < 1e-8
     assert sc["adaface_zhat0_vs_cosface"]["m"] == 0.45
     e = s["emphasis"]["panels"]
+    assert s["emphasis"]["easy_point"] == list(EASY_POINT) and s["emphasis"]["hard_point"] == list(HARD_POINT)
     # CosFace by hand at m = 0.35: |g| = 64·(1 - σ(64·(x - m - j)))
     easy = 64 * (1 - 1 / (1 + math.exp(-64 * (EASY_POINT[0] - 0.35 - EASY_POINT[1]))))
     hard = 64 * (1 - 1 / (1 + math.exp(-64 * (HARD_POINT[0] - 0.35 - HARD_POINT[1]))))
     assert e["cosface"]["easy_abs_gst"] == pytest.approx(easy, rel=1e-9)
     assert e["cosface"]["hard_abs_gst"] == pytest.approx(hard, rel=1e-9)
     # the paper's Fig. 3 reading: AdaFace favours the hard sample at high norm, disfavours it at low norm
-    assert e["adaface_high"]["hard_over_easy"] > 1.0 > e["adaface_low"]["hard_over_easy"]
+    assert e[ADA_HIGH]["hard_over_easy"] > 1.0 > e[ADA_LOW]["hard_over_easy"]
     assert s["wall_time_s"] > 0 and s["preset"] == "default"
     assert s["curve_margins"] == [0.45, 0.5, 0.7]
 
 
-def test_adaface_high_norm_curves_flat_region_and_unclipped_sign_change(table):
+def test_emphasis_is_one_definition_for_figure_and_claim(stage_out, params_file):
+    """The figure's emphasis table and claim 2 are both marginlab.analysis.gst.emphasis; neither redefines it."""
+    from marginlab.analysis import claims
+
+    s = json.loads((stage_out / "summary.json").read_text())
+    heads = load_params(params_file).heads
+    for p in gst_panels(heads):
+        entry = s["emphasis"]["panels"][p.key]
+        assert {k: entry[k] for k in ("easy_abs_gst", "hard_abs_gst", "hard_over_easy")} == pytest.approx(
+            emphasis(p.head, p.variant, hyperparameters=p.hyperparameters), rel=1e-12)
+    claim = claims.claim_margin_form(heads.adaface.model_dump())["parts"][0]["numbers"]
+    assert claim["easy_point"] == s["emphasis"]["easy_point"] and claim["hard_point"] == s["emphasis"]["hard_point"]
+    for z, key in ((1.0, ADA_HIGH), (-1.0, ADA_LOW)):
+        assert claim["ratios"][f"adaface z_hat={z:+g}"]["hard_over_easy"] == pytest.approx(
+            s["emphasis"]["panels"][key]["hard_over_easy"], abs=1e-6)
+    src = ROOT / "src" / "marginlab" / "analysis"
+    for module in ("claims.py", "gst_study.py", "figures.py"):
+        text = (src / module).read_text()
+        assert "EASY_POINT =" not in text and "HARD_POINT =" not in text and "hard_offset" not in text, module
+
+
+def test_adaface_high_norm_curves_flat_region_against_the_unclipped_closed_form(table, stage_out):
     clipped = table[table["kind"] == "curve_m"]
-    unclipped = table[table["kind"] == "curve_m_unclipped"]
+    assert set(table["kind"]) == {"map", "curve", "curve_m"}
     assert sorted({json.loads(h)["m"] for h in clipped["hyperparameters"]}) == [0.45, 0.5, 0.7]
-    for panel, rows in clipped.groupby("panel"):
+    flat = json.loads((stage_out / "summary.json").read_text())["flat_region"]
+    for _, rows in clipped.groupby("panel"):
         m = json.loads(rows["hyperparameters"].iloc[0])["m"]
         rows = rows.sort_values("cos_target")
-        ref = unclipped[unclipped["panel"] == panel].sort_values("cos_target")
-        x, g, gu = rows["cos_target"].to_numpy(), rows["gst"].to_numpy(), ref["gst"].to_numpy()
+        x, g = rows["cos_target"].to_numpy(), rows["gst"].to_numpy()
+        gu = adaface_unclipped_closed(x, 0.5, m=m)
         beyond = x > math.cos(m) + 2e-3  # θ < m: the head clips the shifted angle, no gradient
         inside = (x < math.cos(m) - 2e-3) & (x > -0.99)
         assert beyond.any() and np.all(g[beyond] == 0.0)
@@ -190,6 +266,8 @@ def test_adaface_high_norm_curves_flat_region_and_unclipped_sign_change(table):
         np.testing.assert_allclose(g[inside], gu[inside], atol=1e-8)  # same function where nothing is clipped
         assert np.all(gu[beyond] > 0)  # without the clip the sign flips beyond cos m ...
         assert gu[-1] > 5 * S  # ... and it diverges towards cos θ_y = 1
+        f = flat[f"m={m:g}"]
+        assert f["last_nonzero_cos_target"] <= math.cos(m) and f["zero_share_of_curve"] == pytest.approx((g == 0).mean())
 
 
 def test_unclipped_closed_form_by_hand():
@@ -198,12 +276,11 @@ def test_unclipped_closed_form_by_hand():
     f = 64 * (math.cos(th - 0.4) - 0.8)
     p = 1 / (1 + math.exp(64 * 0.5 - f))
     expected = (p - 1) * 64 * math.sin(th - 0.4) / math.sin(th)
-    assert adaface_unclipped_gst(0.5, 0.5, m=0.4, s=64.0) == pytest.approx(expected, rel=1e-12)
-    # ẑ = 0 is CosFace's closed form (no angle shift)
+    assert adaface_unclipped_closed(0.5, 0.5, m=0.4) == pytest.approx(expected, rel=1e-12)
+    # ẑ = 0 is CosFace's closed form (no angle shift); ẑ = -1 is ArcFace's
     x = np.linspace(-0.9, 0.9, 7)
-    np.testing.assert_allclose(adaface_unclipped_gst(x, 0.1, m=0.4, s=64.0, z_hat=0.0), cosface_closed(x, 0.1, 0.4), atol=1e-12)
-    with pytest.raises(ValueError, match="cos_target"):
-        adaface_unclipped_gst(1.0, 0.5, m=0.4, s=64.0)
+    np.testing.assert_allclose(adaface_unclipped_closed(x, 0.1, m=0.4, z_hat=0.0), cosface_closed(x, 0.1, 0.4), atol=1e-12)
+    np.testing.assert_allclose(adaface_unclipped_closed(x, 0.1, m=0.4, z_hat=-1.0), arcface_closed(x, 0.1, 0.4), atol=1e-12)
 
 
 def test_map_orientation(table):
@@ -221,15 +298,17 @@ def test_curve_margins():
 
 def test_errors(tmp_path, capsys):
     heads = load_params(ROOT / "params.yaml").heads.model_dump()
+    # a head left out of a plain mapping gets its registry defaults; an unknown one is refused
     without = {k: v for k, v in heads.items() if k != "adaface"}
-    with pytest.raises(KeyError, match="adaface"):
-        fig3_panels(without)
+    assert head_hyperparameters(without)["adaface"] == head_hyperparameters(heads)["adaface"]
+    with pytest.raises(ValueError, match="unknown head"):
+        gst_panels({**heads, "sphereface": {"m": 1.35}})
     with pytest.raises(ValueError, match="grid sizes"):
         compute_gst_table(heads, n=2)
     with pytest.raises(ValueError, match="limits"):
         compute_gst_table(heads, limit=1.0)
     with pytest.raises(TypeError, match="heads must be"):
-        fig3_panels(["adaface"])
+        gst_panels(["adaface"])
     bad = tmp_path / "params.yaml"
     bad.write_text("heads:\n  cosface: {m: -1}\n")
     assert gst_stage.main(["--params", str(bad), "--out", str(tmp_path / "gst")]) == 2
@@ -238,7 +317,7 @@ def test_errors(tmp_path, capsys):
 
 
 def test_failed_write_leaves_previous_output(tmp_path, monkeypatch):
-    import marginlab.report.gst_figures as gf
+    import marginlab.analysis.figures as gf
 
     out = tmp_path / "gst"
     out.mkdir()

@@ -245,7 +245,10 @@ def test_correlations_and_augmentation_match_csv(page, tree):
 def test_gst_tables_match_summary(page, tree):
     s = json.loads((tree / "analysis" / "gst" / "summary.json").read_text())
     rows = page.tables["gst-emphasis"][1:]
-    assert [r[0]["data-panel"] for r in rows] == list(s["emphasis"]["panels"])
+    # in the figure's panel order (every registered head in table order; none listed by the report)
+    assert [r[0]["data-panel"] for r in rows] == [p["key"] for p in s["panels"]]
+    assert sorted(s["emphasis"]["panels"]) == sorted(p["key"] for p in s["panels"])
+    assert "elasticface" in s["emphasis"]["panels"]
     for attrs, cells, _ in rows:
         v = s["emphasis"]["panels"][attrs["data-panel"]]
         assert cells[1:] == [f"{v['easy_abs_gst']:.2f}", f"{v['hard_abs_gst']:.2f}", f"{v['hard_over_easy']:.2f}"]
@@ -458,9 +461,9 @@ def test_report_from_the_real_analysis_stage(tmp_path, monkeypatch):
     """fixtures_runs tree → the real analyze() and gst outputs → the report: every analysis part is shown."""
     from fixtures_runs import build_fixture_tree
 
+    from marginlab.analysis.gst_study import write_gst_outputs
     from marginlab.analysis.run import analyze
     from marginlab.config import load_params
-    from marginlab.report.gst_figures import write_gst_outputs
 
     root = tmp_path / "study"
     root.mkdir()

@@ -173,46 +173,34 @@ def claim_norm_quality(
 
 
 # --------------------------------------------------------------------------- claim 2
-def claim_margin_form(adaface_params: Mapping[str, float], cos_nontarget: Sequence[float] = (0.0, 0.5),
-                      hard_offset: float = 0.5, less_hard_offset: float = 0.1) -> dict[str, Any]:
+def claim_margin_form(adaface_params: Mapping[str, float]) -> dict[str, Any]:
     """Claim 2 (analytic): AdaFace's |GST| favours hard samples at high norm and disfavours them at low norm.
 
-    For a non-target cosine j, a *hard* sample has cos θ_y = j - ``hard_offset`` and a *less hard* one
-    cos θ_y = j - ``less_hard_offset`` (both misclassified). The emphasis ratio R(ẑ) = |g(hard)| / |g(less
-    hard)| of the gradient scaling term (:func:`marginlab.analysis.gst.target_gst`, autograd through the
-    head code) is computed at ẑ = +1 (high norm) and ẑ = -1 (low norm); CosFace and ArcFace are shown
-    for contrast (no norm dependence).
+    The emphasis ratio R = |g(hard △)| / |g(easy ○)| is :func:`marginlab.analysis.gst.emphasis` (the one
+    definition, also tabulated beside Fig. 3; autograd through the head code), computed for AdaFace with
+    ``adaface_params`` at ẑ = +1 (high norm) and ẑ = -1 (low norm); CosFace and ArcFace (paper defaults)
+    are shown for contrast (no norm dependence).
     """
-    from marginlab.analysis.gst import target_gst
+    from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis
 
     statement = ("The margin form decides which samples are emphasised: AdaFace emphasises hard samples when the "
                  "feature norm is high and de-emphasises them when it is low (Fig. 3, |GST|).")
-    rule = (f"supported if, for every non-target cosine j in {list(cos_nontarget)}, R(ẑ=+1) > 1 and R(ẑ=-1) < 1, where "
-            f"R = |GST(cos θ_y = j - {hard_offset})| / |GST(cos θ_y = j - {less_hard_offset})|; not supported if the "
-            "order is reversed for some j; inconclusive otherwise")
+    rule = (f"supported if R(ẑ=+1) > 1 and R(ẑ=-1) < 1, where R = |GST(hard △ {HARD_POINT})| / |GST(easy ○ "
+            f"{EASY_POINT})| at (cos θ_y, cos θ_j); not supported if the order is reversed; inconclusive otherwise")
     params = {k: float(v) for k, v in adaface_params.items() if k in ("s", "m", "h", "t_alpha")}
-    numbers: dict[str, Any] = {"adaface_params": params, "ratios": {}}
-    verdicts = []
-    for j in cos_nontarget:
-        x = np.array([j - hard_offset, j - less_hard_offset])
-        if np.any(np.abs(x) > 1):
-            raise ValueError(f"cosines {x} for j={j} fall outside [-1, 1]; use smaller offsets")
-        entry = {}
-        for z in (1.0, -1.0):
-            g = np.abs(target_gst("adaface", x, j, {"z_hat": z}, hyperparameters=params))
-            entry[f"adaface z_hat={z:+g}"] = {"gst_hard": g[0], "gst_less_hard": g[1], "ratio": g[0] / g[1] if g[1] > 0 else np.nan}
-        for head in ("cosface", "arcface"):
-            g = np.abs(target_gst(head, x, j))
-            entry[head] = {"gst_hard": g[0], "gst_less_hard": g[1], "ratio": g[0] / g[1] if g[1] > 0 else np.nan}
-        hi, lo = entry["adaface z_hat=+1"]["ratio"], entry["adaface z_hat=-1"]["ratio"]
-        if hi > 1 and lo < 1:
-            verdicts.append("supported")
-        elif hi < 1 and lo > 1:
-            verdicts.append("not supported")
-        else:
-            verdicts.append("inconclusive")
-        numbers["ratios"][f"j={j:g}"] = entry
-    part = _part("a: emphasis ratios", combine(verdicts), rule, numbers)
+    ratios = {f"adaface z_hat={z:+g}": emphasis("adaface", {"z_hat": z}, hyperparameters=params) for z in (1.0, -1.0)}
+    ratios.update({head: emphasis(head) for head in ("cosface", "arcface")})
+    hi, lo = ratios["adaface z_hat=+1"]["hard_over_easy"], ratios["adaface z_hat=-1"]["hard_over_easy"]
+    if hi is None or lo is None:
+        verdict = "inconclusive"
+    elif hi > 1 and lo < 1:
+        verdict = "supported"
+    elif hi < 1 and lo > 1:
+        verdict = "not supported"
+    else:
+        verdict = "inconclusive"
+    numbers = {"adaface_params": params, "easy_point": list(EASY_POINT), "hard_point": list(HARD_POINT), "ratios": ratios}
+    part = _part("a: emphasis ratios", verdict, rule, numbers)
     return _claim(2, "Margin form controls sample emphasis", statement, "Fig. 3 and issue #24", [part],
                   "the single part's verdict", note="analytic: evaluates the margin function through the head code; "
                   "no training data involved")

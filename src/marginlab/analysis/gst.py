@@ -26,6 +26,10 @@ state are evaluated in a fixed state (a *variant*), which the head itself sets
 
 Outputs are tidy :class:`pandas.DataFrame` rows ``head, variant, cos_target, cos_nontarget, gst``
 (signed g; the paper plots ``gst.abs()``).
+
+*Hard versus easy emphasis* (the reading of Fig. 3 that claim 2 tests, and the table beside the figure)
+is defined once, here: :func:`emphasis` compares |g| at a fixed hard sample (:data:`HARD_POINT`) with
+|g| at a fixed easy one (:data:`EASY_POINT`).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ import torch.nn.functional as F
 from marginlab.heads import HEAD_NAMES, HEADS, MarginHead, build_head
 
 __all__ = [
-    "GST_COLUMNS", "DEFAULT_VARIANTS", "target_gst", "gst_grid", "gst_curves", "gst_table", "gst_map",
-    "variant_label",
+    "GST_COLUMNS", "DEFAULT_VARIANTS", "EASY_POINT", "HARD_POINT", "emphasis", "target_gst", "gst_grid", "gst_curves",
+    "gst_table", "gst_map", "variant_label",
 ]
 
 GST_COLUMNS = ("head", "variant", "cos_target", "cos_nontarget", "gst")
@@ -50,6 +54,12 @@ GST_COLUMNS = ("head", "variant", "cos_target", "cos_nontarget", "gst")
 #: Norm levels shown by default, declared by each head (``gst_variants``): AdaFace at the two ends and the
 #: middle of ẑ, MagFace at l_a, the middle and u_a, CurricularFace early (t = 0) and later; {} for the rest.
 DEFAULT_VARIANTS: dict[str, tuple[dict[str, float], ...]] = {name: HEADS[name].gst_variants for name in HEAD_NAMES}
+
+#: The easy and the hard sample of the emphasis comparison, as (cos θ_y, cos θ_j) on the two-class toy: at
+#: the same non-target cosine, the easy one lies near its class centre (inside the no-margin boundary),
+#: the hard one far from it and closer to the other class. Marked ○ and △ on the Fig. 3 maps.
+EASY_POINT = (0.5, 0.2)
+HARD_POINT = (-0.2, 0.2)
 
 
 def variant_label(variant: Mapping[str, float]) -> str:
@@ -177,3 +187,22 @@ def gst_map(frame: pd.DataFrame, head: str, variant: str = "default") -> pd.Data
         have = sorted(set(zip(frame["head"], frame["variant"])))
         raise ValueError(f"no GST rows for head={head!r}, variant={variant!r}; available: {have}")
     return rows.pivot(index="cos_target", columns="cos_nontarget", values="gst")
+
+
+def emphasis(
+    head: MarginHead | str,
+    variant: Optional[Mapping[str, float]] = None,
+    *,
+    hyperparameters: Optional[Mapping[str, float]] = None,
+) -> dict[str, float | None]:
+    """How much more the hard sample pulls than the easy one: |g| at :data:`HARD_POINT` over |g| at :data:`EASY_POINT`.
+
+    Returns ``{"easy_abs_gst", "hard_abs_gst", "hard_over_easy"}`` (the ratio is None when the easy |g| is 0).
+    A ratio above 1 means the head emphasises the hard sample. The paper's reading of Fig. 3: AdaFace has
+    a ratio above 1 at high norm (ẑ = +1) and below 1 at low norm (ẑ = -1). ``head``, ``variant`` and
+    ``hyperparameters`` as in :func:`target_gst`.
+    """
+    g = np.abs(target_gst(head, [EASY_POINT[0], HARD_POINT[0]], [EASY_POINT[1], HARD_POINT[1]], variant,
+                          hyperparameters=hyperparameters))
+    easy, hard = float(g[0]), float(g[1])
+    return {"easy_abs_gst": easy, "hard_abs_gst": hard, "hard_over_easy": hard / easy if easy > 0 else None}

@@ -1,21 +1,20 @@
-"""The report side of the study: Fig. 3 (GST panels) and the self-contained HTML report.
+"""The HTML report of the study: it reads the stage outputs and renders them, nothing else.
 
-- :mod:`.gst_figures` — the ``gst`` stage: |GST| maps and curves of the margin heads (paper Fig. 3),
-  computed with :mod:`marginlab.analysis.gst`, written to ``analysis/gst/``;
-- :mod:`.inputs` — reading the stage outputs, with "not available: <why>" for optional ones;
+- :mod:`.inputs` — reading the stage outputs (``analysis/``, ``analysis/gst/`` written by the ``gst``
+  stage from :mod:`marginlab.analysis.gst_study`, ...), with "not available: <why>" for optional ones;
 - :mod:`.figures` — figures the report draws itself and PNG data URIs;
+- :mod:`.evidence` — a claim's nested numbers laid out as key-values and tables;
 - :mod:`.provenance` — git commit, params, dvc.lock input hashes, versions, hardware, wall times;
 - :mod:`.render` — ``render_report(root=".", out="reports/report.html")``.
 
-Submodules are imported lazily so that ``stages/gst.py`` does not load Jinja2 and the report does not
-load the GST code.
+Submodules are imported lazily so that importing the package does not load Jinja2.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ReportInputError", "render_report", "write_gst_outputs"]
+__all__ = ["ReportInputError", "render_report"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,8 +26,4 @@ def __getattr__(name: str) -> Any:
         from marginlab.report.inputs import ReportInputError
 
         return ReportInputError
-    if name == "write_gst_outputs":
-        from marginlab.report.gst_figures import write_gst_outputs
-
-        return write_gst_outputs
     raise AttributeError(f"module 'marginlab.report' has no attribute {name!r}")

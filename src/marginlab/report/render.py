@@ -72,13 +72,15 @@ FIG2_FIGURES = (
 )
 TRAINING_FIGURE = "training_curves.png"
 GST_FIGURES = (
-    ("fig3_gst_maps.png", ("Fig. 3: |GST| maps. x: target cos θ_y, y: non-target cos θ_j (the cosine plane of issue #24, "
-                           "not the paper's angle drawing); ○ easy and △ hard sample; colour scale shared, clipped at the "
-                           "99th percentile.")),
-    ("fig3_gst_curves.png", ("(a) |GST| against cos θ_y at cos θ_j = 0.5; (b) AdaFace at ẑ = +1 for the configured m and larger "
-                             "margins: solid = head code (angle clipped at θ − m ≥ eps, so GST = 0 beyond cos m), dashed = the "
-                             "unclipped closed form of issue #24, which changes sign at cos m and diverges towards cos θ_y = 1.")),
-    ("fig3_gst_norm_levels.png", "AdaFace from ẑ = −1 (ArcFace) through 0 (CosFace) to +1, and MagFace from l_a to u_a."),
+    ("fig3_gst_maps.png", ("Fig. 3: |GST| maps of every registered head in each of its GST states (bold titles: the "
+                           "paper's Fig. 3 panels). x: target cos θ_y, y: non-target cos θ_j (the cosine plane of issue "
+                           "#24, not the paper's angle drawing); ○ easy and △ hard sample; colour scale shared, clipped "
+                           "at the 99th percentile.")),
+    ("fig3_gst_curves.png", ("(a) |GST| against cos θ_y at the fixed non-target cosine of params gst.cos_nontarget; "
+                             "(b) AdaFace at ẑ = +1 for the configured m and larger margins: the head code clips the "
+                             "shifted angle at θ − m ≥ eps, so GST = 0 beyond cos m (dotted).")),
+    ("fig3_gst_state_levels.png", ("Every head with several GST states, at its levels and the midpoints between them: "
+                                   "e.g. AdaFace from ẑ = −1 (ArcFace) through 0 (CosFace) to +1, MagFace from l_a to u_a.")),
 )
 VERDICT_CLASS = {"supported": "ok", "not supported": "bad", "inconclusive": "warn"}
 FAMILY_NAMES = {"verification": "verification (10-fold accuracy)", "ijb": "IJB-style template verification (TAR@FAR)",
@@ -332,9 +334,12 @@ def _fig3(inputs: ReportInputs) -> dict[str, Any]:
     s = inputs.gst_summary
     if isinstance(s, Mapping):
         panels = (s.get("emphasis") or {}).get("panels") or {}
-        out["emphasis"] = [{"key": k, "title": v.get("title", k), "easy": fmt_value(v.get("easy_abs_gst")),
-                            "hard": fmt_value(v.get("hard_abs_gst")), "ratio": fmt_value(v.get("hard_over_easy"))}
-                           for k, v in panels.items()]
+        # in figure order (the summary's panel list: head table order), whatever order the JSON keys have
+        order = [p.get("key") for p in s.get("panels") or [] if isinstance(p, Mapping)]
+        keys = [k for k in order if k in panels] + [k for k in panels if k not in order]
+        out["emphasis"] = [{"key": k, "title": panels[k].get("title", k), "easy": fmt_value(panels[k].get("easy_abs_gst")),
+                            "hard": fmt_value(panels[k].get("hard_abs_gst")),
+                            "ratio": fmt_value(panels[k].get("hard_over_easy"))} for k in keys]
         e = s.get("emphasis") or {}
         out["points"] = {"easy": e.get("easy_point"), "hard": e.get("hard_point")}
         sc = s.get("special_cases") or {}
@@ -342,8 +347,8 @@ def _fig3(inputs: ReportInputs) -> dict[str, Any]:
                            "points": v.get("points_compared", v.get("points"))} for k, v in sc.items()]
         out["flat"] = [{"m": fmt_value(v.get("m"), 2), "cos_m": fmt_value(v.get("cos_m"), 3),
                         "last_nonzero": fmt_value(v.get("last_nonzero_cos_target"), 3),
-                        "unclipped": fmt_value(v.get("unclipped_gst_at_max_cos"), 1),
-                        "max_cos": fmt_value(v.get("max_cos_target"), 3)} for v in (s.get("flat_region") or {}).values()]
+                        "zero_share": fmt_value(v.get("zero_share_of_curve"), 3)}
+                       for v in (s.get("flat_region") or {}).values()]
         out["layout"] = s.get("layout", "")
     else:
         out["summary_note"] = s.why if is_missing(s) else "analysis/gst/summary.json is not an object"
