@@ -357,3 +357,14 @@ def test_grid_settings_come_from_params_gst(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_params(params)
     assert all(key in str(err.value) for key in ("gst.n", "gst.cos_nontarget", "gst.grid"))
+
+
+def test_magface_panels_follow_its_configured_magnitude_range():
+    """MagFace's GST states are l_a, the middle and u_a of *its* params, not fixed numbers."""
+    from marginlab.analysis.gst_study import gst_panels
+    from marginlab.config import Params
+
+    heads = Params().heads.model_copy(deep=True)
+    heads.magface = type(heads.magface)(l_a=20.0, u_a=100.0)
+    norms = [p.variant["norm"] for p in gst_panels(heads) if p.head == "magface" and "norm" in p.variant]
+    assert norms[:3] == [20.0, 60.0, 100.0]

@@ -146,7 +146,7 @@ def gst_panels(heads: Any) -> list[Panel]:
     paper = {(p.head, variant_label(p.variant)): p for p in FIG3_PANELS}
     panels = []
     for name in HEAD_NAMES:
-        variants = [dict(v) for v in HEADS[name].gst_variants]
+        variants = [dict(v) for v in HEADS[name].analysis_variants(hp[name])]
         labels = {variant_label(v) for v in variants}
         variants += [dict(p.variant) for p in FIG3_PANELS if p.head == name and variant_label(p.variant) not in labels]
         for variant in variants:
@@ -176,10 +176,11 @@ def state_level_panels(heads: Any) -> list[list[Panel]]:
     hp = head_hyperparameters(heads)
     rows = []
     for name in HEAD_NAMES:
-        if len(HEADS[name].gst_variants) < 2:
+        own = HEADS[name].analysis_variants(hp[name])
+        if len(own) < 2:
             continue
         row = []
-        for variant in _levels(HEADS[name].gst_variants):
+        for variant in _levels(own):
             key = panel_key(name, variant)
             row.append(by_key.get(key) or Panel(key, name, _title(name, variant, hp[name]), variant, hp[name]))
         rows.append(row)

@@ -238,6 +238,11 @@ class MarginHead(nn.Module):
         return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
 
     # ------------------------------------------------------------------ analysis
+    @classmethod
+    def analysis_variants(cls, hyperparameters: Mapping[str, float]) -> tuple[dict[str, float], ...]:
+        """The GST variants to show for a head with these hyperparameters (default: :attr:`gst_variants`)."""
+        return tuple(dict(v) for v in cls.gst_variants)
+
     def set_analysis_state(self, variant: Mapping[str, float], batch: int) -> Optional[torch.Tensor]:
         """Put this head in the running state ``variant`` names (for the GST analysis on a toy copy).
 

@@ -38,6 +38,13 @@ class MagFace(MarginHead):
     gst_variants = ({"norm": 10.0}, {"norm": 60.0}, {"norm": 110.0})
     analysis_state_keys = frozenset({"norm"})
 
+    @classmethod
+    def analysis_variants(cls, hyperparameters) -> tuple[dict[str, float], ...]:
+        """The margin at a = l_a, the middle and u_a of the configured magnitude range."""
+        l_a = float(hyperparameters.get("l_a", 10.0))
+        u_a = float(hyperparameters.get("u_a", 110.0))
+        return ({"norm": l_a}, {"norm": round(0.5 * (l_a + u_a), 10)}, {"norm": u_a})
+
     def _analysis_state(self, variant: dict[str, float], batch: int) -> torch.Tensor:
         if "norm" not in variant:
             raise ValueError("GST for 'magface' needs a norm level: variant {'norm': a}")
