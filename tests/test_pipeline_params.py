@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 import yaml
+from pipeline_helpers import copy_repo, tool_env
 
 from marginlab.config import validate_params
 from marginlab.pipeline.params_usage import (
@@ -24,8 +25,6 @@ from marginlab.pipeline.params_usage import (
     format_params_report,
     interpolated_keys,
 )
-
-from pipeline_helpers import copy_repo, tool_env
 
 
 def tracked(raw: dict):
@@ -63,7 +62,7 @@ def test_tracker_sees_reads_inside_model_methods():
         assert {"runs.ada-s0", "runs.ada-s0.head", "runs.ada-s0.seed", "heads.adaface", "train", "model"} <= t.reads
         assert not any(r.startswith(("runs.cos-s0", "heads.cosface")) for r in t.reads)
         t.reads.clear()
-        resolved.train.lr  # a new object built from params: not params
+        _ = resolved.train.lr  # a new object built from params: not params
         copy.deepcopy(params.evaluate)  # a copy takes the section whole
         assert t.reads == {"evaluate"}
     finally:
@@ -73,8 +72,7 @@ def test_tracker_sees_reads_inside_model_methods():
 def test_tracker_leaves_other_instances_and_classes_alone():
     params, t = tracked(RAW)
     other = validate_params({})
-    other.train.lr
-    other.runs["adaface"].head
+    _ = other.train.lr, other.runs["adaface"].head
     assert t.reads == set()
     assert "__getattribute__" in type(params).__dict__
     t.close()

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import ast
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 PACKAGE = "marginlab"
 _IGNORED_DIRS = {"__pycache__"}
@@ -380,7 +380,8 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
     """
     import io as _io
 
-    from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps comments and layout
+    # DVC's own YAML library: a round trip keeps comments and layout
+    from ruamel.yaml import YAML
 
     root = Path(repo_root).resolve()
     results = check_repo(root, package)
@@ -407,7 +408,7 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
         roots = sorted(set().union(*(r.code_roots for r in group)))
         entries = list(dict.fromkeys(e for r in group for e in r.entries))
 
-        def is_code(entry) -> bool:
+        def is_code(entry, roots=roots) -> bool:
             p = _dep_path(entry)
             return "${" not in p and (p.endswith(".py") or any(_overlaps(p, r) for r in roots))
 

@@ -58,8 +58,8 @@ def _lookup(params: dict[str, Any], dotted: str) -> Any:
 
 def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     """Resolved stages of ``repo_root/dvc.yaml`` in DVC's order (topologically valid)."""
-    from dvc.repo import Repo  # heavy import; keep it local
     import yaml
+    from dvc.repo import Repo  # heavy import; keep it local
 
     from marginlab.config import load_params
 

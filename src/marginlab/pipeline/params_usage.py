@@ -27,9 +27,10 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 WHOLE = ""  # the key path of "every key" (the whole params file)
 
@@ -47,7 +48,7 @@ def dotted(path: tuple) -> str:
 class _TrackedDict(dict):
     """A mapping field of a tracked model: entry reads record ``<path>.<key>``; whole reads ``<path>``."""
 
-    __slots__ = ("_tracker", "_path")
+    __slots__ = ("_path", "_tracker")
 
     def __getitem__(self, key):
         return self._tracker._read(self._path + (key,), dict.__getitem__(self, key))
@@ -179,7 +180,7 @@ class ReadTracker:
                 delattr(cls, "__getattribute__")
         self._patched.clear()
 
-    def __enter__(self) -> "ReadTracker":
+    def __enter__(self) -> ReadTracker:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -238,7 +239,7 @@ def run_script(argv: list[str], package: str = "marginlab") -> dict[str, Any]:
         runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as err:
         status = err.code
-    except Exception:  # the stage crashed: still report what it read up to there
+    except Exception:  # noqa: BLE001 - the stage crashed: still report what it read up to there
         import traceback
 
         traceback.print_exc()
@@ -348,7 +349,7 @@ def run_stage_tracked(repo_root: str | Path, cmd: str, out: Path, env: dict[str,
     if not tokens or not Path(tokens[0]).name.startswith("python") or len(tokens) < 2 or not tokens[1].endswith(".py"):
         raise ValueError(f"not a 'python <script>.py ...' stage command: {cmd!r}")
     argv = [sys.executable, "-m", "marginlab.pipeline.params_usage", "--out", str(out), "--", *tokens[1:]]
-    proc = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"{cmd}: tracking runner failed ({proc.returncode})\n{proc.stderr[-4000:]}")
     result = json.loads(out.read_text())
@@ -365,10 +366,10 @@ def check_params(repo_root: str | Path, stages: Iterable[str] | None = None, *, 
     """
     import tempfile
 
+    import yaml
+
     from marginlab.pipeline.deps import check_stage_deps
     from marginlab.pipeline.graph import load_stages
-
-    import yaml
 
     root = Path(repo_root).resolve()
     resolved = {s.name: s for s in load_stages(root)}
