@@ -362,7 +362,11 @@ def format_report(results: list[StageDeps], *, suggest: bool = False, repo_root:
             lines.append("  derived code deps:")
             lines.extend(f"    - {d}" for d in minimal_deps(r.closure, repo_root, r.entries))
     bad = [r.stage for r in results if not r.ok]
-    lines.append(f"code deps: {'FAIL: ' + ', '.join(bad) + ' miss dependencies' if bad else 'every stage declares every file it imports'}")
+    if bad:
+        lines.append(f"code deps: FAIL: {', '.join(bad)} miss dependencies "
+                     "(python -m marginlab.pipeline.graph --fix-deps rewrites them from the import graph)")
+    else:
+        lines.append("code deps: every stage declares every file it imports")
     return "\n".join(lines)
 
 
