@@ -2,7 +2,7 @@
 
 Writes two RecordIOs of ``--images`` smooth random JPEG faces, one at 112×112 (the prepared size: every
 record is decoded and checked, then the files are hard-linked) and one at 250×250 (every record is
-decoded, centre-cropped/resized to 112 and the RecordIO rewritten), and times ``prepare_data`` on each,
+decoded, centre-cropped/resized to 112 and the RecordIO rewritten), and times ``run_prepare`` on each,
 side by side in one run, ``--rounds`` times alternately. Prints records/s and the projection for
 MS1MV2 (5.8M records) on one core.
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from marginlab.config import validate_params
 from marginlab.data.formats import write_recordio
-from marginlab.data.prepare import prepare_data
+from marginlab.data.prepare import run_prepare
 
 MS1MV2_RECORDS = 5_822_653
 
@@ -43,7 +43,7 @@ def smooth_jpegs(n: int, size: int, classes: int = 100, seed: int = 0):
 def time_prepare(rec: Path, out: Path) -> tuple[float, dict]:
     params = validate_params({"data": {"source": "recordio", "train_rec": str(rec), "image_size": 112}})
     t0 = time.perf_counter()
-    manifest = prepare_data(params, out, progress=False)
+    manifest = run_prepare(params, out, progress=False)
     return time.perf_counter() - t0, manifest["counts"]["train_ingest"]
 
 

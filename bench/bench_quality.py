@@ -92,7 +92,7 @@ def run_full_dataset(device: str) -> dict:
     from marginlab.config import SyntheticConfig, validate_params
     from marginlab.data.synthetic import write_synthetic
     from marginlab.quality.scorer import default_model_path
-    from marginlab.quality.stage import run_quality_stage
+    from marginlab.quality.stage import run_quality
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def run_full_dataset(device: str) -> dict:
                                   "quality": {"model_path": str(default_model_path()), "output_dir": str(Path(tmp) / "quality"),
                                               "device": device}})
         t0 = time.perf_counter()
-        summary = run_quality_stage(params, progress=False)
+        summary = run_quality(params, progress=False)
         seconds = time.perf_counter() - t0
     return {"images": summary["num_images"], "stage_seconds": round(seconds, 1),
             "images_per_s": round(summary["num_images"] / seconds, 1), "generation_seconds": round(generation, 1),

@@ -139,13 +139,13 @@ def _synthetic_like_set(root: Path, identities: int, per_identity: int, jpeg_qua
 def e2e_default_run(threads: int, workers: int, epochs: int | None, probe_size: int | None,
                     cpu_channels_last: bool | None = None, input_size: int | None = None,
                     prepared: str | None = None, quality: str | None = None) -> dict:
-    """A full ``train_run`` of the first run in ``params.yaml`` (the project's defaults).
+    """A full ``run_train`` of the first run in ``params.yaml`` (the project's defaults).
 
     Data: ``prepared`` (e.g. the pipeline's ``prepared/``, with ``quality/``) or, when not given, a
     synthetic-looking set of ``data.synthetic.train_identities x train_images_per_identity`` images.
     """
     from marginlab.config import Params, load_params
-    from marginlab.train import runtime, train_run
+    from marginlab.train import runtime, run_train
 
     if cpu_channels_last is not None:
         runtime.CPU_CHANNELS_LAST = cpu_channels_last
@@ -174,7 +174,7 @@ def e2e_default_run(threads: int, workers: int, epochs: int | None, probe_size: 
         os.chdir(tmp)  # keep dvclive away from the project repository
         try:
             t = time.perf_counter()
-            summary = train_run(p, run, resume=False)
+            summary = run_train(p, run, resume=False)
             wall = time.perf_counter() - t
         finally:
             os.chdir(cwd)
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels-last", default="auto", choices=["auto", "both", "on", "off"],
                     help="auto: both on the CPU (compared side by side), on for CUDA")
     ap.add_argument("--ir50-steps", type=int, default=None, help="timed steps for ir50 (default: 2 on cpu)")
-    ap.add_argument("--e2e", action="store_true", help="also time a full default train_run (CPU)")
+    ap.add_argument("--e2e", action="store_true", help="also time a full default run_train (CPU)")
     ap.add_argument("--e2e-workers", type=int, default=1)
     ap.add_argument("--e2e-epochs", type=int, default=None)
     ap.add_argument("--e2e-probe-size", type=int, default=None)

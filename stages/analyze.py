@@ -6,7 +6,7 @@
 Reads ``<runs_dir>/<run>/`` of every run in params (probe tables, metrics.json, eval_norms.parquet,
 live/, train_summary.json) and ``<quality.output_dir>/summary.json``; writes atomically into ``--out``:
 correlation.csv, augmentation.csv, ablation.csv, comparison.csv, claims.json, summary.json and
-figures/ (schema: ``marginlab.analysis.run``).
+figures/ (schema: ``marginlab.analysis.stage``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import sys
 
 from marginlab.analysis.collect import AnalysisInputError
-from marginlab.analysis.run import analyze
+from marginlab.analysis.stage import run_analyze
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     cfg = params.analysis
-    summary = analyze(params, args.out,
+    summary = run_analyze(params, args.out,
                       n_resamples=cfg.n_resamples if args.resamples is None else args.resamples,
                       norm_bins=cfg.norm_bins if args.bins is None else args.bins,
                       confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
-from marginlab.quality.brisque_model import BrisqueModelError, build_brisque_model, sidecar_path
+from marginlab.quality.brisque_model import BrisqueModelError, run_brisque_model, sidecar_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    output = args.output or Path(load_params(args.params).quality.model_path)
-    info = build_brisque_model(output, allmodel=args.allmodel, sdist=args.sdist)
+    params = load_params(args.params) if args.output is None else None
+    output, info = run_brisque_model(params, args.output, allmodel=args.allmodel, sdist=args.sdist)
     print(f"wrote {output} and {sidecar_path(output)}")
     print(json.dumps(info, indent=2, sort_keys=True))
     return 0

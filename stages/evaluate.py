@@ -25,7 +25,7 @@ import torch
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
-from marginlab.evaluate import evaluate_run
+from marginlab.evaluate import run_evaluate
 from marginlab.models import ModelFileError
 
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    metrics = evaluate_run(params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress)
+    metrics = run_evaluate(params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress)
     print(json.dumps({"run": metrics["run"], "head": metrics["head"], "summary": metrics["summary"]}, indent=2))
     return 0
 

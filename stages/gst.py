@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from marginlab.analysis.gst_study import panel_key, write_gst_outputs
+from marginlab.analysis.gst_study import panel_key, run_gst
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 
@@ -36,14 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    gst = params.gst
-    summary = write_gst_outputs(
-        params.heads, args.out,
-        n=gst.n if args.n is None else args.n,
-        curve_n=gst.curve_n if args.curve_n is None else args.curve_n,
-        cos_nontarget=gst.cos_nontarget if args.cos_nontarget is None else args.cos_nontarget,
-        extra_summary={"preset": params.preset},
-    )
+    summary = run_gst(params, args.out, n=args.n, curve_n=args.curve_n, cos_nontarget=args.cos_nontarget)
     out = Path(args.out)
     sc = summary["special_cases"]
     emph = summary["emphasis"]["panels"]

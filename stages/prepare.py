@@ -21,7 +21,7 @@ from pathlib import Path
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
-from marginlab.data.prepare import prepare_data
+from marginlab.data.prepare import run_prepare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     out = args.out or Path(params.data.prepared_dir)
-    manifest = prepare_data(params, out, workers=args.workers, progress=not args.no_progress)
+    manifest = run_prepare(params, out, workers=args.workers, progress=not args.no_progress)
     summary = {k: manifest[k] for k in ("dataset", "source", "counts", "wall_time_s")}
     summary["files"] = len(manifest["files"])
     summary["skipped"] = len(manifest["skipped"])

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
-from marginlab.quality.stage import QualityStageError, run_quality_stage
+from marginlab.quality.stage import QualityStageError, run_quality
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     if args.device:
         params.quality.device = args.device
-    summary = run_quality_stage(params, progress=not args.no_progress,
+    summary = run_quality(params, progress=not args.no_progress,
                                 threads=params.quality.threads if args.threads is None else args.threads)
     out = Path(params.quality.output_dir)
     every = summary["splits"]["all"]

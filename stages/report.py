@@ -16,7 +16,7 @@ import sys
 
 from marginlab.cli import run_stage
 from marginlab.report.inputs import ReportInputError
-from marginlab.report.render import render_report
+from marginlab.report.render import run_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    path = render_report(args.root, args.out, params_path=args.params)
+    path = run_report(args.root, args.out, params_path=args.params)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

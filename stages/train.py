@@ -22,7 +22,7 @@ import sys
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
-from marginlab.train import TrainingDivergedError, train_run
+from marginlab.train import TrainingDivergedError, run_train
 from marginlab.train.checkpoint import CheckpointError
 from marginlab.train.proxy import ProxyError
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    summary = train_run(params, args.run, resume=not args.no_resume)
+    summary = run_train(params, args.run, resume=not args.no_resume)
     keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
     return 0

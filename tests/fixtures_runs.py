@@ -4,7 +4,7 @@
 
     params.yaml                         a small grid (DEFAULT_RUNS) with relative output dirs
     runs/<run>/probe/epoch_XX.parquet   probe rows (marginlab.train.probe.PROBE_COLUMNS), epochs 0..E
-    runs/<run>/metrics.json             marginlab.evaluate.run schema (hq/lq bins, ijb_syn, tinyface)
+    runs/<run>/metrics.json             marginlab.evaluate.stage schema (hq/lq bins, ijb_syn, tinyface)
     runs/<run>/eval_timing.json         marginlab.timing record (7.5 s)
     runs/<run>/eval_norms.parquet       split, index, norm, iq, brisque, gt_quality
     runs/<run>/roc.parquet              protocol, set, fpr, tpr, threshold
@@ -124,7 +124,7 @@ def probe_frames(
 
 def metrics_json(run: str, spec: Mapping[str, Any], perf: Mapping[str, float], rng: np.random.Generator,
                  seed_noise: float, epochs: int) -> dict[str, Any]:
-    """A metrics.json (marginlab.evaluate.run schema) with values perf[...] + N(0, seed_noise)."""
+    """A metrics.json (marginlab.evaluate.stage schema) with values perf[...] + N(0, seed_noise)."""
     def noisy(v: float) -> float:
         return float(np.clip(v + rng.normal(0, seed_noise), 0, 1))
 

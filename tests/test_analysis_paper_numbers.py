@@ -13,7 +13,7 @@ from marginlab.analysis import paper_numbers as pn
 SRC = Path(__file__).resolve().parents[1] / "src" / "marginlab"
 #: Modules that quote the paper (claims, tables, figures, the report); none may carry its numbers as literals.
 QUOTING = [
-    "analysis/claims.py", "analysis/tables.py", "analysis/figures.py", "analysis/run.py", "analysis/gst_study.py",
+    "analysis/claims.py", "analysis/tables.py", "analysis/figures.py", "analysis/stage.py", "analysis/gst_study.py",
     "report/render.py", "report/templates/report.html.j2",
 ]
 

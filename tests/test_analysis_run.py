@@ -14,7 +14,7 @@ from fixtures_runs import DEFAULT_RUNS, build_fixture_tree
 
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.correlation import CORRELATION_COLUMNS
-from marginlab.analysis.run import OUTPUT_FILES, analyze
+from marginlab.analysis.stage import OUTPUT_FILES, run_analyze
 from marginlab.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def tree(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        summary = analyze(load_params(params_path), "analysis", n_resamples=1000, progress=False)
+        summary = run_analyze(load_params(params_path), "analysis", n_resamples=1000, progress=False)
     finally:
         os.chdir(cwd)
     return root, summary
@@ -123,7 +123,7 @@ def test_missing_run_is_left_out_and_reported(tmp_path, monkeypatch):
     runs = {k: SMALL[k] for k in ("adaface-s0", "cosface-s0")}
     params_path = build_fixture_tree(tmp_path, runs=runs, epochs=1, probe_size=40, skip=("cosface-s0",))
     monkeypatch.chdir(tmp_path)
-    summary = analyze(load_params(params_path), "out", n_resamples=1000, figures=False, progress=False)
+    summary = run_analyze(load_params(params_path), "out", n_resamples=1000, figures=False, progress=False)
     claims = json.loads(Path("out/claims.json").read_text())
     assert set(claims["missing"]["cosface-s0"]) == {"probe", "metrics.json", "live", "train_summary.json"}
     assert summary["runs_with_metrics"] == 1
@@ -138,9 +138,9 @@ def test_malformed_metrics_name_the_file(tmp_path, monkeypatch):
     (tmp_path / "runs" / "adaface-s0" / "metrics.json").write_text("{not json")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(AnalysisInputError, match="adaface-s0/metrics.json"):
-        analyze(load_params(params_path), "out", n_resamples=1000, figures=False, progress=False)
+        run_analyze(load_params(params_path), "out", n_resamples=1000, figures=False, progress=False)
     with pytest.raises(ValueError, match="n_resamples"):
-        analyze(load_params(params_path), "out", n_resamples=100)
+        run_analyze(load_params(params_path), "out", n_resamples=100)
 
 
 def test_stage_cli(tmp_path, monkeypatch, capsys):

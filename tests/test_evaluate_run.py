@@ -1,4 +1,4 @@
-"""evaluate_prepared / evaluate_run end to end on a tiny prepared directory built with the format writers."""
+"""evaluate_prepared / run_evaluate end to end on a tiny prepared directory built with the format writers."""
 
 import json
 import os
@@ -16,7 +16,7 @@ from torch import nn
 from marginlab.config import EvaluateConfig, validate_params
 from marginlab.data.model_input import to_model_input
 from marginlab.data.formats import ARCFACE_TEMPLATE_112, encode_jpeg, write_bin, write_ijb_meta
-from marginlab.evaluate import embed_images, evaluate_prepared, evaluate_run
+from marginlab.evaluate import embed_images, evaluate_prepared, run_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -196,7 +196,7 @@ def test_embed_images_accepts_arrays_generators_and_mixed_sizes():
         embed_images(net, iter([]), input_size=32, device="cpu", progress=False)
 
 
-# --------------------------------------------------------------------------- evaluate_run (real model file)
+# --------------------------------------------------------------------------- run_evaluate (real model file)
 def tiny_params(root: Path, prepared: Path) -> dict:
     return {
         "data": {"prepared_dir": str(prepared), "channel_order": "BGR"},
@@ -234,7 +234,7 @@ def test_evaluate_run_writes_metrics_roc_and_norms(prepared, tmp_path):
     (tmp_path / "quality").mkdir()
     scores.to_parquet(tmp_path / "quality" / "scores.parquet")
 
-    metrics = evaluate_run(params, "tiny", device="cpu", progress=False)
+    metrics = run_evaluate(params, "tiny", device="cpu", progress=False)
     run_dir = tmp_path / "runs" / "tiny"
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
@@ -271,15 +271,15 @@ def test_evaluate_run_errors(prepared, tmp_path):
     from marginlab.models import ModelFileError
 
     with pytest.raises(ConfigError, match="not in params 'runs'"):
-        evaluate_run(params, "other", device="cpu")
+        run_evaluate(params, "other", device="cpu")
     with pytest.raises(ModelFileError, match="model.pt not found"):
-        evaluate_run(params, "tiny", device="cpu")
+        run_evaluate(params, "tiny", device="cpu")
     save_tiny_model(params)
     bad = {**tiny_params(tmp_path, prepared), "quality": {"output_dir": str(tmp_path / "q")}}
     (tmp_path / "q").mkdir()
     pd.DataFrame({"split": ["bin:hq"], "index": [0]}).to_parquet(tmp_path / "q" / "scores.parquet")
     with pytest.raises(ValueError, match=r"scores.parquet lacks column\(s\) \['brisque', 'iq'\]"):
-        evaluate_run(validate_params(bad), "tiny", device="cpu", progress=False)
+        run_evaluate(validate_params(bad), "tiny", device="cpu", progress=False)
     assert not (tmp_path / "runs" / "tiny" / "metrics.json").exists()  # nothing half-written
     assert not (tmp_path / "runs" / "tiny" / "eval_timing.json").exists()  # no timing of a failed run
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from marginlab.config import HEAD_PARAM_MODELS
 from marginlab.heads import HEAD_NAMES, build_head, head_defaults, magface_lambda_bound
-from marginlab.heads.proxy import p_yi_quality
+from marginlab.heads.p_yi import p_yi_quality
 
 # ---------------------------------------------------------------------------- a 2-D toy with known angles
 # Class centres at angles PHI (stored with different lengths: the head must normalise them), embeddings

@@ -36,7 +36,7 @@ from marginlab.data.formats import (
     write_bin,
     write_recordio,
 )
-from marginlab.data.prepare import prepare_data
+from marginlab.data.prepare import run_prepare
 from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def _mixed_folders(root: Path) -> dict[str, bytes]:
 
 def test_folders_of_mixed_sizes_become_one_size(tmp_path):
     files = _mixed_folders(tmp_path / "faces")
-    m = prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
+    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
     reader = open_recordio(tmp_path / "p" / "train.rec")
     shapes = {decode_image(reader[i][0]).shape for i in range(len(reader))}
     assert shapes == {(112, 112, 3)}
@@ -171,7 +171,7 @@ def test_folders_pad_policy_and_other_size(tmp_path):
     root = tmp_path / "faces" / "a"
     root.mkdir(parents=True)
     (root / "wide.png").write_bytes(encode_png(np.full((40, 80, 3), 255, np.uint8)))
-    m = prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces"), image_size=64, resize="pad"), tmp_path / "p", progress=False)
+    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), image_size=64, resize="pad"), tmp_path / "p", progress=False)
     img = decode_image(open_recordio(tmp_path / "p" / "train.rec")[0][0])
     assert img.shape == (64, 64, 3)
     assert img[:12].max() < 20 and img[-12:].max() < 20  # black bars above and below
@@ -185,7 +185,7 @@ def test_recordio_of_mixed_sizes_is_rewritten_once(tmp_path):
     images = [encode_jpeg(_image(112, 112, 0)), encode_jpeg(_image(112, 112, 1)), encode_jpeg(_image(250, 250, 2)),
               encode_jpeg(_image(112, 112, 3)), encode_png(_image(120, 90, 4)), encode_jpeg(_image(112, 112, 5))]
     write_recordio(src, list(zip(images, [0, 0, 1, 1, 2, 2])))
-    m = prepare_data(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+    m = run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     ingest = m["counts"]["train_ingest"]
     assert (ingest["ingest"], ingest["resized"], ingest["images"], ingest["classes"]) == ("rewritten", 2, 6, 3)
     reader = open_recordio(tmp_path / "p" / "train.rec")
@@ -202,7 +202,7 @@ def test_bin_of_mixed_sizes_is_rewritten_at_one_size(tmp_path):
     (faces / "0.jpg").write_bytes(encode_jpeg(_image(112, 112)))
     images = [encode_jpeg(_image(250, 250, 1)), encode_jpeg(_image(112, 112, 2)), encode_png(_image(112, 112, 3)), encode_png(_image(100, 130, 4))]
     write_bin(tmp_path / "lfw.bin", images, [True, False])
-    m = prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(tmp_path / "lfw.bin")]), tmp_path / "p", progress=False)
+    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(tmp_path / "lfw.bin")]), tmp_path / "p", progress=False)
     info = m["counts"]["verification"]["lfw"]
     assert (info["ingest"], info["resized"], info["pairs"]) == ("rewritten", 2, 2)
     got, issame = read_bin_encoded(tmp_path / "p" / "verification" / "lfw.bin")
@@ -227,13 +227,13 @@ def test_large_photo_is_decoded_one_at_a_time(tmp_path):
     script = (
         "import json, sys, time\n"
         "from marginlab.config import load_params\n"
-        "from marginlab.data.prepare import prepare_data\n"
+        "from marginlab.data.prepare import run_prepare\n"
         "def kib(field):\n"
         "    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(field))\n"
         "p = load_params(sys.argv[1])\n"
         "open('/proc/self/clear_refs', 'w').write('5')\n"
         "base = kib('VmRSS')\n"
-        "t = time.perf_counter(); m = prepare_data(p, sys.argv[2], progress=False); dt = time.perf_counter() - t\n"
+        "t = time.perf_counter(); m = run_prepare(p, sys.argv[2], progress=False); dt = time.perf_counter() - t\n"
         "print(json.dumps({'grew_mib': (kib('VmHWM') - base) / 1024, 'seconds': dt, 'resized': m['counts']['train_ingest']['resized']}))\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(params), str(tmp_path / "p")], capture_output=True, text=True, timeout=300, check=True)
@@ -259,11 +259,11 @@ def test_strict_prepare_decodes_every_record_and_names_the_users_file(tmp_path):
     src.parent.mkdir()
     _rec_of_112(src, corrupt_at=6)  # well past the first images
     with pytest.raises(CorruptImageError) as info:
-        prepare_data(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+        run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     msg = str(info.value)
     assert msg.startswith(f"data.train_rec: {src} record key 7 (position 6): truncated JPEG"), msg
     assert not (tmp_path / "p").exists() and _leftovers(tmp_path) == []
-    m = prepare_data(_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
+    m = run_prepare(_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
     assert [(s["source"], s["key"]) for s in m["skipped"]] == [(str(src), 7)]
     assert m["counts"]["train_images"] == 9 and m["counts"]["train_ingest"]["ingest"] == "rewritten"
 
@@ -280,7 +280,7 @@ def test_wrong_idx_offset_names_data_train_rec(tmp_path, with_header):
     lines[row] = f"{key}\t{int(offset) + 8}"
     idx.write_text("\n".join(lines) + "\n")
     with pytest.raises(RecordIOError) as info:
-        prepare_data(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+        run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     msg = str(info.value)
     assert msg.startswith("data.train_rec: ") and str(src) in msg and f"key {key}" in msg and "magic" in msg, msg
     assert ".tmp" not in msg  # never the temporary copy
@@ -293,7 +293,7 @@ def test_folders_corrupt_image_names_data_train_folders(tmp_path):
         (root / f"{k}.jpg").write_bytes(encode_jpeg(_image(112, 112, k)))
     (root / "2.jpg").write_bytes((root / "2.jpg").read_bytes()[:-300])
     with pytest.raises(CorruptImageError, match="^" + re.escape(f"data.train_folders: {root / '2.jpg'}: truncated JPEG")):
-        prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
+        run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
 
 
 def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
@@ -304,7 +304,7 @@ def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
     write_recordio(src, [(good, 0), (warned, 0), (good, 1)])
     write_bin(tmp_path / "raw" / "v.bin", [good, warned], [True])
     params = _params(source="recordio", train_rec=str(src), val_bins=[str(tmp_path / "raw" / "v.bin")])
-    m = prepare_data(params, tmp_path / "p", progress=False)
+    m = run_prepare(params, tmp_path / "p", progress=False)
     message = decode_image_checked(warned)[1][0]
     assert _EXTRANEOUS.fullmatch(message)
     assert m["warnings"] == [
@@ -318,7 +318,7 @@ def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
     root = tmp_path / "faces" / "a"
     root.mkdir(parents=True)
     (root / "w.jpg").write_bytes(warned)
-    m = prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p2", progress=False)
+    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p2", progress=False)
     assert m["warnings"] == [{"source": str(root / "w.jpg"), "message": message}] and m["counts"]["warnings"] == 1
 
 
@@ -330,7 +330,7 @@ def test_bin_with_zero_pairs_is_rejected_by_prepare(tmp_path):
     empty = tmp_path / "empty.bin"
     empty.write_bytes(__import__("pickle").dumps(([], [])))
     with pytest.raises(VerificationBinError, match="^" + re.escape(f"data.val_bins: {empty}: holds 0 pairs")) as info:
-        prepare_data(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(empty)]), tmp_path / "p", progress=False)
+        run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(empty)]), tmp_path / "p", progress=False)
     assert isinstance(info.value, DataFormatError)
     assert not (tmp_path / "p").exists()
 
@@ -348,7 +348,7 @@ def test_prepare_never_modifies_the_users_files(tmp_path):
     before = {p: (stat.S_IMODE(p.stat().st_mode), p.stat().st_mtime_ns, p.read_bytes()) for p in sources}
     params = _params(source="recordio", train_rec=str(rec), val_bins=[str(raw / "lfw.bin")])
     for _ in range(2):  # the second run replaces (and deletes) the first output
-        m = prepare_data(params, tmp_path / "p", progress=False)
+        m = run_prepare(params, tmp_path / "p", progress=False)
         after = {p: (stat.S_IMODE(p.stat().st_mode), p.stat().st_mtime_ns, p.read_bytes()) for p in sources}
         assert after == before
     assert m["counts"]["train_ingest"]["ingest"] in ("hardlink", "copy")
@@ -413,7 +413,7 @@ def test_kill_9_leaves_no_workers_and_the_rerun_cleans_up(tmp_path):
                 os.kill(w, signal.SIGKILL)
     stale = [n for n in _leftovers(tmp_path) if n.startswith(".prepared.")]
     assert stale, "the killed run should have left its temporary output"
-    prepare_data(_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
+    run_prepare(_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
     assert _leftovers(tmp_path) == [] and (out / "manifest.json").exists()
 
 

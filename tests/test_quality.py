@@ -569,13 +569,13 @@ def _write_prepared(root: Path) -> dict:
 
 def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     from marginlab.config import validate_params
-    from marginlab.quality.stage import run_quality_stage
+    from marginlab.quality.stage import run_quality
 
     images = _write_prepared(tmp_path / "prepared")
     params = validate_params({"data": {"prepared_dir": str(tmp_path / "prepared")},
                               "quality": {"model_path": str(model_path), "output_dir": str(tmp_path / "quality"),
                                           "chunk_size": 4, "batch_size": 8, "device": "cpu"}})
-    summary = run_quality_stage(params, progress=False)
+    summary = run_quality(params, progress=False)
     scores = pd.read_parquet(tmp_path / "quality" / "scores.parquet")
     counts = scores.groupby("split", sort=False).size().to_dict()
     assert counts == {"train": 6, "bin:hq": 4, "ijb:ijb_syn": 2, "tinyface:Probe": 1, "tinyface:Gallery_Match": 2}
@@ -605,7 +605,7 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     again = validate_params({"data": {"prepared_dir": str(tmp_path / "prepared")},
                              "quality": {"model_path": str(bare), "output_dir": str(tmp_path / "quality2"),
                                          "chunk_size": 4, "batch_size": 8, "device": "cpu"}})
-    run_quality_stage(again, progress=False)
+    run_quality(again, progress=False)
     assert (tmp_path / "quality2" / "summary.json").read_bytes() == (tmp_path / "quality" / "summary.json").read_bytes()
     assert (tmp_path / "quality2" / "scores.parquet").read_bytes() == (tmp_path / "quality" / "scores.parquet").read_bytes()
     assert set(on_disk["splits"]) == set(counts) | {"all"}

@@ -126,14 +126,14 @@ def test_stage_records_max_side_and_does_not_mix_parts_across_it(model_path, tmp
     """Parts kept (remove_parts disabled) to show the fingerprint carries max_side: changing it
     recomputes every chunk; repeating it reuses every chunk and gives the same summary bytes."""
     from marginlab.quality import score_dataset
-    from marginlab.quality.stage import run_quality_stage
+    from marginlab.quality.stage import run_quality
 
     monkeypatch.setattr(score_dataset, "remove_parts", lambda parts_dir: None)
     _write_prepared(tmp_path / "prepared")
     out = tmp_path / "quality"
 
     def run(max_side):
-        summary = run_quality_stage(_params(tmp_path / "prepared", out, model_path, max_side=max_side), progress=False)
+        summary = run_quality(_params(tmp_path / "prepared", out, model_path, max_side=max_side), progress=False)
         timing = json.loads((out / "timing.json").read_text())
         fingerprint = json.loads((out / ".parts" / "fingerprint.json").read_text())
         return summary, timing, fingerprint, (out / "summary.json").read_bytes()
@@ -214,12 +214,12 @@ def test_model_sha256_names_the_model_to_use(model_path, zeroed_model, tmp_path)
 def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, tmp_path, capsys):
     import yaml
 
-    from marginlab.quality.stage import QualityStageError, run_quality_stage
+    from marginlab.quality.stage import QualityStageError, run_quality
 
     _write_prepared(tmp_path / "prepared")
     out = tmp_path / "q"
     with pytest.raises(QualityStageError, match=f"BRISQUE model {zeroed_model} is not the converted LIVE model"):
-        run_quality_stage(_params(tmp_path / "prepared", out, zeroed_model), progress=False)
+        run_quality(_params(tmp_path / "prepared", out, zeroed_model), progress=False)
     assert not (out / "scores.parquet").exists()
     params = tmp_path / "params.yaml"
     quality = {"model_path": str(zeroed_model), "output_dir": str(out), "device": "cpu"}
@@ -249,7 +249,7 @@ class _Payload:
 
 
 def test_pickle_payload_in_model_file_is_refused_and_never_runs(model_path, tmp_path):
-    from marginlab.quality.stage import QualityStageError, run_quality_stage
+    from marginlab.quality.stage import QualityStageError, run_quality
 
     marker = tmp_path / "payload_ran"
     live = load_converted_model(model_path)
@@ -262,7 +262,7 @@ def test_pickle_payload_in_model_file_is_refused_and_never_runs(model_path, tmp_
         BrisqueScorer(evil)
     _write_prepared(tmp_path / "prepared")
     with pytest.raises(QualityStageError, match=rf"{evil}: refused to load"):
-        run_quality_stage(_params(tmp_path / "prepared", tmp_path / "q", evil), progress=False)
+        run_quality(_params(tmp_path / "prepared", tmp_path / "q", evil), progress=False)
     assert not marker.exists()
 
 

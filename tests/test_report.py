@@ -34,7 +34,7 @@ from marginlab.report.render import (
     fmt_p,
     fmt_seconds,
     fmt_value,
-    render_report,
+    run_report,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def html(tree) -> str:
-    out = render_report(tree)
+    out = run_report(tree)
     assert out == tree / "reports" / "report.html"
     return out.read_text(encoding="utf-8")
 
@@ -303,7 +303,7 @@ def test_missing_optional_inputs_become_notes(tree, tmp_path):
     (root / "quality" / "summary.json").unlink()
     (root / "prepared" / "samples.png").unlink()
     (root / "dvc.lock").unlink()
-    page = Page(render_report(root).read_text())
+    page = Page(run_report(root).read_text())
     text = page.full_text()
     for fragment in ("ablation.csv not found (written by the 'analyze' stage",
                      "cosface-s1: not available: ", "probe not found (written by the 'train@cosface-s1' stage)",
@@ -325,7 +325,7 @@ def test_real_data_without_ijb(tree, tmp_path):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     comp = pd.read_csv(root / "analysis" / "comparison.csv")
     comp[~comp["protocol"].str.startswith("ijb/")].to_csv(root / "analysis" / "comparison.csv", index=False)
-    page = Page(render_report(root).read_text())
+    page = Page(run_report(root).read_text())
     text = page.full_text()
     ids = {a.get("id") for _, a in page.tags}
     assert "scale-banner" not in ids
@@ -337,13 +337,13 @@ def test_required_inputs_are_clear_errors(tree, tmp_path, capsys):
     root = copy_tree(tree, tmp_path)
     shutil.rmtree(root / "analysis")
     with pytest.raises(ReportInputError, match=r"analysis not found: it is produced by the 'analyze' stage"):
-        render_report(root)
+        run_report(root)
     assert report_stage.main(["--root", str(root)]) == 2
     assert "'analyze' stage" in capsys.readouterr().err
     assert not (root / "reports" / "report.html").exists()
     (root / "params.yaml").unlink()
     with pytest.raises(ReportInputError, match="params.yaml not found"):
-        render_report(root)
+        run_report(root)
 
 
 def test_malformed_inputs_name_the_file(tree, tmp_path):
@@ -351,15 +351,15 @@ def test_malformed_inputs_name_the_file(tree, tmp_path):
     comp = pd.read_csv(root / "analysis" / "comparison.csv").drop(columns=["paper_value"])
     comp.to_csv(root / "analysis" / "comparison.csv", index=False)
     with pytest.raises(ReportInputError, match=r"comparison.csv lacks column\(s\) \['paper_value'\]"):
-        render_report(root)
+        run_report(root)
     root = copy_tree(tree, tmp_path / "b")
     (root / "analysis" / "claims.json").write_text("{not json")
     with pytest.raises(ReportInputError, match=r"claims.json is not valid JSON"):
-        render_report(root)
+        run_report(root)
     root = copy_tree(tree, tmp_path / "c")
     (root / "analysis" / "figures" / "fig2_norm_vs_iq.png").write_bytes(b"GIF89a not a png")
     with pytest.raises(ValueError, match="fig2_norm_vs_iq.png is not a PNG"):
-        render_report(root)
+        run_report(root)
 
 
 def test_git_commit_and_dirty_flag(tree, tmp_path):
@@ -371,11 +371,11 @@ def test_git_commit_and_dirty_flag(tree, tmp_path):
     subprocess.run([*env_git, "add", "params.yaml"], check=True)
     subprocess.run([*env_git, "commit", "-q", "-m", "fixture"], check=True)
     commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    text = Page(render_report(root).read_text()).full_text()
+    text = Page(run_report(root).read_text()).full_text()
     assert f"commit {commit[:10]} (clean)" in text and commit in text and "clean working tree" in text
     with open(root / "params.yaml", "a") as fh:
         fh.write("# edited\n")
-    text = Page(render_report(root).read_text()).full_text()
+    text = Page(run_report(root).read_text()).full_text()
     assert "dirty: 1 changed file" in text and "uncommitted changes in 1 tracked file(s)" in text
 
 
@@ -462,16 +462,16 @@ def test_report_from_the_real_analysis_stage(tmp_path, monkeypatch):
     from fixtures_runs import build_fixture_tree
 
     from marginlab.analysis.gst_study import write_gst_outputs
-    from marginlab.analysis.run import analyze
+    from marginlab.analysis.stage import run_analyze
     from marginlab.config import load_params
 
     root = tmp_path / "study"
     root.mkdir()
     params = load_params(build_fixture_tree(root, epochs=2, probe_size=60))
     monkeypatch.chdir(root)  # analyze() resolves params paths against the working directory, as under dvc repro
-    analyze(params, "analysis", n_resamples=1000, progress=False)
+    run_analyze(params, "analysis", n_resamples=1000, progress=False)
     write_gst_outputs(params.heads, root / "analysis" / "gst", n=21, curve_n=41)
-    page = Page(render_report(root).read_text())
+    page = Page(run_report(root).read_text())
     text = page.full_text()
     notes = [n[:160] for n in text.split("not available: ")[1:]]
     assert len(notes) == 2 and "is not a git repository" in notes[0] and "dvc.lock not found" in notes[1], notes

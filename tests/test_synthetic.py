@@ -44,7 +44,7 @@ from marginlab.data.synthetic.faces import (
     pose_matrix,
     rng_for,
 )
-from marginlab.data.synthetic.render import render_face
+from marginlab.data.synthetic.drawing import render_face
 
 SMALL = SyntheticConfig(
     image_size=112,

@@ -20,7 +20,7 @@ from marginlab.train import (
     TrainingDivergedError,
     load_model,
     model_info,
-    train_run,
+    run_train,
 )
 from marginlab.train.checkpoint import (
     CheckpointError,
@@ -96,7 +96,7 @@ def _history(run_dir):
 # --------------------------------------------------------------------------- end to end
 def test_run_trains_writes_outputs_and_loss_decreases(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"epochs": 4})
-    summary = train_run(params, "cos")
+    summary = run_train(params, "cos")
     run = tmp_path / "runs" / "cos"
     for name in ("checkpoint.pt", "model.pt", "train_summary.json", "live/metrics.json"):
         assert (run / name).exists(), name
@@ -121,7 +121,7 @@ def test_run_trains_writes_outputs_and_loss_decreases(prepared, tmp_path):
 def test_probe_parquet_schema_and_content(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"epochs": 1},
                          runs={"ada": {"head": "adaface", "head_params": {"s": 16.0}}})
-    train_run(params, "ada")
+    run_train(params, "ada")
     frames = [pd.read_parquet(tmp_path / "runs/ada/probe" / f"epoch_{e:02d}.parquet") for e in (0, 1)]
     for e, f in enumerate(frames):
         assert tuple(f.columns) == PROBE_COLUMNS
@@ -174,20 +174,20 @@ def _weights(run_dir):
 def test_killed_run_resumes_to_identical_result(prepared, tmp_path, workers):
     spec = {"head": "adaface", "head_params": {"s": 16.0}}
     params = make_params(prepared, tmp_path, runs={"full": spec, "killed": spec}, train={"num_workers": workers})
-    ref = train_run(params, "full")
+    ref = run_train(params, "full")
 
     def kill(epoch, step, state):
         if epoch == 2 and step == 3:
             raise KeyboardInterrupt("simulated kill")
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(params, "killed", hooks=TrainHooks(on_step=kill))
+        run_train(params, "killed", hooks=TrainHooks(on_step=kill))
     killed = tmp_path / "runs" / "killed"
     assert load_checkpoint(killed / "checkpoint.pt")["epoch"] == 1
     assert not (killed / "model.pt").exists()
     # a tool may delete non-persistent outputs before re-running: they are rebuilt from the checkpoint
     (killed / "probe" / "epoch_01.parquet").unlink()
-    resumed = train_run(params, "killed")
+    resumed = run_train(params, "killed")
     assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 3
 
     full_b, full_h = _weights(tmp_path / "runs" / "full")
@@ -211,12 +211,12 @@ def test_killed_run_resumes_to_identical_result(prepared, tmp_path, workers):
 
 def test_finished_run_is_not_retrained_and_changed_config_starts_over(prepared, tmp_path, caplog):
     params = make_params(prepared, tmp_path, train={"epochs": 1})
-    first = train_run(params, "cos")
-    again = train_run(params, "cos")
+    first = run_train(params, "cos")
+    again = run_train(params, "cos")
     assert again["resumed_from_epoch"] == 1 and again["final_loss"] == first["final_loss"]
     changed = make_params(prepared, tmp_path, train={"epochs": 1, "lr": 0.05})
     with caplog.at_level("WARNING"):
-        third = train_run(changed, "cos")
+        third = run_train(changed, "cos")
     assert third["resumed_from_epoch"] is None
     assert "another configuration" in caplog.text and "resolved_run" in caplog.text
 
@@ -234,7 +234,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(prepared, tmp_path):
                 next(state.backbone.parameters()).fill_(float("nan"))
 
     with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 2, step 2.*last good epoch \(1\) is kept"):
-        train_run(params, "cos", hooks=TrainHooks(on_step=poison, on_epoch_end=remember))
+        run_train(params, "cos", hooks=TrainHooks(on_step=poison, on_epoch_end=remember))
     ckpt = tmp_path / "runs/cos/checkpoint.pt"
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == saved[1]
     assert load_checkpoint(ckpt)["epoch"] == 1
@@ -244,7 +244,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(prepared, tmp_path):
 def test_huge_learning_rate_is_reported(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"lr": 1e30, "epochs": 2})
     with pytest.raises(TrainingDivergedError, match=r"run 'cos'.*epoch 1, step \d+.*No checkpoint exists yet") as exc:
-        train_run(params, "cos")
+        run_train(params, "cos")
     assert "is kept" not in str(exc.value) and not (tmp_path / "runs/cos/checkpoint.pt").exists()
 
 
@@ -270,7 +270,7 @@ def test_non_finite_weights_message_says_what_is_on_disk(tmp_path):
 # --------------------------------------------------------------------------- selection / model file
 def test_validation_selection_and_model_round_trip(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.25, "epochs": 3})
-    summary = train_run(params, "cos")
+    summary = run_train(params, "cos")
     run = tmp_path / "runs/cos"
     hist = _history(run)
     accs = [h["val/acc"] for h in hist]
@@ -301,13 +301,13 @@ def test_validation_selection_and_model_round_trip(prepared, tmp_path):
 def test_val_selection_needs_a_fraction(prepared, tmp_path):
     params = make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.0})
     with pytest.raises(ConfigError, match="val_fraction"):
-        train_run(params, "cos")
+        run_train(params, "cos")
 
 
 def test_missing_inputs_give_clear_errors(tmp_path):
     params = make_params(tmp_path / "nowhere", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"nowhere/train.rec.*prepare"):
-        train_run(params, "cos")
+        run_train(params, "cos")
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "runs/none")
     bad = tmp_path / "runs/bad"
@@ -375,7 +375,7 @@ def test_brisque_proxy_errors(tmp_path):
 
 def test_p_yi_proxy_is_the_heads_definition():
     from marginlab.heads import build_head
-    from marginlab.heads.proxy import p_yi_quality
+    from marginlab.heads.p_yi import p_yi_quality
 
     torch.manual_seed(0)
     head = build_head("adaface", 8, 5)
@@ -393,7 +393,7 @@ def test_brisque_run_uses_scores(prepared, tmp_path):
         qdir / "scores.parquet", index=False)
     params = make_params(prepared, tmp_path, train={"epochs": 1},
                          runs={"b": {"head": "adaface", "proxy": "brisque", "head_params": {"s": 16.0}}})
-    train_run(params, "b")
+    run_train(params, "b")
     probe = pd.read_parquet(tmp_path / "runs/b/probe/epoch_01.parquet")
     np.testing.assert_allclose(probe["iq"], iq[probe["index"]], rtol=1e-6)
     stats = _history(tmp_path / "runs/b")[0]

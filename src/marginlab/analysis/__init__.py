@@ -16,5 +16,5 @@ dependencies never load with another's:
 - :mod:`~marginlab.analysis.figures` — Fig. 2 panels, correlation vs epoch, augmentation bars, training
   curves, and the Fig. 3 GST maps and curves.
 - :mod:`~marginlab.analysis.paper_numbers` — the paper's published numbers, with sources.
-- :mod:`~marginlab.analysis.run` — the analysis stage (``analyze``) and its output schema.
+- :mod:`~marginlab.analysis.stage` — the analysis stage (``analyze``) and its output schema.
 """

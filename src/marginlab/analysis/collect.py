@@ -157,7 +157,7 @@ def flatten_metrics(metrics: dict, source: str = "metrics.json") -> list[dict[st
                              "metric": key, "value": _pct(m[key]), "se": _binomial_se(m[key], m.get("probes"))})
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise AnalysisInputError(f"{source}: unexpected metrics layout ({type(err).__name__}: {err}); "
-                                 "expected the schema of marginlab.evaluate.run") from None
+                                 "expected the schema of marginlab.evaluate.stage") from None
     for row in rows:
         row["quality"] = protocol_quality(row["family"], row["set"])
     return rows
@@ -235,7 +235,7 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
             if npath.exists():
                 frame = pd.read_parquet(npath)
                 if not {"split", "norm"} <= set(frame.columns):
-                    raise AnalysisInputError(f"{npath} lacks 'split'/'norm' columns (schema of marginlab.evaluate.run)")
+                    raise AnalysisInputError(f"{npath} lacks 'split'/'norm' columns (schema of marginlab.evaluate.stage)")
                 frame.insert(0, "epoch", int(m["epoch"]) if m.get("epoch") is not None else -1)
                 norms.append(_identity(frame, info))
         else:

@@ -61,6 +61,7 @@ __all__ = [
     "head_hyperparameters",
     "panel_key",
     "state_level_panels",
+    "run_gst",
     "write_gst_outputs",
 ]
 
@@ -383,3 +384,16 @@ def write_gst_outputs(
         summary["wall_time_s"] = round(time.perf_counter() - t0, 3)
         write_json(tmp / "summary.json", summary)
     return summary
+
+
+def run_gst(params: Any, out_dir: str | Path = "analysis/gst", *, n: int | None = None, curve_n: int | None = None,
+            cos_nontarget: float | None = None) -> dict:
+    """The gst stage: :func:`write_gst_outputs` with the settings of ``params.gst`` unless given here."""
+    gst = params.gst
+    return write_gst_outputs(
+        params.heads, out_dir,
+        n=gst.n if n is None else n,
+        curve_n=gst.curve_n if curve_n is None else curve_n,
+        cos_nontarget=gst.cos_nontarget if cos_nontarget is None else cos_nontarget,
+        extra_summary={"preset": params.preset},
+    )

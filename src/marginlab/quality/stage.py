@@ -35,7 +35,7 @@ class QualityStageError(RuntimeError):
     """The quality stage cannot run or an input is bad; the message names the file/split/index."""
 
 
-def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0) -> dict[str, Any]:
+def run_quality(params: Params, *, progress: bool = True, threads: int = 0) -> dict[str, Any]:
     """Run the stage for ``params``; returns the summary dict (also written to ``summary.json``).
 
     ``threads``: torch intra-op threads for CPU scoring (0 = PyTorch's default, one per core). On a
@@ -115,4 +115,4 @@ def run_quality_stage(params: Params, *, progress: bool = True, threads: int = 0
     return summary
 
 
-__all__ = ["SCORER_VERSION", "QualityStageError", "run_quality_stage"]
+__all__ = ["SCORER_VERSION", "QualityStageError", "run_quality"]

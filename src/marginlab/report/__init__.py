@@ -5,7 +5,7 @@
 - :mod:`.figures` — figures the report draws itself and PNG data URIs;
 - :mod:`.evidence` — a claim's nested numbers laid out as key-values and tables;
 - :mod:`.provenance` — git commit, params, dvc.lock input hashes, versions, hardware, wall times;
-- :mod:`.render` — ``render_report(root=".", out="reports/report.html")``.
+- :mod:`.render` — ``run_report(root=".", out="reports/report.html")``.
 
 Submodules are imported lazily so that importing the package does not load Jinja2.
 """
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ReportInputError", "render_report"]
+__all__ = ["ReportInputError", "run_report"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "render_report":
-        from marginlab.report.render import render_report
+    if name == "run_report":
+        from marginlab.report.render import run_report
 
-        return render_report
+        return run_report
     if name == "ReportInputError":
         from marginlab.report.inputs import ReportInputError
 

@@ -1,4 +1,4 @@
-"""The self-contained HTML report: ``render_report(root=".", out="reports/report.html")``.
+"""The self-contained HTML report: ``run_report(root=".", out="reports/report.html")``.
 
 One HTML file, rendered with Jinja2 (autoescape on) from ``templates/report.html.j2``: CSS inline, every
 figure a base64 PNG data URI, no scripts, fonts or external URLs, so it opens from disk anywhere.
@@ -41,7 +41,7 @@ from marginlab.analysis.paper_numbers import (
     PAPER_SCALE,
 )
 from marginlab.io import atomic_path
-from marginlab.report import figures as rfig
+from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
@@ -55,7 +55,7 @@ __all__ = [
     "fmt_p",
     "fmt_value",
     "render_html",
-    "render_report",
+    "run_report",
 ]
 
 TEMPLATE = "report.html.j2"
@@ -492,7 +492,7 @@ def render_html(context: Mapping[str, Any]) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
-def render_report(root: str | Path = ".", out: str | Path = "reports/report.html", *,
+def run_report(root: str | Path = ".", out: str | Path = "reports/report.html", *,
                   params_path: str | Path | None = None) -> Path:
     """Render the report of the pipeline outputs under ``root`` into ``out`` (relative to ``root``), atomically.
 

@@ -1,6 +1,6 @@
 """Training: one run = backbone + margin head + quality proxy + optimisation settings, all from params.
 
-Public API: :func:`train_run` (writes ``runs/<run>/``) and :func:`load_model` (reads ``model.pt``).
+Public API: :func:`run_train` (writes ``runs/<run>/``) and :func:`load_model` (reads ``model.pt``).
 Modules: ``context`` (the run context: resolved config, device, AMP, data, modules, optimiser),
 ``loop`` (the epoch loop and the run's outputs), ``callbacks`` (probing, validation/selection, dvclive,
 checkpointing around the epochs), ``optim`` (SGD groups, schedule), ``checkpoint`` (atomic full state),
@@ -10,7 +10,7 @@ checkpointing around the epochs), ``optim`` (SGD groups, schedule), ``checkpoint
 it is re-exported here.
 """
 
-from marginlab.train.loop import TrainHooks, TrainingDivergedError, train_run
+from marginlab.train.loop import TrainHooks, TrainingDivergedError, run_train
 from marginlab.models import load_model, model_info
 
-__all__ = ["train_run", "load_model", "model_info", "TrainHooks", "TrainingDivergedError"]
+__all__ = ["run_train", "load_model", "model_info", "TrainHooks", "TrainingDivergedError"]

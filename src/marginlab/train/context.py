@@ -126,7 +126,7 @@ def build_context(params: Params, run_name: str) -> TrainContext:
     amp_dtype = runtime.resolve_amp(cfg.amp, device)
     channels_last = runtime.use_channels_last(cfg.channels_last, device)
     runtime.seed_everything(seed)
-    data = prepare_data(params, resolved, seed, device)
+    data = load_train_data(params, resolved, seed, device)
     backbone, head = build_modules(resolved, data.num_classes)
     backbone.to(device)
     head.to(device)
@@ -147,7 +147,7 @@ def build_context(params: Params, run_name: str) -> TrainContext:
     return ctx
 
 
-def prepare_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device) -> TrainData:
+def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device) -> TrainData:
     """Open the prepared RecordIO once, split off the validation images, build the loaders and tables."""
     cfg = resolved.train
     prepared = Path(params.data.prepared_dir)

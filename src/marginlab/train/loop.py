@@ -14,7 +14,7 @@ argmax of the *plain* cosine logits ŵ_j·ẑ is the label, in training mode and
 ``head.state_summary()``, ``val/acc`` when a validation split exists (``train.val_fraction > 0``; see
 :mod:`.selection`), and ``epoch``. The probe (:mod:`.probe`) is written to ``probe/epoch_XX.parquet``; then the checkpoint.
 
-Structure: :func:`train_run` builds the run's :class:`~.context.TrainContext` (configuration, device,
+Structure: :func:`run_train` builds the run's :class:`~.context.TrainContext` (configuration, device,
 data, modules, optimiser) and runs the epochs; probing, validation/selection, dvclive and checkpointing
 are callbacks (:mod:`.callbacks`); :func:`write_run_outputs` writes ``model.pt`` and the summary.
 
@@ -84,7 +84,7 @@ class TrainHooks:
 
 
 # --------------------------------------------------------------------------- public API
-def train_run(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None) -> dict:
+def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None) -> dict:
     """Train run ``run_name`` of ``params`` into ``<runs_dir>/<run_name>/``; return the train summary.
 
     Writes ``checkpoint.pt`` (every epoch), ``probe/epoch_XX.parquet``, ``live/`` (dvclive),

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from marginlab.heads import MarginHead
-from marginlab.heads.proxy import p_yi_quality
+from marginlab.heads.p_yi import p_yi_quality
 from marginlab.io import write_parquet
 
 FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
@@ -133,7 +133,7 @@ def embed(
 @torch.no_grad()
 def plain_target_stats(embeddings: torch.Tensor, head: MarginHead, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """``norm``, ``cos_y`` (:meth:`MarginHead.cosine`) and ``p_yi = softmax(s·cos θ)_y`` with the head's own
-    scale and no margin (:func:`marginlab.heads.proxy.p_yi_quality`, the function the P_yi proxy trains with)."""
+    scale and no margin (:func:`marginlab.heads.p_yi.p_yi_quality`, the function the P_yi proxy trains with)."""
     z = embeddings.float().to(head.weight.device)
     labels = labels.long().to(z.device)
     cos = head.cosine(z).float().clamp(-1, 1)

@@ -6,7 +6,7 @@
   index. It is a property of the un-augmented image, which is the point of the paper's ablation:
   BRISQUE does not see the augmentation applied in this step.
 - ``p_yi``: the softmax probability of the target class,
-  ``marginlab.heads.proxy.p_yi_quality(head, embeddings, labels)`` (detached).
+  ``marginlab.heads.p_yi.p_yi_quality(head, embeddings, labels)`` (detached).
 
 Whatever the signal, the head normalises it with its running batch statistics, ``h`` and the clip,
 exactly as it does the norm.
@@ -74,7 +74,7 @@ class QualityProxy:
             if self._iq_device is None or self._iq_device.device != embeddings.device:
                 self._iq_device = self._iq.to(embeddings.device)
             return self._iq_device[indices.to(embeddings.device, non_blocking=True).long()]
-        from marginlab.heads.proxy import p_yi_quality
+        from marginlab.heads.p_yi import p_yi_quality
 
         return p_yi_quality(head, embeddings, labels)
 

@@ -55,6 +55,6 @@ complete; temporaries left by a killed prepare are removed on the next start (:m
 ``manifest.json`` lists the sha256 of every regular file written.  The driver is :mod:`.driver`.
 """
 
-from marginlab.data.prepare.driver import image_policy, prepare_data
+from marginlab.data.prepare.driver import image_policy, run_prepare
 
-__all__ = ["image_policy", "prepare_data"]
+__all__ = ["image_policy", "run_prepare"]

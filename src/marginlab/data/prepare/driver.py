@@ -1,4 +1,4 @@
-"""The prepare driver: :func:`prepare_data` builds the prepared-data directory and its manifest.
+"""The prepare driver: :func:`run_prepare` builds the prepared-data directory and its manifest.
 
 It takes the stale-output clean-up and the lock (:mod:`.stale`), writes into a temporary directory
 (:func:`marginlab.io.atomic_dir`), generates the synthetic set (:mod:`marginlab.data.synthetic`) or
@@ -32,7 +32,7 @@ from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
 from marginlab.io import atomic_dir, write_json
 
-__all__ = ["MANIFEST_VERSION", "image_policy", "prepare_data"]
+__all__ = ["MANIFEST_VERSION", "image_policy", "run_prepare"]
 
 MANIFEST_VERSION = 2  # 2: image_policy, warnings, resized counts
 
@@ -42,7 +42,7 @@ def image_policy(params: Params) -> ImagePolicy:
     return ImagePolicy(size=int(params.data.image_size), resize=params.data.resize, jpeg_quality=95)
 
 
-def prepare_data(
+def run_prepare(
     params: Params,
     out_dir: str | Path,
     *,

@@ -27,7 +27,7 @@ from marginlab.data.formats import encode_jpeg
 from marginlab.data.synthetic.degrade import Degradation, QualityPolicy, apply_degradation, sample_degradation, severity_columns
 from marginlab.data.synthetic.faces import draw_nuisance, jitter_nuisance, loose_matrix, make_identity, pose_matrix, rng_for
 from marginlab.data.synthetic.layout import ImageSpec, quality_policies
-from marginlab.data.synthetic.render import render_face
+from marginlab.data.synthetic.drawing import render_face
 
 __all__ = ["SyntheticImage", "generate_image", "generate_images", "resolve_workers"]
 

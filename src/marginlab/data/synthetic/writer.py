@@ -103,7 +103,7 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, seed: int, *, wor
     """Generate the whole synthetic set into ``out_dir`` (the prepared-data layout) and ``samples.png``.
 
     Returns a summary: counts per split and the identity blocks. ``out_dir`` should be a fresh
-    (temporary) directory; :func:`marginlab.data.prepare.prepare_data` renames it into place.
+    (temporary) directory; :func:`marginlab.data.prepare.run_prepare` renames it into place.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

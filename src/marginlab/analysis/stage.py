@@ -1,4 +1,4 @@
-"""The analysis stage: ``analyze(params, out_dir="analysis")``.
+"""The analysis stage: ``run_analyze(params, out_dir="analysis")``.
 
 Reads every run of ``params.runs`` from ``<runs_dir>/<run>/`` (probe tables, metrics.json,
 eval_norms.parquet, live/, train_summary.json; :mod:`.collect`) and ``<quality.output_dir>/summary.json``,
@@ -157,7 +157,7 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
             if v is not None and not (isinstance(v, float) and not np.isfinite(v))}
 
 
-def analyze(
+def run_analyze(
     params: Params,
     out_dir: str | Path = "analysis",
     *,
@@ -256,3 +256,4 @@ def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, re
             fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch_gt_quality.png", target="gt_quality")
         fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
         fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
+

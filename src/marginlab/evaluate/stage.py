@@ -1,6 +1,6 @@
 """Evaluate one trained run on every benchmark of the prepared data directory.
 
-``evaluate_run(params, run)`` loads ``<runs_dir>/<run>/model.pt`` and evaluates, in
+``run_evaluate(params, run)`` loads ``<runs_dir>/<run>/model.pt`` and evaluates, in
 ``<data.prepared_dir>/``:
 
 - every ``verification/<name>.bin``: 10-fold accuracy (+ VAL@FAR=1e-3) of flip-fused, L2-normalised
@@ -51,14 +51,14 @@ from marginlab.config import EvaluateConfig, Params, ResolvedRun
 from marginlab.device import resolve_device
 from marginlab.evaluate.embed import embed_images
 from marginlab.evaluate.identification import identification_rates
-from marginlab.evaluate.ijb import evaluate_templates, far_key, roc_points
+from marginlab.evaluate.ijb_protocol import evaluate_templates, far_key, roc_points
 from marginlab.evaluate.verification import pair_distances, ten_fold_accuracy
 from marginlab.io import write_json, write_parquet
 from marginlab.timing import EVAL_TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvaluationResult", "evaluate_prepared", "evaluate_run", "load_run_model", "join_quality", "read_quality_scores"]
+__all__ = ["EvaluationResult", "evaluate_prepared", "run_evaluate", "load_run_model", "join_quality", "read_quality_scores"]
 
 ROC_COLUMNS = ["protocol", "set", "fpr", "tpr", "threshold"]
 NORM_COLUMNS = ["split", "index", "norm", "iq", "brisque", "gt_quality"]
@@ -340,7 +340,7 @@ def _summary(result: EvaluationResult) -> dict[str, Optional[float]]:
     }
 
 
-def evaluate_run(
+def run_evaluate(
     params: Params,
     run_name: str,
     *,
