@@ -188,3 +188,22 @@ def test_check_fails_when_a_dependency_is_removed_and_fix_restores_it(repo_copy)
                            env=tool_env(), capture_output=True, text=True, timeout=300, check=False)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert dvc_yaml.read_text() == original  # derived deps are what dvc.yaml holds, comments kept
+
+
+def test_deps_exempt_leaves_schema_only_imports_out_of_a_stage():
+    """prepare imports heads/ only through the params schema: dvc.yaml exempts it (meta.deps_exempt), so
+    editing a head does not re-prepare the data; the check honours the exemption and nothing else."""
+    import yaml
+
+    from marginlab.pipeline.deps import check_stage_deps
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert spec["prepare"]["meta"]["deps_exempt"] == ["src/marginlab/heads"]
+    assert "src/marginlab/heads" not in spec["prepare"]["deps"]
+    strict = check_stage_deps("prepare", "python stages/prepare.py", spec["prepare"]["deps"], root)
+    assert any(f.startswith("src/marginlab/heads/") for f in strict.missing)
+    exempted = check_stage_deps("prepare", "python stages/prepare.py", spec["prepare"]["deps"], root,
+                                exempt=["src/marginlab/heads"])
+    assert exempted.ok and not any(f.startswith("src/marginlab/heads/") for f in exempted.closure)
+    assert "src/marginlab/heads" in spec["train"]["do"]["deps"]  # training really uses the heads

@@ -277,13 +277,22 @@ class StageDeps:
 
 
 def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | Path,
-                     package: str = PACKAGE) -> StageDeps:
-    """Compare one stage's declared file deps with the import closure of its command."""
+                     package: str = PACKAGE, exempt: Iterable[str] = ()) -> StageDeps:
+    """Compare one stage's declared file deps with the import closure of its command.
+
+    ``exempt`` (the stage's ``meta.deps_exempt`` in dvc.yaml) lists code paths the stage imports but whose
+    changes cannot change its outputs; they are left out of the closure. The only use today: the params
+    schema (``config.py``) imports the head registry to validate ``heads`` and ``runs``, so every stage
+    imports ``heads/``, but prepare, brisque_model and quality compute nothing with a head — without
+    the exemption, editing a margin formula would re-prepare and re-score the whole dataset.
+    """
     root = Path(repo_root).resolve()
     entries = stage_entries(cmd)
     closure: set[str] = set()
     for e in entries:
         closure |= import_closure(e, root, package)
+    exempt = [str(x).rstrip("/") for x in exempt]
+    closure = {f for f in closure if not any(covers(x, f) for x in exempt)}
     pkg_rel = package_dir(root, package).relative_to(root).as_posix()
     code_roots = {pkg_rel} | {PurePosixPath(e).parent.as_posix() for e in entries if e.endswith(".py")}
     code_roots.discard(".")
@@ -334,7 +343,8 @@ def check_repo(repo_root: str | Path = ".", package: str = PACKAGE) -> list[Stag
     root = Path(repo_root).resolve()
     results: list[StageDeps] = []
     for st in load_stages(root):
-        res = check_stage_deps(st.name, st.cmd, st.inputs, root, package)
+        res = check_stage_deps(st.name, st.cmd, st.inputs, root, package,
+                               exempt=(st.meta or {}).get("deps_exempt") or ())
         group = st.name.split("@", 1)[0]
         if "@" in st.name and results and results[-1].stage.split("@", 1)[0] == group:
             prev = results[-1]
