@@ -4,6 +4,9 @@ Every stage calls :func:`load_params` first, so a bad configuration fails before
 message naming the key, the bad value and what is allowed. Defaults are the paper's values (see
 ``../shared/reference/heads.md``), not the official CLI's argparse defaults (which set h = 0 and
 m = 0.5 and so turn AdaFace into CosFace).
+
+The module is one cohesive thing, the schema (one class per params section, the run-name rule and
+the error formatting), which is why it runs a little over 450 lines.
 """
 
 from __future__ import annotations

