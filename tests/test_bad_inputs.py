@@ -30,6 +30,7 @@ import pytest
 import torch
 import yaml
 
+from hostile import RunsTouch as _Hostile
 from pipeline_helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -87,16 +88,6 @@ def temp_leftovers(root: Path) -> list[Path]:
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class _Hostile:
-    """Unpickling this runs ``touch marker``."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _mount_tmpfs(path: Path, size: str, readonly: bool = False) -> bool:

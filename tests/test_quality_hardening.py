@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hostile import RunsTouch
 from test_quality import (  # noqa: F401 - fixtures are found by name (hence F811 on their use)
     REPO,
     _stream,
@@ -238,25 +239,15 @@ def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, 
 
 
 # ------------------------------------------------------------------------------------------ safe loading
-class _Payload:
-    """Unpickling this creates ``marker`` (through builtins.open): a stand-in for arbitrary code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def test_pickle_payload_in_model_file_is_refused_and_never_runs(model_path, tmp_path):
     from marginlab.quality.stage import QualityStageError, run_quality
 
     marker = tmp_path / "payload_ran"
     live = load_converted_model(model_path)
     evil = tmp_path / "evil.pth"
-    torch.save((live.sv_coef, live.sv, _Payload(marker)), evil)
+    torch.save((live.sv_coef, live.sv, RunsTouch(marker)), evil)
     with pytest.raises(BrisqueModelError, match=rf"{evil}: refused to load: the file pickles objects other than "
-                                                r"tensors, which were not run \(Unsupported global"):
+                                                r"tensors, which were not run \((Unsupported global|Trying to load unsupported GLOBAL)"):
         load_converted_model(evil)
     with pytest.raises(BrisqueModelError, match="refused to load"):
         BrisqueScorer(evil)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hostile import RunsTouch
 
 from marginlab.config import ConfigError, Params
 from marginlab.data.formats import encode_jpeg, write_recordio
@@ -510,22 +511,10 @@ def test_checkpoint_errors_and_atomic_write(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
 
 
-class _RunsACommand:
-    """Unpickling this would run a shell command that creates ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_hostile_checkpoint_is_refused_and_never_executed(tmp_path):
     """A crafted checkpoint.pt (a pickle whose __reduce__ runs a command) is refused by weights_only loading."""
     marker = tmp_path / "PWNED"
-    payload = {"format": "marginlab-checkpoint", "version": 2, "epoch": 1, "evil": _RunsACommand(marker)}
+    payload = {"format": "marginlab-checkpoint", "version": 2, "epoch": 1, "evil": RunsTouch(marker)}
     torch.save(payload, tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match=r"was refused: it holds objects other than tensors.*not loaded"):
         load_checkpoint(tmp_path / "checkpoint.pt")
