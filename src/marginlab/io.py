@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -147,6 +148,43 @@ def torch_save(obj: Any, path: str | Path) -> None:
             if cause is None:
                 raise
             raise cause from err
+
+
+class RefusedFileError(ValueError):
+    """A torch file that pickles something other than tensors and plain data; it was not loaded."""
+
+
+def torch_load_data(source: Any, *, map_location: Any = "cpu") -> Any:
+    """``torch.load(source, weights_only=True)``: tensors, numbers, strings, bytes and plain containers.
+
+    Files from elsewhere (``dvc pull``, a colleague's model) are data: a pickle that would build any other
+    object (a ``__reduce__`` payload, a class) is refused without running it, as :class:`RefusedFileError`
+    whose message is torch's reason without its advice to retry with ``weights_only=False``. Other
+    failures (truncated file, not a pickle at all) propagate as torch raises them.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = _refusal_reason(err)
+        if "global" in reason.lower() or "reduce" in reason.lower():  # an object torch would have to build
+            raise RefusedFileError(reason) from None
+        raise  # bad opcodes and the like: not a torch file at all
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The specific line of torch's weights_only error ("Unsupported global: ...", "Trying to load
+    unsupported GLOBAL posix.system ..."), not the surrounding advice."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n\n|$)", text, flags=re.S)
+    if found:
+        return " ".join(found.group(1).split())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    specific = [ln for ln in lines if ln.startswith(("Trying to", "Unsupported"))]
+    return (specific or lines or [type(err).__name__])[0]
 
 
 def _os_error_in_chain(err: BaseException) -> OSError | None:

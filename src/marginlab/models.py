@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from marginlab.config import ResolvedRun
-from marginlab.io import torch_save
+from marginlab.io import RefusedFileError, torch_load_data, torch_save
 
 MODEL_FORMAT = "marginlab-model"
 MODEL_VERSION = 1
@@ -76,7 +76,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ModelFileError(f"{path} not found (train the run first: python stages/train.py RUN)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch_load_data(path)
+    except RefusedFileError as err:  # never unpickled, never run
+        raise ModelFileError(f"{path} was refused: it holds objects other than tensors and plain data ({err}); "
+                             "it was not loaded") from None
     except Exception as err:
         raise ModelFileError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:

@@ -402,7 +402,7 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
     by_group: dict[str, list[StageDeps]] = {}
     for r in results:
         by_group.setdefault(r.stage.split("@", 1)[0], []).append(r)
-    yaml = YAML()
+    yaml = YAML(typ="rt")  # round-trip loader: plain mappings, sequences and scalars, never Python objects
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)

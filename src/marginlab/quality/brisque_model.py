@@ -40,7 +40,6 @@ import io
 import json
 import logging
 import math
-import re
 import subprocess
 import sys
 import tarfile
@@ -51,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from marginlab.io import atomic_path, sha256_file, write_json
+from marginlab.io import RefusedFileError, atomic_path, sha256_file, torch_load_data, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -388,15 +387,6 @@ class ConvertedModel:
     sha256: str = ""  # of the file bytes the tensors were loaded from
 
 
-def _unpickler_reason(err: Exception) -> str:
-    """The specific part of torch's ``weights_only`` error (its advice to retry with
-    ``weights_only=False`` is left out: the model file is data, never code)."""
-    text = str(err)
-    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n\n|$)", text, flags=re.S)
-    return " ".join((found.group(1) if found else text.strip().splitlines()[0] if text.strip() else
-                     type(err).__name__).split())
-
-
 def load_converted_model(path: str | Path) -> ConvertedModel:
     """Load and check a converted model file (and its sidecar if present).
 
@@ -404,8 +394,6 @@ def load_converted_model(path: str | Path) -> ConvertedModel:
     ``torch.load(weights_only=True)``: the file is data, so a pickle that would construct anything but
     tensors (e.g. a ``__reduce__`` payload) is refused without running it.
     """
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -413,14 +401,11 @@ def load_converted_model(path: str | Path) -> ConvertedModel:
         raise BrisqueModelError(f"BRISQUE model {path} not found; {BUILD_HINT}")
     data = path.read_bytes()
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # what weights_only raises for a disallowed global or bad opcode
-        reason = _unpickler_reason(err)
-        if reason.startswith("Unsupported global"):
-            raise BrisqueModelError(f"{path}: refused to load: the file pickles objects other than tensors, which "
-                                    f"were not run ({reason}); a BRISQUE model holds only two tensors, "
-                                    f"{BUILD_HINT}") from None
-        raise BrisqueModelError(f"{path}: not a loadable torch file ({reason}); {BUILD_HINT}") from None
+        obj = torch_load_data(io.BytesIO(data))
+    except RefusedFileError as err:  # never unpickled, never run
+        raise BrisqueModelError(f"{path}: refused to load: the file pickles objects other than tensors, which "
+                                f"were not run ({err}); a BRISQUE model holds only two tensors, "
+                                f"{BUILD_HINT}") from None
     except Exception as err:  # noqa: BLE001 - any other unpickling failure means the same: not our model file
         raise BrisqueModelError(f"{path}: not a loadable torch file ({err}); {BUILD_HINT}") from None
     ok = (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, torch.Tensor) for t in obj)

@@ -13,7 +13,6 @@ run code). NumPy's RNG state is therefore stored as a tensor plus numbers, not a
 
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any, Optional
@@ -21,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from marginlab.io import torch_save
+from marginlab.io import RefusedFileError, torch_load_data, torch_save
 
 CHECKPOINT_FORMAT = "marginlab-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: weights_only-loadable (NumPy RNG state as a tensor)
@@ -84,11 +83,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickled, never run
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        state = torch_load_data(path, map_location=map_location)
+    except RefusedFileError as err:  # never unpickled, never run
         raise CheckpointError(
-            f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first}); "
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({err}); "
             "a file written by marginlab never does, so it may have been crafted. It was not loaded; "
             "delete it (or train with --no-resume) to start over"
         ) from None
