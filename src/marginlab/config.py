@@ -235,6 +235,26 @@ class QualityConfig(Strict):
 
 
 # --------------------------------------------------------------------------- training
+class DistributedConfig(Strict):
+    """Data-parallel training of one run over several processes (``torch.distributed`` DDP).
+
+    ``nproc_per_node`` > 1: ``python stages/train.py RUN`` starts that many workers itself (elastic
+    launch, one per GPU on CUDA); a process started by ``torchrun``/``srun`` with ``WORLD_SIZE`` and
+    ``RANK`` set joins that group instead (several nodes). ``backend: auto`` is NCCL on CUDA, gloo on
+    the CPU. ``sync_batchnorm`` normalises over the global batch; ``sync_head_stats`` all-reduces the
+    heads' batch statistics (AdaFace μ/σ, CurricularFace t) so they equal a one-process run with the
+    same global batch (off: the official code's behaviour, rank 0's buffers broadcast at each forward
+    and updated from its local batch). ``timeout_s`` bounds every collective: a worker that died does
+    not leave the others waiting forever.
+    """
+
+    nproc_per_node: Annotated[int, Field(ge=1, le=64)] = 1
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    sync_batchnorm: bool = False
+    sync_head_stats: bool = False
+    timeout_s: Annotated[int, Field(ge=5)] = 1800
+
+
 class TrainConfig(Strict):
     epochs: PositiveInt = 6
     batch_size: PositiveInt = 128
@@ -253,6 +273,18 @@ class TrainConfig(Strict):
     probe_size: PositiveInt = 512
     selection: Literal["last", "val"] = "last"
     val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    # batch_size is the global batch: each of the N data-parallel processes takes batch_size / N.
+    distributed: DistributedConfig = DistributedConfig()
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "TrainConfig":
+        n = self.distributed.nproc_per_node
+        if self.batch_size % n:
+            raise ValueError(
+                f"train.batch_size {self.batch_size} is the global batch and must divide evenly over "
+                f"train.distributed.nproc_per_node = {n} processes (e.g. {self.batch_size - self.batch_size % n or n})"
+            )
+        return self
 
     @field_validator("milestones")
     @classmethod
