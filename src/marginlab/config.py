@@ -191,6 +191,11 @@ class DataConfig(Strict):
     # generator draws at data.synthetic.image_size.
     image_size: Annotated[int, Field(ge=16, le=1024)] = 112
     resize: Literal["center_crop", "pad"] = "center_crop"
+    # The paper's Table 1 subset (README "The Table 1 subset"): a file of indices (comma- or
+    # whitespace-separated) into the torchvision ImageFolder order of the training set, as the official
+    # assets/ms1mv2_train_subset_index.txt; prepare keeps those images, drops identities with fewer than
+    # 5 of them and numbers the rest 0..K-1. null: the whole training set.
+    subset_index: Optional[Annotated[str, Field(min_length=1)]] = None
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")
@@ -199,6 +204,11 @@ class DataConfig(Strict):
             raise ValueError("data.source is 'recordio' but data.train_rec (path to train.rec) is not set")
         if self.source == "folders" and not self.train_folders:
             raise ValueError("data.source is 'folders' but data.train_folders (identity-folder root) is not set")
+        if self.subset_index is not None and self.source not in ("recordio", "folders"):
+            raise ValueError(
+                f"data.subset_index selects images of a real training set: it needs data.source 'recordio' "
+                f"or 'folders', not {self.source!r} (set it to null for synthetic data)"
+            )
         return self
 
 

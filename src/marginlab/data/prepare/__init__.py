@@ -20,6 +20,10 @@ Sources (``data.source``):
   images (:mod:`.ingest_recordio`).
 * ``folders``: identity folders converted by :func:`marginlab.data.formats.folders_to_recordio`
   (every image decoded and conformed; :mod:`.ingest_folders`).
+* either, with ``data.subset_index``: only the images the index file selects, in torchvision
+  ImageFolder order of the tree (of AdaFace's ``convert.py`` folder for a ``.rec``), identities with
+  fewer than 5 of them dropped, the rest numbered 0..K-1 (:mod:`.subset`, the paper's Table 1
+  subset); ``manifest["subset"]`` records the file, its sha256 and the counts (``null`` without it).
 
 Image policy (``data.image_size``, ``data.resize``; recorded as ``manifest["image_policy"]``): every
 ingested real image (training records, identity-folder images, ``.bin`` images) is brought to

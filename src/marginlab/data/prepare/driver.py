@@ -28,6 +28,7 @@ from marginlab.data.prepare.ingest_folders import ingest_folders
 from marginlab.data.prepare.ingest_ijb import ingest_ijb
 from marginlab.data.prepare.ingest_recordio import ingest_recordio
 from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
+from marginlab.data.prepare.subset import ingest_subset
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
 from marginlab.io import atomic_dir, write_json
@@ -75,6 +76,7 @@ def run_prepare(
             + ("; synthetic images are drawn at data.synthetic.image_size" if data.source == "synthetic" else ""),
             "ijb": "not resized: loose crops are aligned to 112x112 from their landmarks when read",
         },
+        "subset": None,  # data.subset_index: file, sha256 and the selection counts (.subset)
     }
     clean_stale_temps(out_dir)
     held: list[int] = []
@@ -150,15 +152,19 @@ def _real_train(tmp: Path, params: Params, base: Path, progress: bool, manifest:
     """Ingest ``data.train_rec`` or ``data.train_folders`` into ``tmp``; returns counts."""
     data = params.data
     policy = image_policy(params)
-    if data.source == "recordio":
-        src = resolve_input(data.train_rec, base)  # type: ignore[arg-type]
+    src = resolve_input(data.train_rec if data.source == "recordio" else data.train_folders, base)  # type: ignore[arg-type]
+    if data.subset_index is not None:  # the Table 1 subset (.subset), in the official ImageFolder order
+        subset_file = resolve_input(data.subset_index, base)
+        train, manifest["subset"] = ingest_subset(tmp, data.source, src, subset_file, policy, data.skip_corrupt, progress)
+    elif data.source == "recordio":
         train = ingest_recordio(tmp, src, policy, data.skip_corrupt, progress)
     else:
-        src = resolve_input(data.train_folders, base)  # type: ignore[arg-type]
         train = ingest_folders(tmp, src, policy, data.skip_corrupt, progress)
     skipped += train.pop("skipped")
     warnings += train.pop("warnings")
     manifest["sources"] = {"train": str(src)}
+    if data.subset_index is not None:
+        manifest["sources"]["subset_index"] = str(subset_file)
     return {"train_images": train["images"], "train_classes": train["classes"], "train_ingest": train, "verification": {}, "ijb": {}}
 
 
