@@ -3,6 +3,8 @@
     python stages/train.py RUN_NAME [--params params.yaml] [--no-resume]
 
 Resumes from ``runs/<RUN>/checkpoint.pt`` when it matches the configuration (a DVC ``persist`` output).
+With ``train.distributed.nproc_per_node`` > 1 the stage starts that many data-parallel workers itself;
+started by ``torchrun``/``srun`` (``WORLD_SIZE``/``RANK`` set) it joins their process group instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
-from marginlab.train import TrainingDivergedError, run_train
+from marginlab.train import DistributedTrainingError, TrainingDivergedError, launch
 from marginlab.train.checkpoint import CheckpointError
 from marginlab.train.proxy import ProxyError
 
@@ -35,13 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_stage(lambda: _run(args), (ConfigError, FileNotFoundError, DataFormatError, ProxyError,
-                                          TrainingDivergedError, CheckpointError))
+                                          TrainingDivergedError, CheckpointError, DistributedTrainingError))
 
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    summary = run_train(params, args.run, resume=not args.no_resume)
-    keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp")
+    summary = launch(params, args.run, resume=not args.no_resume)
+    if summary is None:  # a rank > 0 of a group started by torchrun/srun: rank 0 reports
+        return 0
+    keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp",
+            "world_size")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
     return 0
 

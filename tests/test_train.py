@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 from hostile import RunsTouch
+from tiny_train import N_CLASSES, N_IMAGES, PER_CLASS, SIZE, make_params, write_prepared
 
-from marginlab.config import ConfigError, Params
-from marginlab.data.formats import encode_jpeg, write_recordio
+from marginlab.config import ConfigError
+from marginlab.models import ModelFileError
 from marginlab.train import (
     TrainHooks,
     TrainingDivergedError,
@@ -31,57 +32,15 @@ from marginlab.train.checkpoint import (
     save_checkpoint,
 )
 from marginlab.train.live import EpochLogger, PlainLive, logged_steps, truncate_history
-from marginlab.models import ModelFileError
 from marginlab.train.probe import PROBE_COLUMNS, plain_target_stats, select_probe
 from marginlab.train.proxy import ProxyError, QualityProxy, build_proxy, load_iq_table
 from marginlab.train.runtime import derive_seed, resolve_amp
 from marginlab.train.selection import centre_accuracy
 
-N_CLASSES, PER_CLASS, SIZE = 8, 12, 32
-N_IMAGES = N_CLASSES * PER_CLASS
-
-
-def _faces() -> list[tuple[bytes, int]]:
-    """Identity c = a distinct colour and a bar at a class-specific row; mild noise; JPEG."""
-    rng = np.random.default_rng(0)
-    palette = rng.integers(30, 226, size=(N_CLASSES, 3))
-    out = []
-    for c in range(N_CLASSES):
-        for _ in range(PER_CLASS):
-            img = np.clip(palette[c] + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255)
-            row = 2 + 3 * c
-            img[row : row + 3, :, :] = 255 - palette[c]
-            out.append((encode_jpeg(img.astype(np.uint8), quality=95), c))
-    return out
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    info = write_recordio(root / "train.rec", _faces())
-    assert info == {"num_images": N_IMAGES, "num_classes": N_CLASSES} or info["num_images"] == N_IMAGES
-    # synthetic-style ground-truth quality, a permutation so it is not aligned with the labels
-    gt = np.random.default_rng(1).permutation(N_IMAGES) / (N_IMAGES - 1)
-    pd.DataFrame({"index": np.arange(N_IMAGES), "label": np.repeat(np.arange(N_CLASSES), PER_CLASS),
-                  "gt_quality": gt}).to_parquet(root / "train_meta.parquet", index=False)
-    return root
-
-
-def make_params(prepared, tmp_path, runs=None, train=None, **extra) -> Params:
-    base_train = {"epochs": 3, "batch_size": 16, "lr": 0.1, "num_workers": 0, "threads": 1, "device": "cpu",
-                  "probe_size": 24, "milestones": [0.67], "amp": "auto"}
-    base_train.update(train or {})
-    raw = {
-        "seed": 3,
-        "data": {"prepared_dir": str(prepared)},
-        "quality": {"output_dir": str(tmp_path / "quality")},
-        "model": {"backbone": "ir_18", "width": 0.125, "input_size": SIZE, "embedding_size": 32, "dropout": 0.0},
-        "train": base_train,
-        "runs": runs or {"cos": {"head": "cosface", "head_params": {"s": 16.0, "m": 0.2}}},
-        "runs_dir": str(tmp_path / "runs"),
-        **extra,
-    }
-    return Params.model_validate(raw)
+    return write_prepared(tmp_path_factory.mktemp("prepared"))
 
 
 @pytest.fixture(autouse=True)

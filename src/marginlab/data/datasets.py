@@ -46,6 +46,7 @@ from marginlab.device import resolve_device
 __all__ = [
     "EpochSampler",
     "FaceRecordDataset",
+    "ShardedBatchSampler",
     "build_loader",
     "move_batch",
     "sample_rng",
@@ -284,6 +285,39 @@ class EpochSampler(Sampler[int]):
         return iter(perm.tolist())
 
 
+class ShardedBatchSampler(Sampler[list[int]]):
+    """This process's share of each global batch, for data-parallel training over ``world_size`` processes.
+
+    Global batch ``k`` of an epoch is positions ``perm[k·B : (k+1)·B]`` of the epoch's
+    :class:`EpochSampler` order (``B`` = ``global_batch``, incomplete last batch dropped); process
+    ``rank`` takes the contiguous slice ``[rank·B/N, (rank+1)·B/N)`` of it. So the order and the
+    composition of every global batch depend only on ``(seed, epoch)``, never on ``N``: the
+    concatenation of the N shards in rank order is the one-process batch, and a run can be resumed
+    with another number of processes. ``world_size = 1`` gives exactly the batches of
+    ``DataLoader(batch_size=B, drop_last=True)``.
+    """
+
+    def __init__(self, sampler: EpochSampler, global_batch: int, *, rank: int = 0, world_size: int = 1) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of world_size {world_size} processes")
+        if global_batch <= 0 or global_batch % world_size:
+            raise ValueError(f"the global batch {global_batch} does not divide over {world_size} processes")
+        self.sampler = sampler
+        self.global_batch = int(global_batch)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.local_batch = self.global_batch // self.world_size
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
+        lo = self.rank * self.local_batch
+        for k in range(len(self)):
+            start = k * self.global_batch + lo
+            yield order[start : start + self.local_batch].tolist()
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seed Python/NumPy in each worker from torch's per-worker seed.
 
@@ -306,6 +340,8 @@ def build_loader(
     seed: int = 0,
     prefetch_factor: int | None = None,
     timeout: float = 0.0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """A reproducible DataLoader: same ``seed`` and epoch → same batches for any ``num_workers``.
 
@@ -320,6 +356,9 @@ def build_loader(
       touching it can deadlock. On 2-core CPUs its threads gave no speed-up for 112×112 images, and
       the parallelism comes from the workers anyway;
     - ``timeout`` (seconds, 0 = none) turns a stuck worker into an error instead of a hang;
+    - ``drop_last=True`` (training): batches come from a :class:`ShardedBatchSampler`, so with
+      ``world_size`` > 1 data-parallel processes each loads its ``batch_size / world_size`` share of
+      the same global batch (``batch_size`` is the global batch);
     - on CUDA: ``pin_memory=True`` and ``prefetch_factor=4`` (default 2 on CPU). Copy batches with
       ``tensor.to(device, non_blocking=True)`` (:func:`move_batch`) so the host→device copy of a
       pinned batch overlaps with compute.
@@ -330,10 +369,16 @@ def build_loader(
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     cuda = dev.type == "cuda"
+    sampler = EpochSampler(dataset, shuffle=shuffle, seed=seed)
+    if drop_last:
+        batching: dict[str, Any] = {"batch_sampler": ShardedBatchSampler(sampler, batch_size, rank=rank,
+                                                                         world_size=world_size)}
+    elif world_size > 1:
+        raise ValueError("a sharded loader drops the incomplete last batch (drop_last=True)")
+    else:
+        batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": False}
     kwargs: dict[str, Any] = {
-        "batch_size": batch_size,
-        "sampler": EpochSampler(dataset, shuffle=shuffle, seed=seed),
-        "drop_last": drop_last,
+        **batching,
         "num_workers": num_workers,
         "pin_memory": cuda,
         "generator": torch.Generator().manual_seed(int(seed)),

@@ -15,7 +15,9 @@ Per sample, with eps = 1e-3 and x = cos θ_y clamped to [-1 + eps, 1 - eps]:
 
 So ẑ = -1 is ArcFace(m), ẑ = 0 is CosFace(m) and ẑ = +1 is s · (cos(θ - m) - 2m). No gradient flows
 through the norm into the margin. Eval mode uses μ, σ as they are and changes nothing. μ and σ are
-registered buffers (state dict round trip); under DDP they are per device, as in the official code.
+registered buffers (state dict round trip). Under data-parallel training they are per process and
+rank 0's are broadcast at each forward, as in the official code, unless ``gather_batch`` is set
+(``train.distributed.sync_head_stats``): then the statistics are taken over the global batch.
 A batch of one sample has no unbiased std: σ is then left unchanged (μ is still updated).
 
 Quality proxies (paper Table 1 ablation). The signal replaces the norm in steps 2–3 unchanged:
@@ -143,7 +145,7 @@ class AdaFace(MarginHead):
                 f"head 'adaface': running statistics were built from {_SOURCE_NAMES[current]} but this training "
                 f"step passes {_SOURCE_NAMES[source]}; use one quality signal per head (or a fresh head)"
             )
-        signal = signal.to(self.batch_mean.dtype)
+        signal = self.gather_batch(signal.to(self.batch_mean.dtype))
         n = signal.numel()
         mean = signal.mean()
         if current == SOURCE_NONE and external:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -219,6 +219,10 @@ class MarginHead(nn.Module):
         self.num_classes = num_classes
         self.s = self.hyperparameter_ranges["s"].check(self.name, "s", s)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        #: Data-parallel training with ``train.distributed.sync_head_stats`` sets this to a function that
+        #: concatenates a per-sample tensor over all processes, so running batch statistics (AdaFace μ/σ,
+        #: CurricularFace t) are computed on the global batch; None = this process's batch.
+        self.batch_gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ parameters
@@ -292,6 +296,10 @@ class MarginHead(nn.Module):
         else:  # checked on the device without a host sync
             torch._assert_async(torch.isfinite(quality).all(), f"head {self.name!r}: quality is not finite")
         return quality.detach()
+
+    def gather_batch(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (B, ...) of this process's batch, or of the global batch when :attr:`batch_gather` is set."""
+        return values if self.batch_gather is None else self.batch_gather(values)
 
     # ------------------------------------------------------------------ logits
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ With x = cos θ_y (clamped to [-1, 1]) and cos(θ_y + m) = x · cos m - sqrt(1 -
 
 - target: cos(θ_y + m) if x > cos(π - m), else the linear "threshold" fallback x - sin(π - m) · m;
 - running t (buffer, init 0), updated under no-grad on every training forward **before** it is used:
-  t ← 0.01 · mean(cos θ_y) + 0.99 · t (the official code's weight on the new batch);
+  t ← 0.01 · mean(cos θ_y) + 0.99 · t (the official code's weight on the new batch; the mean over the
+  global batch when ``gather_batch`` is set, see :class:`~marginlab.heads.base.MarginHead`);
 - hard negatives (cos θ_j > cos(θ_y + m), j ≠ y): cos θ_j → cos θ_j · (t + cos θ_j) (gradient flows
   through both factors; t is a constant); easy negatives unchanged;
 - every logit × s.
@@ -63,7 +64,8 @@ class CurricularFace(MarginHead):
     def _nontarget_logits(self, logits: torch.Tensor, cos_y: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
-                self.t.mul_(1.0 - self.t_momentum).add_(self.t_momentum * cos_y.detach().mean().to(self.t.dtype))
+                mean_cos = self.gather_batch(cos_y.detach()).mean().to(self.t.dtype)
+                self.t.mul_(1.0 - self.t_momentum).add_(self.t_momentum * mean_cos)
         with torch.no_grad():
             threshold = (self.s * self._cos_plus_margin(cos_y)).to(logits.dtype).unsqueeze(1)
             hard = logits > threshold

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from marginlab.data.augment import AdaFaceAugment
 from marginlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from marginlab.train.context import TrainContext
+from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
 from marginlab.train.probe import ProbeSet, probe_path, select_probe, write_probe
 from marginlab.train.selection import centre_accuracy
@@ -69,8 +70,10 @@ class Checkpointing(Callback):
     def resume(self, ctx: TrainContext) -> Progress:
         """Restore ``checkpoint.pt`` into the context when it matches the configuration, else start over."""
         state = self._matching_state(ctx)
+        barrier(ctx.dist)  # every process has read the checkpoint before rank 0 may remove it
         if state is None:
-            clear_outputs(ctx)
+            if ctx.dist.is_main:
+                clear_outputs(ctx)
             return Progress()
         ctx.backbone.load_state_dict(state["backbone"])
         ctx.head.load_state_dict(state["head"])

@@ -28,9 +28,12 @@ from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
 from marginlab.models import build_modules
 from marginlab.train import runtime
+from marginlab.train.distributed import SINGLE, DistEnv, gather_concat, worker_device
+from marginlab.train.network import TrainingNetwork
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
 from marginlab.train.probe import load_gt_quality
 from marginlab.train.proxy import QualityProxy, build_proxy, load_iq_table
+from marginlab.train.sync_batchnorm import convert_sync_batchnorm
 
 #: Training sets up to this many images are decoded once and kept in memory (≈ 7.5 GB at 112×112).
 CACHE_DECODED_MAX_IMAGES = 200_000
@@ -76,6 +79,8 @@ class TrainContext:
     scheduler: Any
     scaler: torch.amp.GradScaler
     proxy: QualityProxy
+    network: nn.Module  # TrainingNetwork, wrapped in DistributedDataParallel when dist.active
+    dist: DistEnv
     fingerprint: dict[str, Any]
 
     @property
@@ -109,8 +114,13 @@ class TrainContext:
             return self.backbone(x).float()
 
 
-def build_context(params: Params, run_name: str) -> TrainContext:
-    """The context of run ``run_name``; seeds every generator first (call inside ``runtime.determinism``)."""
+def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> TrainContext:
+    """The context of run ``run_name``; seeds every generator first (call inside ``runtime.determinism``).
+
+    ``dist_env``: this process's place in a data-parallel group (joined already); every process builds
+    the same modules from the same seed, loads its shard of each global batch, and trains through
+    ``DistributedDataParallel``.
+    """
     resolved = params.run(run_name)
     cfg = resolved.train
     if cfg.selection == "val" and cfg.val_fraction <= 0:
@@ -121,13 +131,20 @@ def build_context(params: Params, run_name: str) -> TrainContext:
     run_dir = Path(params.runs_dir) / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = runtime.derive_seed(params.seed, resolved.seed)
-    device = resolve_device(cfg.device)
-    threads = runtime.set_threads(cfg.threads)
+    device = worker_device(resolve_device(cfg.device), dist_env)
+    if cfg.batch_size % dist_env.world_size:
+        raise ConfigError(f"run {run_name!r}: train.batch_size {cfg.batch_size} (the global batch) does not divide "
+                          f"over {dist_env.world_size} data-parallel processes")
+    threads = runtime.set_threads(cfg.threads, processes=dist_env.local_world_size if device.type == "cpu" else 1)
     amp_dtype = runtime.resolve_amp(cfg.amp, device)
     channels_last = runtime.use_channels_last(cfg.channels_last, device)
     runtime.seed_everything(seed)
-    data = load_train_data(params, resolved, seed, device)
+    data = load_train_data(params, resolved, seed, device, dist_env)
     backbone, head = build_modules(resolved, data.num_classes)
+    if dist_env.active and cfg.distributed.sync_batchnorm:
+        backbone = convert_sync_batchnorm(backbone, device)
+    if dist_env.active and cfg.distributed.sync_head_stats:
+        head.batch_gather = gather_concat
     backbone.to(device)
     head.to(device)
     if channels_last:
@@ -136,19 +153,29 @@ def build_context(params: Params, run_name: str) -> TrainContext:
     schedule = build_schedule(cfg.milestones, cfg.lr_gamma, cfg.warmup_epochs, cfg.epochs, len(data.loader))
     proxy = build_proxy(resolved.proxy, scores_path=data.scores_path, num_images=data.num_images,
                         train_indices=data.train_idx)
+    network: nn.Module = TrainingNetwork(backbone, head, proxy, amp_dtype=amp_dtype, device_type=device.type)
+    if dist_env.active:
+        network = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None)  # buffers synced from rank 0
     ctx = TrainContext(
         name=run_name, run_dir=run_dir, resolved=resolved, seed=seed, device=device, amp_dtype=amp_dtype,
         channels_last=channels_last, threads=threads, channel_order=params.data.channel_order,
         augment=params.augment, data=data, backbone=backbone, head=head, optimizer=optimizer,
         scheduler=build_scheduler(optimizer, schedule),
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), proxy=proxy, fingerprint={},
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), proxy=proxy,
+        network=network, dist=dist_env, fingerprint={},
     )
     ctx.fingerprint = fingerprint(params, ctx)
     return ctx
 
 
-def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device) -> TrainData:
-    """Open the prepared RecordIO once, split off the validation images, build the loaders and tables."""
+def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device,
+                    dist_env: DistEnv = SINGLE) -> TrainData:
+    """Open the prepared RecordIO once, split off the validation images, build the loaders and tables.
+
+    Under data parallelism every process reads its share of each global batch (``ShardedBatchSampler``);
+    the decoded cache is kept when all processes of a node together stay within the cache limit.
+    """
     cfg = resolved.train
     prepared = Path(params.data.prepared_dir)
     rec_path = prepared / "train.rec"
@@ -165,11 +192,11 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
         train_idx, val_idx = train_val_split(np.asarray(reader.labels), cfg.val_fraction, seed)
     else:
         train_idx, val_idx = np.arange(num_images, dtype=np.int64), np.empty(0, dtype=np.int64)
-    cache = len(train_idx) <= CACHE_DECODED_MAX_IMAGES
+    cache = len(train_idx) * dist_env.local_world_size <= CACHE_DECODED_MAX_IMAGES
     train_ds = FaceRecordDataset(rec_path, input_size, params.augment, indices=train_idx, cache_decoded=cache, **common)
     train_idx = np.asarray(train_ds.indices, dtype=np.int64)  # without images skipped as corrupt
     loader = build_loader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                          device=device, seed=seed)
+                          device=device, seed=seed, rank=dist_env.rank, world_size=dist_env.world_size)
     if len(loader) == 0:
         raise ConfigError(
             f"run {resolved.name!r}: {len(train_idx)} training images give no full batch of "
@@ -179,7 +206,7 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
         raise ConfigError(f"run {resolved.name!r}: val_fraction {cfg.val_fraction} held out no image "
                           "(every identity has a single image?)")
     val_loader = None
-    if len(val_idx):
+    if len(val_idx) and dist_env.is_main:  # validation runs on rank 0 only
         val_ds = FaceRecordDataset(rec_path, input_size, None, indices=val_idx,
                                    cache_decoded=len(val_idx) <= CACHE_DECODED_MAX_IMAGES, **common)
         val_loader = build_loader(val_ds, max(cfg.batch_size, 64), shuffle=False, drop_last=False,
@@ -193,8 +220,10 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
 
 def fingerprint(params: Params, ctx: TrainContext) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (configuration and data identity)."""
+    resolved = ctx.resolved.model_dump(mode="json")
+    resolved["train"].pop("distributed")  # a checkpoint resumes with any number of processes
     return {
-        "resolved_run": ctx.resolved.model_dump(mode="json"),
+        "resolved_run": resolved,
         "params_seed": params.seed,
         "augment": params.augment.model_dump(mode="json"),
         "channel_order": params.data.channel_order,

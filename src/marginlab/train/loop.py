@@ -56,6 +56,7 @@ from marginlab.train.callbacks import (
     clear_outputs,
 )
 from marginlab.train.context import TrainContext, build_context
+from marginlab.train.distributed import SINGLE, DistEnv, all_reduce_sum, barrier, decorrelate_rng, init_group, worker_device
 
 
 class TrainingDivergedError(RuntimeError):
@@ -72,38 +73,54 @@ class RunState:
     optimizer: torch.optim.Optimizer
     epoch: int = 0
     global_step: int = 0
+    rank: int = 0
 
 
 @dataclass
 class TrainHooks:
     """Optional callbacks: ``on_step(epoch, step, state)`` before each step's forward pass,
-    ``on_epoch_end(epoch, state)`` after the epoch's checkpoint is written."""
+    ``on_step_end(epoch, step, state, loss)`` after its optimiser step with the step's loss over the
+    global batch (all-reduced under data parallelism, so every process must be given the same hooks),
+    ``on_epoch_end(epoch, state)`` after the epoch's checkpoint is written. Data-parallel workers get
+    the hooks by pickling: pass module-level functions or picklable objects."""
 
     on_step: Optional[Callable[[int, int, RunState], None]] = None
+    on_step_end: Optional[Callable[[int, int, RunState, float], None]] = None
     on_epoch_end: Optional[Callable[[int, RunState], None]] = None
 
 
 # --------------------------------------------------------------------------- public API
-def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None) -> dict:
+def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None,
+              dist_env: DistEnv = SINGLE) -> Optional[dict]:
     """Train run ``run_name`` of ``params`` into ``<runs_dir>/<run_name>/``; return the train summary.
 
     Writes ``checkpoint.pt`` (every epoch), ``probe/epoch_XX.parquet``, ``live/`` (dvclive),
     ``model.pt`` (selected weights, see :mod:`marginlab.models`) and ``train_summary.json``.
+
+    ``dist_env``: this process's rank in a data-parallel group (:mod:`.distributed`; its process group is
+    joined here). Every rank trains its shard of each global batch; rank 0 alone measures the probe and
+    the validation split and writes every file; ranks > 0 return None.
     """
     t_call = time.perf_counter()
     hooks = hooks or TrainHooks()
     resolved = params.run(run_name)
-    with runtime.determinism(resolve_device(resolved.train.device)):
-        ctx = build_context(params, run_name)
-        probing = Probing(ctx)
+    device = worker_device(resolve_device(resolved.train.device), dist_env)
+    if dist_env.active:
+        dist_env = init_group(dist_env, resolved.train.distributed, device)
+    with runtime.determinism(device):
+        ctx = build_context(params, run_name, dist_env)
+        main = dist_env.is_main
         checkpointing = Checkpointing()
         live = LiveLogging()
-        measuring: list[Callback] = [probing, Validation()]
-        recording: list[Callback] = [live, checkpointing]
+        measuring: list[Callback] = [Probing(ctx), Validation()] if main else []
+        recording: list[Callback] = [live, checkpointing] if main else []
         progress = checkpointing.resume(ctx) if resume else _fresh_start(ctx)
+        decorrelate_rng(ctx.seed, progress.epoch, dist_env)
         for cb in (*measuring, *recording):
             cb.start(ctx, progress)
-        rs = RunState(run_name, ctx.backbone, ctx.head, ctx.optimizer, progress.epoch, progress.global_step)
+        barrier(dist_env)
+        rs = RunState(run_name, ctx.backbone, ctx.head, ctx.optimizer, progress.epoch, progress.global_step,
+                      rank=dist_env.rank)
         for epoch in range(progress.epoch + 1, ctx.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             rs.epoch = epoch
@@ -118,25 +135,30 @@ def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Opti
             progress.wall_time_s += time.perf_counter() - t_epoch
             for cb in recording:
                 cb.record(ctx, progress, epoch, metrics)
+            barrier(dist_env)  # the others wait while rank 0 probes and writes the epoch's checkpoint
             if hooks.on_epoch_end is not None:
                 hooks.on_epoch_end(epoch, rs)
         for cb in (*measuring, *recording):
             cb.end(ctx, progress)
-        summary = write_run_outputs(ctx, progress, live_backend=live.backend, call_seconds=time.perf_counter() - t_call)
+        summary = None
+        if main:
+            summary = write_run_outputs(ctx, progress, live_backend=live.backend,
+                                        call_seconds=time.perf_counter() - t_call)
     return summary
 
 
 def _fresh_start(ctx: TrainContext) -> Progress:
-    clear_outputs(ctx)
+    if ctx.dist.is_main:
+        clear_outputs(ctx)
     return Progress()
 
 
 # --------------------------------------------------------------------------- epoch
 def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, *, last_good: int) -> dict[str, float]:
     """One epoch of training steps; returns the epoch's ``train/*`` and ``head/*`` metrics."""
-    backbone, head, optimizer, scaler = ctx.backbone, ctx.head, ctx.optimizer, ctx.scaler
-    backbone.train()
-    head.train()
+    head, optimizer, scaler = ctx.head, ctx.optimizer, ctx.scaler
+    network = ctx.network
+    network.train()
     ctx.data.train_ds.set_epoch(epoch)  # selects the epoch's shuffle order and augmentation draws
     loader = ctx.data.loader
     n_steps = len(loader)
@@ -150,17 +172,20 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
     seen = 0
     t0 = time.perf_counter()
     bar = tqdm(loader, total=n_steps, desc=f"{ctx.name} {epoch}/{ctx.cfg.epochs}", unit="batch",
-               leave=False, dynamic_ncols=True, mininterval=1.0)
+               leave=False, dynamic_ncols=True, mininterval=1.0, disable=not ctx.dist.is_main)
+    step = 0
+
+    def check_embeddings(z: torch.Tensor) -> None:  # before the proxy/head reject them
+        if check_every == 1 and not bool(torch.isfinite(z).all()):
+            losses[step] = float("nan")
+            _check_losses(losses[: step + 1], ctx, epoch, last_good, what="the embeddings are")
+
+    _unwrap(network).check_embeddings = check_embeddings
     for step, batch in enumerate(bar):
         if hooks.on_step is not None:
             hooks.on_step(epoch, step, rs)
         x, y, index = ctx.inputs(batch)
-        z = ctx.embed(x)
-        if check_every == 1 and not bool(torch.isfinite(z).all()):  # before the proxy/head reject it
-            losses[step] = float("nan")
-            _check_losses(losses[: step + 1], ctx, epoch, last_good, what="the embeddings are")
-        quality = ctx.proxy(head, z, y, index)
-        logits = head(z, y, quality)
+        z, logits = network(x, y, index)
         ce = F.cross_entropy(logits.float(), y)
         loss = ce + head.regularizer(z)
         losses[step] = loss.detach()
@@ -176,6 +201,9 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
         scaler.update()
         ctx.scheduler.step()
         rs.global_step += 1
+        if hooks.on_step_end is not None:
+            global_loss = all_reduce_sum(loss.detach().double().clone(), ctx.dist) / ctx.dist.world_size
+            hooks.on_step_end(epoch, step, rs, float(global_loss))
         with torch.no_grad():
             zd = z.detach()
             cos = head.cosine(zd)
@@ -190,7 +218,10 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     seconds = time.perf_counter() - t0
-    ce_sum, correct, norm_sum, norm_sq, loss_sum = (float(v) for v in sums.cpu())
+    # The epoch's metrics over the global batch: every process adds its sums (a no-op for one process).
+    totals = all_reduce_sum(torch.cat([sums, torch.tensor([float(seen)], device=ctx.device, dtype=sums.dtype)]),
+                            ctx.dist)
+    ce_sum, correct, norm_sum, norm_sq, loss_sum, seen = (float(v) for v in totals.cpu())
     n = float(seen)
     norm_mean = norm_sum / n
     norm_std = math.sqrt(max(norm_sq / n - norm_mean**2, 0.0) * n / max(n - 1, 1))
@@ -207,6 +238,11 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
     for key, value in (head.state_summary() or {}).items():
         metrics[f"head/{key}"] = float(value)
     return metrics
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    """The TrainingNetwork inside a DistributedDataParallel wrapper (or the network itself)."""
+    return getattr(network, "module", network)
 
 
 # --------------------------------------------------------------------------- divergence
@@ -287,6 +323,12 @@ def write_run_outputs(ctx: TrainContext, progress: Progress, *, live_backend: st
         "amp": runtime.amp_name(ctx.amp_dtype),
         "channels_last": ctx.channels_last,
         "threads": ctx.threads,
+        "world_size": ctx.dist.world_size,
+        "backend": ctx.dist.backend,
+        "batch_size": cfg.batch_size,
+        "batch_per_process": cfg.batch_size // ctx.dist.world_size,
+        "sync_batchnorm": bool(ctx.dist.active and cfg.distributed.sync_batchnorm),
+        "sync_head_stats": bool(ctx.dist.active and cfg.distributed.sync_head_stats),
         "num_workers": cfg.num_workers,
         "cache_decoded": data.cache_decoded,
         "seed": ctx.seed,

@@ -55,9 +55,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def set_threads(threads: int) -> int:
-    """Set torch's intra-op threads (0 = all available cores); returns the number set."""
-    n = threads if threads > 0 else available_cores()
+def set_threads(threads: int, processes: int = 1) -> int:
+    """Set torch's intra-op threads (0 = this process's share of the available cores when ``processes``
+    training processes share the node); returns the number set."""
+    n = threads if threads > 0 else max(1, available_cores() // max(processes, 1))
     torch.set_num_threads(n)
     return n
 
