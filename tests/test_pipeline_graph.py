@@ -83,3 +83,19 @@ def test_changing_one_run_margin_changes_only_its_params(repo):
     assert f"runs.{run_name}" in tracked
     assert not any(k.startswith("runs.") and k != f"runs.{run_name}" for k in tracked)
     assert ROOT.exists()
+
+
+def test_train_jobs_request_one_gpu_per_data_parallel_process():
+    from marginlab.config import Params
+    from marginlab.pipeline.graph import train_resources
+
+    params = Params.model_validate({
+        "train": {"batch_size": 512, "distributed": {"nproc_per_node": 2}},
+        "runs": {"a": {"head": "adaface"},
+                 "b": {"head": "cosface", "train": {"distributed": {"nproc_per_node": 8}}},
+                 "c": {"head": "arcface", "train": {"device": "cpu"}}},
+    })
+    hints = {"gpu": 1, "threads": 8, "directories": ["x"]}
+    assert train_resources(params, "a", hints) == {"gpu": 2, "threads": 16, "directories": ["x"]}
+    assert train_resources(params, "b", hints)["gpu"] == 8 and train_resources(params, "b", hints)["threads"] == 64
+    assert train_resources(params, "c", hints)["gpu"] == 0

@@ -65,9 +65,10 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
 
     root = Path(repo_root).resolve()
     params_file = root / "params.yaml"
+    validated = None
     if params_file.exists():
         # Validate before any rule exists: run names become shell arguments of the generated commands.
-        load_params(params_file)
+        validated = load_params(params_file)
     all_params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
     cwd = os.getcwd()
     try:
@@ -107,9 +108,23 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
         persist = tuple(o for o in outs if o in persistent)
         if whole:
             pkeys = {**pkeys, **{k: v for k, v in (all_params or {}).items() if k not in pkeys}}
+        if validated is not None and name.startswith("train@"):
+            meta = {**meta, "snakemake": train_resources(validated, name.split("@", 1)[1], meta.get("snakemake") or {})}
         stages.append(PipelineStage(name, cmd, tuple(dict.fromkeys(inputs)), tuple(outs), dirs, persist, pkeys, meta,
                                     whole))
     return stages
+
+
+def train_resources(params: Any, run_name: str, hints: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake hints of ``train@run_name`` from the run's own settings: one GPU per data-parallel
+    process (``train.distributed.nproc_per_node``; none when the run trains on the CPU) and the
+    stage's per-process ``threads`` hint times the processes."""
+    train = params.run(run_name).train
+    n = train.distributed.nproc_per_node
+    out = dict(hints)
+    out["gpu"] = 0 if train.device == "cpu" else n
+    out["threads"] = int(hints.get("threads", 1)) * n
+    return out
 
 
 def stage_edges(stages: list[PipelineStage]) -> set[tuple[str, str]]:
