@@ -283,6 +283,10 @@ class TrainConfig(Strict):
     probe_size: PositiveInt = 512
     selection: Literal["last", "val"] = "last"
     val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    # torch.compile the backbone's training forward (marginlab.train.compiled, measured 1.3-1.6x per CPU
+    # step): "auto" = on where the run repays the 1-2 min compile (CPU: IR-ResNet runs of >= 8e7
+    # steps x batch x width x H x W, not the default run; CUDA: >= 2000 steps); "on"/"off" force it.
+    compile: Literal["auto", "on", "off"] = "auto"
     # batch_size is the global batch: each of the N data-parallel processes takes batch_size / N.
     distributed: DistributedConfig = DistributedConfig()
 
