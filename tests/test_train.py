@@ -498,3 +498,40 @@ def test_runtime_choices():
     assert resolve_amp("bf16", cpu) is torch.bfloat16 and resolve_amp("fp16", cpu) is torch.float16
     assert derive_seed(42, 0) != derive_seed(42, 1) and derive_seed(42, 0) == derive_seed(42, 0)
     assert 0 <= derive_seed(42, 0) < 2**31
+
+
+class _Traced(torch.nn.Module):
+    """Stands in for torch.compile's wrapper: calls the module it wraps and counts the calls."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("mode", ["on", "off", "auto"])
+def test_train_compile_routes_only_the_training_forward(prepared, tmp_path, monkeypatch, mode):
+    """train.compile: the training step calls the compiled backbone; the state dict, optimiser, probe and
+    model.pt keep the plain module; a checkpoint does not depend on the switch."""
+    wrappers = []
+
+    def fake_compile(module, **kwargs):
+        wrappers.append(_Traced(module))
+        return wrappers[-1]
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    params = make_params(prepared, tmp_path, train={"epochs": 1, "compile": mode})
+    summary = run_train(params, "cos")
+    if mode == "on":
+        assert len(wrappers) == 1 and wrappers[0].calls == summary["steps_per_epoch"]  # training steps only
+    else:  # auto: this tiny CPU run does not repay a compile
+        assert wrappers == []
+    backbone, _, _ = load_model(tmp_path / "runs" / "cos")
+    assert not any(k.startswith("_orig_mod") or k.startswith("inner.") for k in backbone.state_dict())
+    flipped = make_params(prepared, tmp_path, train={"epochs": 1, "compile": "off" if mode == "on" else "on"})
+    again = run_train(flipped, "cos")  # same fingerprint: the finished run is not retrained
+    assert again["resumed_from_epoch"] == 1

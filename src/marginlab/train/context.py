@@ -28,6 +28,7 @@ from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
 from marginlab.models import build_modules
 from marginlab.train import runtime
+from marginlab.train.compiled import compile_backbone
 from marginlab.train.distributed import SINGLE, DistEnv, gather_concat, worker_device
 from marginlab.train.network import TrainingNetwork
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
@@ -153,7 +154,12 @@ def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> 
     schedule = build_schedule(cfg.milestones, cfg.lr_gamma, cfg.warmup_epochs, cfg.epochs, len(data.loader))
     proxy = build_proxy(resolved.proxy, scores_path=data.scores_path, num_images=data.num_images,
                         train_indices=data.train_idx)
-    network: nn.Module = TrainingNetwork(backbone, head, proxy, amp_dtype=amp_dtype, device_type=device.type)
+    # train.compile: the training forward may go through torch.compile; ctx.backbone stays the plain module
+    # (state dict, optimiser, probe and validation), and DDP wraps the compiled one (PyTorch's advice).
+    train_backbone = compile_backbone(backbone, mode=cfg.compile, device=device,
+                                      steps_total=cfg.epochs * len(data.loader),
+                                      batch_size=cfg.batch_size // dist_env.world_size)
+    network: nn.Module = TrainingNetwork(train_backbone, head, proxy, amp_dtype=amp_dtype, device_type=device.type)
     if dist_env.active:
         network = torch.nn.parallel.DistributedDataParallel(
             network, device_ids=[device.index] if device.type == "cuda" else None)  # buffers synced from rank 0
@@ -222,6 +228,7 @@ def fingerprint(params: Params, ctx: TrainContext) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (configuration and data identity)."""
     resolved = ctx.resolved.model_dump(mode="json")
     resolved["train"].pop("distributed")  # a checkpoint resumes with any number of processes
+    resolved["train"].pop("compile")  # and with or without a compiled forward (same weights)
     return {
         "resolved_run": resolved,
         "params_seed": params.seed,
