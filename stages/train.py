@@ -24,7 +24,7 @@ import sys
 from marginlab.cli import run_stage
 from marginlab.config import ConfigError, load_params
 from marginlab.data.formats import DataFormatError
-from marginlab.train import DistributedTrainingError, TrainingDivergedError, launch
+from marginlab.train import DistributedTrainingError, TrainingDivergedError, run_train
 from marginlab.train.checkpoint import CheckpointError
 from marginlab.train.proxy import ProxyError
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    summary = launch(params, args.run, resume=not args.no_resume)
+    summary = run_train(params, args.run, resume=not args.no_resume)
     if summary is None:  # a rank > 0 of a group started by torchrun/srun: rank 0 reports
         return 0
     keys = ("run", "epochs", "selected_epoch", "final_loss", "final_acc", "images_per_s", "wall_time_s", "device", "amp",

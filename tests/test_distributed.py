@@ -32,7 +32,7 @@ from marginlab.config import ConfigError, Params
 from marginlab.data.datasets import EpochSampler, ShardedBatchSampler
 from marginlab.heads import build_head
 from marginlab.models import load_model, model_info
-from marginlab.train import DistributedTrainingError, TrainHooks, launch, run_train
+from marginlab.train import DistributedTrainingError, TrainHooks, run_train
 from marginlab.train.distributed import DistEnv, env_from_environ, resolve_backend
 from marginlab.train.sync_batchnorm import GlobalBatchNorm, convert_sync_batchnorm
 
@@ -190,7 +190,7 @@ def test_two_processes_with_synchronised_statistics_equal_one_process(prepared, 
     states = {}
     for name, nproc, threads in (("one_t1", 1, 1), ("one_t2", 1, 2), ("two", 2, 0)):
         path = tmp_path / f"{name}.txt"
-        summary = launch(_params(prepared, tmp_path / name, nproc=nproc, threads=threads), "r",
+        summary = run_train(_params(prepared, tmp_path / name, nproc=nproc, threads=threads), "r",
                          hooks=TrainHooks(on_step_end=RecordLosses(path)))
         losses[name] = np.array(read_losses(path))
         states[name] = summary["head_state"]
@@ -217,7 +217,7 @@ def test_default_mode_runs_like_the_official_code_and_rank_0_writes_everything(p
     path1, path2 = tmp_path / "one.txt", tmp_path / "two.txt"
     run_train(_params(prepared, tmp_path / "one", "curricularface"), "r", hooks=TrainHooks(on_step_end=RecordLosses(path1)))
     p2 = _params(prepared, tmp_path / "two", "curricularface", nproc=2, sync=False, threads=0, epochs=2)
-    summary = launch(p2, "r", hooks=TrainHooks(on_step_end=RecordLosses(path2)))
+    summary = run_train(p2, "r", hooks=TrainHooks(on_step_end=RecordLosses(path2)))
     one, two = read_losses(path1), read_losses(path2)
     assert len(two) == 12 and all(np.isfinite(two))  # 2 epochs × 6 global steps, recorded once (rank 0)
     assert abs(two[0] - one[0]) > 1e-3 * abs(one[0])
@@ -238,7 +238,7 @@ def _driver(tmp_path: Path, call: str) -> Path:
         f"sys.path[:0] = [{str(TESTS)!r}]",
         "import ddp_hooks",
         "from marginlab.config import Params",
-        "from marginlab.train import TrainHooks, launch",
+        "from marginlab.train import TrainHooks, run_train",
         "if __name__ == '__main__':",
         f"    params = Params.model_validate(json.loads(open({str(tmp_path / 'params.json')!r}).read()))",
         f"    {call}",
@@ -249,7 +249,7 @@ def _driver(tmp_path: Path, call: str) -> Path:
 def test_killed_at_two_processes_resumes_at_one(prepared, tmp_path):
     params = _params(prepared, tmp_path, nproc=2, threads=0, epochs=2)
     (tmp_path / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
-    script = _driver(tmp_path, "launch(params, 'r', hooks=TrainHooks(on_epoch_end=ddp_hooks.kill_everything_after_epoch_1))")
+    script = _driver(tmp_path, "run_train(params, 'r', hooks=TrainHooks(on_epoch_end=ddp_hooks.kill_everything_after_epoch_1))")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240,
                           start_new_session=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
@@ -257,7 +257,7 @@ def test_killed_at_two_processes_resumes_at_one(prepared, tmp_path):
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "model.pt").exists()
     one = params.model_copy(deep=True)
     one.train.distributed.nproc_per_node = 1
-    summary = launch(one, "r")
+    summary = run_train(one, "r")
     assert summary["resumed_from_epoch"] == 1 and summary["epochs"] == 2 and summary["world_size"] == 1
     backbone, _, _ = load_model(run_dir)
     assert model_info(run_dir)["epoch"] == 2
@@ -269,7 +269,7 @@ def test_a_worker_that_dies_stops_the_others_with_a_clear_error(prepared, tmp_pa
     params = _params(prepared, tmp_path, nproc=2, threads=0, epochs=2)
     t0 = time.perf_counter()
     with pytest.raises(DistributedTrainingError, match=r"worker rank 1 of 2 failed: .*SIGKILL.*stopped the other workers"):
-        launch(params, "r", hooks=TrainHooks(on_step=__import__("ddp_hooks").rank_1_dies_at_step_2))
+        run_train(params, "r", hooks=TrainHooks(on_step=__import__("ddp_hooks").rank_1_dies_at_step_2))
     assert time.perf_counter() - t0 < 90
 
 
@@ -279,7 +279,7 @@ def test_a_group_started_by_torchrun_fails_instead_of_hanging(prepared, tmp_path
     params = _params(prepared, tmp_path, nproc=1, threads=1, epochs=2)
     params.train.distributed.timeout_s = 20
     (tmp_path / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
-    script = _driver(tmp_path, "launch(params, 'r', hooks=TrainHooks(on_step=ddp_hooks.rank_1_exits_at_step_2))")
+    script = _driver(tmp_path, "run_train(params, 'r', hooks=TrainHooks(on_step=ddp_hooks.rank_1_exits_at_step_2))")
     import socket
 
     with socket.socket() as s:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 
 import cv2
@@ -452,13 +451,3 @@ def test_written_set_is_deterministic(written, tmp_path):
     other = tmp_path / "other"
     write_synthetic(other, SMALL.model_copy(update={"train_identities": 2, "train_images_per_identity": 2}), seed=4, workers=1, progress=False)
     assert (other / "train.rec").read_bytes() != (out / "train.rec").read_bytes()
-
-
-@pytest.mark.slow
-def test_default_size_generation_time(tmp_path):
-    t0 = time.perf_counter()
-    summary = write_synthetic(tmp_path / "default", SyntheticConfig(), seed=42, workers=0, progress=False)
-    elapsed = time.perf_counter() - t0
-    print(f"\ndefault synthetic set ({summary['train']['images']} train images + eval sets): {elapsed:.1f} s")
-    assert summary["train"]["images"] == 2400
-    assert elapsed < 60.0

@@ -1,8 +1,8 @@
 """Training: one run = backbone + margin head + quality proxy + optimisation settings, all from params.
 
-Public API: :func:`launch` (one run with as many data-parallel processes as configured; what the stage
-calls), :func:`run_train` (one process's training, writes ``runs/<run>/``) and :func:`load_model`
-(reads ``model.pt``).
+Public API: :func:`run_train` (one run, writes ``runs/<run>/``, with as many data-parallel processes as
+configured or as torchrun/srun started; what the stage calls), :func:`train_process` (one process's
+share of it) and :func:`load_model` (reads ``model.pt``).
 Modules: ``context`` (the run context: resolved config, device, AMP, data, modules, optimiser),
 ``loop`` (the epoch loop and the run's outputs), ``callbacks`` (probing, validation/selection, dvclive,
 checkpointing around the epochs), ``optim`` (SGD groups, schedule), ``checkpoint`` (atomic full state),
@@ -13,9 +13,9 @@ group, collectives), ``network`` (backbone → proxy → head as one module), ``
 it is re-exported here.
 """
 
-from marginlab.train.distributed import DistributedTrainingError, launch
-from marginlab.train.loop import TrainHooks, TrainingDivergedError, run_train
+from marginlab.train.distributed import DistributedTrainingError, run_train
+from marginlab.train.loop import TrainHooks, TrainingDivergedError, train_process
 from marginlab.models import load_model, model_info
 
-__all__ = ["launch", "run_train", "load_model", "model_info", "TrainHooks", "TrainingDivergedError",
+__all__ = ["run_train", "train_process", "load_model", "model_info", "TrainHooks", "TrainingDivergedError",
            "DistributedTrainingError"]

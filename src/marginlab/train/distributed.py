@@ -1,9 +1,9 @@
 """Data-parallel training of one run over several processes: launch, process group, collectives.
 
-One entry point, :func:`launch` (what ``stages/train.py`` calls), covers three ways a run starts:
+One entry point, :func:`run_train` (what ``stages/train.py`` calls), covers three ways a run starts:
 
 1. ``train.distributed.nproc_per_node = 1`` and no process group in the environment: one process,
-   :func:`marginlab.train.loop.run_train` as always.
+   :func:`marginlab.train.loop.train_process`.
 2. ``nproc_per_node = N > 1``: the stage starts N workers on this node itself with PyTorch's elastic
    launcher (``torch.distributed.launcher.api.elastic_launch``, the engine behind ``torchrun``;
    standalone c10d rendezvous on a free local port, no restarts), so DVC's and Snakemake's commands do
@@ -177,27 +177,27 @@ def decorrelate_rng(seed: int, epoch: int, env: DistEnv) -> None:
 
 
 # --------------------------------------------------------------------------- launch
-def launch(params: Params, run_name: str, *, resume: bool = True, hooks: Any = None) -> Optional[dict]:
+def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Any = None) -> Optional[dict]:
     """Train ``run_name`` with as many processes as configured or as the environment says; rank 0's summary.
 
     Returns the train summary (None on ranks > 0 of a group started by torchrun/srun).
     """
-    from marginlab.train.loop import run_train
+    from marginlab.train.loop import train_process
 
     cfg = params.run(run_name).train.distributed
     env = env_from_environ()
     if env is not None:  # started by torchrun / srun: join that group
         return _run_in_group(params, run_name, env, resume, hooks)
     if cfg.nproc_per_node == 1:
-        return run_train(params, run_name, resume=resume, hooks=hooks)
+        return train_process(params, run_name, resume=resume, hooks=hooks)
     return _launch_workers(params, run_name, cfg.nproc_per_node, resume, hooks)
 
 
 def _run_in_group(params: Params, run_name: str, env: DistEnv, resume: bool, hooks: Any) -> Optional[dict]:
-    from marginlab.train.loop import run_train
+    from marginlab.train.loop import train_process
 
     try:
-        return run_train(params, run_name, resume=resume, hooks=hooks, dist_env=env)
+        return train_process(params, run_name, resume=resume, hooks=hooks, dist_env=env)
     except Exception as err:
         # A collective that failed (a peer died: broken connection, or the timeout) raises a plain
         # RuntimeError from gloo/NCCL or a DistError; marginlab's own errors are subclasses and pass.

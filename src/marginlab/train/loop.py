@@ -14,7 +14,7 @@ argmax of the *plain* cosine logits ŵ_j·ẑ is the label, in training mode and
 ``head.state_summary()``, ``val/acc`` when a validation split exists (``train.val_fraction > 0``; see
 :mod:`.selection`), and ``epoch``. The probe (:mod:`.probe`) is written to ``probe/epoch_XX.parquet``; then the checkpoint.
 
-Structure: :func:`run_train` builds the run's :class:`~.context.TrainContext` (configuration, device,
+Structure: :func:`train_process` (one process; :func:`marginlab.train.run_train` starts one or several) builds the run's :class:`~.context.TrainContext` (configuration, device,
 data, modules, optimiser) and runs the epochs; probing, validation/selection, dvclive and checkpointing
 are callbacks (:mod:`.callbacks`); :func:`write_run_outputs` writes ``model.pt`` and the summary.
 
@@ -90,8 +90,8 @@ class TrainHooks:
 
 
 # --------------------------------------------------------------------------- public API
-def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None,
-              dist_env: DistEnv = SINGLE) -> Optional[dict]:
+def train_process(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None,
+                  dist_env: DistEnv = SINGLE) -> Optional[dict]:
     """Train run ``run_name`` of ``params`` into ``<runs_dir>/<run_name>/``; return the train summary.
 
     Writes ``checkpoint.pt`` (every epoch), ``probe/epoch_XX.parquet``, ``live/`` (dvclive),
