@@ -3,7 +3,7 @@ on the GPU, and a whole tiny ``run_train`` (issue #13 part 2).
 
 Marker ``cuda``; the module is skipped when ``torch.cuda.is_available()`` is False, and
 ``bench/device_check.sh`` runs it with ``pytest -m cuda`` on a lent GPU. Everything trains a 1/4-width
-IR-18 on a tiny RecordIO written here (8 identities x 12 colour-coded 32x32 faces).
+IR-18 on the tiny RecordIO of ``tiny_train`` (8 identities x 12 colour-coded 32x32 faces).
 
 ``MARGINLAB_CUDA_TESTS_DEVICE=cpu`` runs the same tests on the CPU (CPU autocast, the CPU
 GradScaler), to check the tests themselves on a machine without a GPU; the tolerances stay the GPU's.
@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from tiny_train import SIZE, write_prepared
+
 from marginlab.config import Params
-from marginlab.data.formats import encode_jpeg, write_recordio
 from marginlab.train import TrainHooks, TrainingDivergedError, load_model, run_train
 from marginlab.train import runtime
 from marginlab.train.context import build_context
@@ -33,8 +33,6 @@ pytestmark = [
     pytest.mark.skipif(ON_GPU and not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available() is False)"),
 ]
 
-N_CLASSES, PER_CLASS, SIZE = 8, 12, 32
-N_IMAGES = N_CLASSES * PER_CLASS
 
 #: Relative difference of the first batch's training loss (the train step's forward: backbone under
 #: autocast, proxy, AdaFace head, CE + regulariser) under AMP vs fp32, same weights and batch. Measured on
@@ -48,27 +46,9 @@ AMP_LOSS_RTOL = {"bf16": 1e-2, "fp16": 2e-3}
 BRISQUE_MEDIAN_ATOL, BRISQUE_MAX_ATOL = 0.1, 2.0
 
 
-def _faces() -> list[tuple[bytes, int]]:
-    """Identity c = a distinct colour and a bar at a class-specific row; mild noise; JPEG."""
-    rng = np.random.default_rng(0)
-    palette = rng.integers(30, 226, size=(N_CLASSES, 3))
-    out = []
-    for c in range(N_CLASSES):
-        for _ in range(PER_CLASS):
-            img = np.clip(palette[c] + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255)
-            img[2 + 3 * c: 5 + 3 * c, :, :] = 255 - palette[c]
-            out.append((encode_jpeg(img.astype(np.uint8), quality=95), c))
-    return out
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared_cuda")
-    write_recordio(root / "train.rec", _faces())
-    gt = np.random.default_rng(1).permutation(N_IMAGES) / (N_IMAGES - 1)
-    pd.DataFrame({"index": np.arange(N_IMAGES), "label": np.repeat(np.arange(N_CLASSES), PER_CLASS),
-                  "gt_quality": gt}).to_parquet(root / "train_meta.parquet", index=False)
-    return root
+    return write_prepared(tmp_path_factory.mktemp("prepared_cuda"))
 
 
 @pytest.fixture(autouse=True)
