@@ -1,4 +1,4 @@
-"""Fixtures shared by several test modules: the converted LIVE BRISQUE model."""
+"""Fixtures shared by several test modules: the converted LIVE BRISQUE model, the tiny training set."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from marginlab.quality.brisque_model import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """The tiny prepared training set of :mod:`tiny_train` (train.rec + train_meta.parquet), once per session."""
+    from tiny_train import write_prepared
+
+    return write_prepared(tmp_path_factory.mktemp("tiny_prepared"))
 
 
 @pytest.fixture(scope="session")

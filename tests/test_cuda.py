@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_train import SIZE, write_prepared
+from tiny_train import SIZE
 
 from marginlab.config import Params
 from marginlab.train import TrainHooks, TrainingDivergedError, load_model, run_train
@@ -46,23 +46,18 @@ AMP_LOSS_RTOL = {"bf16": 1e-2, "fp16": 2e-3}
 BRISQUE_MEDIAN_ATOL, BRISQUE_MAX_ATOL = 0.1, 2.0
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return write_prepared(tmp_path_factory.mktemp("prepared_cuda"))
-
-
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive looks for a repository from the working directory
 
 
-def make_params(prepared, tmp_path, **train) -> Params:
+def make_params(tiny_prepared, tmp_path, **train) -> Params:
     base = {"epochs": 1, "batch_size": 16, "lr": 0.1, "num_workers": 0, "threads": 2, "device": DEVICE,
             "probe_size": 16, "milestones": [0.67], "amp": "auto", "channels_last": True}
     base.update(train)
     return Params.model_validate({
         "seed": 3,
-        "data": {"prepared_dir": str(prepared)},
+        "data": {"prepared_dir": str(tiny_prepared)},
         "quality": {"output_dir": str(tmp_path / "quality")},
         "model": {"backbone": "ir_18", "width": 0.25, "input_size": SIZE, "embedding_size": 64, "dropout": 0.0},
         "train": base,
@@ -92,9 +87,9 @@ def _first_batch_loss(ctx) -> float:
 
 # --------------------------------------------------------------------------- AMP training steps
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_training_steps_are_finite_and_close_to_fp32(prepared, tmp_path, amp, record_property):
-    ref_ctx = _context(make_params(prepared, tmp_path / "fp32", amp="off"))
-    ctx = _context(make_params(prepared, tmp_path / amp, amp=amp))
+def test_amp_training_steps_are_finite_and_close_to_fp32(tiny_prepared, tmp_path, amp, record_property):
+    ref_ctx = _context(make_params(tiny_prepared, tmp_path / "fp32", amp="off"))
+    ctx = _context(make_params(tiny_prepared, tmp_path / amp, amp=amp))
     assert ref_ctx.amp_dtype is None
     assert ctx.amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     assert ctx.channels_last and ctx.device.type == DEVICE
@@ -124,8 +119,8 @@ def test_amp_training_steps_are_finite_and_close_to_fp32(prepared, tmp_path, amp
 
 # --------------------------------------------------------------------------- NaN guard
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_nan_guard_stops_a_cuda_run(prepared, tmp_path, amp):
-    params = make_params(prepared, tmp_path, amp=amp, epochs=2)
+def test_nan_guard_stops_a_cuda_run(tiny_prepared, tmp_path, amp):
+    params = make_params(tiny_prepared, tmp_path, amp=amp, epochs=2)
 
     def poison(epoch, step, state):
         if epoch == 2 and step == 1:
@@ -210,8 +205,8 @@ def test_brisque_on_cuda_matches_cpu(model_path, record_property):
 
 
 # --------------------------------------------------------------------------- a whole run
-def test_tiny_run_train_end_to_end(prepared, tmp_path):
-    params = make_params(prepared, tmp_path, epochs=3, num_workers=2, amp="auto")
+def test_tiny_run_train_end_to_end(tiny_prepared, tmp_path):
+    params = make_params(tiny_prepared, tmp_path, epochs=3, num_workers=2, amp="auto")
     summary = run_train(params, "ada")
     run = tmp_path / "runs/ada"
     for name in ("checkpoint.pt", "model.pt", "train_summary.json", "probe/epoch_03.parquet"):

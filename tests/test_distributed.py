@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from ddp_hooks import RecordLosses, read_losses
-from tiny_train import make_params, write_prepared
+from tiny_train import make_params
 
 from marginlab.config import ConfigError, Params
 from marginlab.data.datasets import EpochSampler, ShardedBatchSampler
@@ -39,11 +39,6 @@ from marginlab.train.sync_batchnorm import GlobalBatchNorm, convert_sync_batchno
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return write_prepared(tmp_path_factory.mktemp("prepared"))
-
-
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive looks for a repository from the working directory
@@ -51,13 +46,13 @@ def _in_tmp(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
-def _params(prepared, root, head="adaface", *, nproc=1, sync=True, threads=1, **train) -> Params:
+def _params(tiny_prepared, root, head="adaface", *, nproc=1, sync=True, threads=1, **train) -> Params:
     runs = {"r": {"head": head, "head_params": {"s": 16.0}}}
     base = {"epochs": 1, "lr": 0.01, "threads": threads,
             "distributed": {"nproc_per_node": nproc, "sync_batchnorm": sync, "sync_head_stats": sync,
                             "timeout_s": 60}}
     base.update(train)
-    return make_params(prepared, root, runs=runs, train=base)
+    return make_params(tiny_prepared, root, runs=runs, train=base)
 
 
 # --------------------------------------------------------------------------- sharding (no processes)
@@ -185,12 +180,12 @@ def _fake_gather(values: torch.Tensor, rank: int, z: torch.Tensor, y: torch.Tens
 
 
 # --------------------------------------------------------------------------- two processes
-def test_two_processes_with_synchronised_statistics_equal_one_process(prepared, tmp_path):
+def test_two_processes_with_synchronised_statistics_equal_one_process(tiny_prepared, tmp_path):
     losses = {}
     states = {}
     for name, nproc, threads in (("one_t1", 1, 1), ("one_t2", 1, 2), ("two", 2, 0)):
         path = tmp_path / f"{name}.txt"
-        summary = run_train(_params(prepared, tmp_path / name, nproc=nproc, threads=threads), "r",
+        summary = run_train(_params(tiny_prepared, tmp_path / name, nproc=nproc, threads=threads), "r",
                          hooks=TrainHooks(on_step_end=RecordLosses(path)))
         losses[name] = np.array(read_losses(path))
         states[name] = summary["head_state"]
@@ -210,13 +205,13 @@ def test_two_processes_with_synchronised_statistics_equal_one_process(prepared, 
         assert float((weights["two"][key].double() - ref.double()).abs().max()) <= 3 * thread_spread + 1e-6, key
 
 
-def test_default_mode_runs_like_the_official_code_and_rank_0_writes_everything(prepared, tmp_path):
+def test_default_mode_runs_like_the_official_code_and_rank_0_writes_everything(tiny_prepared, tmp_path):
     """Without synchronised statistics every process normalises its own 8 images (as the official code
     on several GPUs): the run completes, and its first loss differs from the one-process run by far more
     than the equality test's tolerance, so that test can tell the two apart."""
     path1, path2 = tmp_path / "one.txt", tmp_path / "two.txt"
-    run_train(_params(prepared, tmp_path / "one", "curricularface"), "r", hooks=TrainHooks(on_step_end=RecordLosses(path1)))
-    p2 = _params(prepared, tmp_path / "two", "curricularface", nproc=2, sync=False, threads=0, epochs=2)
+    run_train(_params(tiny_prepared, tmp_path / "one", "curricularface"), "r", hooks=TrainHooks(on_step_end=RecordLosses(path1)))
+    p2 = _params(tiny_prepared, tmp_path / "two", "curricularface", nproc=2, sync=False, threads=0, epochs=2)
     summary = run_train(p2, "r", hooks=TrainHooks(on_step_end=RecordLosses(path2)))
     one, two = read_losses(path1), read_losses(path2)
     assert len(two) == 12 and all(np.isfinite(two))  # 2 epochs × 6 global steps, recorded once (rank 0)
@@ -246,8 +241,8 @@ def _driver(tmp_path: Path, call: str) -> Path:
     return script
 
 
-def test_killed_at_two_processes_resumes_at_one(prepared, tmp_path):
-    params = _params(prepared, tmp_path, nproc=2, threads=0, epochs=2)
+def test_killed_at_two_processes_resumes_at_one(tiny_prepared, tmp_path):
+    params = _params(tiny_prepared, tmp_path, nproc=2, threads=0, epochs=2)
     (tmp_path / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
     script = _driver(tmp_path, "run_train(params, 'r', hooks=TrainHooks(on_epoch_end=ddp_hooks.kill_everything_after_epoch_1))")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240,
@@ -265,18 +260,18 @@ def test_killed_at_two_processes_resumes_at_one(prepared, tmp_path):
     assert torch.isfinite(backbone.eval()(x)).all()
 
 
-def test_a_worker_that_dies_stops_the_others_with_a_clear_error(prepared, tmp_path):
-    params = _params(prepared, tmp_path, nproc=2, threads=0, epochs=2)
+def test_a_worker_that_dies_stops_the_others_with_a_clear_error(tiny_prepared, tmp_path):
+    params = _params(tiny_prepared, tmp_path, nproc=2, threads=0, epochs=2)
     t0 = time.perf_counter()
     with pytest.raises(DistributedTrainingError, match=r"worker rank 1 of 2 failed: .*SIGKILL.*stopped the other workers"):
         run_train(params, "r", hooks=TrainHooks(on_step=__import__("ddp_hooks").rank_1_dies_at_step_2))
     assert time.perf_counter() - t0 < 90
 
 
-def test_a_group_started_by_torchrun_fails_instead_of_hanging(prepared, tmp_path):
+def test_a_group_started_by_torchrun_fails_instead_of_hanging(tiny_prepared, tmp_path):
     """No launcher of ours watches a torchrun/srun group: rank 0, waiting for rank 1's gradients when
     rank 1 vanishes, must fail (broken connection or the collective timeout), not hang."""
-    params = _params(prepared, tmp_path, nproc=1, threads=1, epochs=2)
+    params = _params(tiny_prepared, tmp_path, nproc=1, threads=1, epochs=2)
     params.train.distributed.timeout_s = 20
     (tmp_path / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
     script = _driver(tmp_path, "run_train(params, 'r', hooks=TrainHooks(on_step=ddp_hooks.rank_1_exits_at_step_2))")

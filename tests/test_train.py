@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from hostile import RunsTouch
-from tiny_train import N_CLASSES, N_IMAGES, PER_CLASS, SIZE, make_params, write_prepared
+from tiny_train import N_CLASSES, N_IMAGES, PER_CLASS, SIZE, make_params
 
 from marginlab.config import ConfigError
 from marginlab.models import ModelFileError
@@ -39,8 +39,8 @@ from marginlab.train.selection import centre_accuracy
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return write_prepared(tmp_path_factory.mktemp("prepared"))
+def prepared(tiny_prepared):
+    return tiny_prepared
 
 
 @pytest.fixture(autouse=True)
