@@ -30,7 +30,8 @@ from marginlab.analysis.paper_numbers import (
     PAPER_BEST,
     VERIFICATION,
 )
-from marginlab.analysis.significance import difference_noise, judge, pooled_std
+from marginlab.analysis.power import clear_rule_mde, is_borderline, paired_t_mde, threshold_distance
+from marginlab.analysis.significance import CLEAR_Z, difference_noise, judge, pooled_std
 from marginlab.analysis.tables import decision_protocols, primary_low_quality_protocol
 
 __all__ = [
@@ -219,8 +220,15 @@ def _versus(agg: pd.DataFrame, protocol: str, a: Mapping[str, Any], b: Mapping[s
     s = pooled_std(on["std"], on["n_seeds"])
     se, source = difference_noise(int(a["n_seeds"]), int(b["n_seeds"]), s, float(a["se"]), float(b["se"]))
     d = float(a["mean"] - b["mean"])
+    n_pairs = min(int(a["n_seeds"]), int(b["n_seeds"]))
+    # What this comparison could see: the difference the |d| > 2·SE rule calls clear with 80 % power, the
+    # one a paired t-test (α = 0.05, 80 % power) over these seeds would detect (independent seeds: the
+    # per-seed differences spread by s·√2), and how far |d| lies from the rule's threshold in SEs.
+    distance = threshold_distance(abs(d), CLEAR_Z * se, se)
     return {"a": a["label"], "b": b["label"], "mean_a": a["mean"], "mean_b": b["mean"], "delta": d,
-            "noise_se": se, "noise_source": source, "seed_std_pooled": s, "judgement": judge(d, se)}
+            "noise_se": se, "noise_source": source, "seed_std_pooled": s, "judgement": judge(d, se),
+            "mde_clear_rule": clear_rule_mde(se, CLEAR_Z), "mde_paired_t": paired_t_mde(s * np.sqrt(2.0), n_pairs),
+            "threshold_distance_se": distance, "borderline": is_borderline(distance)}
 
 
 def _best_of(entries: list[dict[str, Any]]) -> str:
