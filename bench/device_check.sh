@@ -437,7 +437,7 @@ brisque_model() {
     echo "built (stages/brisque_model.py)" > "$WORK/brisque_model.how"
 }
 cuda_tests() {
-  "$PY" -m pytest -m cuda tests -q -p no:cacheprovider --continue-on-collection-errors \
+  "$PY" -m pytest -m cuda tests/test_cuda.py -q -p no:cacheprovider --continue-on-collection-errors \
     -o junit_family=xunit1 --junitxml="$LOGS/cuda_tests.xml"
 }
 prepare() {
