@@ -3,8 +3,8 @@
     python bench/bench_ddp.py                    # CPU: 1 process x all cores vs 2 processes (gloo)
     python bench/bench_ddp.py --nproc 4 --device cuda --images 20000 --input-size 112 --width 1
 
-Writes a small synthetic RecordIO (random-noise faces, ``--images`` of 112x112, ``--classes``
-identities), then trains one epoch of params.yaml's default model (IR-18, ``--width``, ``--input-size``,
+Writes a small RecordIO of synthetic faces (``bench_loader.make_recordio``: ``--images`` of 112x112,
+``--classes`` identities), then trains one epoch of params.yaml's default model (IR-18, ``--width``, ``--input-size``,
 global batch ``--batch``) with ``train.distributed.nproc_per_node`` 1 and N, alternating (1, N, 1, N,
 ...) ``--rounds`` times so both see the same machine load, through ``marginlab.train.run_train`` exactly
 as the train stage runs it. Reports the training loop's images/s (``train_summary.json``:
@@ -25,24 +25,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from marginlab.config import Params  # noqa: E402
-from marginlab.data.formats import encode_jpeg, write_recordio  # noqa: E402
 from marginlab.train import run_train  # noqa: E402
 
-
-def write_set(root: Path, images: int, classes: int, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(40, 216, size=(classes, 3))
-    items = []
-    for i in range(images):
-        c = i * classes // images  # labels sorted and contiguous (InsightFace header)
-        img = np.clip(base[c] + rng.normal(0, 25, (112, 112, 3)), 0, 255).astype(np.uint8)
-        items.append((encode_jpeg(img, quality=90), c))
-    root.mkdir(parents=True, exist_ok=True)
-    write_recordio(root / "train.rec", items)
-    return root
+from bench_loader import make_recordio  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def params_for(prepared: Path, out: Path, nproc: int, args: argparse.Namespace) -> Params:
@@ -74,7 +60,9 @@ def main() -> int:
     args = ap.parse_args()
     results: dict[int, list[dict]] = {1: [], args.nproc: []}
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = write_set(Path(tmp) / "prepared", args.images, args.classes)
+        prepared = Path(tmp) / "prepared"
+        prepared.mkdir()
+        source = make_recordio(prepared / "train.rec", args.images, args.classes)
         for rnd in range(args.rounds):
             for n in (1, args.nproc):
                 out = Path(tmp) / f"r{rnd}n{n}"
@@ -86,6 +74,7 @@ def main() -> int:
     report = {
         "load_at_end": os.getloadavg()[0],
         "config": vars(args),
+        "images": source,
         "runs": {str(k): v for k, v in results.items()},
         "median_images_per_s": {"1": statistics.median(r["images_per_s"] for r in one),
                                 str(args.nproc): statistics.median(r["images_per_s"] for r in many)},
