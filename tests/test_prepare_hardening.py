@@ -37,7 +37,7 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.prepare import run_prepare
-from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
+from marginlab.data.prepare.stale import _held_by_live_process, clean_stale_temps, lock_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -413,6 +413,12 @@ def test_kill_9_leaves_no_workers_and_the_rerun_cleans_up(tmp_path):
                 os.kill(w, signal.SIGKILL)
     stale = [n for n in _leftovers(tmp_path) if n.startswith(".prepared.")]
     assert stale, "the killed run should have left its temporary output"
+    # Every process that held the killed run's lock (including a pool worker started after the scan above)
+    # dies with it; on a loaded machine that can take a moment after the parent is gone.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_held_by_live_process(tmp_path / n) for n in stale):
+        time.sleep(0.05)
+    assert not any(_held_by_live_process(tmp_path / n) for n in stale), "a process of the killed run still holds its lock"
     run_prepare(_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
     assert _leftovers(tmp_path) == [] and (out / "manifest.json").exists()
 
