@@ -283,6 +283,9 @@ class TrainConfig(Strict):
     probe_size: PositiveInt = 512
     selection: Literal["last", "val"] = "last"
     val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    # Train on the first N identities (labels 0..N-1) of the prepared training set, so one prepared set
+    # serves several training-set sizes (README "Scale study"); the head has N classes. null: all.
+    identities: Optional[PositiveInt] = None
     # torch.compile the backbone's training forward (marginlab.train.compiled, measured 1.3-1.6x per CPU
     # step): "auto" = on where the run repays the 1-2 min compile (CPU: IR-ResNet runs of >= 8e7
     # steps x batch x width x H x W, not the default run; CUDA: >= 2000 steps); "on"/"off" force it.
@@ -397,6 +400,20 @@ class Params(Strict):
             check_run_name(name)
         return v
 
+    @model_validator(mode="after")
+    def _identities_exist(self) -> "Params":
+        """Synthetic data has exactly ``data.synthetic.train_identities`` identities: check runs against it now."""
+        if self.data.source != "synthetic":
+            return self  # real data: checked against train.rec when the run starts
+        available = self.data.synthetic.train_identities
+        problems = [(tuple(self.train_key(name, "identities").split(".")),
+                     f"{n} identities requested but the synthetic training set has {available} "
+                     "(data.synthetic.train_identities)", n)
+                    for name in self.runs if (n := self.run(name).train.identities) is not None and n > available]
+        if problems:
+            raise NestedConfigError(problems)
+        return self
+
     # ----------------------------------------------------------------- resolved views
     def run(self, name: str) -> "ResolvedRun":
         if name not in self.runs:
@@ -410,6 +427,11 @@ class Params(Strict):
             name=name, head=spec.head, head_params=head_defaults, proxy=spec.proxy, seed=spec.seed,
             label=spec.label or default_label(name), tags=list(spec.tags), train=train, model=model,
         )
+
+    def train_key(self, name: str, key: str) -> str:
+        """The params key that sets train ``key`` for run ``name``: ``runs.<name>.train.<key>`` when the run
+        overrides it, else ``train.<key>`` (for error messages)."""
+        return f"runs.{name}.train.{key}" if key in self.runs[name].train else f"train.{key}"
 
 
 class ResolvedRun(Strict):

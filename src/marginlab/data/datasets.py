@@ -48,6 +48,7 @@ __all__ = [
     "FaceRecordDataset",
     "ShardedBatchSampler",
     "build_loader",
+    "first_identities",
     "move_batch",
     "sample_rng",
     "train_val_split",
@@ -250,6 +251,21 @@ def train_val_split(labels: np.ndarray | Sequence[int], val_fraction: float, see
     rank = np.arange(n) - np.repeat(starts, counts)
     is_val = rank < np.repeat(k, counts)
     return np.sort(order[~is_val]).astype(np.int64), np.sort(order[is_val]).astype(np.int64)
+
+
+def first_identities(labels: np.ndarray | Sequence[int], identities: int | None) -> np.ndarray:
+    """Sorted ``int64`` positions into ``labels`` of the images of the first ``identities`` identities in label
+    order (labels ``0 .. identities-1``, as prepare numbers them); every position when ``identities`` is None.
+
+    ``train.identities`` selects a training-set size this way; :func:`train_val_split` then splits the kept
+    positions, so validation holds images of the kept identities only.
+    """
+    labels = np.asarray(labels)
+    if identities is None:
+        return np.arange(labels.size, dtype=np.int64)
+    if identities < 1:
+        raise ValueError(f"identities must be >= 1 or None, got {identities}")
+    return np.flatnonzero(labels < identities).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- loader

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from marginlab.config import AugmentConfig, ConfigError, Params, ResolvedRun, TrainConfig
-from marginlab.data.datasets import FaceRecordDataset, build_loader, move_batch, train_val_split
+from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
 from marginlab.models import build_modules
@@ -177,7 +177,9 @@ def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> 
 
 def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device,
                     dist_env: DistEnv = SINGLE) -> TrainData:
-    """Open the prepared RecordIO once, split off the validation images, build the loaders and tables.
+    """Open the prepared RecordIO once, keep the run's identities (``train.identities``: the first N in label
+    order, :func:`~marginlab.data.datasets.first_identities`), split off the validation images among them,
+    build the loaders and tables. ``num_classes`` is the number of kept identities (the head's classes).
 
     Under data parallelism every process reads its share of each global batch (``ShardedBatchSampler``);
     the decoded cache is kept when all processes of a node together stay within the cache limit.
@@ -191,13 +193,17 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
             "run the prepare stage first: python stages/prepare.py"
         )
     reader = open_recordio(rec_path, skip_corrupt=params.data.skip_corrupt)
-    num_images, num_classes = len(reader), int(reader.num_classes)
+    num_images = len(reader)
+    num_classes = _trained_identities(params, resolved, int(reader.num_classes), rec_path)
     input_size = resolved.model.input_size
     common = dict(channel_order=params.data.channel_order, skip_corrupt=params.data.skip_corrupt, seed=seed)
+    labels = np.asarray(reader.labels)
+    kept = first_identities(labels, cfg.identities)
     if cfg.val_fraction > 0:
-        train_idx, val_idx = train_val_split(np.asarray(reader.labels), cfg.val_fraction, seed)
+        train_pos, val_pos = train_val_split(labels[kept], cfg.val_fraction, seed)
+        train_idx, val_idx = kept[train_pos], kept[val_pos]
     else:
-        train_idx, val_idx = np.arange(num_images, dtype=np.int64), np.empty(0, dtype=np.int64)
+        train_idx, val_idx = kept, np.empty(0, dtype=np.int64)
     cache = len(train_idx) * dist_env.local_world_size <= CACHE_DECODED_MAX_IMAGES
     train_ds = FaceRecordDataset(rec_path, input_size, params.augment, indices=train_idx, cache_decoded=cache, **common)
     train_idx = np.asarray(train_ds.indices, dtype=np.int64)  # without images skipped as corrupt
@@ -222,6 +228,19 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
     gt_table = load_gt_quality(prepared / "train_meta.parquet", num_images)
     return TrainData(rec_path, reader, num_images, num_classes, train_idx, val_idx, train_ds, loader, val_loader,
                      gt_table, iq_table, scores_path, cache)
+
+
+def _trained_identities(params: Params, resolved: ResolvedRun, available: int, rec_path: Path) -> int:
+    """The head's number of classes: ``train.identities`` of the run, checked against ``rec_path``, or all."""
+    wanted = resolved.train.identities
+    if wanted is None:
+        return available
+    if wanted > available:
+        raise ConfigError(
+            f"{params.train_key(resolved.name, 'identities')} = {wanted}, but {rec_path} holds {available} identities; "
+            "lower it or set it to null (all identities)"
+        )
+    return wanted
 
 
 def fingerprint(params: Params, ctx: TrainContext) -> dict[str, Any]:

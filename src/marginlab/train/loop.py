@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -304,6 +305,7 @@ def write_run_outputs(ctx: TrainContext, progress: Progress, *, live_backend: st
         "steps_per_epoch": ctx.steps_per_epoch,
         "global_steps": progress.global_step,
         "train_images": int(len(data.train_idx)),
+        "train_identities": int(np.unique(data.train_ds.labels).size),  # identities with training images
         "val_images": int(len(data.val_idx)),
         "num_classes": data.num_classes,
         "images_per_s": images / train_seconds if train_seconds > 0 else float("nan"),
