@@ -176,6 +176,16 @@ def test_claims_badges_and_escaping(page, html):
     assert "8 more numbers" in text  # 20 numbers: 12 shown, the rest folded
 
 
+def test_claims_say_how_far_each_verdict_is_from_its_threshold(page):
+    rows = {r[0]["data-claim"]: r[1] for r in page.rows("claims-summary")[1:]}
+    assert rows["1"][3] == "0.62 SE past the threshold borderline"
+    assert rows["2"][3] == "exact (no sampling noise)"
+    assert rows["3"][3] == "1.4 SE short of the nearer decisive verdict"
+    text = page.full_text()
+    assert "within one standard error of its threshold" in text  # claim 1's robustness line
+    assert text.count("within one standard error of its threshold") == 1  # only the borderline claim says so
+
+
 def test_comparison_table_matches_csv(page):
     table = page.tables["comparison-table"]
     for label, g in COMPARISON.groupby("label"):

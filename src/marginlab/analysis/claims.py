@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from marginlab.analysis.paper_numbers import (
     PAPER_BEST,
     VERIFICATION,
 )
+from marginlab.analysis.decision import all_of, any_of, comparison_sides, decision, interval_item, part_decision
 from marginlab.analysis.power import clear_rule_mde, is_borderline, paired_t_mde, threshold_distance
 from marginlab.analysis.significance import CLEAR_Z, difference_noise, judge, pooled_std
 from marginlab.analysis.tables import decision_protocols, primary_low_quality_protocol
@@ -92,15 +93,35 @@ def interval_verdict(los: Sequence[float], his: Sequence[float], effect: float) 
     return "inconclusive"
 
 
-def _part(name: str, verdict: str, rule: str, numbers: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": name, "verdict": verdict, "rule": rule, "numbers": _clean(dict(numbers))}
+def _part(name: str, verdict: str, rule: str, numbers: Mapping[str, Any],
+          decided: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """One part; ``decided``: its :func:`.decision.decision` (how far the verdict is from flipping), None for no data."""
+    out = {"name": name, "verdict": verdict, "rule": rule, "numbers": _clean(dict(numbers))}
+    out["decision"] = _clean(dict(decided)) if decided is not None else None
+    return out
+
+
+def _interval_decision(verdict: str, items: Sequence[Mapping[str, float]], can_refute: bool = True) -> dict[str, Any]:
+    """Decision of an interval rule over runs (:func:`.decision.interval_item` each): every run must pass either side."""
+    return decision(verdict, all_of([i["to_supported"] for i in items]),
+                    all_of([i["to_not_supported"] for i in items]) if can_refute else None,
+                    "the run whose interval is nearest to the boundary")
+
+
+def _interval_evidence(items: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Per-run interval noise and the seed spread of the estimates: what the interval rule could see."""
+    ests = [i["estimate"] for i in items.values() if "estimate" in i and np.isfinite(i["estimate"])]
+    return {"runs": {r: {"se": i["se"], "mde": i["mde"], "to_supported_se": i["to_supported"],
+                         "to_not_supported_se": i["to_not_supported"]} for r, i in items.items()},
+            "seed_std": float(np.std(ests, ddof=1)) if len(ests) > 1 else None, "n_runs": len(items)}
 
 
 def _claim(cid: int, title: str, statement: str, paper: str, parts: list[dict], rule: str,
            numbers: Mapping[str, Any] | None = None, note: str = "") -> dict[str, Any]:
-    out = {"id": cid, "title": title, "statement": statement, "paper": paper,
-           "verdict": combine([p["verdict"] for p in parts]), "rule": rule,
-           "numbers": _clean(dict(numbers or {})), "parts": parts}
+    verdict = combine([p["verdict"] for p in parts])
+    out = {"id": cid, "title": title, "statement": statement, "paper": paper, "verdict": verdict, "rule": rule,
+           "numbers": _clean(dict(numbers or {})), "parts": parts,
+           "decision": _clean(part_decision(parts, verdict))}
     if note:
         out["note"] = note
     return out
@@ -201,7 +222,7 @@ def claim_margin_form(adaface_params: Mapping[str, float]) -> dict[str, Any]:
     else:
         verdict = "inconclusive"
     numbers = {"adaface_params": params, "easy_point": list(EASY_POINT), "hard_point": list(HARD_POINT), "ratios": ratios}
-    part = _part("a: emphasis ratios", verdict, rule, numbers)
+    part = _part("a: emphasis ratios", verdict, rule, numbers, decision(verdict, None, None, "analytic: exact, no sampling noise"))
     return _claim(2, "Margin form controls sample emphasis", statement, "Fig. 3 and issue #24", [part],
                   "the single part's verdict", note="analytic: evaluates the margin function through the head code; "
                   "no training data involved")
@@ -235,6 +256,21 @@ def _best_of(entries: list[dict[str, Any]]) -> str:
     """supported if all 'better', not supported if any 'worse', inconclusive otherwise (or when empty)."""
     as_verdict = {"better": "supported", "worse": "not supported"}
     return combine([as_verdict.get(e["judgement"], "inconclusive") for e in entries])
+
+
+def _sides(entries: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    """(better sides, worse sides) in SEs of comparisons (:func:`.decision.comparison_sides`)."""
+    pairs = [comparison_sides(e["delta"], e["noise_se"], CLEAR_Z) for e in entries]
+    return [b for b, _ in pairs], [w for _, w in pairs]
+
+
+def _best_of_part(name: str, entries: list[dict[str, Any]], rule: str, numbers: Mapping[str, Any]) -> dict[str, Any]:
+    """A part decided by :func:`_best_of`: every comparison clearly better, or any clearly worse."""
+    verdict = _best_of(entries)
+    better, worse = _sides(entries)
+    decided = decision(verdict, all_of(better), any_of(worse),
+                       "supported: the least clear comparison; not supported: the clearest 'worse' one")
+    return _part(name, verdict, rule, numbers, decided)
 
 
 def _matches(factor: str, setting: str) -> bool:
@@ -289,8 +325,8 @@ def claim_ablations(ablation: pd.DataFrame, agg: pd.DataFrame) -> dict[str, Any]
             continue
         comps = [dict(_versus(agg, protocol, _entry(at, best[0].label), _entry(at, o.label)), setting=o.setting)
                  for o in others]
-        parts.append(_part(f"{factor}: paper's best", _best_of(comps), best_rule,
-                           {"protocol": protocol, "best_setting": best[0].setting, "comparisons": comps}))
+        parts.append(_best_of_part(f"{factor}: paper's best", comps, best_rule,
+                                   {"protocol": protocol, "best_setting": best[0].setting, "comparisons": comps}))
         if factor == "h":
             cf_rule = (f"supported if every h setting beats every CurricularFace label on {protocol} by more than 2 standard "
                        "errors; not supported if CurricularFace beats any h setting by that much; otherwise inconclusive")
@@ -303,7 +339,7 @@ def claim_ablations(ablation: pd.DataFrame, agg: pd.DataFrame) -> dict[str, Any]
                         continue
                     for cf in base_labels:
                         comps.append(dict(_versus(agg, protocol, _entry(at, r.label), _entry(at, cf)), setting=r.setting))
-                parts.append(_part("h: all beat CurricularFace", _best_of(comps), cf_rule, {"protocol": protocol, "comparisons": comps}))
+                parts.append(_best_of_part("h: all beat CurricularFace", comps, cf_rule, {"protocol": protocol, "comparisons": comps}))
     return _claim(3, "Ablations of h, m and the proxy", statement, paper, parts, rule, {"protocol": protocol})
 
 
@@ -325,13 +361,15 @@ def claim_augmentation(gaps: Mapping[str, Mapping[str, float]], norm_changes: Ma
                       [_part("a: low vs high norm", "inconclusive", "no data: no augmented probe rows for the reference runs; " + rule, {})],
                       "the single part's verdict")
     verdict = interval_verdict([g["lo"] for g in gaps.values()], [g["hi"] for g in gaps.values()], SHARE_EFFECT)
-    numbers: dict[str, Any] = {"runs": {r: dict(g) for r, g in gaps.items()}}
+    items = {r: interval_item(g["gap"], g["lo"], g["hi"], SHARE_EFFECT) for r, g in gaps.items()}
+    numbers: dict[str, Any] = {"runs": {r: dict(g) for r, g in gaps.items()}, "what_it_could_see": _interval_evidence(items)}
     if norm_changes:
         numbers["norm_change"] = {r: {row.augmentation: {"n": row.n, "mean_log_ratio": row.mean_log_ratio,
                                                           "median_ratio": row.median_ratio}
                                       for row in f.itertuples(index=False)} for r, f in norm_changes.items()}
     return _claim(4, "Augmentation and the norm", statement, _AUG_PAPER,
-                  [_part("a: low vs high norm", verdict, rule, numbers)], "the single part's verdict")
+                  [_part("a: low vs high norm", verdict, rule, numbers, _interval_decision(verdict, list(items.values())))],
+                  "the single part's verdict")
 
 
 # --------------------------------------------------------------------------- claim 5
@@ -391,11 +429,22 @@ def claim_baselines(agg: pd.DataFrame, reference: str | None, baselines: Sequenc
         b_verdict = "inconclusive"
     else:
         b_verdict = "not supported" if "worse" in jh else "supported"
+    (better_low, worse_low), (better_high, worse_high) = _sides(low), _sides(high)
+    not_worse_low = [-w for w in worse_low]  # past 0: clearly-worse is out of reach by that many SEs
+    a_decided = decision(
+        a_verdict,
+        all_of([any_of(better_low), all_of(not_worse_low)]) if low else None,
+        any_of([any_of(worse_low), all_of([any_of(better_high), -any_of(better_low)])]) if low else None,
+        "supported: the clearest low-quality gain and the nearest low-quality loss (the gain-size order is "
+        "not a noise boundary); not supported: a clear low-quality loss, or a clear high-quality gain with none on low")
+    b_decided = decision(b_verdict, all_of([-w for w in worse_high]) if high else None,
+                         any_of(worse_high) if high else None, "the high-quality comparison nearest to 'clearly worse'")
     numbers = {"reference": reference, "baselines": list(baselines), "mean_gain_low_quality": gain_low,
                "mean_gain_high_quality": gain_high}
     parts = [
         _part("a: largest gains on low quality", a_verdict, a_rule, {"mean_gain_low_quality": gain_low,
-                                                                     "mean_gain_high_quality": gain_high, "comparisons": low}),
-        _part("b: matches on high quality", b_verdict, b_rule, {"comparisons": high}),
+                                                                     "mean_gain_high_quality": gain_high, "comparisons": low},
+              a_decided),
+        _part("b: matches on high quality", b_verdict, b_rule, {"comparisons": high}, b_decided),
     ]
     return _claim(5, title, statement, paper, parts, rule, numbers)

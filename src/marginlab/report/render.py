@@ -105,6 +105,20 @@ def _note(value: Any) -> str | None:
     return value.why if is_missing(value) else None
 
 
+def _decision(d: Any, verdict: str) -> dict[str, Any]:
+    """How far a verdict lies from flipping (``decision`` of claims.json) as a short text and a borderline flag."""
+    if not isinstance(d, Mapping):
+        return {"text": "", "borderline": False}
+    dist = d.get("distance_se")
+    if dist is None:
+        text = "exact (no sampling noise)" if "analytic" in str(d.get("deciding", "")) else "distance unknown (no noise estimate)"
+    elif verdict in ("supported", "not supported"):
+        text = f"{fmt_number(abs(dist))} SE {'past' if dist >= 0 else 'short of'} the threshold"
+    else:
+        text = f"{fmt_number(abs(dist))} SE short of the nearer decisive verdict"
+    return {"text": text, "borderline": bool(d.get("borderline"))}
+
+
 def _claims(claims: Any) -> dict[str, Any]:
     empty = {"items": [], "counts": {}, "reference": None, "missing_runs": []}
     if is_missing(claims):
@@ -123,7 +137,8 @@ def _claims(claims: Any) -> dict[str, Any]:
             pv = str(p.get("verdict", "not available"))
             scalars, tables = layout_evidence(p.get("numbers"), fmt_number)
             parts.append({"name": p.get("name", ""), "verdict": pv, "cls": VERDICT_CLASS.get(pv, "na"),
-                          "rule": p.get("rule", ""), "numbers": scalars, "tables": tables})
+                          "rule": p.get("rule", ""), "numbers": scalars, "tables": tables,
+                          "decision": _decision(p.get("decision"), pv)})
         scalars, tables = layout_evidence(numbers, fmt_number)
         out.append({
             "id": c.get("id", ""), "title": c.get("title", ""), "statement": c.get("statement", ""),
@@ -131,7 +146,7 @@ def _claims(claims: Any) -> dict[str, Any]:
             "rule": c.get("rule", ""), "note": c.get("note", ""),
             "numbers": scalars, "tables": tables,
             "evidence_text": numbers if isinstance(numbers, str) else "",
-            "parts": parts,
+            "parts": parts, "decision": _decision(c.get("decision"), verdict),
         })
     counts = {v: sum(1 for c in out if c["verdict"] == v) for v in VERDICT_CLASS}
     meta = claims if isinstance(claims, Mapping) else {}
