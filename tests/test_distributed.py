@@ -218,7 +218,9 @@ def test_default_mode_runs_like_the_official_code_and_rank_0_writes_everything(t
     assert abs(two[0] - one[0]) > 1e-3 * abs(one[0])
     assert summary["world_size"] == 2 and not summary["sync_head_stats"] and summary["epochs"] == 1
     run_dir = tmp_path / "two" / "runs" / "r"
-    assert sorted(p.name for p in (run_dir / "probe").iterdir()) == [f"epoch_{e:02d}.parquet" for e in range(2)]
+    assert sorted(p.name for p in (run_dir / "probe").iterdir()) == [f"epoch_{e:02d}.parquet" for e in range(2)] + ["progress"]
+    # progress probes inside the epoch (rank 0 measures while rank 1 waits): default fractions of 6 steps
+    assert sorted(p.name for p in (run_dir / "probe/progress").iterdir()) == [f"step_{s:07d}.parquet" for s in (0, 1, 2, 4, 6)]
     assert sorted(p.name for p in run_dir.iterdir() if p.is_file()) == ["checkpoint.pt", "model.pt", "train_summary.json"]
     assert json.loads((run_dir / "train_summary.json").read_text())["backend"] == "gloo"
     _, head, _ = load_model(run_dir)

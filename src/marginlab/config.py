@@ -281,6 +281,10 @@ class TrainConfig(Strict):
     threads: NonNegInt = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     probe_size: PositiveInt = 512
+    # Fractions of the run's optimiser steps at which the probe is also measured, besides epoch ends
+    # (probe/progress/, marginlab.train.probe_schedule): the paper's "early" is epoch 1 of 26 (~4 %).
+    # In [0, 1], increasing, no repeats; [] = epoch ends only.
+    probe_progress: list[float] = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
     selection: Literal["last", "val"] = "last"
     val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
     # Train on the first N identities (labels 0..N-1) of the prepared training set, so one prepared set
@@ -308,6 +312,14 @@ class TrainConfig(Strict):
     def _sorted(cls, v: list[float]) -> list[float]:
         if any(x <= 0 for x in v) or list(v) != sorted(v):
             raise ValueError(f"milestones must be positive and increasing (fractions of training or epochs), got {v}")
+        return v
+
+    @field_validator("probe_progress")
+    @classmethod
+    def _progress_fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 <= x <= 1.0 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"probe_progress must be fractions of training in [0, 1], increasing without repeats "
+                             f"(e.g. [0, 0.04, 1]; [] = epoch ends only), got {v}")
         return v
 
 

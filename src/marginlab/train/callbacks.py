@@ -3,14 +3,16 @@
 The epoch loop (:mod:`.loop`) calls, in this order, for every callback of :func:`default_callbacks`:
 
 * ``start(ctx, progress)`` once, after a checkpoint was restored (or not);
+* ``step_end(ctx, progress, epoch, step)`` right after the optimiser step that brings the run to a step
+  of the progress-probe schedule (:mod:`.probe_schedule`), inside the epoch;
 * ``measure(ctx, progress, epoch, metrics)`` after each epoch's training steps, while the epoch's wall
   time still runs (probe tables, validation accuracy);
 * ``record(ctx, progress, epoch, metrics)`` once the epoch is complete (dvclive, the checkpoint last, so
   it holds everything the others added);
 * ``end(ctx, progress)`` after the last epoch.
 
-:class:`Progress` is the state a resumed run restores: epoch, global step, metric history, probe tables,
-best-so-far weights and wall time.
+:class:`Progress` is the state a resumed run restores: epoch, global step, metric history, probe tables
+(per epoch and per progress step), best-so-far weights and wall time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from marginlab.train.context import TrainContext
 from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
 from marginlab.train.probe import ProbeSet, probe_path, select_probe, write_probe
+from marginlab.train.probe_schedule import progress_dir, progress_path, with_progress, write_progress_table
 from marginlab.train.selection import centre_accuracy
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class Progress:
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     probe_tables: dict[int, bytes] = field(default_factory=dict)
+    progress_tables: dict[int, bytes] = field(default_factory=dict)  # step -> the progress probe's parquet bytes
     best: Optional[dict[str, Any]] = None
     wall_time_s: float = 0.0
     resumed_from: Optional[int] = None
@@ -55,6 +59,8 @@ class Callback:
     """No-op base: override the phases you need."""
 
     def start(self, ctx: TrainContext, progress: Progress) -> None: ...
+
+    def step_end(self, ctx: TrainContext, progress: Progress, epoch: int, step: int) -> None: ...
 
     def measure(self, ctx: TrainContext, progress: Progress, epoch: int, metrics: dict[str, float]) -> None: ...
 
@@ -83,7 +89,8 @@ class Checkpointing(Callback):
         restore_rng_state(state["rng"], ctx.loader_generator)
         log.info("run %s: resuming after epoch %d of %d", ctx.name, state["epoch"], ctx.cfg.epochs)
         return Progress(epoch=state["epoch"], global_step=state["global_step"], history=list(state["history"]),
-                        probe_tables=dict(state["probe_tables"]), best=state["best"],
+                        probe_tables=dict(state["probe_tables"]), progress_tables=dict(state["progress_tables"]),
+                        best=state["best"],
                         wall_time_s=state["wall_time_s"], resumed_from=state["epoch"])
 
     @staticmethod
@@ -107,7 +114,8 @@ class Checkpointing(Callback):
             "optimizer": ctx.optimizer.state_dict(), "scheduler": ctx.scheduler.state_dict(),
             "scaler": ctx.scaler.state_dict(), "rng": capture_rng_state(ctx.loader_generator),
             "epoch": epoch, "global_step": progress.global_step, "live_step": epoch,
-            "history": progress.history, "probe_tables": progress.probe_tables, "best": progress.best,
+            "history": progress.history, "probe_tables": progress.probe_tables,
+            "progress_tables": progress.progress_tables, "best": progress.best,
             "wall_time_s": progress.wall_time_s,
         })
 
@@ -121,7 +129,9 @@ def clear_outputs(ctx: TrainContext) -> None:
 
 # --------------------------------------------------------------------------- probe
 class Probing(Callback):
-    """The fixed probe subset (clean and augmented) measured before training and after every epoch."""
+    """The fixed probe subset (clean and augmented) measured before training, after every epoch and at the
+    steps of the progress schedule (:mod:`.probe_schedule`; one that is an epoch end or step 0 reuses that
+    epoch's table, measured with the same weights)."""
 
     def __init__(self, ctx: TrainContext):
         data = ctx.data
@@ -136,22 +146,56 @@ class Probing(Callback):
             data.reader, indices, input_size=ctx.resolved.model.input_size, channel_order=ctx.channel_order,
             augment=AdaFaceAugment(ctx.augment), seed=ctx.seed, iq_table=data.iq_table, gt_table=data.gt_table,
         )
+        self.schedule = ctx.probe_schedule
+        for step, fractions in self.schedule.collapsed().items():
+            log.info("run %s: train.probe_progress fractions %s all fall on step %d of %d; probed once", ctx.name,
+                     ", ".join(f"{f:g}" for f in fractions), step, self.schedule.total_steps)
 
-    def _measure(self, ctx: TrainContext, progress: Progress, epoch: int) -> None:
-        frame = self.probe.measure(epoch, ctx.backbone, ctx.head, batch_size=max(ctx.cfg.batch_size, 64),
-                                   device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last)
+    def _table(self, ctx: TrainContext, epoch: int) -> pd.DataFrame:
+        return self.probe.measure(epoch, ctx.backbone, ctx.head, batch_size=max(ctx.cfg.batch_size, 64),
+                                  device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last)
+
+    def _measure(self, ctx: TrainContext, progress: Progress, epoch: int) -> pd.DataFrame:
+        frame = self._table(ctx, epoch)
         write_probe(ctx.run_dir, epoch, frame)
         progress.probe_tables[epoch] = frame_bytes(frame)
+        return frame
+
+    def _record_progress(self, ctx: TrainContext, progress: Progress, step: int, frame: pd.DataFrame) -> None:
+        blob = frame_bytes(with_progress(frame, step, self.schedule))
+        write_progress_table(ctx.run_dir, step, blob)
+        progress.progress_tables[step] = blob
 
     def start(self, ctx: TrainContext, progress: Progress) -> None:
         for epoch, blob in progress.probe_tables.items():  # files a pipeline tool deleted
             if not probe_path(ctx.run_dir, epoch).exists():
                 write_probe(ctx.run_dir, epoch, pd.read_parquet(io.BytesIO(blob)))
+        restore_progress_files(ctx, progress)
         if progress.epoch == 0 and 0 not in progress.probe_tables:
-            self._measure(ctx, progress, 0)
+            frame = self._measure(ctx, progress, 0)
+            if 0 in self.schedule.steps:  # step 0 = before the first update: the weights of epoch 0
+                self._record_progress(ctx, progress, 0, frame)
+
+    def step_end(self, ctx: TrainContext, progress: Progress, epoch: int, step: int) -> None:
+        if step % ctx.steps_per_epoch:  # an epoch's last step is measured by measure(), with the same weights
+            self._record_progress(ctx, progress, step, self._table(ctx, epoch))
 
     def measure(self, ctx: TrainContext, progress: Progress, epoch: int, metrics: dict[str, float]) -> None:
-        self._measure(ctx, progress, epoch)
+        frame = self._measure(ctx, progress, epoch)
+        if progress.global_step in self.schedule.steps:
+            self._record_progress(ctx, progress, progress.global_step, frame)
+
+
+def restore_progress_files(ctx: TrainContext, progress: Progress) -> None:
+    """Make ``probe/progress/`` what the checkpoint holds: rewrite files a pipeline tool deleted (the same
+    bytes) and remove those of an interrupted epoch, which the resumed run measures again."""
+    kept = {progress_path(ctx.run_dir, step) for step in progress.progress_tables}
+    for path in progress_dir(ctx.run_dir).glob("step_*.parquet"):
+        if path not in kept:
+            path.unlink()
+    for step, blob in progress.progress_tables.items():
+        if not progress_path(ctx.run_dir, step).exists():
+            write_progress_table(ctx.run_dir, step, blob)
 
 
 def frame_bytes(frame: pd.DataFrame) -> bytes:

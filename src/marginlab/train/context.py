@@ -33,6 +33,7 @@ from marginlab.train.distributed import SINGLE, DistEnv, gather_concat, worker_d
 from marginlab.train.network import TrainingNetwork
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
 from marginlab.train.probe import load_gt_quality
+from marginlab.train.probe_schedule import ProbeSchedule, probe_schedule
 from marginlab.train.proxy import QualityProxy, build_proxy, load_iq_table
 from marginlab.train.sync_batchnorm import convert_sync_batchnorm
 
@@ -95,6 +96,11 @@ class TrainContext:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.data.loader)
+
+    @property
+    def probe_schedule(self) -> ProbeSchedule:
+        """The steps of the progress probes (``train.probe_progress`` over this run's optimiser steps)."""
+        return probe_schedule(self.cfg.probe_progress, self.cfg.epochs * self.steps_per_epoch, self.cfg.batch_size)
 
     @property
     def loader_generator(self) -> Optional[torch.Generator]:

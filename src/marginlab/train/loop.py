@@ -13,6 +13,9 @@ argmax of the *plain* cosine logits ŵ_j·ẑ is the label, in training mode and
 ``train/norm_mean``/``train/norm_std`` (||z|| over the epoch's samples), ``head/<key>`` for
 ``head.state_summary()``, ``val/acc`` when a validation split exists (``train.val_fraction > 0``; see
 :mod:`.selection`), and ``epoch``. The probe (:mod:`.probe`) is written to ``probe/epoch_XX.parquet``; then the checkpoint.
+Inside the epochs, right after the optimiser steps of the progress schedule (``train.probe_progress``,
+:mod:`.probe_schedule`), the probe is also written to ``probe/progress/step_XXXXXXX.parquet``; the
+epoch's ``train/seconds`` leaves that time out.
 
 Structure: :func:`train_process` (one process; :func:`marginlab.train.run_train` starts one or several) builds the run's :class:`~.context.TrainContext` (configuration, device,
 data, modules, optimiser) and runs the epochs; probing, validation/selection, dvclive and checkpointing
@@ -122,10 +125,11 @@ def train_process(params: Params, run_name: str, *, resume: bool = True, hooks: 
         barrier(dist_env)
         rs = RunState(run_name, ctx.backbone, ctx.head, ctx.optimizer, progress.epoch, progress.global_step,
                       rank=dist_env.rank)
+        progress_probes = ProgressProbes(ctx, progress, measuring)
         for epoch in range(progress.epoch + 1, ctx.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             rs.epoch = epoch
-            metrics = train_epoch(ctx, epoch, hooks, rs, last_good=progress.epoch)
+            metrics = train_epoch(ctx, epoch, hooks, rs, last_good=progress.epoch, after_step=progress_probes)
             progress.global_step = rs.global_step
             _check_weights_finite(ctx, epoch, progress.epoch)
             for cb in measuring:
@@ -148,6 +152,26 @@ def train_process(params: Params, run_name: str, *, resume: bool = True, hooks: 
     return summary
 
 
+class ProgressProbes:
+    """After each optimiser step: at a step of the progress schedule the measuring callbacks' ``step_end``
+    (rank 0 only); every rank then waits at a barrier, as at epoch ends, so no rank runs ahead into the next
+    step's gradient all-reduce and waits there on a collective timeout instead."""
+
+    def __init__(self, ctx: TrainContext, progress: Progress, callbacks: list[Callback]):
+        self.ctx, self.progress, self.callbacks = ctx, progress, callbacks
+        self.steps = frozenset(ctx.probe_schedule.steps)
+
+    def __call__(self, epoch: int, step: int) -> float:
+        """Measure at ``step`` (the global step just completed) if it is on the schedule; the seconds spent."""
+        if step not in self.steps:
+            return 0.0
+        t0 = time.perf_counter()
+        for cb in self.callbacks:
+            cb.step_end(self.ctx, self.progress, epoch, step)
+        barrier(self.ctx.dist)
+        return time.perf_counter() - t0
+
+
 def _fresh_start(ctx: TrainContext) -> Progress:
     if ctx.dist.is_main:
         clear_outputs(ctx)
@@ -155,8 +179,13 @@ def _fresh_start(ctx: TrainContext) -> Progress:
 
 
 # --------------------------------------------------------------------------- epoch
-def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, *, last_good: int) -> dict[str, float]:
-    """One epoch of training steps; returns the epoch's ``train/*`` and ``head/*`` metrics."""
+def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, *, last_good: int,
+                after_step: Callable[[int, int], float] = lambda epoch, step: 0.0) -> dict[str, float]:
+    """One epoch of training steps; returns the epoch's ``train/*`` and ``head/*`` metrics.
+
+    ``after_step(epoch, global_step)`` runs after every optimiser step (the progress probes) and returns the
+    seconds it took, which ``train/seconds`` and ``train/images_per_s`` leave out.
+    """
     head, optimizer, scaler = ctx.head, ctx.optimizer, ctx.scaler
     network = ctx.network
     network.train()
@@ -171,6 +200,7 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
     lr_used = optimizer.param_groups[0]["lr"]
     grad_clip = ctx.cfg.grad_clip
     seen = 0
+    paused = 0.0
     t0 = time.perf_counter()
     bar = tqdm(loader, total=n_steps, desc=f"{ctx.name} {epoch}/{ctx.cfg.epochs}", unit="batch",
                leave=False, dynamic_ncols=True, mininterval=1.0, disable=not ctx.dist.is_main)
@@ -202,6 +232,7 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
         scaler.update()
         ctx.scheduler.step()
         rs.global_step += 1
+        paused += after_step(epoch, rs.global_step)
         if hooks.on_step_end is not None:
             global_loss = all_reduce_sum(loss.detach().double().clone(), ctx.dist) / ctx.dist.world_size
             hooks.on_step_end(epoch, step, rs, float(global_loss))
@@ -218,7 +249,7 @@ def train_epoch(ctx: TrainContext, epoch: int, hooks: TrainHooks, rs: RunState, 
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - paused
     # The epoch's metrics over the global batch: every process adds its sums (a no-op for one process).
     totals = all_reduce_sum(torch.cat([sums, torch.tensor([float(seen)], device=ctx.device, dtype=sums.dtype)]),
                             ctx.dist)
@@ -337,6 +368,7 @@ def write_run_outputs(ctx: TrainContext, progress: Progress, *, live_backend: st
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
         "resumed_from_epoch": progress.resumed_from,
+        "probe_schedule": ctx.probe_schedule.as_summary(),
         "live_backend": live_backend,
         "torch": torch.__version__,
     }
