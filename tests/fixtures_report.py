@@ -8,7 +8,8 @@
   values), through the real :func:`marginlab.quality.summary.summarize_scores`;
 - ``prepared/samples.png``: a colourful 320×160 grid;
 - ``analysis/`` with hand-made CSV/JSON in the analysis stage's documented schema (values below, so the
-  tests know what the HTML must show) and small PNG figures;
+  tests know what the HTML must show) and small PNG figures; ``scale.csv`` / ``scale_fit.json`` from the
+  real :mod:`marginlab.analysis.scale` on the hand-made correlations and :data:`SCALE_SUMMARIES`;
 - ``analysis/gst/`` from the real gst code on a coarse grid (:func:`write_gst_outputs`);
 - ``dvc.lock`` with two stages.
 """
@@ -90,6 +91,26 @@ def augmentation_frame() -> pd.DataFrame:
             rows.append((run, label, head, 3, b, 8.0 + 2 * b, 10.0 + 2 * b, share / 2, share / 3, share / 4, share, 30))
     return pd.DataFrame(rows, columns=["run", "label", "head", "epoch", "norm_bin", "norm_min", "norm_max", "share_crop",
                                        "share_lowres", "share_photometric", "share_any", "n"])
+
+
+#: train_summary.json size keys of the correlation runs (curricularface-s0 has none: skipped by the scale table).
+SCALE_SUMMARIES = {
+    "adaface-s0": {"num_classes": 25, "train_images": 200, "epochs": 3, "global_steps": 18, "batch_size": 32},
+    "adaface-s1": {"num_classes": 50, "train_images": 400, "epochs": 3, "global_steps": 36, "batch_size": 32},
+    "cosface-s0": {"num_classes": 25, "train_images": 200, "epochs": 3, "global_steps": 18, "batch_size": 32},
+}
+
+
+def write_scale(analysis: Path) -> None:
+    """``scale.csv``, ``scale_fit.json`` (the real scale code on :func:`correlation_frame`) and a scale PNG."""
+    from marginlab.analysis import scale as sc
+
+    runs = pd.DataFrame([{"run": r, "label": lab, "head": h} for r, (lab, h) in CORRELATION_RUNS.items()]
+                        + [{"run": "curricularface-s0", "label": "curricularface", "head": "curricularface"}])
+    table, skipped = sc.scale_table(correlation_frame(), runs, SCALE_SUMMARIES)
+    table.to_csv(analysis / "scale.csv", index=False)
+    (analysis / "scale_fit.json").write_text(json.dumps(sc.scale_summary(sc.fit_trends(table), skipped, 0.95)))
+    _png(analysis / "figures" / sc.SCALE_FIGURE, (90, 90, 90))
 
 
 CLAIMS = {
@@ -202,6 +223,7 @@ def write_analysis(root: Path, *, gst: bool = True) -> None:
     colours = [(200, 60, 60), (60, 160, 60), (60, 60, 200), (200, 160, 40), (120, 60, 180), (40, 160, 160)]
     for name, colour in zip(ANALYSIS_FIGURES, colours):
         _png(analysis / "figures" / name, colour)
+    write_scale(analysis)
     if gst:
         from marginlab.analysis.gst_study import write_gst_outputs
         from marginlab.config import load_params

@@ -8,7 +8,8 @@
     runs/<run>/eval_timing.json         marginlab.timing record (7.5 s)
     runs/<run>/eval_norms.parquet       split, index, norm, iq, brisque, gt_quality
     runs/<run>/roc.parquet              protocol, set, fpr, tpr, threshold
-    runs/<run>/train_summary.json       marginlab.train summary keys
+    runs/<run>/train_summary.json       marginlab.train summary keys (sizes from the run's train overrides:
+                                        identities, default 25, × 8 images; epochs; batch 32)
     runs/<run>/live/metrics.json        + live/plots/metrics/{train,head}/*.tsv (dvclive layout)
     quality/scores.parquet, quality/summary.json
     prepared/manifest.json, prepared/samples.png, prepared/train_meta.parquet
@@ -193,6 +194,7 @@ def build_fixture_tree(
     probe_size: int = 150,
     seed_noise: float = 0.002,
     norm_quality_strength: float = 1.0,
+    run_strength: Mapping[str, float] | None = None,
     augment_norm_factor: float = 0.75,
     with_gt: bool = True,
     with_iq: bool = True,
@@ -201,7 +203,8 @@ def build_fixture_tree(
 ) -> Path:
     """Write the fake tree (module docstring) under ``root``; return the path of its params.yaml.
 
-    ``skip``: names of runs listed in params.yaml whose outputs are not written (a missing run).
+    ``skip``: names of runs listed in params.yaml whose outputs are not written (a missing run);
+    ``run_strength``: per-run ``norm_quality_strength`` overrides (e.g. one growing with the run's size).
     """
     root = Path(root)
     runs = dict(DEFAULT_RUNS if runs is None else runs)
@@ -221,8 +224,9 @@ def build_fixture_tree(
         label = spec.get("label") or _label(name)
         run_dir = root / "runs" / name
         rng = np.random.default_rng([seed, int(spec.get("seed", 0)), zlib.crc32(name.encode())])
-        strength = norm_quality_strength if spec["head"] != "normface" else 0.0
-        for frame in _split_epochs(probe_frames(name, int(spec.get("seed", 0)), epochs=epochs, probe_size=probe_size,
+        strength = (run_strength or {}).get(name, norm_quality_strength if spec["head"] != "normface" else 0.0)
+        size = run_size(spec, epochs)
+        for frame in _split_epochs(probe_frames(name, int(spec.get("seed", 0)), epochs=size["epochs"], probe_size=probe_size,
                                                 norm_quality_strength=strength, augment_norm_factor=augment_norm_factor,
                                                 with_gt=with_gt, with_iq=with_iq)):
             epoch = int(frame["epoch"].iloc[0])
@@ -247,8 +251,8 @@ def build_fixture_tree(
                      ).to_parquet(run_dir / "roc.parquet", index=False)
         write_live(run_dir / "live", rng, epochs, spec["head"])
         _write_json(run_dir / "train_summary.json", {
-            "run": name, "head": spec["head"], "proxy": spec.get("proxy", "norm"), "backbone": "ir_18", "epochs": epochs,
-            "selection": "last", "selected_epoch": epochs, "final_loss": 1.0, "final_acc": 0.9, "final_norm_mean": 20.0,
+            "run": name, "head": spec["head"], "proxy": spec.get("proxy", "norm"), "backbone": "ir_18", **size,
+            "selection": "last", "selected_epoch": size["epochs"], "final_loss": 1.0, "final_acc": 0.9, "final_norm_mean": 20.0,
             "images_per_s": 500.0, "train_seconds": 10.0, "wall_time_s": 12.0, "seed": int(spec.get("seed", 0)),
             "device": "cpu", "amp": "off", "head_state": {"batch_mean": 20.0, "batch_std": 2.0} if spec["head"] == "adaface" else {},
         })
@@ -264,6 +268,16 @@ def build_fixture_tree(
     pd.DataFrame({"index": np.arange(200), "label": np.arange(200) % 25, "gt_quality": rng.uniform(0, 1, 200),
                   "degradations": ""}).to_parquet(prepared / "train_meta.parquet", index=False)
     return root / "params.yaml"
+
+
+def run_size(spec: Mapping[str, Any], epochs: int) -> dict[str, int]:
+    """The train_summary.json size keys of a fake run: ``train.identities`` (default 25) × 8 images, its
+    ``train.epochs`` (default ``epochs``), batch 32 with the last partial batch dropped."""
+    train = spec.get("train") or {}
+    identities, run_epochs = int(train.get("identities") or 25), int(train.get("epochs", epochs))
+    images = 8 * identities
+    return {"epochs": run_epochs, "num_classes": identities, "train_identities": identities, "train_images": images,
+            "batch_size": 32, "steps_per_epoch": images // 32, "global_steps": run_epochs * (images // 32)}
 
 
 def _split_epochs(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:

@@ -132,8 +132,8 @@ def test_self_contained(html, page):
 
 def test_every_figure_embedded_as_png(page, tree):
     imgs = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
-    # analysis figures (incl. training curves) + 3 gst figures + samples.png + quality histograms
-    assert len(imgs) == len(ANALYSIS_FIGURES) + 3 + 1 + 1
+    # analysis figures (incl. training curves) + the scale figure + 3 gst figures + samples.png + quality histograms
+    assert len(imgs) == len(ANALYSIS_FIGURES) + 1 + 3 + 1 + 1
     for src in imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
@@ -313,9 +313,13 @@ def test_missing_optional_inputs_become_notes(tree, tmp_path):
     (root / "quality" / "summary.json").unlink()
     (root / "prepared" / "samples.png").unlink()
     (root / "dvc.lock").unlink()
+    for name in ("scale.csv", "scale_fit.json", "figures/scale_vs_images_seen.png"):  # an analysis older than the scale study
+        (root / "analysis" / name).unlink()
     page = Page(run_report(root).read_text())
     text = page.full_text()
     for fragment in ("ablation.csv not found (written by the 'analyze' stage",
+                     "scale.csv not found (written by the 'analyze' stage", "scale_fit.json not found",
+                     "no scale_vs_images_seen.png in",
                      "cosface-s1: not available: ", "probe not found (written by the 'train@cosface-s1' stage)",
                      "metrics.json not found (written by the 'evaluate@cosface-s0' stage)",
                      "summary.json not found (written by the 'quality' stage)",

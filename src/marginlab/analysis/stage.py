@@ -45,7 +45,14 @@ low- / high-quality decision protocols), ``augmented_share_low_norm``
 ``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_epoch.png`` and, when
 ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
 ``correlation_vs_epoch_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
-(:mod:`.figures`). The directory is replaced as a whole.
+(:mod:`.figures`); ``scale_vs_images_seen.png`` (:mod:`.scale_figure`). The directory is replaced as a whole.
+
+``scale.csv`` — the scale study (:mod:`.scale`), one row per run with a train summary and clean-probe
+correlations: data size (``identities``, ``train_images``), training length (``epochs``, ``steps``,
+``images_seen`` = steps × batch) and the last epoch's Spearman(norm, ``iq`` / ``gt_quality``) with its
+interval (the ``correlation.csv`` rows). ``scale_fit.json`` — ``method``, ``headline`` (the one sentence),
+``fits`` (Spearman = a + b·log10(images_seen) per head and target, per data size when possible, and with
+data size as a second factor; slope intervals and statements) and ``skipped`` runs with their reasons.
 
 ``timing.json`` — the stage's wall time (:mod:`marginlab.timing`), written last and kept out of the
 deterministic outputs above.
@@ -64,6 +71,7 @@ import pandas as pd
 from marginlab.analysis import augmentation as aug
 from marginlab.analysis import claims as cl
 from marginlab.analysis import figures as fg
+from marginlab.analysis import scale as sc
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
@@ -80,6 +88,7 @@ from marginlab.analysis.tables import (
     main_labels,
     reference_label,
 )
+from marginlab.analysis.scale_figure import scale_figure
 from marginlab.config import Params
 from marginlab.io import atomic_dir, atomic_path, write_json
 from marginlab.timing import TIMING_FILE, StageTimer
@@ -90,6 +99,7 @@ __all__ = ["OUTPUT_FILES", "analyze"]
 
 OUTPUT_FILES = (
     "correlation.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json", "summary.json", TIMING_FILE,
+    "scale.csv", "scale_fit.json",
 )
 
 
@@ -219,19 +229,24 @@ def run_analyze(
         cl.claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared),
     ]
     summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4])
+    scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
+    scale_fits = sc.fit_trends(scale, confidence)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "correlation.csv", corr[CORRELATION_COLUMNS])
     _write_csv(out_dir / "augmentation.csv", augmentation)
     _write_csv(out_dir / "ablation.csv", ablation)
     _write_csv(out_dir / "comparison.csv", comparison)
+    _write_csv(out_dir / "scale.csv", scale)
+    write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence))
     write_json(out_dir / "claims.json", {
         "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
         "decision_protocols": decision_protocols(list(agg["protocol"])) if len(agg) else [],
         "n_resamples": n_resamples, "confidence": confidence, "claims": claims,
     })
     if figures:
-        _figures(col, corr, augmentation, reference, out_dir / "figures")
+        _figures(col, corr, augmentation, reference, out_dir / "figures",
+                 scale=(scale, scale_fits, scale_skipped))
     write_json(out_dir / "summary.json", summary)
     timer.write(out_dir / TIMING_FILE, runs=len(col.runs), correlation_rows=len(corr), figures=bool(figures))
     log.info("analysis written to %s in %.1f s (%d correlation rows, verdicts: %s)", out_dir, timer.elapsed_s,
@@ -239,7 +254,8 @@ def run_analyze(
     return summary
 
 
-def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path) -> None:
+def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
+             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]]) -> None:
     labels = main_labels(col.runs)
     if reference is not None and reference not in labels:
         labels = [reference, *labels]
@@ -256,4 +272,5 @@ def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, re
             fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch_gt_quality.png", target="gt_quality")
         fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
         fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
+        scale_figure(scale[0], scale[1], tmp / sc.SCALE_FIGURE, skipped=scale[2])
 

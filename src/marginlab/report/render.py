@@ -13,6 +13,8 @@ Sections, in order:
    epochs) stated above the table;
 4. Fig. 2 (``analysis/figures``): norm / P_yi vs quality, correlation over epochs, final-epoch
    correlations with CIs (``correlation.csv``), augmentation by norm (``augmentation.csv``);
+   4b. scale: final norm–quality correlation against images seen, its fits and the one-sentence answer
+   (``scale.csv``, ``scale_fit.json``; :mod:`.scale`);
 5. Fig. 3 (``analysis/gst``): |GST| maps and curves, with the hard/easy emphasis ratios;
 6. training curves and the state of every run in ``params.runs``;
 7. data and quality: manifest counts, ``samples.png``, BRISQUE/IQ histograms and per-degradation
@@ -43,11 +45,13 @@ from marginlab.analysis.paper_numbers import (
     PAPER_EPOCHS,
     PAPER_SCALE,
 )
+from marginlab.analysis.scale import SCALE_FIGURE
 from marginlab.io import atomic_path
 from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
+from marginlab.report.scale import scale_section
 from marginlab.report.formatting import (  # noqa: F401 - re-exported for the template filters and tests
     _finite,
     fmt_corr,
@@ -421,7 +425,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the template shows (plain dicts/lists/strings; numbers already formatted)."""
     p = inputs.params
     claims = _claims(inputs.claims)
-    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE,))
+    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE, SCALE_FIGURE))
     provenance = collect_provenance(inputs)
     return {
         "title": f"marginlab report — {p.data.name}, preset {p.preset}",
@@ -437,6 +441,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
                  "correlations": _final_correlations(inputs.tables.get("correlation.csv")),
                  "augmentation": _augmentation(inputs.tables.get("augmentation.csv")),
                  "paper_correlation": FIG2_NORM_IQ_CORRELATION},
+        "scale": scale_section(inputs),
         "fig3": _fig3(inputs),
         "training": _training(inputs),
         "runs": _run_rows(inputs),

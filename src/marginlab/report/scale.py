@@ -1,0 +1,76 @@
+"""The report's scale-study section: the figure, the per-run table, the fits and the one-sentence answer.
+
+Reads ``analysis/scale.csv`` (through :data:`.inputs.ANALYSIS_SCHEMAS`), ``analysis/scale_fit.json`` and
+``analysis/figures/scale_vs_images_seen.png``, all written by the analysis stage
+(:mod:`marginlab.analysis.scale`). Any preset renders: a single run gives one table row and the "no trend"
+sentence; runs skipped by the analysis are listed with the reason; an analysis without the scale outputs
+gives a "not available" note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from marginlab.analysis.scale import SCALE_FIGURE, TARGETS
+from marginlab.report import plots as rfig
+from marginlab.report.formatting import _finite, fmt_corr
+from marginlab.report.inputs import ANALYZE_HINT, ReportInputs, is_missing, read_json
+
+__all__ = ["SCALE_CAPTION", "scale_section"]
+
+SCALE_CAPTION = ("Final Spearman(norm, quality) of each run (last epoch, clean probe, 95 % bootstrap CI) against images "
+                 "seen (log scale); colour = head, marker = number of training identities; lines = weighted fits over "
+                 "the fitted runs' range only (solid: slope CI excludes 0; dotted: no trend); dashed: the paper's "
+                 "final-epoch norm–IQ correlation")
+
+
+def _ci(row: Mapping[str, Any], target: str) -> dict[str, str]:
+    col = f"spearman_{target}"
+    if _finite(row.get(col)) is None:
+        return {"value": "—", "ci": ""}
+    return {"value": fmt_corr(row[col]), "ci": f"[{fmt_corr(row[f'{col}_lo'])}, {fmt_corr(row[f'{col}_hi'])}]"}
+
+
+def _run_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"run": r["run"], "label": r["label"], "head": r["head"], "identities": int(r["identities"]),
+             "train_images": f"{int(r['train_images']):,}", "epochs": int(r["epochs"]), "steps": f"{int(r['steps']):,}",
+             "images_seen": f"{int(r['images_seen']):,}", "cells": [_ci(r, t) for t in TARGETS]}
+            for r in table.to_dict("records")]
+
+
+def _slope(fit: Mapping[str, Any], name: str) -> str:
+    if fit.get(name) is None:
+        return "—"
+    return f"{fit[name]:+.3f} [{fit[f'{name}_lo']:+.3f}, {fit[f'{name}_hi']:+.3f}]"
+
+
+def _fit_rows(fits: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"head": f["head"], "target": TARGETS.get(f["target"], f["target"]), "scope": f["scope"], "model": f["model"],
+             "n": f["n_points"], "slope": _slope(f, "slope"), "size_slope": _slope(f, "size_slope"),
+             "statement": f.get("statement", "")} for f in fits]
+
+
+def scale_section(inputs: ReportInputs) -> dict[str, Any]:
+    """The template's ``scale`` context (module docstring); ``note`` says why a part is not available."""
+    table = inputs.tables.get("scale.csv")
+    fit = read_json(inputs.analysis_dir / "scale_fit.json", ANALYZE_HINT)
+    figure = inputs.analysis_figures.get(SCALE_FIGURE)
+    out: dict[str, Any] = {
+        "targets": list(TARGETS.values()), "caption": SCALE_CAPTION,
+        "figure": rfig.png_data_uri(figure) if figure is not None else None,
+        "figure_note": None if figure is not None else f"no {SCALE_FIGURE} in {inputs.analysis_dir / 'figures'} "
+                                                       f"(written by {ANALYZE_HINT})",
+        "note": table.why if is_missing(table) else None, "rows": [], "fit_note": fit.why if is_missing(fit) else None,
+        "headline": "", "method": "", "fits": [], "skipped": [],
+    }
+    if not is_missing(table):
+        out["rows"] = _run_rows(table)
+        if table.empty:
+            out["note"] = "scale.csv has no rows: no run has both a train summary and clean-probe correlations"
+    if isinstance(fit, Mapping):
+        out.update(headline=fit.get("headline", ""), method=fit.get("method", ""), fits=_fit_rows(fit.get("fits") or []),
+                   skipped=[f"{run}: {why}" for run, why in (fit.get("skipped") or {}).items()])
+    return out
