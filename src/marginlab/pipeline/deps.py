@@ -28,6 +28,7 @@ reruns). :func:`minimal_deps` gives the smallest dep list covering a closure exa
 from __future__ import annotations
 
 import ast
+import functools
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -161,6 +162,19 @@ def _modname_of(path: Path, search_dir: Path) -> str:
     return ".".join(parts)
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """(mtime in ns, size) of a file: the cache key of its parsed imports (an edited file is parsed again)."""
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_imports(path: str, modname: str | None, is_package: bool, mtime_ns: int, size: int) -> ModuleImports:
+    """:func:`parse_imports` of one file, parsed once per (file, version): a check of every stage (one
+    closure per run) otherwise parses each module dozens of times."""
+    return parse_imports(Path(path).read_text(encoding="utf-8"), modname, is_package, filename=path)
+
+
 def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACKAGE) -> set[str]:
     """Repository-relative POSIX paths of every file ``entry`` can run or read through its imports.
 
@@ -171,13 +185,17 @@ def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACK
     search = pkg.parent
     files: set[Path] = set()
     todo: list[tuple[Path, str | None]] = []
+    where: dict[str, Path | None] = {}  # module name → its file, looked up once per closure
 
     def add_module(name: str) -> None:
         if name != package and not name.startswith(package + "."):
             return
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
-            path = module_file(".".join(parts[:i]), search)
+            dotted = ".".join(parts[:i])
+            if dotted not in where:
+                where[dotted] = module_file(dotted, search)
+            path = where[dotted]
             if path is None:
                 return  # not a module (an attribute of the parent: ``from pkg.a import function``)
             if path not in files:
@@ -195,7 +213,7 @@ def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACK
     while todo:
         path, modname = todo.pop()
         is_pkg = path.name == "__init__.py"
-        found = parse_imports(path.read_text(encoding="utf-8"), modname, is_pkg, filename=str(path))
+        found = _file_imports(str(path), modname, is_pkg, *_stamp(path))
         for name in sorted(found.names):
             add_module(name)
         if is_pkg:

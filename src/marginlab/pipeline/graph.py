@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,8 +44,9 @@ def rule_name(stage_name: str) -> str:
 
 
 def _is_under(child: str, parent: str) -> bool:
-    c, p = PurePosixPath(child), PurePosixPath(parent)
-    return c != p and p in c.parents
+    """Whether path ``child`` lies strictly inside folder ``parent`` (normalised POSIX paths, no I/O)."""
+    c, p = posixpath.normpath(child), posixpath.normpath(parent)
+    return c != p and (p == "." or c.startswith(p.rstrip("/") + "/"))
 
 
 def _lookup(params: dict[str, Any], dotted: str) -> Any:
