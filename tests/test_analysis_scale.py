@@ -104,11 +104,15 @@ def test_line_crossing_the_paper_within_the_data_range():
     assert "extrapolation" not in fit["statement"]
 
 
-@pytest.mark.parametrize("a, b, direction", [(0.4, -0.03, "moves away"), (1.2, -0.05, "approaches")])
-def test_falling_lines_move_away_below_and_approach_from_above(a, b, direction):
+@pytest.mark.parametrize("a, b, direction, verb, side", [
+    (0.4, -0.03, "moves away", "falls", "below"), (1.2, -0.05, "approaches", "falls", None),
+    (0.4, 0.05, "moves away", "rises", "above"),
+])
+def test_lines_moving_away_from_or_approaching_the_paper_from_either_side(a, b, direction, verb, side):
     fit = _fit(_table({"adaface": _line(a, b)}))
-    assert fit["established"] and fit["direction"] == direction and "falls by" in fit["statement"]
-    assert ("moves away from the paper's" in fit["statement"]) == (direction == "moves away")
+    assert fit["established"] and fit["direction"] == direction and f"{verb} by" in fit["statement"]
+    if side:
+        assert f"moves away from the paper's {PAPER} as scale grows (the fitted line is {side} it)." in fit["statement"]
     assert (fit["reaches_reference_at"] is None) == (direction == "moves away")
 
 

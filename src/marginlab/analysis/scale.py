@@ -261,7 +261,8 @@ def _crossing(fit: Mapping[str, Any]) -> str:
     """Where an established line meets the paper's value, relative to the data range (:func:`_reference_crossing`)."""
     ref, at = fit["reference"], fit["reaches_reference_at"]
     if fit["direction"] == "moves away":
-        return f"it moves away from the paper's {ref} as scale grows"
+        above = fit["intercept"] + fit["slope"] * np.log10(fit["images_seen_max"]) > ref
+        return f"it moves away from the paper's {ref} as scale grows (the fitted line is {'above' if above else 'below'} it)"
     if fit["direction"] == "crosses":
         return f"the fitted line crosses the paper's {ref} within the data range, at about {format_images(at)} images seen"
     if not np.isfinite(at):
