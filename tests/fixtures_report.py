@@ -140,7 +140,7 @@ CLAIMS = {
     ],
 }
 
-ANALYSIS_FIGURES = ("fig2_norm_vs_iq.png", "fig2_pyi_vs_iq.png", "correlation_vs_epoch.png", "augmentation_by_norm.png",
+ANALYSIS_FIGURES = ("fig2_norm_vs_iq.png", "fig2_pyi_vs_iq.png", "correlation_vs_progress.png", "augmentation_by_norm.png",
                     "training_curves.png", "extra_panel.png")
 
 

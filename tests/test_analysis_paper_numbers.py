@@ -80,7 +80,7 @@ def test_quoted_numbers_reach_the_outputs():
     from marginlab.analysis import claims
     from marginlab.report.render import FIG2_FIGURES
 
-    caption = dict(FIG2_FIGURES)["correlation_vs_epoch.png"]
+    caption = dict(FIG2_FIGURES)["correlation_vs_progress.png"]
     assert f"{pn.FIG2_NORM_IQ_CORRELATION}" in caption
     import pandas as pd
 

@@ -43,7 +43,7 @@ def test_all_outputs_are_written(tree):
         assert (out / name).is_file(), name
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figures == sorted([
-        "augmentation_by_norm.png", "correlation_vs_epoch.png", "correlation_vs_epoch_gt_quality.png",
+        "augmentation_by_norm.png", "correlation_vs_progress.png", "correlation_vs_progress_gt_quality.png",
         "fig2_norm_vs_gt_quality.png", "fig2_norm_vs_iq.png", "fig2_pyi_vs_gt_quality.png", "fig2_pyi_vs_iq.png",
         "scale_vs_images_seen.png", "training_curves.png",
     ])
@@ -171,7 +171,7 @@ def test_panel_epochs_and_no_data_figures(tmp_path):
     runs = pd.DataFrame(columns=["run", "label", "head", "seed"])
     paths = [
         fg.fig2_panels(empty, [("a-s0", "a", "adaface")], tmp_path / "f2.png"),
-        fg.correlation_vs_epoch(pd.DataFrame(columns=CORRELATION_COLUMNS), runs, ["a"], tmp_path / "c.png"),
+        fg.correlation_vs_progress(pd.DataFrame(columns=CORRELATION_COLUMNS), runs, ["a"], tmp_path / "c.png"),
         fg.augmentation_bars(pd.DataFrame(columns=["run"]), [], tmp_path / "a.png"),
         fg.training_curves(pd.DataFrame(columns=["run", "label", "step", "metric", "value"]), runs, tmp_path / "t.png"),
     ]

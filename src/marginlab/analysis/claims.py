@@ -28,10 +28,12 @@ from marginlab.analysis.paper_numbers import (
     FIG2_NORM_IQ_CORRELATION,
     IJB_TAR_1E4,
     PAPER_BEST,
+    PAPER_EARLY_PROGRESS,
     VERIFICATION,
 )
 from marginlab.analysis.decision import all_of, any_of, comparison_sides, decision, interval_item, part_decision
 from marginlab.analysis.power import clear_rule_mde, is_borderline, paired_t_mde, threshold_distance
+from marginlab.analysis.progress import early_rows
 from marginlab.analysis.significance import CLEAR_Z, difference_noise, judge, pooled_std
 from marginlab.analysis.tables import decision_protocols, primary_low_quality_protocol
 
@@ -128,15 +130,37 @@ def _claim(cid: int, title: str, statement: str, paper: str, parts: list[dict], 
 
 
 # --------------------------------------------------------------------------- claim 1
+def _whole(value: Any) -> Any:
+    """A count read from a float column (step, images seen: NaN where unknown) as an int."""
+    return int(value) if isinstance(value, (float, np.floating)) and float(value).is_integer() else value
+
+
+def _early_place(early: pd.DataFrame) -> tuple[dict[str, Any], str]:
+    """Where part b was measured: schedule, progress, step, images seen and epoch (one value when every run
+    shares it, else the distinct values), and the same in words."""
+    place = {}
+    for key in ("schedule", "progress", "step", "images_seen", "epoch"):
+        distinct = [_whole(v) for v in pd.unique(early[key])]
+        place[key] = distinct[0] if len(distinct) == 1 else sorted(distinct)
+    if place["schedule"] == "progress" and not isinstance(place["step"], list):
+        return place, f"step {int(place['step'])} = {float(place['progress']):.1%} of training"
+    if place["schedule"] == "epoch" and not isinstance(place["epoch"], list):
+        return place, f"epoch {int(place['epoch'])}"
+    return place, "per run"
+
+
 def claim_norm_quality(
     correlation: pd.DataFrame,
     reference_runs: Sequence[str],
     pyi_nonlinearity: Mapping[str, Mapping[str, float]] | None = None,
+    progress_correlation: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Claim 1: feature norm ~ IQ (final epoch and early), and a non-linear P_yi ~ IQ relation.
 
     ``correlation``: rows of ``correlation.csv``; ``reference_runs``: the reference AdaFace runs;
-    ``pyi_nonlinearity``: per run :func:`.correlation.nonlinearity_test` of final-epoch clean P_yi against the target.
+    ``pyi_nonlinearity``: per run :func:`.correlation.nonlinearity_test` of final-epoch clean P_yi against the target;
+    ``progress_correlation``: rows of ``correlation_progress.csv``, for part b at the paper's fraction of training
+    (:func:`.progress.early_rows`: the progress probe nearest to 1/26, else epoch 1).
     """
     statement = ("The feature norm is a proxy for image quality: it correlates positively with the BRISQUE-based IQ "
                  "score, visibly early in training; P_yi relates to IQ non-linearly.")
@@ -146,28 +170,34 @@ def claim_norm_quality(
     target = "iq" if (rows["target"] == "iq").any() else ("gt_quality" if (rows["target"] == "gt_quality").any() else None)
     if target is None or not len(reference_runs):
         why = "no reference AdaFace run with probe tables" if not len(reference_runs) else "no quality target in the probe tables"
-        parts = [_part(p, "inconclusive", f"no data: {why}", {}) for p in ("a: final epoch", "b: early epoch", "c: P_yi non-linear")]
+        parts = [_part(p, "inconclusive", f"no data: {why}", {}) for p in ("a: final epoch", "b: early", "c: P_yi non-linear")]
         return _claim(1, "Feature norm as a quality proxy", statement, paper, parts, rule)
     rows = rows[rows["target"] == target]
     norm_rows = rows[rows["quantity"] == "norm"]
     final = norm_rows.loc[norm_rows.groupby("run")["epoch"].idxmax()]
-    early_epoch = 1 if (norm_rows["epoch"] == 1).any() else int(norm_rows["epoch"].min())
-    early = norm_rows[norm_rows["epoch"] == early_epoch]
+    early = early_rows(correlation, progress_correlation, reference_runs)
+    early = early[(early["pass"] == "clean") & (early["target"] == target) & (early["quantity"] == "norm")]
+    place, where = _early_place(early)
     target_name = "IQ = 1 - BRISQUE/100" if target == "iq" else "ground-truth quality (no IQ scores available)"
 
-    def per_run(frame: pd.DataFrame) -> dict[str, Any]:
-        return {r.run: {"epoch": r.epoch, "spearman": r.spearman, "spearman_ci": [r.spearman_lo, r.spearman_hi],
+    def per_run(frame: pd.DataFrame, *at: str) -> dict[str, Any]:
+        return {r.run: {**{k: _whole(getattr(r, k)) for k in ("epoch", *at)}, "spearman": r.spearman,
+                        "spearman_ci": [r.spearman_lo, r.spearman_hi],
                         "pearson": r.pearson, "pearson_ci": [r.pearson_lo, r.pearson_hi], "n": r.n}
                 for r in frame.itertuples(index=False)}
 
     a_rule = (f"supported if the final-epoch Spearman(norm, {target}) of every reference AdaFace run (clean probe) "
               f"has a 95% bootstrap CI above 0; not supported if every CI lies below {CORRELATION_EFFECT}")
-    b_rule = a_rule.replace("final-epoch", f"epoch-{early_epoch}")
+    b_rule = a_rule.replace("final-epoch", "early") + (
+        f"; early = the progress probe nearest to {PAPER_EARLY_PROGRESS:.2%} of the optimiser steps (the paper's epoch "
+        "1 of 26; step 0 excluded), or epoch 1 for a run without progress probes")
     parts = [
         _part("a: final epoch", interval_verdict(final["spearman_lo"], final["spearman_hi"], CORRELATION_EFFECT), a_rule,
               {"target": target, "runs": per_run(final), "paper_correlation": FIG2_NORM_IQ_CORRELATION}),
-        _part(f"b: early epoch ({early_epoch})", interval_verdict(early["spearman_lo"], early["spearman_hi"], CORRELATION_EFFECT),
-              b_rule, {"target": target, "runs": per_run(early)}),
+        _part(f"b: early ({where})",
+              interval_verdict(early["spearman_lo"], early["spearman_hi"], CORRELATION_EFFECT), b_rule,
+              {"target": target, "target_progress": PAPER_EARLY_PROGRESS,
+               "runs": per_run(early, "schedule", "progress", "step", "images_seen")}),
     ]
     tests = {r: dict(g) for r, g in (pyi_nonlinearity or {}).items() if r in set(reference_runs)}
     c_rule = ("supported if, for every reference run at the final epoch, a monotone (isotonic) fit of P_yi on the target "
@@ -187,7 +217,8 @@ def claim_norm_quality(
         "target": target_name,
         "final_spearman_mean": float(final["spearman"].mean()),
         "final_pearson_mean": float(final["pearson"].mean()),
-        "early_epoch": early_epoch,
+        **{f"early_{k}": v for k, v in place.items()},
+        "early_target_progress": PAPER_EARLY_PROGRESS,
         "early_spearman_mean": float(early["spearman"].mean()),
         "paper_correlation": FIG2_NORM_IQ_CORRELATION,
     }

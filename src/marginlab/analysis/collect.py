@@ -5,6 +5,8 @@ proxy); outputs are read from ``<runs_dir>/<run>/``:
 
 - ``probe/epoch_XX.parquet`` → :attr:`Collection.probe` (probe rows + ``run, label, head``; the
   probe's identity column ``label`` is renamed ``class_label`` so that ``label`` is the run's label);
+- ``probe/progress/step_XXXXXXX.parquet`` → :attr:`Collection.progress_probe` (the same, plus ``step``,
+  ``images_seen``, ``progress``: probes at fractions of training, :mod:`marginlab.train.probe_schedule`);
 - ``metrics.json`` → :attr:`Collection.metrics`, long format, one row per run and protocol::
 
       run, label, head, seed, protocol, family, set, metric, value, se, quality
@@ -53,12 +55,16 @@ __all__ = [
     "protocol_quality",
     "read_live",
     "read_probe",
+    "read_progress_probe",
     "run_table",
 ]
 
 METRIC_COLUMNS = ["run", "label", "head", "seed", "protocol", "family", "set", "metric", "value", "se", "quality"]
 RUN_COLUMNS = ["run", "label", "head", "seed", "proxy", "tags", "head_params", "is_default", "setting_h", "setting_m"]
 PROBE_REQUIRED = ("epoch", "pass", "index", "label", "norm", "p_yi")
+PROGRESS_REQUIRED = (*PROBE_REQUIRED, "step", "images_seen", "progress")
+PROBE_IDENTITY = ["run", "label", "head", "epoch", "pass", "norm", "p_yi"]
+PROGRESS_IDENTITY = [*PROBE_IDENTITY, "step", "images_seen", "progress"]
 
 
 class AnalysisInputError(ValueError):
@@ -102,21 +108,34 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def read_probe(run_dir: Path) -> pd.DataFrame | None:
-    """All ``probe/epoch_XX.parquet`` of one run, concatenated (None when there are none)."""
-    files = sorted((run_dir / "probe").glob("epoch_*.parquet"))
+def _read_probe_files(files: list[Path], required: tuple[str, ...], schema: str) -> pd.DataFrame | None:
+    """Probe tables concatenated (None for no files); a file without the ``required`` columns is an error."""
     if not files:
         return None
     frames = []
     for f in files:
         frame = pd.read_parquet(f)
-        missing = set(PROBE_REQUIRED) - set(frame.columns)
+        missing = set(required) - set(frame.columns)
         if missing:
-            raise AnalysisInputError(f"{f} lacks column(s) {sorted(missing)}; expected the probe schema of marginlab.train.probe")
+            raise AnalysisInputError(f"{f} lacks column(s) {sorted(missing)}; expected the probe schema of {schema}")
         frame["pass"] = frame["pass"].astype(str)
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     out["epoch"] = out["epoch"].astype("int64")
+    return out
+
+
+def read_probe(run_dir: Path) -> pd.DataFrame | None:
+    """All ``probe/epoch_XX.parquet`` of one run, concatenated (None when there are none)."""
+    return _read_probe_files(sorted((run_dir / "probe").glob("epoch_*.parquet")), PROBE_REQUIRED, "marginlab.train.probe")
+
+
+def read_progress_probe(run_dir: Path) -> pd.DataFrame | None:
+    """All ``probe/progress/step_XXXXXXX.parquet`` of one run, concatenated (None when there are none)."""
+    out = _read_probe_files(sorted((run_dir / "probe" / "progress").glob("step_*.parquet")), PROGRESS_REQUIRED,
+                            "marginlab.train.probe_schedule")
+    if out is not None:
+        out["step"] = out["step"].astype("int64")
     return out
 
 
@@ -194,6 +213,7 @@ class Collection:
     metrics_json: dict[str, dict] = field(default_factory=dict)
     quality_summary: dict | None = None
     missing: dict[str, list[str]] = field(default_factory=dict)
+    progress_probe: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROGRESS_IDENTITY))
 
 
 def _identity(frame: pd.DataFrame, info: dict) -> pd.DataFrame:
@@ -207,7 +227,7 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
     """Read the outputs of every run in ``params.runs`` (and the quality summary) into a :class:`Collection`."""
     runs = run_table(params)
     runs_dir = Path(params.runs_dir)
-    probes, metrics_rows, norms, lives = [], [], [], []
+    probes, progress_probes, metrics_rows, norms, lives = [], [], [], [], []
     summaries: dict[str, dict] = {}
     metrics_json: dict[str, dict] = {}
     missing: dict[str, list[str]] = {}
@@ -225,6 +245,9 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
             absent.append("probe")
         else:
             probes.append(_identity(probe.rename(columns={"label": "class_label"}), info))
+        progress_probe = read_progress_probe(run_dir)  # optional: runs with train.probe_progress = [] have none
+        if progress_probe is not None:
+            progress_probes.append(_identity(progress_probe.rename(columns={"label": "class_label"}), info))
         mpath = run_dir / "metrics.json"
         if mpath.exists():
             m = _read_json(mpath)
@@ -258,7 +281,7 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
     qpath = Path(params.quality.output_dir) / "summary.json"
     return Collection(
         runs=runs,
-        probe=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(columns=["run", "label", "head", "epoch", "pass", "norm", "p_yi"]),
+        probe=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(columns=PROBE_IDENTITY),
         metrics=pd.DataFrame(metrics_rows, columns=METRIC_COLUMNS),
         eval_norms=pd.concat(norms, ignore_index=True) if norms else pd.DataFrame(columns=["run", "label", "head", "epoch", "split", "norm"]),
         live=pd.concat(lives, ignore_index=True) if lives else pd.DataFrame(columns=["run", "label", "head", "step", "metric", "value"]),
@@ -266,4 +289,5 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
         metrics_json=metrics_json,
         quality_summary=_read_json(qpath) if qpath.exists() else None,
         missing=missing,
+        progress_probe=pd.concat(progress_probes, ignore_index=True) if progress_probes else pd.DataFrame(columns=PROGRESS_IDENTITY),
     )

@@ -30,6 +30,7 @@ from scipy import stats
 __all__ = [
     "CORRELATION_COLUMNS",
     "MIN_N",
+    "PROGRESS_CORRELATION_COLUMNS",
     "CorrelationResult",
     "bootstrap_correlations",
     "bootstrap_counts",
@@ -38,6 +39,7 @@ __all__ = [
     "eval_correlation_table",
     "group_rng",
     "nonlinearity_test",
+    "progress_correlation_table",
     "resample_ranks",
     "weighted_pearson",
 ]
@@ -51,6 +53,8 @@ CORRELATION_COLUMNS = [
     "run", "label", "head", "epoch", "pass", "quantity", "target",
     "pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo", "spearman_hi", "n",
 ]
+#: ``correlation_progress.csv``: the progress probes' rows, placed by step (``epoch`` = the step's epoch).
+PROGRESS_CORRELATION_COLUMNS = [*CORRELATION_COLUMNS[:3], "step", "images_seen", "progress", *CORRELATION_COLUMNS[3:]]
 
 
 @dataclass(frozen=True)
@@ -305,19 +309,67 @@ def correlation_table(
     A (run, epoch, pass, target) group whose target is missing everywhere (e.g. ``gt_quality`` on real
     data) gives no rows; the quantities of one group share their bootstrap resamples.
     """
-    need = {"run", "label", "head", "epoch", "pass", *quantities}
+    rows = _correlation_rows(probe, "epoch", (), quantities=quantities, targets=targets, n_resamples=n_resamples,
+                             confidence=confidence, seed=seed, progress=progress)
+    return _frame(rows, CORRELATION_COLUMNS)
+
+
+def progress_correlation_table(
+    progress_probe: pd.DataFrame,
+    *,
+    quantities: Sequence[str] = ("norm", "p_yi"),
+    targets: Sequence[str] = ("iq", "gt_quality"),
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Rows of ``correlation_progress.csv`` for every (run, step, pass, quantity, target) of the progress probes.
+
+    ``progress_probe`` holds the rows of all runs' ``probe/progress/step_XXXXXXX.parquet`` plus ``run``,
+    ``label``, ``head``; each row carries its step's ``epoch``, ``images_seen`` and ``progress``. Groups
+    are resampled by their own seed (``run, "step", step, pass, target``), as :func:`correlation_table`'s.
+    """
+    rows = _correlation_rows(progress_probe, "step", ("epoch", "images_seen", "progress"), quantities=quantities,
+                             targets=targets, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress)
+    frame = _frame(rows, PROGRESS_CORRELATION_COLUMNS)
+    frame["step"] = frame["step"].astype("int64")
+    frame["images_seen"] = frame["images_seen"].astype("int64")
+    return frame
+
+
+def _correlation_rows(
+    probe: pd.DataFrame,
+    by: str,
+    carry: Sequence[str],
+    *,
+    quantities: Sequence[str],
+    targets: Sequence[str],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    progress: bool,
+) -> list[dict]:
+    """One row per (run, ``by``, pass, quantity, target); ``carry``: columns copied from the group's first row.
+
+    The bootstrap of a group is seeded by ``run, by-value, pass, target`` (prefixed by ``by`` unless it is
+    ``epoch``, which keeps ``correlation.csv``'s draws as they were).
+    """
+    need = {"run", "label", "head", by, *carry, "pass", *quantities}
     missing = need - set(probe.columns)
     if missing:
         raise ValueError(f"probe table lacks column(s) {sorted(missing)}")
     rows = []
-    groups = list(probe.groupby(["run", "epoch", "pass"], sort=True, observed=True))
+    groups = list(probe.groupby(["run", by, "pass"], sort=True, observed=True))
     iterator = groups
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(groups, desc="correlations", unit="group")
-    for (run, epoch, pass_), frame in iterator:
+        iterator = tqdm(groups, desc=f"correlations by {by}", unit="group")
+    prefix = () if by == "epoch" else (by,)
+    for (run, key, pass_), frame in iterator:
         label, head = frame["label"].iloc[0], frame["head"].iloc[0]
+        place = {by: int(key), **{c: frame[c].iloc[0] for c in carry}}
         for target in targets:
             if target not in frame.columns:
                 continue
@@ -329,11 +381,11 @@ def correlation_table(
             if ok.sum() < MIN_N:
                 continue
             res = _many({q: c[ok] for q, c in zip(quantities, cols)}, t[ok], n_resamples=n_resamples,
-                        confidence=confidence, rng=group_rng(seed, run, int(epoch), pass_, target))
+                        confidence=confidence, rng=group_rng(seed, run, *prefix, int(key), pass_, target))
             for q in quantities:
-                rows.append({"run": run, "label": label, "head": head, "epoch": int(epoch), "pass": str(pass_),
+                rows.append({"run": run, "label": label, "head": head, **place, "pass": str(pass_),
                              "quantity": q, "target": target, **res[q].as_dict()})
-    return _frame(rows)
+    return rows
 
 
 def eval_correlation_table(
@@ -359,8 +411,8 @@ def eval_correlation_table(
                              confidence=confidence, seed=seed)
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
     frame["epoch"] = frame["epoch"].astype("int64")
     frame["n"] = frame["n"].astype("int64")
     return frame

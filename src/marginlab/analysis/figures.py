@@ -4,9 +4,10 @@
   quality target (IQ or ground truth), clean probe pass, one row per compared configuration (its
   lowest seed), one column per selected epoch (:func:`panel_epochs`: first, early, middle, last);
   each panel's title gives Pearson r and Spearman ρ.
-- :func:`correlation_vs_epoch`: r and ρ against the epoch with the bootstrap 95 % band, one line per
-  run, with the paper's final-epoch correlation (:data:`.paper_numbers.FIG2_NORM_IQ_CORRELATION`) as a
-  reference line on the norm panels.
+- :func:`correlation_vs_progress`: r and ρ against training progress (the fraction of the run's optimiser
+  steps, :mod:`.progress`) with the bootstrap 95 % band, one line per run, with the paper's final-epoch
+  correlation (:data:`.paper_numbers.FIG2_NORM_IQ_CORRELATION`) as a reference line on the norm panels and
+  the paper's early point (:data:`.paper_numbers.PAPER_EARLY_PROGRESS`) marked.
 - :func:`augmentation_bars`: share of each augmentation per norm bin (last epoch).
 - :func:`training_curves`: the per-epoch dvclive metrics of every run.
 - Fig. 3 (drawn from the ``gst`` stage's table, :mod:`.gst_study`): :func:`plot_gst_maps` — |GST| maps
@@ -34,10 +35,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION
+from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION, PAPER_EARLY_PROGRESS
 
 __all__ = [
-    "augmentation_bars", "correlation_vs_epoch", "fig2_panels", "gst_colour_limit", "panel_epochs", "plot_gst_curves",
+    "augmentation_bars", "correlation_vs_progress", "fig2_panels", "gst_colour_limit", "panel_epochs", "plot_gst_curves",
     "plot_gst_maps", "representative_runs", "training_curves",
 ]
 
@@ -140,12 +141,26 @@ def fig2_panels(
     return _save(fig, path)
 
 
-def correlation_vs_epoch(correlation: pd.DataFrame, runs: pd.DataFrame, labels: Sequence[str], path: Path,
-                         *, target: str = "iq") -> Path:
-    """2 × 2 panels (norm / P_yi × Pearson / Spearman) of the clean-probe correlation with ``target``."""
+#: Ticks of the training-progress axis (fractions of the optimiser steps).
+PROGRESS_TICKS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _progress_axis(ax: plt.Axes) -> None:
+    """Fraction of training on a symmetric-log axis (linear below 1 %), so 0 and the first percent both show."""
+    ax.set_xscale("symlog", linthresh=0.01, linscale=0.5)
+    ax.set_xlim(0.0, 1.05)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(PROGRESS_TICKS))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.0%}"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def correlation_vs_progress(axis_rows: pd.DataFrame, runs: pd.DataFrame, labels: Sequence[str], path: Path,
+                            *, target: str = "iq") -> Path:
+    """2 × 2 panels (norm / P_yi × Pearson / Spearman) of the clean-probe correlation with ``target``
+    against training progress; ``axis_rows``: :func:`.progress.training_progress_rows`."""
     title = f"Correlation with {TARGET_NAMES.get(target, target)} across training (clean probe, 95% bootstrap CI)"
-    rows = correlation[(correlation["pass"] == "clean") & (correlation["target"] == target)
-                       & correlation["label"].isin(list(labels))] if not correlation.empty else correlation
+    rows = axis_rows[(axis_rows["pass"] == "clean") & (axis_rows["target"] == target)
+                     & axis_rows["label"].isin(list(labels))] if not axis_rows.empty else axis_rows
     if rows.empty:
         return _no_data(path, title, f"no clean-probe correlations with '{target}'")
     _style()
@@ -160,23 +175,25 @@ def correlation_vs_epoch(correlation: pd.DataFrame, runs: pd.DataFrame, labels: 
             for label in labels:
                 lab_runs = sorted(q[q["label"] == label]["run"].unique(), key=lambda r: seeds.get(r, 0))
                 for j, run in enumerate(lab_runs):
-                    d = q[q["run"] == run].sort_values("epoch")
-                    ax.plot(d["epoch"], d[coef], dashes[j % len(dashes)], color=palette[label], marker="o", ms=3,
+                    d = q[q["run"] == run].sort_values("progress")
+                    ax.plot(d["progress"], d[coef], dashes[j % len(dashes)], color=palette[label], marker="o", ms=3,
                             label=label if j == 0 else None, lw=1.4)
-                    ax.fill_between(d["epoch"], d[f"{coef}_lo"], d[f"{coef}_hi"], color=palette[label], alpha=0.12, lw=0)
+                    ax.fill_between(d["progress"], d[f"{coef}_lo"], d[f"{coef}_hi"], color=palette[label], alpha=0.12, lw=0)
+            _progress_axis(ax)
+            ax.axvline(PAPER_EARLY_PROGRESS, color="black", lw=0.8, ls=":")
             if quantity == "norm" and target == "iq":
                 ax.axhline(FIG2_NORM_IQ_CORRELATION, color="black", lw=1, ls="--")
                 ax.text(ax.get_xlim()[0], FIG2_NORM_IQ_CORRELATION, f" paper {FIG2_NORM_IQ_CORRELATION} (final epoch)", va="bottom", fontsize=8)
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(f"{QUANTITY_NAMES[quantity]} — {coef.capitalize()}", fontsize=10)
             ax.set_ylabel("Pearson r" if coef == "pearson" else "Spearman ρ")
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             if i == 1:
-                ax.set_xlabel("epoch (0 = before training)")
+                ax.set_xlabel("training progress: share of the run's optimiser steps (symlog)")
     handles, names = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(title + "\nline style = seed", fontsize=11)
+    fig.suptitle(f"{title}\nline style = seed; dotted: the paper's early point, epoch 1 of 26 = {PAPER_EARLY_PROGRESS:.1%}",
+                 fontsize=11)
     fig.tight_layout(rect=(0, 0.035 * (1 + (len(names) - 1) // 6) if handles else 0, 1, 1))
     return _save(fig, path)
 

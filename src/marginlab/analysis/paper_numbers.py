@@ -18,7 +18,7 @@ Table 1 (the IR-18 ablations) is not available to us; only its qualitative concl
 percentages except the correlation.
 
 Also here, being facts about the paper rather than about our code: its training scale
-(:data:`PAPER_SCALE`, :data:`PAPER_EPOCHS`) and which head states its Fig. 3 draws
+(:data:`PAPER_SCALE`, :data:`PAPER_EPOCHS`, :data:`PAPER_EARLY_PROGRESS`) and which head states its Fig. 3 draws
 (:data:`FIG3_PANELS`). Every module that shows a paper number imports it from here.
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "Fig3Panel",
     "IJB_TAR_1E4",
     "PAPER_BEST",
+    "PAPER_EARLY_PROGRESS",
     "PAPER_EPOCHS",
     "PAPER_SCALE",
     "PAPER_SETTING",
@@ -46,6 +47,9 @@ PAPER_SETTING = "R100 MS1MV2"
 
 #: Training epochs of every model in the paper (main tables and Table 1).
 PAPER_EPOCHS = 26
+#: The paper's "early in training" (claim 1b) as a fraction of its optimiser steps: the end
+#: of epoch 1 of 26, 1/26 ≈ 3.85 % (MS1MV2 at the global batch 512: about 11.4k of 296k steps, 5.8 M images seen).
+PAPER_EARLY_PROGRESS = 1 / PAPER_EPOCHS
 #: The paper's training scale, stated beside its numbers.
 PAPER_SCALE = {
     "main": (f"R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), {PAPER_EPOCHS} epochs, "

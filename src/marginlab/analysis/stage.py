@@ -16,6 +16,15 @@ and writes, each file atomically, into ``out_dir``:
   (``n_resamples`` resamples, seeded by ``params.seed``; :mod:`.correlation`). Groups with fewer than 3
   finite pairs are left out.
 
+``correlation_progress.csv`` — the same for the probes at fractions of training (``probe/progress/``,
+``train.probe_progress``), clean pass only, one row per run, step, quantity and target::
+
+    run, label, head, step, images_seen, progress, epoch, pass, quantity, target, pearson, ..., n
+
+  ``progress`` = step / the run's optimiser steps, ``images_seen`` = step × global batch, ``epoch`` = the
+  epoch the step belongs to (0 = before training). Claim 1b and the correlation figure use it
+  (:mod:`.progress`); runs without progress probes fall back to their epoch rows.
+
 ``augmentation.csv`` — per run, last epoch, augmented probe pass, per norm bin (1 = lowest)::
 
     run, label, head, epoch, norm_bin, norm_min, norm_max,
@@ -35,16 +44,17 @@ verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}``
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
 ``runs_with_metrics``, ``runs_with_probe``, ``adaface_final_{pearson,spearman}_norm_iq``,
 ``adaface_final_spearman_norm_gt_quality``, ``adaface_final_spearman_pyi_iq``,
-``adaface_early_spearman_norm_iq`` (means over the reference AdaFace seeds, clean probe),
+``adaface_early_spearman_norm_iq`` and ``adaface_early_progress`` (claim 1b's early point, :mod:`.progress`)
+(means over the reference AdaFace seeds, clean probe),
 ``adaface_minus_best_baseline_<protocol-slug>`` for every decision protocol (percentage points; e.g.
 ``..._verification_lq``), ``adaface_minus_best_baseline_{low,high}_quality`` (their means over the
 low- / high-quality decision protocols), ``augmented_share_low_norm``
 / ``augmented_share_high_norm`` (reference runs, lowest / highest norm bin), ``claims_supported``,
 ``claims_not_supported``, ``claims_inconclusive``, ``quality_spearman_iq_gt`` (from the quality summary).
 
-``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_epoch.png`` and, when
+``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_progress.png`` and, when
 ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
-``correlation_vs_epoch_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
+``correlation_vs_progress_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
 (:mod:`.figures`); ``scale_vs_images_seen.png`` (:mod:`.scale_figure`). The directory is replaced as a whole.
 
 ``scale.csv`` — the scale study (:mod:`.scale`), one row per run with a train summary and clean-probe
@@ -75,11 +85,14 @@ from marginlab.analysis import scale as sc
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
+    PROGRESS_CORRELATION_COLUMNS,
     correlation_table,
     eval_correlation_table,
     group_rng,
     nonlinearity_test,
+    progress_correlation_table,
 )
+from marginlab.analysis.progress import early_rows, training_progress_rows
 from marginlab.analysis.tables import (
     ablation_table,
     aggregate,
@@ -98,7 +111,8 @@ log = logging.getLogger(__name__)
 __all__ = ["OUTPUT_FILES", "analyze"]
 
 OUTPUT_FILES = (
-    "correlation.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json", "summary.json", TIMING_FILE,
+    "correlation.csv", "correlation_progress.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json",
+    "summary.json", TIMING_FILE,
     "scale.csv", "scale_fit.json",
 )
 
@@ -130,7 +144,7 @@ def _finite_mean(values) -> float | None:
 
 
 def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: pd.DataFrame, claims: list[dict],
-             gaps: dict[str, dict], claim5: dict) -> dict[str, Any]:
+             gaps: dict[str, dict], claim5: dict, progress_corr: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {
         "runs": len(col.runs),
         "runs_with_metrics": int(col.metrics["run"].nunique()) if len(col.metrics) else 0,
@@ -144,8 +158,10 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
                                             ("norm", "gt_quality", "spearman", "adaface_final_spearman_norm_gt_quality"),
                                             ("p_yi", "iq", "spearman", "adaface_final_spearman_pyi_iq")):
             out[key] = _finite_mean(clean[last & (clean["quantity"] == quantity) & (clean["target"] == target)][coef])
-        early = clean[(clean["epoch"] == 1) & (clean["quantity"] == "norm") & (clean["target"] == "iq")]
+        early = early_rows(corr, progress_corr, ref_runs)
+        early = early[(early["pass"] == "clean") & (early["quantity"] == "norm") & (early["target"] == "iq")]
         out["adaface_early_spearman_norm_iq"] = _finite_mean(early["spearman"])
+        out["adaface_early_progress"] = _finite_mean(early["progress"])
     for key in ("mean_gain_low_quality", "mean_gain_high_quality"):
         value = (claim5.get("numbers") or {}).get(key)
         if value is not None:
@@ -194,6 +210,10 @@ def run_analyze(
 
     corr = correlation_table(col.probe, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress) \
         if len(col.probe) else pd.DataFrame(columns=CORRELATION_COLUMNS)
+    clean_progress = col.progress_probe[col.progress_probe["pass"] == "clean"]  # the figure and claim 1b use it
+    progress_corr = progress_correlation_table(clean_progress, n_resamples=n_resamples, confidence=confidence, seed=seed,
+                                               progress=progress) \
+        if len(clean_progress) else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)
     if len(col.eval_norms):
         corr = pd.concat([corr, eval_correlation_table(col.eval_norms, n_resamples=n_resamples, confidence=confidence,
                                                        seed=seed)], ignore_index=True)
@@ -222,18 +242,19 @@ def run_analyze(
 
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
     claims = [
-        cl.claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity),
+        cl.claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
         cl.claim_margin_form(params.heads.adaface.model_dump()),
         cl.claim_ablations(ablation, agg),
         cl.claim_augmentation(gaps, changes, bins=norm_bins),
         cl.claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared),
     ]
-    summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4])
+    summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr)
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "correlation.csv", corr[CORRELATION_COLUMNS])
+    _write_csv(out_dir / "correlation_progress.csv", progress_corr[PROGRESS_CORRELATION_COLUMNS])
     _write_csv(out_dir / "augmentation.csv", augmentation)
     _write_csv(out_dir / "ablation.csv", ablation)
     _write_csv(out_dir / "comparison.csv", comparison)
@@ -245,7 +266,7 @@ def run_analyze(
         "n_resamples": n_resamples, "confidence": confidence, "claims": claims,
     })
     if figures:
-        _figures(col, corr, augmentation, reference, out_dir / "figures",
+        _figures(col, training_progress_rows(corr, progress_corr), augmentation, reference, out_dir / "figures",
                  scale=(scale, scale_fits, scale_skipped))
     write_json(out_dir / "summary.json", summary)
     timer.write(out_dir / TIMING_FILE, runs=len(col.runs), correlation_rows=len(corr), figures=bool(figures))
@@ -254,7 +275,7 @@ def run_analyze(
     return summary
 
 
-def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
+def _figures(col: Collection, axis_rows: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
              *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]]) -> None:
     labels = main_labels(col.runs)
     if reference is not None and reference not in labels:
@@ -267,9 +288,10 @@ def _figures(col: Collection, corr: pd.DataFrame, augmentation: pd.DataFrame, re
             fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_iq.png", quantity=quantity, target="iq")
             if has_gt:
                 fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_gt_quality.png", quantity=quantity, target="gt_quality")
-        fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch.png", target="iq")
+        fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress.png", target="iq")
         if has_gt:
-            fg.correlation_vs_epoch(corr, col.runs, labels, tmp / "correlation_vs_epoch_gt_quality.png", target="gt_quality")
+            fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress_gt_quality.png",
+                                       target="gt_quality")
         fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
         fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
         scale_figure(scale[0], scale[1], tmp / sc.SCALE_FIGURE, skipped=scale[2])

@@ -42,6 +42,7 @@ import pandas as pd
 from marginlab.analysis.paper_numbers import (
     ABLATION_CONCLUSIONS,
     FIG2_NORM_IQ_CORRELATION,
+    PAPER_EARLY_PROGRESS,
     PAPER_EPOCHS,
     PAPER_SCALE,
 )
@@ -80,11 +81,14 @@ TEMPLATE = "report.html.j2"
 FIG2_FIGURES = (
     ("fig2_norm_vs_iq.png", "Feature norm vs IQ (1 − BRISQUE/100) over epochs (Fig. 2a)"),
     ("fig2_pyi_vs_iq.png", "P_yi vs IQ over epochs (Fig. 2b)"),
-    ("correlation_vs_epoch.png", ("Correlation of norm / P_yi with IQ per epoch, 95 % bootstrap CIs; "
-                                 f"paper's {FIG2_NORM_IQ_CORRELATION} for reference")),
+    ("correlation_vs_progress.png", ("Correlation of norm / P_yi with IQ across training, 95 % bootstrap CIs. x: training "
+                                    "progress, the share of the run's optimiser steps (symmetric-log axis, linear below "
+                                    "1 %), measured by the probes at fractions of training (train.probe_progress; a run "
+                                    "without them at its epoch ends); dotted: the paper's early point, epoch 1 of 26 = "
+                                    f"{PAPER_EARLY_PROGRESS:.1%}; dashed: the paper's {FIG2_NORM_IQ_CORRELATION} for reference")),
     ("fig2_norm_vs_gt_quality.png", "Feature norm vs the synthetic ground-truth quality"),
     ("fig2_pyi_vs_gt_quality.png", "P_yi vs the synthetic ground-truth quality"),
-    ("correlation_vs_epoch_gt_quality.png", "Correlation with the ground-truth quality per epoch"),
+    ("correlation_vs_progress_gt_quality.png", "Correlation with the ground-truth quality across training (x as above)"),
     ("augmentation_by_norm.png", "Share of augmented probe images per feature-norm bin (claim 4)"),
 )
 TRAINING_FIGURE = "training_curves.png"
