@@ -229,3 +229,28 @@ def test_claim5_inconclusive_on_ties_and_without_baselines():
     assert cl.claim_baselines(only_lq, "adaface", ["cosface"])["parts"][1]["verdict"] == "inconclusive"
     assert cl.claim_baselines(agg, "adaface", [])["verdict"] == "inconclusive"
     assert cl.claim_baselines(agg, None, ["cosface"])["verdict"] == "inconclusive"
+
+
+def test_claim1_decisions_hand_computed():
+    """Final CI [0.4, 0.6] → se 0.1/1.96; lower bound 0.4 lies 7.84 SE above 0. The early CI [0.2, 0.4] (se
+    0.05102) decides the claim: 3.92 SE past 0. P_yi gain CIs: ada-s1's [0.2, 0.45] is nearest (3.14 SE)."""
+    c = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
+    z = 1.959964
+    a, b, pyi = c["parts"]
+    assert a["decision"]["distance_se"] == pytest.approx(0.4 / (0.1 / z), rel=1e-4)
+    assert b["decision"]["distance_se"] == pytest.approx(0.2 / (0.1 / z), rel=1e-4)
+    assert pyi["decision"]["distance_se"] == pytest.approx(0.2 / (0.125 / z), rel=1e-4)
+    assert pyi["decision"]["to_not_supported_se"] is None  # part c cannot be refuted
+    assert c["decision"]["distance_se"] == pytest.approx(min(0.2 / (0.1 / z), 0.2 / (0.125 / z)), rel=1e-4)
+    seen = a["numbers"]["what_it_could_see"]
+    assert seen["runs"]["ada-s0"]["mde"] == pytest.approx((z + 0.841621) * 0.1 / z, rel=1e-4)
+    assert seen["seed_std"] == 0.0  # both runs have the same estimate here
+
+
+def test_claim1_not_supported_says_how_far_below_the_effect_size():
+    # every final CI below 0.1: hi = 0.07, se = 0.15/3.92 → (0.1 - 0.07)/se = 0.78 SE: a borderline refutation
+    c = cl.claim_norm_quality(_corr((0.0, -0.08, 0.07), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
+    part = c["parts"][0]
+    assert part["verdict"] == "not supported"
+    assert part["decision"]["distance_se"] == pytest.approx(0.03 / (0.15 / 3.919928), rel=1e-4)
+    assert part["decision"]["borderline"] is True and c["decision"]["borderline"] is True

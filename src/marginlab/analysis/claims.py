@@ -191,13 +191,19 @@ def claim_norm_quality(
     b_rule = a_rule.replace("final-epoch", "early") + (
         f"; early = the progress probe nearest to {PAPER_EARLY_PROGRESS:.2%} of the optimiser steps (the paper's epoch "
         "1 of 26; step 0 excluded), or epoch 1 for a run without progress probes")
+    def interval_part(name: str, frame: pd.DataFrame, rule: str, numbers: dict[str, Any]) -> dict[str, Any]:
+        verdict = interval_verdict(frame["spearman_lo"], frame["spearman_hi"], CORRELATION_EFFECT)
+        items = {r.run: interval_item(r.spearman, r.spearman_lo, r.spearman_hi, CORRELATION_EFFECT)
+                 for r in frame.itertuples(index=False)}
+        return _part(name, verdict, rule, {**numbers, "what_it_could_see": _interval_evidence(items)},
+                     _interval_decision(verdict, list(items.values())))
+
     parts = [
-        _part("a: final epoch", interval_verdict(final["spearman_lo"], final["spearman_hi"], CORRELATION_EFFECT), a_rule,
-              {"target": target, "runs": per_run(final), "paper_correlation": FIG2_NORM_IQ_CORRELATION}),
-        _part(f"b: early ({where})",
-              interval_verdict(early["spearman_lo"], early["spearman_hi"], CORRELATION_EFFECT), b_rule,
-              {"target": target, "target_progress": PAPER_EARLY_PROGRESS,
-               "runs": per_run(early, "schedule", "progress", "step", "images_seen")}),
+        interval_part("a: final epoch", final, a_rule,
+                      {"target": target, "runs": per_run(final), "paper_correlation": FIG2_NORM_IQ_CORRELATION}),
+        interval_part(f"b: early ({where})", early, b_rule,
+                      {"target": target, "target_progress": PAPER_EARLY_PROGRESS,
+                       "runs": per_run(early, "schedule", "progress", "step", "images_seen")}),
     ]
     tests = {r: dict(g) for r, g in (pyi_nonlinearity or {}).items() if r in set(reference_runs)}
     c_rule = ("supported if, for every reference run at the final epoch, a monotone (isotonic) fit of P_yi on the target "
@@ -212,7 +218,9 @@ def claim_norm_quality(
         c_rule = "no data: no P_yi measurements for the reference runs; " + c_rule
     pyi_final = rows[rows["quantity"] == "p_yi"]
     pyi_final = pyi_final.loc[pyi_final.groupby("run")["epoch"].idxmax()] if len(pyi_final) else pyi_final
-    parts.append(_part("c: P_yi non-linear", c_verdict, c_rule, {"target": target, "nonlinearity": tests, "runs": per_run(pyi_final)}))
+    c_items = [interval_item(g["gain"], g["lo"], g["hi"], effect=np.nan) for g in tests.values()]
+    parts.append(_part("c: P_yi non-linear", c_verdict, c_rule, {"target": target, "nonlinearity": tests, "runs": per_run(pyi_final)},
+                       _interval_decision(c_verdict, c_items, can_refute=False) if tests else None))
     numbers = {
         "target": target_name,
         "final_spearman_mean": float(final["spearman"].mean()),
