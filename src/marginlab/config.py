@@ -418,10 +418,13 @@ class Params(Strict):
         if self.data.source != "synthetic":
             return self  # real data: checked against train.rec when the run starts
         available = self.data.synthetic.train_identities
-        problems = [(tuple(self.train_key(name, "identities").split(".")),
-                     f"{n} identities requested but the synthetic training set has {available} "
-                     "(data.synthetic.train_identities)", n)
-                    for name in self.runs if (n := self.run(name).train.identities) is not None and n > available]
+        problems = []
+        for name in self.runs:
+            wanted = self.run(name).train.identities
+            if wanted is not None and wanted > available:
+                why = (f"{wanted} identities requested but the synthetic training set has {available} "
+                       "(data.synthetic.train_identities)")
+                problems.append((tuple(self.train_key(name, "identities").split(".")), why, wanted))
         if problems:
             raise NestedConfigError(problems)
         return self

@@ -5,8 +5,9 @@ steps × batch size, log scale); y: Spearman ρ of the last probe epoch, clean p
 interval as error bars (heads nudged apart by a few per cent in x); colour = head, marker = training-set
 size (identities). Fitted lines (:func:`.scale.fit_trends`) are drawn over the range of the points they
 were fitted to only: solid when the slope's interval excludes 0, dotted when it does not; thin lines are
-the per-size fits. The IQ panel shows the paper's final-epoch correlation as a dashed reference. Any preset works: one run gives one
-point and no line; no run with a probe gives a "no data" figure that says why.
+the per-size fits. The IQ panel shows the paper's final-epoch correlation as a dashed reference. Any
+preset works: one run gives one point and no line; no run with a probe gives a "no data" figure that
+says why.
 """
 
 from __future__ import annotations
