@@ -145,7 +145,11 @@ def test_stage_writes_progress_rows_and_states_claim_1b_there(tmp_path, monkeypa
 
     from marginlab.analysis.stage import run_analyze
     from marginlab.config import load_params
-    from marginlab.train.probe_schedule import probe_schedule, progress_path, with_progress
+    from marginlab.train.probe_schedule import (
+        probe_schedule,
+        progress_path,
+        with_progress,
+    )
 
     runs = {k: DEFAULT_RUNS[k] for k in ("adaface-s0", "adaface-s1", "cosface-s0")}
     params_path = build_fixture_tree(tmp_path, runs=runs, epochs=2, probe_size=60)

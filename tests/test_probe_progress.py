@@ -21,7 +21,11 @@ from marginlab.train import TrainHooks, run_train, runtime
 from marginlab.train.callbacks import Probing
 from marginlab.train.context import build_context
 from marginlab.train.probe import PROBE_COLUMNS
-from marginlab.train.probe_schedule import PROGRESS_COLUMNS, probe_schedule, progress_path
+from marginlab.train.probe_schedule import (
+    PROGRESS_COLUMNS,
+    probe_schedule,
+    progress_path,
+)
 
 DEFAULT = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
 FRACTIONS = [0.0, 0.01, 0.04, 0.1, 0.4, 0.5, 1.0]

@@ -68,7 +68,7 @@ def probe_schedule(fractions: Sequence[float], total_steps: int, batch_size: int
         raise ValueError(f"total_steps and batch_size must be positive, got {total_steps}, {batch_size}")
     by_step: dict[int, list[float]] = {}
     for f in fractions:
-        by_step.setdefault(int(round(f * total_steps)), []).append(float(f))
+        by_step.setdefault(round(f * total_steps), []).append(float(f))
     steps = sorted(by_step)
     return ProbeSchedule(total_steps, batch_size, tuple(steps), tuple(tuple(by_step[s]) for s in steps))
 
