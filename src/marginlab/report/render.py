@@ -52,7 +52,7 @@ from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
-from marginlab.report.scale import scale_section
+from marginlab.report.scale_section import scale_section
 from marginlab.report.formatting import (  # noqa: F401 - re-exported for the template filters and tests
     _finite,
     fmt_corr,
