@@ -135,7 +135,8 @@ def test_run_writes_progress_files_with_steps_and_images_seen(trained):
     assert files == [f"step_{s:07d}.parquet" for s in STEPS]
     for step in STEPS:
         f = _progress(runs_dir, "probed", step)
-        assert tuple(f.columns) == PROGRESS_COLUMNS and len(f) == 2 * 24
+        assert tuple(f.columns) == PROGRESS_COLUMNS and len(f) == 24  # the clean pass only
+        assert (f["pass"] == "clean").all()
         assert (f["step"] == step).all() and (f["images_seen"] == step * BATCH).all()
         assert (f["progress"] == step / TOTAL).all()
         assert (f["epoch"] == -(-step // PER_EPOCH)).all()  # the epoch the step belongs to; 0 before training
@@ -147,11 +148,15 @@ def test_run_writes_progress_files_with_steps_and_images_seen(trained):
     assert not (runs_dir / "plain/probe/progress").exists() and summaries["plain"]["probe_schedule"]["steps"] == []
 
 
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["pass"] == "clean"].reset_index(drop=True)
+
+
 def test_step_0_and_last_step_are_the_epoch_tables(trained):
     _, runs_dir, _, _, _ = trained
     cols = list(PROBE_COLUMNS)
-    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 0)[cols], _epoch(runs_dir, "probed", 0))
-    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 18)[cols], _epoch(runs_dir, "probed", 3))
+    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 0)[cols], _clean(_epoch(runs_dir, "probed", 0)))
+    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 18)[cols], _clean(_epoch(runs_dir, "probed", 3)))
 
 
 def test_probe_inside_an_epoch_sees_the_weights_after_that_step(trained):
@@ -161,9 +166,16 @@ def test_probe_inside_an_epoch_sees_the_weights_after_that_step(trained):
         ctx = build_context(params, "probed")
         ctx.backbone.load_state_dict(backbone)
         ctx.head.load_state_dict(head)
-        again = Probing(ctx).probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device,
-                                           channels_last=ctx.channels_last)
-    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 7)[list(PROBE_COLUMNS)], again)
+        probe = Probing(ctx).probe
+        again = probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device,
+                              channels_last=ctx.channels_last)
+        clean_only = probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device,
+                                   channels_last=ctx.channels_last, passes=("clean",))
+        with pytest.raises(ValueError, match="unknown probe pass"):
+            probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device, passes=("blurred",))
+    pd.testing.assert_frame_equal(clean_only, _clean(again))  # one pass alone = that pass of both
+    assert list(again["pass"].cat.categories) == ["augmented", "clean"] == list(clean_only["pass"].cat.categories)
+    pd.testing.assert_frame_equal(_progress(runs_dir, "probed", 7)[list(PROBE_COLUMNS)], _clean(again))
     assert not _progress(runs_dir, "probed", 7)["norm"].equals(_epoch(runs_dir, "probed", 1)["norm"])
 
 

@@ -34,11 +34,14 @@ from marginlab.train.checkpoint import capture_rng_state, load_checkpoint, resto
 from marginlab.train.context import TrainContext
 from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
-from marginlab.train.probe import ProbeSet, probe_path, select_probe, write_probe
+from marginlab.train.probe import PASSES, ProbeSet, probe_path, select_probe, write_probe
 from marginlab.train.probe_schedule import progress_dir, progress_path, with_progress, write_progress_table
 from marginlab.train.selection import centre_accuracy
 
 log = logging.getLogger(__name__)
+
+#: The probe pass measured at progress steps (the correlation analysis uses the clean pass only).
+PROGRESS_PASS = "clean"
 
 
 @dataclass
@@ -151,9 +154,10 @@ class Probing(Callback):
             log.info("run %s: train.probe_progress fractions %s all fall on step %d of %d; probed once", ctx.name,
                      ", ".join(f"{f:g}" for f in fractions), step, self.schedule.total_steps)
 
-    def _table(self, ctx: TrainContext, epoch: int) -> pd.DataFrame:
+    def _table(self, ctx: TrainContext, epoch: int, passes: tuple[str, ...] = PASSES) -> pd.DataFrame:
         return self.probe.measure(epoch, ctx.backbone, ctx.head, batch_size=max(ctx.cfg.batch_size, 64),
-                                  device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last)
+                                  device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last,
+                                  passes=passes)
 
     def _measure(self, ctx: TrainContext, progress: Progress, epoch: int) -> pd.DataFrame:
         frame = self._table(ctx, epoch)
@@ -162,6 +166,8 @@ class Probing(Callback):
         return frame
 
     def _record_progress(self, ctx: TrainContext, progress: Progress, step: int, frame: pd.DataFrame) -> None:
+        """Progress tables hold the clean pass only (what the analysis reads; half the cost inside epochs)."""
+        frame = frame[frame["pass"] == PROGRESS_PASS].reset_index(drop=True)
         blob = frame_bytes(with_progress(frame, step, self.schedule))
         write_progress_table(ctx.run_dir, step, blob)
         progress.progress_tables[step] = blob
@@ -178,7 +184,7 @@ class Probing(Callback):
 
     def step_end(self, ctx: TrainContext, progress: Progress, epoch: int, step: int) -> None:
         if step % ctx.steps_per_epoch:  # an epoch's last step is measured by measure(), with the same weights
-            self._record_progress(ctx, progress, step, self._table(ctx, epoch))
+            self._record_progress(ctx, progress, step, self._table(ctx, epoch, passes=(PROGRESS_PASS,)))
 
     def measure(self, ctx: TrainContext, progress: Progress, epoch: int, metrics: dict[str, float]) -> None:
         frame = self._measure(ctx, progress, epoch)

@@ -38,6 +38,8 @@ from marginlab.heads.p_yi import p_yi_quality
 from marginlab.io import write_parquet
 
 FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
+#: The probe's passes: the stored images, and the same images through the training augmentations.
+PASSES = ("clean", "augmented")
 PROBE_COLUMNS = (
     "epoch", "pass", "index", "label", "norm", "p_yi", "cos_y", "iq", "gt_quality", *FLAG_NAMES,
 )
@@ -221,11 +223,17 @@ class ProbeSet:
         device: torch.device,
         autocast_dtype: Optional[torch.dtype] = None,
         channels_last: bool = False,
+        passes: tuple[str, ...] = PASSES,
     ) -> pd.DataFrame:
-        """Embed both passes with the current weights and return the probe rows of ``epoch``."""
+        """Embed ``passes`` (default both) with the current weights and return the probe rows of ``epoch``."""
+        unknown = set(passes) - set(PASSES)
+        if unknown:
+            raise ValueError(f"unknown probe pass(es) {sorted(unknown)}; expected some of {PASSES}")
         labels = torch.as_tensor(self.labels)
         frames = []
         for name, inputs in (("clean", self.clean), ("augmented", self.augmented)):
+            if name not in passes:
+                continue
             z = embed(backbone, inputs, batch_size=batch_size, device=device,
                       autocast_dtype=autocast_dtype, channels_last=channels_last)
             st = plain_target_stats(z, head, labels)
@@ -245,7 +253,7 @@ class ProbeSet:
                 frame[flag] = self.flags[:, k] if name == "augmented" else np.zeros(n, dtype=bool)
             frames.append(frame)
         out = pd.concat(frames, ignore_index=True)
-        out["pass"] = out["pass"].astype("category")
+        out["pass"] = pd.Categorical(out["pass"], categories=sorted(PASSES))  # the same categories whatever was measured
         return out[list(PROBE_COLUMNS)]
 
 
