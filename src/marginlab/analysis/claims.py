@@ -110,12 +110,21 @@ def _interval_decision(verdict: str, items: Sequence[Mapping[str, float]], can_r
                     "the run whose interval is nearest to the boundary")
 
 
+def _interval_items(estimates: Mapping[str, tuple[float, float, float]], effect: float) -> dict[str, dict[str, float]]:
+    """:func:`.decision.interval_item` per run of ``{run: (estimate, lo, hi)}``, its distances in units of the
+    interval's SE combined with the seed spread of the estimates over the runs (when there are ≥ 2)."""
+    finite = [e for e, _, _ in estimates.values() if np.isfinite(e)]
+    seed_std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+    return {r: interval_item(e, lo, hi, effect, seed_std=seed_std) for r, (e, lo, hi) in estimates.items()}
+
+
 def _interval_evidence(items: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     """Per-run interval noise and the seed spread of the estimates: what the interval rule could see."""
     ests = [i["estimate"] for i in items.values() if "estimate" in i and np.isfinite(i["estimate"])]
-    return {"runs": {r: {"se": i["se"], "mde": i["mde"], "to_supported_se": i["to_supported"],
+    return {"runs": {r: {"se": i["se"], "noise": i["noise"], "mde": i["mde"], "to_supported_se": i["to_supported"],
                          "to_not_supported_se": i["to_not_supported"]} for r, i in items.items()},
-            "seed_std": float(np.std(ests, ddof=1)) if len(ests) > 1 else None, "n_runs": len(items)}
+            "seed_std": float(np.std(ests, ddof=1)) if len(ests) > 1 else None, "n_runs": len(items),
+            "noise": "sqrt(interval SE² + seed_std²): the distances count how far another seed or CPU would move a bound"}
 
 
 def _claim(cid: int, title: str, statement: str, paper: str, parts: list[dict], rule: str,
@@ -193,8 +202,8 @@ def claim_norm_quality(
         "1 of 26; step 0 excluded), or epoch 1 for a run without progress probes")
     def interval_part(name: str, frame: pd.DataFrame, rule: str, numbers: dict[str, Any]) -> dict[str, Any]:
         verdict = interval_verdict(frame["spearman_lo"], frame["spearman_hi"], CORRELATION_EFFECT)
-        items = {r.run: interval_item(r.spearman, r.spearman_lo, r.spearman_hi, CORRELATION_EFFECT)
-                 for r in frame.itertuples(index=False)}
+        items = _interval_items({r.run: (r.spearman, r.spearman_lo, r.spearman_hi) for r in frame.itertuples(index=False)},
+                                CORRELATION_EFFECT)
         return _part(name, verdict, rule, {**numbers, "what_it_could_see": _interval_evidence(items)},
                      _interval_decision(verdict, list(items.values())))
 
@@ -218,7 +227,7 @@ def claim_norm_quality(
         c_rule = "no data: no P_yi measurements for the reference runs; " + c_rule
     pyi_final = rows[rows["quantity"] == "p_yi"]
     pyi_final = pyi_final.loc[pyi_final.groupby("run")["epoch"].idxmax()] if len(pyi_final) else pyi_final
-    c_items = [interval_item(g["gain"], g["lo"], g["hi"], effect=np.nan) for g in tests.values()]
+    c_items = list(_interval_items({r: (g["gain"], g["lo"], g["hi"]) for r, g in tests.items()}, np.nan).values())
     parts.append(_part("c: P_yi non-linear", c_verdict, c_rule, {"target": target, "nonlinearity": tests, "runs": per_run(pyi_final)},
                        _interval_decision(c_verdict, c_items, can_refute=False) if tests else None))
     numbers = {
@@ -400,7 +409,7 @@ def claim_augmentation(gaps: Mapping[str, Mapping[str, float]], norm_changes: Ma
                       [_part("a: low vs high norm", "inconclusive", "no data: no augmented probe rows for the reference runs; " + rule, {})],
                       "the single part's verdict")
     verdict = interval_verdict([g["lo"] for g in gaps.values()], [g["hi"] for g in gaps.values()], SHARE_EFFECT)
-    items = {r: interval_item(g["gap"], g["lo"], g["hi"], SHARE_EFFECT) for r, g in gaps.items()}
+    items = _interval_items({r: (g["gap"], g["lo"], g["hi"]) for r, g in gaps.items()}, SHARE_EFFECT)
     numbers: dict[str, Any] = {"runs": {r: dict(g) for r, g in gaps.items()}, "what_it_could_see": _interval_evidence(items)}
     if norm_changes:
         numbers["norm_change"] = {r: {row.augmentation: {"n": row.n, "mean_log_ratio": row.mean_log_ratio,

@@ -10,15 +10,17 @@ boundary where its state changes. A part's verdict then has a *deciding distance
 - ``to_not_supported``: the same for *not supported*; all-of rules (every interval below the effect
   size) take the minimum, any-of rules (one clearly worse comparison suffices) the maximum.
 - ``distance_se`` of the verdict: ``to_supported`` when supported, ``to_not_supported`` when not
-  supported, and for *inconclusive* the larger of the two (both negative: how far the nearer decisive
-  verdict is out of reach). ``borderline``: ``|distance_se| < 1``
+  supported, and for *inconclusive* the larger of the sides that are short of their threshold (negative:
+  how far the nearer decisive verdict is out of reach); None when no side is short (the verdict is held
+  back by a condition that is not a noise boundary, e.g. claim 5a's order of gains). ``borderline``: ``|distance_se| < 1``
   (:data:`marginlab.analysis.power.BORDERLINE_SE`): one standard error of noise — another CPU, another
   seed — could flip it.
 
 Items:
 
 - :func:`interval_item`: an estimate with a symmetric-normal confidence interval (``se`` = CI width /
-  (2 z)); supported side ``lo / se`` (lower bound past 0), not-supported side ``(effect - hi) / se``;
+  (2 z)); with the seed spread ``s`` of the estimate over runs, ``noise`` = sqrt(se² + s²) (else se):
+  supported side ``lo / noise`` (lower bound past 0), not-supported side ``(effect - hi) / noise``;
   its minimum detectable effect is ``(z + Φ⁻¹(0.8))·se`` (:func:`.power.clear_rule_mde`): the smallest
   true value the interval rule calls supported with 80 % power.
 - :func:`comparison_sides`: a difference ``d`` with standard error ``se`` under the |d| > z·SE rule:
@@ -35,7 +37,7 @@ from typing import Any, Optional
 import numpy as np
 from scipy import stats
 
-from marginlab.analysis.power import clear_rule_mde, is_borderline
+from marginlab.analysis.power import ci_se, clear_rule_mde, is_borderline
 
 __all__ = ["all_of", "any_of", "comparison_sides", "decision", "interval_item", "part_decision", "verdict_distance"]
 
@@ -44,13 +46,21 @@ def _finite(values: Iterable[Optional[float]]) -> list[float]:
     return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
-def interval_item(estimate: float, lo: float, hi: float, effect: float, confidence: float = 0.95) -> dict[str, float]:
-    """``se``, ``to_supported``, ``to_not_supported`` and ``mde`` of one interval (module docstring)."""
+def interval_item(estimate: float, lo: float, hi: float, effect: float, confidence: float = 0.95,
+                  seed_std: float = float("nan")) -> dict[str, float]:
+    """``se``, ``noise``, ``to_supported``, ``to_not_supported`` and ``mde`` of one interval (module docstring).
+
+    ``se`` is the interval's own (sampling) standard error; with ``seed_std`` (the spread of the estimate
+    over seeds, i.e. runs) the distances are in ``noise`` = sqrt(se² + seed_std²) units: how far another
+    seed or CPU type would have to move the bound to flip the item.
+    """
     z = float(stats.norm.ppf(0.5 + confidence / 2.0))
-    se = (hi - lo) / (2.0 * z) if np.isfinite(hi) and np.isfinite(lo) else float("nan")
+    se = float(ci_se(lo, hi, confidence)) if np.isfinite(hi) and np.isfinite(lo) else float("nan")
     if not np.isfinite(se) or se <= 0:
-        return {"se": float("nan"), "to_supported": float("nan"), "to_not_supported": float("nan"), "mde": float("nan")}
-    return {"se": float(se), "to_supported": float(lo / se), "to_not_supported": float((effect - hi) / se),
+        return {"se": float("nan"), "noise": float("nan"), "to_supported": float("nan"),
+                "to_not_supported": float("nan"), "mde": float("nan")}
+    noise = float(np.hypot(se, seed_std)) if np.isfinite(seed_std) else se
+    return {"se": se, "noise": noise, "to_supported": float(lo / noise), "to_not_supported": float((effect - hi) / noise),
             "mde": clear_rule_mde(se, z), "estimate": float(estimate)}
 
 
@@ -81,8 +91,10 @@ def verdict_distance(verdict: str, to_supported: Optional[float], to_not_support
         return sup
     if verdict == "not supported":
         return neg
-    known = [v for v in (sup, neg) if v is not None]
-    return max(known) if known else None
+    # inconclusive: only a side short of its threshold is a distance to a decisive verdict (a side past its
+    # threshold means the verdict is held back by a condition that is not a noise boundary)
+    short = [v for v in (sup, neg) if v is not None and v < 0]
+    return max(short) if short else None
 
 
 def decision(verdict: str, to_supported: Optional[float], to_not_supported: Optional[float],
@@ -106,12 +118,14 @@ def part_decision(parts: Sequence[Mapping[str, Any]], verdict: str) -> dict[str,
     Supported needs every part supported (the weakest part); one not-supported part suffices for not
     supported (the strongest such part's side). Parts without a decision (analytic) count as exact.
     """
-    decided = [p["decision"] for p in parts if p.get("decision") is not None]
-    if not decided:
+    decisions = [p.get("decision") for p in parts]
+    if all(d is None for d in decisions):
         return decision(verdict, None, None, "no data")
-    if all(d["to_supported_se"] is None and d["to_not_supported_se"] is None for d in decided):
-        return decision(verdict, None, None, decided[0].get("deciding", ""))
-    sup = [d["to_supported_se"] for d in decided]
-    neg = [d["to_not_supported_se"] for d in decided]
-    return decision(verdict, all_of([np.nan if s is None else s for s in sup]), any_of([np.nan if n is None else n for n in neg]),
+    # exact parts (analytic: both sides None) never limit; a part without data leaves 'supported' unknown
+    noisy = [d for d in decisions if d is None or d["to_supported_se"] is not None or d["to_not_supported_se"] is not None]
+    if not noisy:
+        return decision(verdict, None, None, next(d for d in decisions if d is not None).get("deciding", ""))
+    sup = [np.nan if d is None or d["to_supported_se"] is None else d["to_supported_se"] for d in noisy]
+    neg = [np.nan if d is None or d["to_not_supported_se"] is None else d["to_not_supported_se"] for d in noisy]
+    return decision(verdict, all_of(sup), any_of(neg),
                     "parts: supported needs every part (weakest part), not supported one part (strongest)")

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["BORDERLINE_SE", "clear_rule_mde", "is_borderline", "paired_t_mde", "paired_t_power",
+__all__ = ["BORDERLINE_SE", "ci_se", "clear_rule_mde", "is_borderline", "paired_t_mde", "paired_t_power",
            "seeds_for_mde", "threshold_distance"]
 
 #: A deciding number closer than this many standard errors to its threshold makes the verdict borderline.
@@ -74,6 +74,12 @@ def seeds_for_mde(sd: float, target: float, alpha: float = 0.05, power: float = 
         if paired_t_mde(sd, n, alpha, power) <= target:
             return n
     raise ValueError(f"no n <= {n_max} detects {target} with sd {sd}")
+
+
+def ci_se(lo, hi, confidence: float = 0.95):
+    """The standard error a symmetric normal ``confidence`` interval [lo, hi] implies: width / (2·z) (arrays too)."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    return (np.asarray(hi, dtype=np.float64) - np.asarray(lo, dtype=np.float64)) / (2.0 * z)
 
 
 def threshold_distance(value: float, threshold: float, se: float) -> float:

@@ -119,7 +119,12 @@ def _decision(d: Any, verdict: str) -> dict[str, Any]:
         return {"text": "", "borderline": False}
     dist = d.get("distance_se")
     if dist is None:
-        text = "exact (no sampling noise)" if "analytic" in str(d.get("deciding", "")) else "distance unknown (no noise estimate)"
+        if "analytic" in str(d.get("deciding", "")):
+            text = "exact (no sampling noise)"
+        elif d.get("to_supported_se") is not None or d.get("to_not_supported_se") is not None:
+            text = "held back by a condition that is not a noise threshold"
+        else:
+            text = "distance unknown (no noise estimate)"
     elif verdict in ("supported", "not supported"):
         text = f"{fmt_number(abs(dist))} SE {'past' if dist >= 0 else 'short of'} the threshold"
     else:
