@@ -88,7 +88,16 @@ def test_early_point_is_the_progress_probe_nearest_to_1_26():
     assert set(picked["step"]) == {4} and set(picked["schedule"]) == {"progress"}  # 3.7 % is nearest to 3.85 %
     assert set(picked["pass"]) == {"clean", "augmented"}
     # step 0 is before training, even when it is the nearest; a tie takes the earlier step
-    assert set(early_rows(_epoch_rows("a"), _rows("a", (0, 54, 108)), ["a"])["step"]) == {54}
+    assert set(early_rows(_epoch_rows("a"), _rows("a", (0, 9, 108)), ["a"])["step"]) == {9}
+
+
+def test_early_point_falls_back_to_epoch_1_when_no_progress_probe_is_nearer():
+    """A schedule without an early fraction ([0, 0.5, 1]: step 54 lies at 50 %, epoch 1 at 16.7 %) or with
+    nothing after step 0 ([0]) is judged at epoch 1, and says so (schedule 'epoch')."""
+    for steps in ((0, 54, 108), (0, 108), (0,)):
+        picked = early_rows(_epoch_rows("a"), _rows("a", steps), ["a"])
+        assert set(picked["schedule"]) == {"epoch"} and set(picked["epoch"]) == {1}, steps
+        assert picked["progress"].iloc[0] == pytest.approx(1 / 6)
     tie = _rows("a", (2, 6, 108))  # 1.85 % and 5.56 %: 2.00 and 1.71 points away -> step 6
     assert set(early_rows(_epoch_rows("a"), tie, ["a"], fraction=(2 + 6) / 2 / TOTAL)["step"]) == {2}
     assert set(early_rows(_epoch_rows("a"), tie, ["a"])["step"]) == {6}

@@ -95,6 +95,11 @@ def test_rising_line_below_the_paper_states_rate_and_extrapolation():
     assert s.startswith("adaface (all sizes): final Spearman(norm, IQ) rises by 0.050 per 10× images seen (95% CI")
     assert f"approaching the paper's {PAPER}" in s and f"{at:.1e} images seen" in s
     assert f"an extrapolation {at / 1e6:.2g}× beyond the largest run" in s and "3 runs, 10 k to 1 M images seen" in s
+    # the slope's CI, anchored at the fitted value at the largest run (1e6 images: 0.2), bounds the crossing
+    near, far = fit["reaches_reference_range"]
+    expected = sorted(10 ** (6 + (PAPER - 0.2) / b) for b in (fit["slope_lo"], fit["slope_hi"]))
+    assert fit["slope_lo"] > 0 and (near, far) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+    assert near < at < far and "with the slope's CI, anywhere from" in s
 
 
 def test_line_crossing_the_paper_within_the_data_range():

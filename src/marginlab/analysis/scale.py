@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION
+from marginlab.analysis.power import ci_se
 
 __all__ = [
     "FIT_METHOD",
@@ -146,8 +147,7 @@ def _points(table: pd.DataFrame, target: str, confidence: float) -> pd.DataFrame
     """Runs with a finite Spearman and interval for ``target``, with ``x`` = log10(images seen) and ``se``."""
     col = f"spearman_{target}"
     ok = table[np.isfinite(table[[col, f"{col}_lo", f"{col}_hi"]].astype(float)).all(axis=1) & (table["images_seen"] > 0)]
-    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
-    se = np.maximum((ok[f"{col}_hi"].astype(float) - ok[f"{col}_lo"].astype(float)) / (2.0 * z), 1e-4)
+    se = np.maximum(ci_se(ok[f"{col}_lo"].astype(float), ok[f"{col}_hi"].astype(float), confidence), 1e-4)
     return ok.assign(x=np.log10(ok["images_seen"].astype(float)), y=ok[col].astype(float), se=se)
 
 
@@ -162,7 +162,7 @@ def _line(points: pd.DataFrame, head: str, target: str, scope: str, confidence: 
         "spearman_max": float(points["y"].max()) if len(points) else None,
         "intercept": None, "slope": None, "slope_se": None, "slope_lo": None, "slope_hi": None, "dof": None,
         "scatter_factor": None, "established": False, "direction": None, "reaches_reference_at": None,
-        "extrapolation_factor": None,
+        "extrapolation_factor": None, "reaches_reference_range": None,
         "reference": REFERENCE[target],
     }
     if fit["n_images_seen"] >= MIN_DISTINCT:
@@ -192,7 +192,21 @@ def _reference_crossing(fit: Mapping[str, Any]) -> dict[str, Any]:
         return {"direction": "moves away"}
     log_x = (ref - a) / b
     at = float(10.0**log_x) if log_x < 300 else float("inf")
-    return {"direction": direction, "reaches_reference_at": at, "extrapolation_factor": at / fit["images_seen_max"]}
+    return {"direction": direction, "reaches_reference_at": at, "extrapolation_factor": at / fit["images_seen_max"],
+            "reaches_reference_range": _crossing_range(fit)}
+
+
+def _crossing_range(fit: Mapping[str, Any]) -> list[float]:
+    """Where lines with the slope's CI bounds, anchored at the fitted value at the largest run, meet the paper's
+    value: [nearer, farther] images seen (inf where a bound does not approach it). An approximation that
+    ignores the intercept's own uncertainty; it shows how loosely the data pin the crossing down."""
+    ref, x_max = fit["reference"], np.log10(fit["images_seen_max"])
+    y_max = fit["intercept"] + fit["slope"] * x_max
+    out = []
+    for b in (fit["slope_lo"], fit["slope_hi"]):
+        log_x = x_max + (ref - y_max) / b if b != 0 and np.sign(ref - y_max) == np.sign(b) else np.inf
+        out.append(float(10.0**log_x) if log_x < 300 else float("inf"))
+    return sorted(out)
 
 
 def _size_factor(points: pd.DataFrame, head: str, target: str, confidence: float) -> dict[str, Any] | None:
@@ -267,8 +281,11 @@ def _crossing(fit: Mapping[str, Any]) -> str:
         return f"the fitted line crosses the paper's {ref} within the data range, at about {format_images(at)} images seen"
     if not np.isfinite(at):
         return f"approaching the paper's {ref} so slowly that the fitted line would reach it only beyond 1e+300 images seen"
-    return (f"approaching the paper's {ref}: the fitted line would reach it at about {format_images(at)} images seen, "
-            f"an extrapolation {fit['extrapolation_factor']:.2g}× beyond the largest run, not a prediction")
+    near, far = fit["reaches_reference_range"]
+    spread = (f"with the slope's CI, anywhere from {format_images(near)} to "
+              f"{format_images(far) if np.isfinite(far) else 'never'}")
+    return (f"approaching the paper's {ref}: the fitted line would reach it at about {format_images(at)} images seen "
+            f"({spread}), an extrapolation {fit['extrapolation_factor']:.2g}× beyond the largest run, not a prediction")
 
 
 def trend_statement(fit: Mapping[str, Any], confidence: float = 0.95) -> str:
@@ -303,6 +320,8 @@ def headline(fits: list[Mapping[str, Any]], skipped: Mapping[str, str]) -> str:
 
 
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if np.isfinite(value) else None
     if isinstance(value, (np.integer, np.bool_)):
