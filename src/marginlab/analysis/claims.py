@@ -32,7 +32,7 @@ from marginlab.analysis.paper_numbers import (
     VERIFICATION,
 )
 from marginlab.analysis.decision import all_of, any_of, comparison_sides, decision, interval_item, part_decision
-from marginlab.analysis.power import clear_rule_mde, is_borderline, paired_t_mde, threshold_distance
+from marginlab.analysis.power import clear_rule_mde, is_borderline, paired_t_mde
 from marginlab.analysis.progress import early_rows
 from marginlab.analysis.significance import CLEAR_Z, difference_noise, judge, pooled_std
 from marginlab.analysis.tables import decision_protocols, primary_low_quality_protocol
@@ -293,7 +293,7 @@ def _versus(agg: pd.DataFrame, protocol: str, a: Mapping[str, Any], b: Mapping[s
     # What this comparison could see: the difference the |d| > 2·SE rule calls clear with 80 % power, the
     # one a paired t-test (α = 0.05, 80 % power) over these seeds would detect (independent seeds: the
     # per-seed differences spread by s·√2), and how far |d| lies from the rule's threshold in SEs.
-    distance = threshold_distance(abs(d), CLEAR_Z * se, se)
+    distance = max(comparison_sides(d, se, CLEAR_Z))  # the nearer of 'clearly better' / 'clearly worse': (|d| - z·SE) / SE
     return {"a": a["label"], "b": b["label"], "mean_a": a["mean"], "mean_b": b["mean"], "delta": d,
             "noise_se": se, "noise_source": source, "seed_std_pooled": s, "judgement": judge(d, se),
             "mde_clear_rule": clear_rule_mde(se, CLEAR_Z), "mde_paired_t": paired_t_mde(s * np.sqrt(2.0), n_pairs),
