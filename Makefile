@@ -15,7 +15,14 @@ env: $(STAMP)
 # --no-compile: pip byte-compiles every installed module (torch alone has thousands) before the first test
 # can run; Python compiles the ones actually imported on first use instead (measured: torch + torchvision +
 # pyiqa installed in 132 s instead of 366 s, bench/RESULTS.md).
+# The environment takes ~7.2 GB (torch's CUDA wheels: nvidia/ 3.2 GB, torch 1.2 GB, triton 0.9 GB) plus pip's
+# unpacking space; a full disk otherwise fails deep inside pip with "[Errno 28] No space left on device".
+NEED_FREE_GB ?= 9
 $(STAMP): pyproject.toml
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	  if [ -n "$$free_kb" ] && [ "$$free_kb" -lt $$(( $(NEED_FREE_GB) * 1024 * 1024 )) ] && [ ! -f $(STAMP) ]; then \
+	    echo "make env: $(CURDIR) has $$(( free_kb / 1024 / 1024 )) GB free; the environment needs about $(NEED_FREE_GB) GB (torch's CUDA wheels). Free some space (or set NEED_FREE_GB) and rerun." >&2; \
+	    df -h . >&2; exit 1; fi
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
 		rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
