@@ -172,6 +172,30 @@ class IJBSource(Strict):
     image_dir: str
 
 
+class AlignmentConfig(Strict):
+    """``data.alignment``: face detection and alignment of raw photos (used when ``data.align: detect``).
+
+    MTCNN (facenet-pytorch, weights shipped in the wheel) finds faces and five landmarks; each kept face
+    is warped to the ArcFace template at ``data.image_size`` (:mod:`marginlab.data.align`)."""
+
+    no_face: Literal["skip", "center_crop"] = "skip"  # no face (or none above min_score): drop, or keep a centre crop
+    multiple_faces: Literal["largest", "central"] = "largest"  # several faces: the biggest box, or the nearest the centre
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9  # detector (ONet) probability below which a face is ignored
+    min_face_size: Annotated[int, Field(ge=12)] = 20  # smallest face side searched, in detection-input pixels
+    thresholds: tuple[Probability, Probability, Probability] = (0.6, 0.7, 0.7)  # MTCNN P/R/O-net stage thresholds
+    # Images whose longer side exceeds max_side are downscaled (area) for detection only; landmarks are
+    # mapped back and the warp reads the full-resolution image.
+    max_side: Annotated[int, Field(ge=64)] = 1024
+    batch_size: PositiveInt = 16  # images of one size detected together
+    chunk_size: PositiveInt = 256  # detections are stored every chunk_size images (a killed run resumes)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: NonNegInt = 0  # torch threads on the CPU; 0 = PyTorch default
+    # Detection results keyed by the sha256 of each image file and by the detector settings above that
+    # change detections (not the policy keys): a rerun of prepare (another image_size, more val_bins)
+    # detects only images it has not seen. Beside prepared_dir, not inside it (DVC deletes that first).
+    cache_dir: str = "align_cache"
+
+
 class DataConfig(Strict):
     source: Literal["synthetic", "recordio", "folders"] = "synthetic"
     name: str = "synthetic"
@@ -196,6 +220,12 @@ class DataConfig(Strict):
     # assets/ms1mv2_train_subset_index.txt; prepare keeps those images, drops identities with fewer than
     # 5 of them and numbers the rest 0..K-1. null: the whole training set.
     subset_index: Optional[Annotated[str, Field(min_length=1)]] = None
+    # none: images are used as they are (already aligned crops). detect: prepare finds the face and its
+    # five landmarks in every data.train_folders image and every data.val_bins image, warps it to the
+    # ArcFace 112x112 template (scaled to image_size) and records the outcome per image in
+    # prepared/alignment.parquet (README "Your own photos"). IJB sets keep their own landmarks.
+    align: Literal["none", "detect"] = "none"
+    alignment: AlignmentConfig = AlignmentConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")
@@ -204,6 +234,15 @@ class DataConfig(Strict):
             raise ValueError("data.source is 'recordio' but data.train_rec (path to train.rec) is not set")
         if self.source == "folders" and not self.train_folders:
             raise ValueError("data.source is 'folders' but data.train_folders (identity-folder root) is not set")
+        if self.align == "detect" and self.source != "folders":
+            raise ValueError(
+                f"data.align 'detect' finds faces in raw photos of data.train_folders (and data.val_bins): it needs "
+                f"data.source 'folders', not {self.source!r} (synthetic images and InsightFace RecordIO are aligned "
+                f"crops already; set data.align: none)"
+            )
+        if self.align == "detect" and self.subset_index is not None:
+            raise ValueError("data.align 'detect' and data.subset_index cannot be combined (the subset indexes an "
+                             "already aligned training set); set one of them to its default")
         if self.subset_index is not None and self.source not in ("recordio", "folders"):
             raise ValueError(
                 f"data.subset_index selects images of a real training set: it needs data.source 'recordio' "

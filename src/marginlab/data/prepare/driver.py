@@ -23,6 +23,7 @@ from marginlab.config import Params
 from marginlab.data.formats import ImagePolicy, decode_image_checked, open_recordio
 from marginlab.data.model_input import NORMALISATION
 from marginlab.data.prepare.files import apply_umask, hash_tree, resolve_input
+from marginlab.data.prepare.ingest_aligned import ingest_aligned
 from marginlab.data.prepare.ingest_bins import ingest_bin
 from marginlab.data.prepare.ingest_folders import ingest_folders
 from marginlab.data.prepare.ingest_ijb import ingest_ijb
@@ -35,7 +36,7 @@ from marginlab.io import atomic_dir, write_json
 
 __all__ = ["MANIFEST_VERSION", "image_policy", "run_prepare"]
 
-MANIFEST_VERSION = 2  # 2: image_policy, warnings, resized counts
+MANIFEST_VERSION = 3  # 2: image_policy, warnings, resized counts; 3: alignment
 
 
 def image_policy(params: Params) -> ImagePolicy:
@@ -77,6 +78,7 @@ def run_prepare(
             "ijb": "not resized: loose crops are aligned to 112x112 from their landmarks when read",
         },
         "subset": None,  # data.subset_index: file, sha256 and the selection counts (.subset)
+        "alignment": {"mode": data.align},  # data.align detect: counts per set and status (.ingest_aligned)
     }
     clean_stale_temps(out_dir)
     held: list[int] = []
@@ -101,9 +103,11 @@ def _build(tmp: Path, params: Params, base: Path, workers: int, progress: bool, 
     warnings: list[dict] = []
     if data.source == "synthetic":
         counts = _synthetic_train(tmp, params, workers, progress, manifest)
+    elif data.align == "detect":  # raw photos: detected and aligned (train folders and val_bins)
+        counts = _aligned_real(tmp, params, base, progress, manifest, skipped, warnings)
     else:
         counts = _real_train(tmp, params, base, progress, manifest, skipped, warnings)
-    for b in data.val_bins:
+    for b in data.val_bins if data.align != "detect" else []:
         name, info = ingest_bin(tmp, resolve_input(b, base), policy, data.skip_corrupt, progress)
         skipped += info.pop("skipped")
         warnings += info.pop("warnings")
@@ -166,6 +170,22 @@ def _real_train(tmp: Path, params: Params, base: Path, progress: bool, manifest:
     if data.subset_index is not None:
         manifest["sources"]["subset_index"] = str(subset_file)
     return {"train_images": train["images"], "train_classes": train["classes"], "train_ingest": train, "verification": {}, "ijb": {}}
+
+
+def _aligned_real(tmp: Path, params: Params, base: Path, progress: bool, manifest: dict, skipped: list, warnings: list) -> dict:
+    """``data.align: detect``: detect + align ``data.train_folders`` and ``data.val_bins`` (:mod:`.ingest_aligned`)."""
+    result = ingest_aligned(tmp, params, base, progress)
+    skipped += result["skipped"]
+    warnings += result["warnings"]
+    manifest["alignment"] = result["alignment"]
+    manifest["image_policy"]["applies_to"] = (
+        "data.align detect: every train_folders and val_bins image is warped to the ArcFace template at image_size "
+        "(alignment.parquet); the resize rule is not used"
+    )
+    manifest["sources"] = {"train": str(resolve_input(params.data.train_folders, base))}  # type: ignore[arg-type]
+    train = result["train"]
+    return {"train_images": train["images"], "train_classes": train["classes"], "train_ingest": train,
+            "verification": result["verification"], "ijb": {}}
 
 
 def _real_samples_png(out: Path, cell: int, per_row: int = 8, n_identities: int = 8) -> None:
