@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 		rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+	# facenet-pytorch (MTCNN, data.align: detect) without its dependencies: its metadata pins torch<2.3,
+	# numpy<2, Pillow<10.3, which would downgrade the stack above; its MTCNN runs on our pins (pyproject
+	# [tool.marginlab] no-deps-dependencies, tests/test_environment.py keeps the pins in step).
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps facenet-pytorch==2.6.0
 	@touch $(STAMP)
 
 # The report's browser test needs Chromium: installed from Debian's packages where we are root (CI),

@@ -58,3 +58,19 @@ def test_installed_versions_match_pins():
 @pytest.mark.parametrize("name", ["torch", "torchvision"])
 def test_torch_pins_are_the_required_ones(name):
     assert _pyproject_pins()[name] == {"torch": "2.14.1", "torchvision": "0.29.1"}[name]
+
+
+def _no_deps_pins() -> dict[str, str]:
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["marginlab"]["no-deps-dependencies"]
+    return dict(p.split("==") for p in pins)
+
+
+def test_no_deps_packages_are_installed_by_makefile_and_named_in_environment_yml():
+    # facenet-pytorch is installed with --no-deps (its metadata pins an old torch/numpy/Pillow); the
+    # Makefile does it, environment.yml tells conda users to, both with pyproject's pin.
+    makefile = (ROOT / "Makefile").read_text()
+    env = (ROOT / "environment.yml").read_text()
+    for name, version in _no_deps_pins().items():
+        assert re.search(rf"pip install [^\n]*--no-deps {re.escape(name)}=={re.escape(version)}\b", makefile), name
+        assert f"pip install --no-deps {name}=={version}" in env, name
+        assert metadata.version(name) == version
