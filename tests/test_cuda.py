@@ -204,6 +204,24 @@ def test_brisque_on_cuda_matches_cpu(model_path, record_property):
     assert np.corrcoef(cpu, dev)[0, 1] > 0.999
 
 
+def test_mtcnn_on_cuda_matches_cpu(record_property):
+    # data.align: detect's GPU path (issue #15): the batched cascade on the device finds the same faces
+    # and landmarks as on the CPU (TF32 convolutions move landmarks by well under a pixel; a face near a
+    # stage threshold could flip, hence "same count on at least 15 of 16").
+    from marginlab.data.align import Detector
+    from marginlab.data.scenes import render_scene
+
+    images = [render_scene(5, i, 0, canvas=(192, 192), face_px=(70, 120)).image for i in range(16)]
+    cpu = Detector(device="cpu").detect(images)
+    dev = Detector(device=DEVICE, batch_size=16).detect(images)
+    same = [len(a) == len(b) for a, b in zip(cpu, dev)]
+    diffs = [np.abs(a.landmarks - b.landmarks).max() for a, b in zip(cpu, dev) if len(a) == len(b) and len(a)]
+    record_property("mtcnn_same_count", int(sum(same)))
+    record_property("mtcnn_max_landmark_diff_px", float(max(diffs)))
+    assert sum(same) >= 15
+    assert np.median(diffs) < 0.5 and max(diffs) < 3.0
+
+
 # --------------------------------------------------------------------------- a whole run
 def test_tiny_run_train_end_to_end(tiny_prepared, tmp_path):
     params = make_params(tiny_prepared, tmp_path, epochs=3, num_workers=2, amp="auto")
