@@ -68,7 +68,8 @@ def _load(folder: Path) -> dict[str, CachedDetection]:
                 np.asarray(row.scores, dtype=np.float64).reshape(n),
                 np.asarray(row.landmarks, dtype=np.float64).reshape(n, 5, 2),
             )
-            found[row.sha256] = CachedDetection(int(row.height), int(row.width), row.error, det)
+            error = row.error if isinstance(row.error, str) else None  # parquet gives NaN for a missing string
+            found[row.sha256] = CachedDetection(int(row.height), int(row.width), error, det)
     return found
 
 

@@ -100,8 +100,6 @@ class Detector:
 
     def settings(self) -> dict:
         """What the detections depend on (the cache fingerprint)."""
-        import facenet_pytorch  # noqa: F401
-
         from importlib.metadata import version
 
         return {
