@@ -6,7 +6,9 @@
 RecordIO, hq/lq verification .bins, an IJB-style set, a TinyFace-style set); ``recordio`` decodes every
 record of ``data.train_rec`` (+ .idx) and links it, or rewrites it when images are resized to
 ``data.image_size`` or skipped; ``folders`` converts ``data.train_folders``. ``data.val_bins`` (every
-image decoded, brought to ``data.image_size``) and ``data.ijb`` are added in every case. A failure
+image decoded, brought to ``data.image_size``) and ``data.ijb`` are added in every case. With ``data.align: detect`` (folders only)
+faces are detected in the training photos and ``data.val_bins`` images and aligned to the ArcFace
+template; ``alignment.parquet`` records each photo's outcome. A failure
 prints ``error: ...`` naming the params key and your file, and exits 2. The output (default ``data.prepared_dir``) is replaced as a
 whole only when complete; ``manifest.json`` inside lists counts, sources and sha256 of every file.
 """

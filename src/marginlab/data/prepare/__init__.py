@@ -8,6 +8,7 @@ Layout of ``<out_dir>`` (the cross-module contract)::
     ijb/<name>/                   IJB meta layout (meta/*.txt, loose_crop/) [, meta.parquet]
     tinyface/                     identification set (synthetic only) [, meta.parquet]
     samples.png                   grid of samples (by identity; synthetic also by quality)
+    alignment.parquet             data.align detect: one row per input photo (status, score, landmarks)
     manifest.json                 counts, sources, sha256 of every file, channel order, image policy,
                                   skipped items, decoder warnings, ...
 
@@ -20,6 +21,12 @@ Sources (``data.source``):
   images (:mod:`.ingest_recordio`).
 * ``folders``: identity folders converted by :func:`marginlab.data.formats.folders_to_recordio`
   (every image decoded and conformed; :mod:`.ingest_folders`).
+* ``folders`` with ``data.align: detect``: raw photos; every training-folder and ``data.val_bins``
+  image is detected (MTCNN), the ``data.alignment`` policy keeps a face or drops the image, and the
+  face is warped to the ArcFace template at ``data.image_size`` (:mod:`.ingest_aligned`,
+  :mod:`marginlab.data.align`); ``manifest["alignment"]`` counts the outcomes per set and status.
+  The image policy's resize rule is not used then. Detections are cached in
+  ``data.alignment.cache_dir`` (outside ``out_dir``), keyed by image sha256.
 * either, with ``data.subset_index``: only the images the index file selects, in torchvision
   ImageFolder order of the tree (of AdaFace's ``convert.py`` folder for a ``.rec``), identities with
   fewer than 5 of them dropped, the rest numbered 0..K-1 (:mod:`.subset`, the paper's Table 1
