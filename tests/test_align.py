@@ -344,3 +344,28 @@ def test_folder_pairs_are_distinct_alternating_and_labelled_right(tmp_path, caps
     assert decode_image(encoded[0]).shape == (20, 30, 3)  # the photos as they are, not resized
     assert main([str(tmp_path / "f"), "--out", str(tmp_path / "q.bin"), "--pairs", "50"]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "q.bin").exists()
+
+
+def test_exif_orientation_of_a_sideways_phone_photo_is_applied(tmp_path):
+    # A camera stores the sensor's pixels and an EXIF tag "rotate 90° clockwise to view" (orientation 6).
+    # The photo below is an upright scene stored turned 90° counter-clockwise with that tag: decoded for
+    # alignment it must come back upright, with the face found where the upright scene has it.
+    scene = render_scene(2, 5, 0, canvas=(200, 160), face_px=(90, 91), max_rotation=0, clutter=0)
+    stored = np.ascontiguousarray(np.rot90(scene.image, k=1))  # 90° counter-clockwise: (W, H) swapped
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    data = buf.getvalue()
+    assert decode_image(data).shape == stored.shape  # the default decoder keeps the stored pixels
+    upright = decode_image(data, exif_orientation=True)
+    assert upright.shape == scene.image.shape
+    assert np.abs(upright.astype(int) - scene.image.astype(int)).mean() < 3  # JPEG noise only
+    (tmp_path / "f" / "a").mkdir(parents=True)
+    (tmp_path / "f" / "a" / "IMG_0001.jpg").write_bytes(data)
+    params = Params.model_validate({"data": {"source": "folders", "name": "x", "train_folders": str(tmp_path / "f"), "align": "detect",
+                                             "alignment": {"cache_dir": str(tmp_path / "c"), "device": "cpu"}}})
+    run_prepare(params, tmp_path / "p", progress=False)
+    row = pd.read_parquet(tmp_path / "p" / "alignment.parquet").iloc[0]
+    assert row["status"] == "ok" and (row["width"], row["height"]) == (200, 160)
+    assert aligned_landmark_error(np.asarray(row["landmarks"]), scene.landmarks) < 6.0

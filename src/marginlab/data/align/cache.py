@@ -7,6 +7,9 @@ settings are read from ``cache_dir/<fingerprint>/`` and only the others are deco
 killed halfway therefore resumes after its last finished chunk, and a second prepare of the same
 photos (another ``data.image_size``, another policy, more ``val_bins``) detects nothing again.
 
+Images are decoded with their EXIF orientation applied (a phone photo stored sideways is detected
+upright), so detections refer to the pixels a viewer shows.
+
 ``<fingerprint>`` is the first 16 hex digits of the sha256 of the detector settings
 (:meth:`~marginlab.data.align.detector.Detector.settings`: package version, weight digest,
 thresholds, minimum face size, detection input size, device type); ``settings.json`` beside the parts
@@ -106,7 +109,7 @@ def detect_all(
     import time
 
     detector = make_detector()
-    settings = detector.settings()
+    settings = {**detector.settings(), "decode": "RGB, EXIF orientation applied"}  # the pixels detections refer to
     fp = fingerprint(settings)
     folder = Path(cache_dir) / fp
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,7 @@ def _detect_chunk(detector: Detector, chunk: list[str], read: Callable[[str], tu
     for i, key in enumerate(chunk):
         data, label = read(key)
         try:
-            image, _ = decode_image_checked(data, source=label)
+            image, _ = decode_image_checked(data, source=label, exif_orientation=True)  # photos as a viewer shows them
         except CorruptImageError as exc:
             results[i] = CachedDetection(0, 0, str(exc), Detections.empty())
             bar.update(1)

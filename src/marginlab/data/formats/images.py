@@ -96,10 +96,12 @@ def is_png(data: bytes) -> bool:
     return bytes(data[:8]) == _PNG_SIGNATURE
 
 
-def decode_image(data: bytes | bytearray | memoryview | np.ndarray, *, source: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes | bytearray | memoryview | np.ndarray, *, source: str = "<bytes>", exif_orientation: bool = False) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, ...) to an RGB ``uint8`` array (H, W, 3).
 
-    Grayscale images are expanded to three equal channels and alpha is dropped.  Raises
+    Grayscale images are expanded to three equal channels and alpha is dropped.  The EXIF orientation
+    tag is ignored (aligned crops are stored upright), unless ``exif_orientation``: then the image is
+    turned as the tag says, as a viewer shows it (raw camera photos, ``data.align: detect``).  Raises
     :class:`CorruptImageError` naming ``source`` when the bytes are empty, are not an image, or are a
     JPEG without its end-of-image marker (truncated; OpenCV would otherwise return a grey-filled
     partial image).
@@ -120,7 +122,7 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, *, source: s
         raise CorruptImageError(
             f"{source}: truncated JPEG ({buf.size} bytes, no end-of-image marker FF D9 at the end)"
         )
-    image = cv2.imdecode(buf, _DECODE_FLAGS)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB if exif_orientation else _DECODE_FLAGS)
     if image is None:
         raise CorruptImageError(
             f"{source}: could not decode {buf.size} bytes as an image (first bytes {buf[:8].tobytes()!r})"
@@ -182,7 +184,9 @@ def _drain(fd: int) -> str:
     return text
 
 
-def decode_image_checked(data: bytes | bytearray | memoryview | np.ndarray, *, source: str = "<bytes>") -> tuple[np.ndarray, list[str]]:
+def decode_image_checked(
+    data: bytes | bytearray | memoryview | np.ndarray, *, source: str = "<bytes>", exif_orientation: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """:func:`decode_image` plus the warnings the native decoder printed while decoding.
 
     Returns ``(image, messages)``; ``messages`` holds what libjpeg/libpng wrote to the C stderr
@@ -197,10 +201,10 @@ def decode_image_checked(data: bytes | bytearray | memoryview | np.ndarray, *, s
             sys.stderr.flush()  # Python's pending stderr text is not the decoder's
             saved = os.dup(2)
         except (OSError, ValueError, AttributeError):
-            return decode_image(data, source=source), []
+            return decode_image(data, source=source, exif_orientation=exif_orientation), []
         os.dup2(fd, 2)
         try:
-            image = decode_image(data, source=source)
+            image = decode_image(data, source=source, exif_orientation=exif_orientation)
         except CorruptImageError as exc:
             error: CorruptImageError | None = exc
         else:

@@ -117,7 +117,7 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
 
     def crop(r: dict) -> bytes:
         data_bytes, label = readers[r["sha256"]]()
-        image, messages = decode_image_checked(data_bytes, source=label)
+        image, messages = decode_image_checked(data_bytes, source=label, exif_orientation=True)  # as detected
         warnings.extend({"source": r["source"], **({"image": r["image"]} if r["image"] >= 0 else {}), "message": m} for m in messages)
         lm = None if r["face"] < 0 else np.asarray(r["landmarks"], dtype=np.float64).reshape(5, 2)
         return encode_jpeg(aligned_crop(image, lm, int(data.image_size)), quality=JPEG_QUALITY)
