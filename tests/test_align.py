@@ -369,3 +369,10 @@ def test_exif_orientation_of_a_sideways_phone_photo_is_applied(tmp_path):
     row = pd.read_parquet(tmp_path / "p" / "alignment.parquet").iloc[0]
     assert row["status"] == "ok" and (row["width"], row["height"]) == (200, 160)
     assert aligned_landmark_error(np.asarray(row["landmarks"]), scene.landmarks) < 6.0
+
+
+def test_cache_dir_inside_prepared_dir_is_refused():
+    # DVC deletes prepared_dir before prepare runs: a cache inside it would never be reused
+    with pytest.raises(ConfigError, match="data.alignment.cache_dir 'prepared/cache' must lie outside data.prepared_dir"):
+        validate_params({"data": {"alignment": {"cache_dir": "prepared/cache"}}})
+    validate_params({"data": {"alignment": {"cache_dir": "align_cache"}}})

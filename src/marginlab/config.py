@@ -12,7 +12,7 @@ the error formatting), which is why it runs a little over 450 lines.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
@@ -239,6 +239,12 @@ class DataConfig(Strict):
                 f"data.align 'detect' finds faces in raw photos of data.train_folders (and data.val_bins): it needs "
                 f"data.source 'folders', not {self.source!r} (synthetic images and InsightFace RecordIO are aligned "
                 f"crops already; set data.align: none)"
+            )
+        cache, prepared = PurePosixPath(self.alignment.cache_dir), PurePosixPath(self.prepared_dir)
+        if cache == prepared or prepared in cache.parents:
+            raise ValueError(
+                f"data.alignment.cache_dir {self.alignment.cache_dir!r} must lie outside data.prepared_dir "
+                f"{self.prepared_dir!r} (DVC deletes the prepared directory before prepare runs; the cache must survive it)"
             )
         if self.align == "detect" and self.subset_index is not None:
             raise ValueError("data.align 'detect' and data.subset_index cannot be combined (the subset indexes an "
