@@ -161,8 +161,9 @@ def _decide(r: dict, cached: CachedDetection, params: Params, skipped: list[dict
               "faces_above_min_score": 0, "face": -1, "score": np.nan, "box": None, "landmarks": None})
     key = "data.train_folders" if r["set"] == "train" else "data.val_bins"
     if cached.error is not None:
-        if not params.data.skip_corrupt:
-            raise CorruptImageError(f"{key}: {cached.error}")
+        if not params.data.skip_corrupt:  # the cached message names the first file with these bytes
+            where = "" if r["source"] in cached.error else f"{r['source']}: "
+            raise CorruptImageError(f"{key}: {where}{cached.error}")
         r.update(status="corrupt", kept=False)
         skipped.append({"source": r["source"], **({"image": r["image"]} if r["image"] >= 0 else {}), "reason": cached.error})
         return
