@@ -282,6 +282,32 @@ def test_quality_and_data_tables(page, tree):
     assert manifest["training images"] == "200" and manifest["training identities"] == "25"
 
 
+def test_alignment_fact_none_and_detect(page):
+    """The data table says what prepare did to the faces: 'none' for aligned sets (the fixture), and for
+    data.align: detect the counts of the manifest entry that prepare's own summarise() writes."""
+    from marginlab.data.prepare.ingest_aligned import summarise
+    from marginlab.report.render import alignment_fact
+
+    manifest = dict(r[1] for r in page.tables["manifest"])
+    assert manifest["face alignment"].startswith("none: images used as given")
+    assert alignment_fact({"mode": "none"}) == alignment_fact(None)  # a manifest older than the entry
+    frame = pd.DataFrame({  # 5 training photos, 4 verification photos
+        "set": ["train"] * 5 + ["val:mine"] * 4,
+        "status": ["ok", "ok", "no_face", "low_score", "corrupt", "ok", "ok", "ok", "center_crop"],
+        "kept": [True, True, False, False, False, True, True, True, True],
+        "faces_above_min_score": [1, 2, 0, 0, 0, 1, 1, 1, 0],
+    })
+    entry = {**summarise(frame), "mode": "detect",
+             "settings": {"min_score": 0.9, "no_face": "skip", "multiple_faces": "largest", "threads": 0}}
+    text = alignment_fact(entry)
+    # 6 of 9 kept; 8 decodable, 5 with a face above min_score -> 62.5 %
+    assert text.startswith("detect: kept 6 of 9 images (a face above min_score in 62.5 %)")
+    assert "train: 2/5 [ok 2, no_face 1, low_score 1, corrupt 1]" in text
+    assert "val:mine: 4/4 [ok 3, center_crop 1]" in text
+    assert "policy: min_score 0.9, no_face skip, multiple_faces largest" in text and "threads" not in text
+    assert text.endswith("per image: alignment.parquet")
+
+
 def test_runs_and_provenance(page, tree):
     params = yaml.safe_load((tree / "params.yaml").read_text())
     assert [r[0]["data-run"] for r in page.tables["runs"][1:]] == list(params["runs"])

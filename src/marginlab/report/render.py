@@ -383,6 +383,7 @@ def _data(inputs: ReportInputs) -> dict[str, Any]:
                 facts.append((key, ", ".join(f"{k}: {fmt_number(x) if not isinstance(x, Mapping) else _short(x)}"
                                              for k, x in v.items())))
         facts += [("channel order", m.get("channel_order", "—")), ("normalisation", m.get("normalisation", "—")),
+                  ("face alignment", alignment_fact(m.get("alignment"))),
                   ("skipped items", len(m.get("skipped") or []))]
         out["facts"] = [(k, str(v)) for k, v in facts]
     else:
@@ -414,6 +415,29 @@ def _data(inputs: ReportInputs) -> dict[str, Any]:
         out["degradation_note"] = ("no ground-truth quality (real data): Spearman(IQ, ground truth) per degradation type "
                                    "exists only for synthetic data")
     return out
+
+
+def alignment_fact(entry: Any) -> str:
+    """One line for the manifest's ``alignment`` entry (``data.align``): what prepare did to the faces.
+
+    ``none`` (or a manifest older than the entry): images used as given. ``detect``: kept / images overall
+    and per set, the detection rate, the statuses that occurred and the policy that decided them.
+    """
+    if not isinstance(entry, Mapping) or entry.get("mode", "none") == "none":
+        return "none: images used as given (aligned crops expected; data.align: detect for raw photos)"
+    if entry.get("mode") != "detect":
+        return f"unknown mode {entry.get('mode')!r} in manifest.json"
+    settings = entry.get("settings") or {}
+    rate = entry.get("detection_rate")
+    head = (f"detect: kept {fmt_number(entry.get('kept'))} of {fmt_number(entry.get('images'))} images"
+            + (f" (a face above min_score in {100 * rate:.1f} %)" if isinstance(rate, (int, float)) else ""))
+    sets = []
+    for name, part in (entry.get("per_set") or {}).items():
+        statuses = ", ".join(f"{k} {v}" for k, v in (part.get("statuses") or {}).items() if v)
+        sets.append(f"{name}: {fmt_number(part.get('kept'))}/{fmt_number(part.get('images'))}"
+                    + (f" [{statuses}]" if statuses else ""))
+    policy = ", ".join(f"{k} {settings[k]}" for k in ("min_score", "no_face", "multiple_faces") if k in settings)
+    return "; ".join([head] + sets + ([f"policy: {policy}"] if policy else []) + [f"per image: {entry.get('file', 'alignment.parquet')}"])
 
 
 def _short(d: Mapping[str, Any]) -> str:
