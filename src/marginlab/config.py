@@ -205,6 +205,11 @@ class DataConfig(Strict):
     train_folders: Optional[str] = None
     val_bins: list[str] = []
     ijb: list[IJBSource] = []
+    # A TinyFace-style identification set (TinyFace's Testing_Set: Probe/, Gallery_Match/ and optionally
+    # Gallery_Distractor/, files named <identity>_<k>.<ext>), evaluated as closed-set rank-k. Ingested
+    # like .bin images (conformed to image_size, or detected and aligned with align: detect). Synthetic
+    # data generates its own.
+    tinyface: Optional[Annotated[str, Field(min_length=1)]] = None
     channel_order: Literal["BGR", "RGB"] = "BGR"
     skip_corrupt: bool = False
     # Every ingested real image (training records, identity-folder images, .bin images) is brought to
@@ -221,7 +226,7 @@ class DataConfig(Strict):
     # 5 of them and numbers the rest 0..K-1. null: the whole training set.
     subset_index: Optional[Annotated[str, Field(min_length=1)]] = None
     # none: images are used as they are (already aligned crops). detect: prepare finds the face and its
-    # five landmarks in every data.train_folders image and every data.val_bins image, warps it to the
+    # five landmarks in every data.train_folders, data.val_bins and data.tinyface image, warps it to the
     # ArcFace 112x112 template (scaled to image_size) and records the outcome per image in
     # prepared/alignment.parquet (README "Your own photos"). IJB sets keep their own landmarks.
     align: Literal["none", "detect"] = "none"
@@ -246,6 +251,9 @@ class DataConfig(Strict):
                 f"data.alignment.cache_dir {self.alignment.cache_dir!r} must lie outside data.prepared_dir "
                 f"{self.prepared_dir!r} (DVC deletes the prepared directory before prepare runs; the cache must survive it)"
             )
+        if self.tinyface is not None and self.source == "synthetic":
+            raise ValueError("data.tinyface names a real identification set, but data.source 'synthetic' generates its "
+                             "own TinyFace-style set (data.synthetic.tinyface_*); set data.tinyface: null or use real data")
         if self.align == "detect" and self.subset_index is not None:
             raise ValueError("data.align 'detect' and data.subset_index cannot be combined (the subset indexes an "
                              "already aligned training set); set one of them to its default")

@@ -6,7 +6,7 @@ Layout of ``<out_dir>`` (the cross-module contract)::
     train_meta.parquet            index (reader position), label [, synthetic ground truth]
     verification/<name>.bin       verification pairs [, <name>_meta.parquet for synthetic]
     ijb/<name>/                   IJB meta layout (meta/*.txt, loose_crop/) [, meta.parquet]
-    tinyface/                     identification set (synthetic only) [, meta.parquet]
+    tinyface/                     identification set: synthetic, or data.tinyface (.ingest_tinyface) [, meta.parquet]
     samples.png                   grid of samples (by identity; synthetic also by quality)
     alignment.parquet             data.align detect: one row per input photo (status, score, landmarks)
     manifest.json                 counts, sources, sha256 of every file, channel order, image policy,
@@ -21,8 +21,8 @@ Sources (``data.source``):
   images (:mod:`.ingest_recordio`).
 * ``folders``: identity folders converted by :func:`marginlab.data.formats.folders_to_recordio`
   (every image decoded and conformed; :mod:`.ingest_folders`).
-* ``folders`` with ``data.align: detect``: raw photos; every training-folder and ``data.val_bins``
-  image is detected (MTCNN), the ``data.alignment`` policy keeps a face or drops the image, and the
+* ``folders`` with ``data.align: detect``: raw photos; every training-folder, ``data.val_bins`` and
+  ``data.tinyface`` image is detected (MTCNN), the ``data.alignment`` policy keeps a face or drops the image, and the
   face is warped to the ArcFace template at ``data.image_size`` (:mod:`.ingest_aligned`,
   :mod:`marginlab.data.align`); ``manifest["alignment"]`` counts the outcomes per set and status.
   The image policy's resize rule is not used then. Detections are cached in

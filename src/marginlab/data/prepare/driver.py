@@ -28,6 +28,7 @@ from marginlab.data.prepare.ingest_bins import ingest_bin
 from marginlab.data.prepare.ingest_folders import ingest_folders
 from marginlab.data.prepare.ingest_ijb import ingest_ijb
 from marginlab.data.prepare.ingest_recordio import ingest_recordio
+from marginlab.data.prepare.ingest_tinyface import ingest_tinyface
 from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
 from marginlab.data.prepare.subset import ingest_subset
 from marginlab.data.sample_grid import write_image_grid
@@ -114,10 +115,17 @@ def _build(tmp: Path, params: Params, base: Path, workers: int, progress: bool, 
         counts.setdefault("verification", {})[name] = info
     for entry in data.ijb:
         counts.setdefault("ijb", {})[entry.name] = ingest_ijb(tmp, entry, base, progress)
+    if data.tinyface is not None and data.align != "detect":  # with detect, ingest_aligned wrote it
+        info = ingest_tinyface(tmp, resolve_input(data.tinyface, base), policy, data.skip_corrupt, progress)
+        skipped += info.pop("skipped")
+        warnings += info.pop("warnings")
+        counts["tinyface"] = info
     if data.source != "synthetic":
         _real_samples_png(tmp, cell=policy.size)
     manifest["sources"]["val_bins"] = [str(resolve_input(b, base)) for b in data.val_bins]
     manifest["sources"]["ijb"] = [e.model_dump(mode="json") for e in data.ijb]
+    if data.tinyface is not None:
+        manifest["sources"]["tinyface"] = str(resolve_input(data.tinyface, base))
     counts["warnings"] = len(warnings)
     manifest["counts"] = counts
     manifest["skipped"] = skipped
@@ -184,8 +192,11 @@ def _aligned_real(tmp: Path, params: Params, base: Path, progress: bool, manifes
     )
     manifest["sources"] = {"train": str(resolve_input(params.data.train_folders, base))}  # type: ignore[arg-type]
     train = result["train"]
-    return {"train_images": train["images"], "train_classes": train["classes"], "train_ingest": train,
-            "verification": result["verification"], "ijb": {}}
+    counts = {"train_images": train["images"], "train_classes": train["classes"], "train_ingest": train,
+              "verification": result["verification"], "ijb": {}}
+    if result.get("tinyface") is not None:
+        counts["tinyface"] = result["tinyface"]
+    return counts
 
 
 def _real_samples_png(out: Path, cell: int, per_row: int = 8, n_identities: int = 8) -> None:

@@ -1,13 +1,15 @@
 """Ingest with ``data.align: detect``: raw photos detected, aligned and written like aligned crops.
 
-Every ``data.train_folders`` image and every ``data.val_bins`` image is detected with MTCNN (one
+Every ``data.train_folders``, ``data.val_bins`` and ``data.tinyface`` image is detected with MTCNN (one
 pass over all of them, cached and resumable: :mod:`marginlab.data.align.cache`), the policy of
 ``data.alignment`` picks a face or none (:mod:`marginlab.data.align.policy`), and each kept image is
 warped to the ArcFace template at ``data.image_size`` and stored as JPEG quality 95 in ``train.rec``
 (classes left without an image are dropped and the rest renumbered, as for corrupt images) or in
-``verification/<stem>.bin`` (a pair loses both images when one is dropped).
+``verification/<stem>.bin`` (a pair loses both images when one is dropped) or in ``tinyface/<part>/``
+(a probe whose identity lost every gallery match is dropped too: :mod:`.ingest_tinyface`).
 
-``alignment.parquet`` has one row per input image: ``set`` (``train`` or ``val:<stem>``), ``source``
+``alignment.parquet`` has one row per input image: ``set`` (``train``, ``val:<stem>`` or ``tinyface:<part>``,
+where ``class`` is the identity, -1 for a distractor), ``source``
 (the file; for a ``.bin`` the file and ``image`` = position), ``sha256``, ``height``/``width``,
 ``status`` (``ok``, ``center_crop``, ``no_face``, ``low_score``, ``corrupt``), ``kept``,
 ``faces_found``, ``faces_above_min_score``, ``face`` (the chosen detection, -1 for none),
@@ -44,6 +46,7 @@ from marginlab.data.formats import (
 )
 from marginlab.data.formats.folders import list_image_folder
 from marginlab.data.prepare.files import require_file, resolve_input, write_train_meta
+from marginlab.data.prepare.ingest_tinyface import list_tinyface, write_tinyface
 from marginlab.device import resolve_device
 from marginlab.io import sha256_file, write_parquet
 
@@ -69,9 +72,9 @@ def make_detector(params: Params) -> Detector:
 
 
 def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dict:
-    """Detect, align and write the training folders and verification bins into ``out``.
+    """Detect, align and write the training folders, verification bins and TinyFace set into ``out``.
 
-    Returns ``{"train": ..., "verification": {stem: ...}, "alignment": summary, "skipped": [...],
+    Returns ``{"train": ..., "verification": {stem: ...}, "tinyface": ... or None, "alignment": summary, "skipped": [...],
     "warnings": [...]}``; raises :class:`DataFormatError` naming the params key and file for an
     undecodable image (unless ``data.skip_corrupt``) or when nothing is left to write.
     """
@@ -105,6 +108,13 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
             rows.append({"set": f"val:{src.stem}", "source": str(src), "image": i, "sha256": sha, "class": -1})
             readers.setdefault(sha, lambda e=enc, s=src, i=i: (bytes(e), f"{s} (image {i})"))
 
+    tiny_src = resolve_input(data.tinyface, base) if data.tinyface is not None else None
+    tiny_images = list_tinyface(tiny_src) if tiny_src is not None else []
+    for im in tqdm(tiny_images, desc="hash tinyface", unit="img", disable=not progress):
+        sha = sha256_file(im.path)
+        rows.append({"set": f"tinyface:{im.part}", "source": str(im.path), "image": -1, "sha256": sha, "class": im.label})
+        readers.setdefault(sha, lambda p=im.path: (_read(p), str(p)))
+
     cache_dir = resolve_input(cfg.cache_dir, base)
     found, stats = detect_all(
         [r["sha256"] for r in rows], lambda k: readers[k](), make_detector=lambda: make_detector(params),
@@ -127,6 +137,11 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
     for stem, (src, encoded, issame) in bins.items():
         verification[stem] = _write_bin(out, src, [r for r in rows if r["set"] == f"val:{stem}"], issame, crop)
         del encoded
+    tinyface = None
+    if tiny_src is not None:
+        tiny_rows = [r for r in rows if r["set"].startswith("tinyface:")]  # in tiny_images order
+        written = write_tinyface(out, tiny_images, lambda i: crop(tiny_rows[i]) if tiny_rows[i]["kept"] else None, progress)
+        tinyface = {"source": str(tiny_src), **written, "ingest": "align_detect", "statuses": _counts(tiny_rows)}
     frame = _frame(rows)
     write_parquet(out / "alignment.parquet", frame)
     summary = summarise(frame)
@@ -138,7 +153,8 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
         "template": "ArcFace 5-point, scaled by image_size/112 (marginlab.data.formats.images.arcface_template)",
         "wall_time_s": round(time.perf_counter() - t0, 3),
     })
-    return {"train": train, "verification": verification, "alignment": summary, "skipped": skipped, "warnings": warnings}
+    return {"train": train, "verification": verification, "tinyface": tinyface, "alignment": summary, "skipped": skipped,
+            "warnings": warnings}
 
 
 def _read(path: Path) -> bytes:
@@ -159,7 +175,7 @@ def _decide(r: dict, cached: CachedDetection, params: Params, skipped: list[dict
     cfg = params.data.alignment
     r.update({"height": cached.height, "width": cached.width, "faces_found": len(cached.detections),
               "faces_above_min_score": 0, "face": -1, "score": np.nan, "box": None, "landmarks": None})
-    key = "data.train_folders" if r["set"] == "train" else "data.val_bins"
+    key = {"train": "data.train_folders", "val": "data.val_bins", "tinyface": "data.tinyface"}[r["set"].split(":")[0]]
     if cached.error is not None:
         if not params.data.skip_corrupt:  # the cached message names the first file with these bytes
             where = "" if r["source"] in cached.error else f"{r['source']}: "
