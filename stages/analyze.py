@@ -41,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_analyze(params, args.out,
                       n_resamples=cfg.n_resamples if args.resamples is None else args.resamples,
                       norm_bins=cfg.norm_bins if args.bins is None else args.bins,
-                      confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress)
+                      confidence=cfg.confidence, figures=not args.no_figures, progress=not args.no_progress,
+                      workers=cfg.workers)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 

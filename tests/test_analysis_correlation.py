@@ -15,7 +15,9 @@ from marginlab.analysis.correlation import (
     correlation_with_ci,
     eval_correlation_table,
     nonlinearity_test,
+    progress_correlation_table,
     resample_ranks,
+    resolve_workers,
     weighted_pearson,
 )
 
@@ -176,6 +178,24 @@ def test_a_groups_interval_does_not_depend_on_other_runs():
     together = correlation_table(pd.concat([_probe("0-s0", "z", "cosface", seed=9), a]), n_resamples=1000, seed=3)
     pd.testing.assert_frame_equal(alone.reset_index(drop=True),
                                   together[together["run"] == "a-s0"].reset_index(drop=True))
+
+
+def test_threads_give_the_same_tables_as_one():
+    """The bootstrap groups are spread over threads; each seeds its own generator, so the tables are equal."""
+    probe = pd.concat([_probe("a-s0", "a", "adaface"), _probe("b-s0", "b", "cosface", with_gt=False, seed=1)])
+    one = correlation_table(probe, n_resamples=1000, seed=5, workers=1)
+    for workers in (2, 3, 0):
+        pd.testing.assert_frame_equal(one, correlation_table(probe, n_resamples=1000, seed=5, workers=workers))
+    progress = probe.rename(columns={"epoch": "step"}).assign(epoch=1, images_seen=0, progress=0.0)
+    pd.testing.assert_frame_equal(progress_correlation_table(progress, n_resamples=1000, workers=1),
+                                  progress_correlation_table(progress, n_resamples=1000, workers=2))
+
+
+def test_resolve_workers():
+    assert resolve_workers(3) == 3
+    assert resolve_workers(0) >= 1
+    with pytest.raises(ValueError, match="workers"):
+        resolve_workers(-1)
 
 
 def test_correlation_table_requires_columns():

@@ -6,6 +6,8 @@ on the CPU; see :mod:`marginlab.train.compiled` for the measured speed-ups and t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pydantic
@@ -133,6 +135,36 @@ def test_compiled_module_wraps_the_original(monkeypatch):
     assert fn._orig_mod is backbone
     assert list(backbone.state_dict()) == keys  # checkpoints keep using the original module
     assert all(a is b for a, b in zip(fn.parameters(), backbone.parameters()))
+
+
+def test_compiled_backbone_inherits_torchs_deterministic_mode(monkeypatch):
+    """runtime.determinism leaves inductor's config alone; compile_backbone passes the flag itself."""
+    monkeypatch.setattr(compiled, "_cpp_compiler", lambda: "g++")
+    seen = {}
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.update(kw) or module)
+    with determinism(CPU):
+        compile_backbone(_tiny_backbone(), mode="on", device=CPU, steps_total=1, batch_size=8)
+    assert seen["options"]["deterministic"] is True and seen["options"]["fallback_random"] is True
+
+
+def test_determinism_sets_and_restores_torchs_flags_without_importing_inductor():
+    code = (
+        "import sys, torch\n"
+        "from marginlab.train.runtime import determinism\n"
+        "with determinism(torch.device('cpu')):\n"
+        "    assert torch.are_deterministic_algorithms_enabled()\n"
+        "    assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "    assert not torch.utils.deterministic.fill_uninitialized_memory\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.utils.deterministic.fill_uninitialized_memory\n"
+        "assert 'torch._inductor.config' not in sys.modules, 'inductor config imported'\n"
+        "import torch._inductor.config as c\n"
+        "with determinism(torch.device('cpu')):\n"
+        "    assert c.deterministic\n"
+        "assert not c.deterministic\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------- numerics

@@ -196,6 +196,20 @@ def test_embed_images_accepts_arrays_generators_and_mixed_sizes():
         embed_images(net, iter([]), input_size=32, device="cpu", progress=False)
 
 
+def test_channels_last_embeddings_match_contiguous_ones():
+    """evaluate.channels_last changes the memory layout, not the result (an IR-ResNet, as trained)."""
+    from marginlab.backbones import build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone("ir_18", embedding_size=32, input_size=32, width=0.25)
+    imgs = np.stack([face(i, 0) for i in range(6)])
+    kw = dict(input_size=32, batch_size=4, device="cpu", progress=False)
+    plain = embed_images(net, imgs, channels_last=False, **kw)
+    fast = embed_images(net, imgs, channels_last=True, **kw)
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5 * np.abs(plain).max())
+    assert EvaluateConfig().channels_last and EvaluateConfig().batch_size == 128
+
+
 # --------------------------------------------------------------------------- run_evaluate (real model file)
 def tiny_params(root: Path, prepared: Path) -> dict:
     return {

@@ -416,7 +416,8 @@ class RunSpec(Strict):
 
 
 class EvaluateConfig(Strict):
-    batch_size: PositiveInt = 256
+    batch_size: PositiveInt = 128  # the fastest on the 2-core CPU (bench/RESULTS.md); GPU presets use 256+
+    channels_last: bool = True  # channels_last input batches on CPU and CUDA (marginlab.evaluate.embed)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: Optional[NonNegInt] = None  # image-decoding workers; None = 0 on CPU, up to 8 on CUDA
     flip: bool = True
@@ -429,6 +430,7 @@ class AnalysisConfig(Strict):
     n_resamples: Annotated[int, Field(ge=1000)] = 2000  # bootstrap resamples per 95% interval
     norm_bins: Annotated[int, Field(ge=2, le=20)] = 5  # feature-norm quantile bins (augmentation analysis)
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    workers: NonNegInt = 0  # bootstrap threads (0 = one per core); results do not depend on it
 
 
 class GstConfig(Strict):

@@ -14,13 +14,17 @@ statistic is a *weighted* statistic of the original data:
 This keeps the bootstrap a handful of (B, n) array operations, no per-resample sorting. A resample in
 which one side is constant has an undefined correlation (NaN) and is left out of the percentiles.
 Resamples are seeded per group (:func:`group_rng`), so a group's interval does not depend on which other
-groups were analysed.
+groups were analysed, nor on how many threads compute them: the tables spread their groups over
+``workers`` threads (NumPy releases the GIL inside these array operations; 1.96x with 2 threads on the
+2-core CPU, identical results; bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import os
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,6 +45,7 @@ __all__ = [
     "nonlinearity_test",
     "progress_correlation_table",
     "resample_ranks",
+    "resolve_workers",
     "weighted_pearson",
 ]
 
@@ -302,6 +307,7 @@ def correlation_table(
     confidence: float = 0.95,
     seed: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Rows of ``correlation.csv`` for every (run, epoch, pass, quantity, target) of the probe tables.
 
@@ -310,7 +316,7 @@ def correlation_table(
     data) gives no rows; the quantities of one group share their bootstrap resamples.
     """
     rows = _correlation_rows(probe, "epoch", (), quantities=quantities, targets=targets, n_resamples=n_resamples,
-                             confidence=confidence, seed=seed, progress=progress)
+                             confidence=confidence, seed=seed, progress=progress, workers=workers)
     return _frame(rows, CORRELATION_COLUMNS)
 
 
@@ -323,6 +329,7 @@ def progress_correlation_table(
     confidence: float = 0.95,
     seed: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Rows of ``correlation_progress.csv`` for every (run, step, pass, quantity, target) of the progress probes.
 
@@ -331,7 +338,8 @@ def progress_correlation_table(
     are resampled by their own seed (``run, "step", step, pass, target``), as :func:`correlation_table`'s.
     """
     rows = _correlation_rows(progress_probe, "step", ("epoch", "images_seen", "progress"), quantities=quantities,
-                             targets=targets, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress)
+                             targets=targets, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress,
+                             workers=workers)
     frame = _frame(rows, PROGRESS_CORRELATION_COLUMNS)
     frame["step"] = frame["step"].astype("int64")
     frame["images_seen"] = frame["images_seen"].astype("int64")
@@ -349,25 +357,21 @@ def _correlation_rows(
     confidence: float,
     seed: int,
     progress: bool,
+    workers: int = 1,
 ) -> list[dict]:
     """One row per (run, ``by``, pass, quantity, target); ``carry``: columns copied from the group's first row.
 
     The bootstrap of a group is seeded by ``run, by-value, pass, target`` (prefixed by ``by`` unless it is
-    ``epoch``, which keeps ``correlation.csv``'s draws as they were).
+    ``epoch``, which keeps ``correlation.csv``'s draws as they were). ``workers`` threads (0 = one per
+    available core) compute the groups; the rows come back in the same order whatever their number.
     """
     need = {"run", "label", "head", by, *carry, "pass", *quantities}
     missing = need - set(probe.columns)
     if missing:
         raise ValueError(f"probe table lacks column(s) {sorted(missing)}")
-    rows = []
-    groups = list(probe.groupby(["run", by, "pass"], sort=True, observed=True))
-    iterator = groups
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(groups, desc=f"correlations by {by}", unit="group")
     prefix = () if by == "epoch" else (by,)
-    for (run, key, pass_), frame in iterator:
+    jobs: list[tuple[dict, Callable[[], dict[str, CorrelationResult]]]] = []
+    for (run, key, pass_), frame in probe.groupby(["run", by, "pass"], sort=True, observed=True):
         label, head = frame["label"].iloc[0], frame["head"].iloc[0]
         place = {by: int(key), **{c: frame[c].iloc[0] for c in carry}}
         for target in targets:
@@ -380,12 +384,54 @@ def _correlation_rows(
                 ok &= np.isfinite(c)
             if ok.sum() < MIN_N:
                 continue
-            res = _many({q: c[ok] for q, c in zip(quantities, cols)}, t[ok], n_resamples=n_resamples,
-                        confidence=confidence, rng=group_rng(seed, run, *prefix, int(key), pass_, target))
-            for q in quantities:
-                rows.append({"run": run, "label": label, "head": head, **place, "pass": str(pass_),
-                             "quantity": q, "target": target, **res[q].as_dict()})
+            xs = {q: c[ok] for q, c in zip(quantities, cols)}
+            rng = group_rng(seed, run, *prefix, int(key), pass_, target)
+            row = {"run": run, "label": label, "head": head, **place, "pass": str(pass_), "target": target}
+            jobs.append((row, lambda xs=xs, y=t[ok], rng=rng: _many(xs, y, n_resamples=n_resamples,
+                                                                     confidence=confidence, rng=rng)))
+    rows = []
+    for (row, _), res in zip(jobs, _run_jobs([job for _, job in jobs], workers, progress, f"correlations by {by}")):
+        for q in quantities:
+            rows.append({**{k: v for k, v in row.items() if k != "target"}, "quantity": q, "target": row["target"],
+                         **res[q].as_dict()})
     return rows
+
+
+def resolve_workers(workers: int) -> int:
+    """Threads for ``workers`` (0 = one per core this process may use)."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if workers:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_jobs(jobs: Sequence[Callable[[], dict]], workers: int, progress: bool, desc: str) -> Iterable[dict]:
+    """The jobs' results in order, computed by ``workers`` threads (each job seeds its own generator)."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=desc, unit="group")
+    n = min(resolve_workers(workers), max(len(jobs), 1))
+    try:
+        if n == 1:
+            for job in jobs:
+                yield job()
+                if bar is not None:
+                    bar.update()
+            return
+        with ThreadPoolExecutor(n, thread_name_prefix="bootstrap") as pool:
+            for res in pool.map(lambda job: job(), jobs):
+                yield res
+                if bar is not None:
+                    bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def eval_correlation_table(
@@ -395,6 +441,7 @@ def eval_correlation_table(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Norm-quality correlations on the evaluation images (``eval_norms.parquet`` of every run).
 
@@ -408,7 +455,7 @@ def eval_correlation_table(
     frame = eval_norms.rename(columns={"split": "pass"}).copy()
     frame["pass"] = "eval:" + frame["pass"].astype(str)
     return correlation_table(frame, quantities=("norm",), targets=targets, n_resamples=n_resamples,
-                             confidence=confidence, seed=seed)
+                             confidence=confidence, seed=seed, workers=workers)
 
 
 def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:

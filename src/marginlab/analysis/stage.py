@@ -192,9 +192,11 @@ def run_analyze(
     confidence: float = 0.95,
     figures: bool = True,
     progress: bool = True,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Run every analysis on the outputs of ``params``' runs and write ``out_dir`` (module docstring).
 
+    ``workers``: threads for the bootstrap intervals (0 = one per core; the results do not depend on it).
     Returns the ``summary.json`` dict. Runs whose outputs are missing are left out with a warning (their
     names are in ``claims.json`` under ``missing``); malformed outputs raise
     :class:`marginlab.analysis.collect.AnalysisInputError` naming the file.
@@ -208,15 +210,16 @@ def run_analyze(
     ref_runs = _reference_runs(col, reference)
     seed = params.seed
 
-    corr = correlation_table(col.probe, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress) \
+    corr = correlation_table(col.probe, n_resamples=n_resamples, confidence=confidence, seed=seed, progress=progress,
+                             workers=workers) \
         if len(col.probe) else pd.DataFrame(columns=CORRELATION_COLUMNS)
     clean_progress = col.progress_probe[col.progress_probe["pass"] == "clean"]  # the figure and claim 1b use it
     progress_corr = progress_correlation_table(clean_progress, n_resamples=n_resamples, confidence=confidence, seed=seed,
-                                               progress=progress) \
+                                               progress=progress, workers=workers) \
         if len(clean_progress) else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)
     if len(col.eval_norms):
         corr = pd.concat([corr, eval_correlation_table(col.eval_norms, n_resamples=n_resamples, confidence=confidence,
-                                                       seed=seed)], ignore_index=True)
+                                                       seed=seed, workers=workers)], ignore_index=True)
     augmentation = aug.augmentation_table(col.probe, bins=norm_bins) if len(col.probe) else pd.DataFrame(columns=aug.AUGMENTATION_COLUMNS)
     agg = aggregate(col.metrics)
     comparison = comparison_table(col.metrics, col.runs, reference)

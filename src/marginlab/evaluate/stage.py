@@ -314,7 +314,8 @@ def evaluate_prepared(
     if not (has_bins or has_ijb or has_tiny):
         raise FileNotFoundError(f"nothing to evaluate in {prepared}: expected verification/*.bin, ijb/<name>/meta/ or tinyface/")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    embed_kw = dict(input_size=input_size, channel_order=channel_order, batch_size=cfg.batch_size, flip=cfg.flip, device=dev, progress=progress)
+    embed_kw = dict(input_size=input_size, channel_order=channel_order, batch_size=cfg.batch_size, flip=cfg.flip, device=dev, progress=progress,
+                    channels_last=cfg.channels_last)
     if num_workers is None:
         num_workers = 0 if dev.type == "cpu" else max(0, min(8, (os.cpu_count() or 1) - 1))
     result = EvaluationResult()

@@ -166,7 +166,10 @@ def compile_backbone(backbone: nn.Module, *, mode: str, device: torch.device, st
     log.info("train.compile=%s: %s", mode, decision.reason)
     if not decision.compile:
         return backbone
-    return torch.compile(backbone, dynamic=False, options={**INDUCTOR_OPTIONS, **(options or {})})
+    # inductor's own deterministic mode follows torch's (runtime.set_deterministic_algorithms leaves inductor's
+    # config alone when it is not loaded yet, to spare eager runs its import)
+    deterministic = {"deterministic": torch.are_deterministic_algorithms_enabled()}
+    return torch.compile(backbone, dynamic=False, options={**INDUCTOR_OPTIONS, **deterministic, **(options or {})})
 
 
 def is_compiled(module: nn.Module) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from collections.abc import Iterator
 from typing import Optional
 
@@ -96,6 +97,24 @@ def use_channels_last(requested: bool, device: torch.device) -> bool:
     return bool(requested) and (device.type == "cuda" or CPU_CHANNELS_LAST)
 
 
+def set_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` without its import of inductor's config.
+
+    The public function imports ``torch._inductor.config`` (1.4 s on the 2-core CPU, in every training
+    process) only to set inductor's ``deterministic`` flag. Here that flag is set only where inductor is
+    already loaded; a backbone compiled later gets it from :func:`marginlab.train.compiled.compile_backbone`,
+    which passes ``deterministic`` with its inductor options.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public function
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
+    setter(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def determinism(device: torch.device) -> Iterator[None]:
     """Deterministic kernels on the CPU, cudnn autotuning on CUDA; previous settings restored after."""
@@ -105,7 +124,7 @@ def determinism(device: torch.device) -> Iterator[None]:
     prev_fill = torch.utils.deterministic.fill_uninitialized_memory
     try:
         if device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            set_deterministic_algorithms(True, warn_only=True)
             # Deterministic mode also fills every new tensor with NaN (a debugging aid against reading
             # uninitialised memory): ~20 % of an eager CPU step in the profiler. No kernel we run reads
             # memory it did not write, so results are bit-identical without it (checked on whole runs).
@@ -114,6 +133,6 @@ def determinism(device: torch.device) -> Iterator[None]:
             torch.backends.cudnn.benchmark = True
         yield
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        set_deterministic_algorithms(prev_det, warn_only=prev_warn)
         torch.backends.cudnn.benchmark = prev_bench
         torch.utils.deterministic.fill_uninitialized_memory = prev_fill
