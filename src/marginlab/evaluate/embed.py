@@ -9,9 +9,9 @@ restored afterwards) and, on CUDA, under fp16 autocast (more mantissa than bf16 
 ``amp=False`` for full fp32); the output is float32 numpy.
 
 Memory format: ``channels_last`` inputs (``evaluate.channels_last``; ``None`` = on CUDA only). On the
-2-core CPU, the default model (IR-18 x0.25 at 48x48, flip on) embedded 2.3x faster with channels_last
+2-core CPU, the default model (IR-18 x0.25 at 48x48, flip on) embedded 1.5-2.0x faster with channels_last
 at batch 128 than contiguous at batch 256 (``bench/bench_evaluate.py --sweep``, bench/RESULTS.md); the
-embeddings agree to ~4e-7 of their largest value (the training forward runs channels_last too).
+embeddings agree to ~1e-6 of their largest value (the training forward runs channels_last too).
 """
 
 from __future__ import annotations
