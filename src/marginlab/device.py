@@ -1,8 +1,18 @@
-"""Device selection shared by every stage ('auto' picks CUDA when present)."""
+"""Device selection shared by every stage ('auto' picks CUDA when present), and the CPU cores this process may use."""
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity; every core where the OS does not say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
 
 
 def resolve_device(name: str = "auto") -> torch.device:

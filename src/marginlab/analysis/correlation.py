@@ -21,15 +21,17 @@ groups were analysed, nor on how many threads compute them: the tables spread th
 
 from __future__ import annotations
 
-import os
+import contextlib
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from marginlab.device import available_cores
 
 __all__ = [
     "CORRELATION_COLUMNS",
@@ -370,7 +372,7 @@ def _correlation_rows(
     if missing:
         raise ValueError(f"probe table lacks column(s) {sorted(missing)}")
     prefix = () if by == "epoch" else (by,)
-    jobs: list[tuple[dict, Callable[[], dict[str, CorrelationResult]]]] = []
+    groups = []  # (row fields, target, xs, y, rng) per bootstrap group
     for (run, key, pass_), frame in probe.groupby(["run", by, "pass"], sort=True, observed=True):
         label, head = frame["label"].iloc[0], frame["head"].iloc[0]
         place = {by: int(key), **{c: frame[c].iloc[0] for c in carry}}
@@ -384,16 +386,19 @@ def _correlation_rows(
                 ok &= np.isfinite(c)
             if ok.sum() < MIN_N:
                 continue
-            xs = {q: c[ok] for q, c in zip(quantities, cols)}
-            rng = group_rng(seed, run, *prefix, int(key), pass_, target)
-            row = {"run": run, "label": label, "head": head, **place, "pass": str(pass_), "target": target}
-            jobs.append((row, lambda xs=xs, y=t[ok], rng=rng: _many(xs, y, n_resamples=n_resamples,
-                                                                     confidence=confidence, rng=rng)))
+            groups.append(({"run": run, "label": label, "head": head, **place, "pass": str(pass_)}, target,
+                           {q: c[ok] for q, c in zip(quantities, cols)}, t[ok],
+                           group_rng(seed, run, *prefix, int(key), pass_, target)))
+
+    def bootstrap(group: tuple) -> dict[str, CorrelationResult]:
+        _, _, xs, y, rng = group
+        return _many(xs, y, n_resamples=n_resamples, confidence=confidence, rng=rng)
+
     rows = []
-    for (row, _), res in zip(jobs, _run_jobs([job for _, job in jobs], workers, progress, f"correlations by {by}")):
+    results = _map_in_threads(bootstrap, groups, workers, progress, f"correlations by {by}")
+    for (row, target, *_), res in zip(groups, results):
         for q in quantities:
-            rows.append({**{k: v for k, v in row.items() if k != "target"}, "quantity": q, "target": row["target"],
-                         **res[q].as_dict()})
+            rows.append({**row, "quantity": q, "target": target, **res[q].as_dict()})
     return rows
 
 
@@ -401,37 +406,19 @@ def resolve_workers(workers: int) -> int:
     """Threads for ``workers`` (0 = one per core this process may use)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    if workers:
-        return workers
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return workers or available_cores()
 
 
-def _run_jobs(jobs: Sequence[Callable[[], dict]], workers: int, progress: bool, desc: str) -> Iterable[dict]:
-    """The jobs' results in order, computed by ``workers`` threads (each job seeds its own generator)."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+def _map_in_threads(fn: Callable, items: Sequence, workers: int, progress: bool, desc: str) -> Iterator:
+    """``fn(item)`` for each item, in order, on ``workers`` threads (one: in this thread)."""
+    n = min(resolve_workers(workers), max(len(items), 1))
+    with ThreadPoolExecutor(n, thread_name_prefix="bootstrap") if n > 1 else contextlib.nullcontext() as pool:
+        results = pool.map(fn, items) if pool is not None else map(fn, items)
+        if progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), desc=desc, unit="group")
-    n = min(resolve_workers(workers), max(len(jobs), 1))
-    try:
-        if n == 1:
-            for job in jobs:
-                yield job()
-                if bar is not None:
-                    bar.update()
-            return
-        with ThreadPoolExecutor(n, thread_name_prefix="bootstrap") as pool:
-            for res in pool.map(lambda job: job(), jobs):
-                yield res
-                if bar is not None:
-                    bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+            results = tqdm(results, total=len(items), desc=desc, unit="group")
+        yield from results
 
 
 def eval_correlation_table(

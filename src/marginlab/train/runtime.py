@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import sys
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ from typing import Optional
 
 import numpy as np
 import torch
+
+from marginlab.device import available_cores
 
 #: Whether train.channels_last is honoured on the CPU (measured: 1.36x for the default model; module doc).
 CPU_CHANNELS_LAST = True
@@ -48,13 +49,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def set_threads(threads: int, processes: int = 1) -> int:
