@@ -12,9 +12,10 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 
 # Python caches each module's byte code (__pycache__/*.pyc) the first time it imports it; `make env` installs
 # with --no-compile (below), so that first import is where it happens. An environment that sets
-# PYTHONDONTWRITEBYTECODE (the machines this project is built and tested on do) stops the caching, and then every stage and test
-# process compiles torch, pandas, scikit-learn, ... from source again: an evaluation stage took 15.5 s
-# instead of 8.5 s, about 7 s more for each of the default pipeline's 38 stages (bench/RESULTS.md).
+# PYTHONDONTWRITEBYTECODE (the machines this project is built and tested on do) stops the caching, and then
+# every stage and test process compiles torch, pandas, scikit-learn, ... from source again: an evaluation
+# stage took 15.5 s instead of 8.5 s, about 7 s more for each of the default pipeline's 38 stages
+# (bench/RESULTS.md).
 # The .pyc files land in .venv and in ignored __pycache__ folders (.gitignore, .dvcignore).
 unexport PYTHONDONTWRITEBYTECODE
 
