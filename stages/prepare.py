@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, require_inputs=True)  # prepare reads the inputs: they must exist
     out = args.out or Path(params.data.prepared_dir)
     manifest = run_prepare(params, out, workers=args.workers, progress=not args.no_progress)
     summary = {k: manifest[k] for k in ("dataset", "source", "counts", "wall_time_s")}

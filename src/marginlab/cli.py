@@ -1,4 +1,5 @@
-"""What every stage entry point does with a failure: one line on stderr, exit status 2, no traceback.
+"""What every stage entry point does with a failure: one line on stderr, exit status 2, no traceback
+(Ctrl-C: one line, exit status 130, the shell's convention for SIGINT).
 
 ``run_stage(body, errors)`` runs ``body()`` (returning the exit status). The library's own errors
 listed in ``errors`` (a bad config, a malformed input, a refused file) are printed as
@@ -34,6 +35,9 @@ def run_stage(body: Callable[[], int], errors: tuple[type[BaseException], ...] =
     """Run a stage's ``body``; known ``errors`` and every ``OSError`` become ``error: ...`` and exit 2."""
     try:
         return body()
+    except KeyboardInterrupt:  # Ctrl-C: the atomic writers have removed their temporary files on the way out
+        print("error: interrupted (Ctrl-C); outputs left as they were before this run", file=sys.stderr)
+        return 130
     except errors as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ the error formatting), which is why it runs a little over 450 lines.
 from __future__ import annotations
 
 import copy
+import reprlib
 from pathlib import Path, PurePosixPath
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional
@@ -220,6 +221,10 @@ class DataConfig(Strict):
     # generator draws at data.synthetic.image_size.
     image_size: Annotated[int, Field(ge=16, le=1024)] = 112
     resize: Literal["center_crop", "pad"] = "center_crop"
+    # Largest image (width x height, read from the file's header before decoding) that is decoded; a larger
+    # one is refused (or skipped and counted with skip_corrupt). 200 MP fits every camera photo; a 0.9 MB PNG
+    # that declares 30000 x 30000 pixels would otherwise take gigabytes of memory.
+    max_image_pixels: Annotated[int, Field(ge=1024)] = 200_000_000
     # The paper's Table 1 subset (README "The Table 1 subset"): a file of indices (comma- or
     # whitespace-separated) into the torchvision ImageFolder order of the training set, as the official
     # assets/ms1mv2_train_subset_index.txt; prepare keeps those images, drops identities with fewer than
@@ -360,6 +365,15 @@ class TrainConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _selection_and_backend(self) -> "TrainConfig":
+        if self.selection == "val" and self.val_fraction <= 0:
+            raise ValueError(f"train.selection is 'val' but train.val_fraction is {self.val_fraction}; set a held-out "
+                             "fraction of the training identities' images (e.g. 0.1) or use selection 'last'")
+        if self.distributed.backend == "nccl" and self.device == "cpu":
+            raise ValueError("train.distributed.backend is 'nccl' but train.device is 'cpu'; use 'gloo' or 'auto'")
+        return self
+
     @field_validator("milestones")
     @classmethod
     def _sorted(cls, v: list[float]) -> list[float]:
@@ -406,10 +420,8 @@ class RunSpec(Strict):
         for key in sorted(set(self.head_params) - set(base.model_fields)):
             problems.append((("head_params", key), f"not a hyperparameter of head {self.head!r}; allowed: "
                              f"{', '.join(sorted(base.model_fields))}", self.head_params[key]))
-        known = {k: v for k, v in self.head_params.items() if k in base.model_fields}
-        for section, model, values in (("head_params", base, known), ("train", TrainConfig, self.train),
-                                       ("model", ModelConfig, self.model)):
-            problems += _nested_problems(section, model, values)
+        # The values themselves are checked merged with the shared sections (Params._merged_runs_valid): checked
+        # alone against the schema defaults, a valid override (nproc_per_node 3 with a shared batch of 18) fails.
         if problems:
             raise NestedConfigError(problems)
         return self
@@ -463,9 +475,38 @@ class Params(Strict):
             raise ValueError("the experiment grid is empty: add at least one run (e.g. "
                              "'adaface-s0: {head: adaface, seed: 0, tags: [main]}'); with no run there is "
                              "nothing to train, evaluate or report")
+        folded: dict[str, str] = {}
         for name in v:
             check_run_name(name)
+            other = folded.setdefault(name.lower(), name)
+            if other != name:
+                raise ValueError(f"run names {other!r} and {name!r} differ only in case: they would share one folder "
+                                 "under runs_dir on a case-insensitive file system (macOS, Windows); rename one")
         return v
+
+    @model_validator(mode="after")
+    def _merged_runs_valid(self) -> "Params":
+        """Each run's merged configuration (shared sections + its overrides) passes the rules the stages apply:
+        a RunSpec alone is checked against the schema defaults, so ``nproc_per_node: 4`` in a run with a
+        shared batch of 18 would pass here and fail in train."""
+        problems: list[tuple[tuple, str, Any]] = []
+        seen: dict[tuple, list] = {}
+        for name, spec in self.runs.items():
+            merged = (("head_params", HEAD_PARAM_MODELS[spec.head], getattr(self.heads, spec.head).model_dump(),
+                       spec.head_params, f"heads.{spec.head}"),
+                      ("train", TrainConfig, self.train.model_dump(), spec.train, "train"),
+                      ("model", ModelConfig, self.model.model_dump(), spec.model, "model"))
+            for section, model, shared, own, shared_key in merged:
+                key = (section, shared_key, repr(own))  # grids repeat the same overrides: validate each once
+                if key not in seen:
+                    seen[key] = _nested_problems(section, model, merge_values(shared, own))
+                for loc, msg, value in seen[key]:
+                    if len(loc) > 1 and not _overridden(own, loc[1:]):
+                        msg += f" (the value comes from the shared section {shared_key})"
+                    problems.append((("runs", name, *loc), msg, value))
+        if problems:
+            raise NestedConfigError(problems)
+        return self
 
     @model_validator(mode="after")
     def _identities_exist(self) -> "Params":
@@ -473,13 +514,22 @@ class Params(Strict):
         if self.data.source != "synthetic":
             return self  # real data: checked against train.rec when the run starts
         available = self.data.synthetic.train_identities
+        per_identity = self.data.synthetic.train_images_per_identity
         problems = []
-        for name in self.runs:
-            wanted = self.run(name).train.identities
+        for name, spec in self.runs.items():
+            train = _Merged(self.train, spec.train)  # validated just above (_merged_runs_valid)
+            wanted = train.identities
             if wanted is not None and wanted > available:
                 why = (f"{wanted} identities requested but the synthetic training set has {available} "
                        "(data.synthetic.train_identities)")
                 problems.append((tuple(self.train_key(name, "identities").split(".")), why, wanted))
+                continue
+            images = (wanted or available) * per_identity
+            if train.batch_size > images:  # the loader drops the last partial batch: no step at all
+                why = (f"batch of {train.batch_size} is larger than the run's {images} synthetic training images "
+                       f"({wanted or available} identities x data.synthetic.train_images_per_identity {per_identity}): "
+                       "no full batch, nothing to train")
+                problems.append((tuple(self.train_key(name, "batch_size").split(".")), why, train.batch_size))
         if problems:
             raise NestedConfigError(problems)
         return self
@@ -491,8 +541,8 @@ class Params(Strict):
         spec = self.runs[name]
         head_defaults = getattr(self.heads, spec.head).model_dump()
         head_defaults.update(spec.head_params)
-        train = TrainConfig(**{**self.train.model_dump(), **spec.train})
-        model = ModelConfig(**{**self.model.model_dump(), **spec.model})
+        train = TrainConfig(**deep_merge(self.train.model_dump(), spec.train))  # nested: train.distributed
+        model = ModelConfig(**deep_merge(self.model.model_dump(), spec.model))
         return ResolvedRun(
             name=name, head=spec.head, head_params=head_defaults, proxy=spec.proxy, seed=spec.seed,
             label=spec.label or default_label(name), tags=list(spec.tags), train=train, model=model,
@@ -502,6 +552,26 @@ class Params(Strict):
         """The params key that sets train ``key`` for run ``name``: ``runs.<name>.train.<key>`` when the run
         overrides it, else ``train.<key>`` (for error messages)."""
         return f"runs.{name}.train.{key}" if key in self.runs[name].train else f"train.{key}"
+
+
+class _Merged:
+    """Top-level train values of a run (its override, else the shared value) without building a model."""
+
+    def __init__(self, shared: BaseModel, own: dict[str, Any]):
+        self._shared, self._own = shared, own
+
+    def __getattr__(self, key: str) -> Any:
+        return self._own[key] if key in self._own else getattr(self._shared, key)
+
+
+def _overridden(own: dict[str, Any], loc: tuple) -> bool:
+    """True when the key path ``loc`` is set in a run's own overrides ``own``."""
+    node: Any = own
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 class ResolvedRun(Strict):
@@ -523,21 +593,119 @@ def default_label(run_name: str) -> str:
     return re.sub(r"-s\d+$", "", run_name)
 
 
+#: Problems listed in one error message; a value with thousands of bad elements says how many more.
+MAX_LISTED_PROBLEMS = 20
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+    entries: list[tuple[tuple, str, Any]] = []
     for e in err.errors():
         nested = (e.get("ctx") or {}).get("error")
         if isinstance(nested, NestedConfigError):
-            entries = [((*e["loc"], *loc), msg, value) for loc, msg, value in nested.problems]
+            entries += [((*e["loc"], *loc), msg, value) for loc, msg, value in nested.problems]
         else:
-            entries = [(e["loc"], _message(e), e.get("input"))]
-        for loc, msg, value in entries:
-            key = ".".join(str(p) for p in loc) or "<root>"
-            shown = repr(value)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            lines.append(f"  - {key}: {msg} (got {shown})")
+            entries.append((e["loc"], _message(e), e.get("input")))
+    lines = [f"invalid configuration in {source}:"]
+    for loc, msg, value in entries[:MAX_LISTED_PROBLEMS]:
+        key = ".".join(str(p) for p in loc) or "<root>"
+        lines.append(f"  - {key}: {msg} (got {short_repr(value)})")
+    if len(entries) > MAX_LISTED_PROBLEMS:
+        lines.append(f"  ... and {len(entries) - MAX_LISTED_PROBLEMS} more problems")
     return "\n".join(lines)
+
+
+_REPR = reprlib.Repr()  # Python 3.11: limits are attributes, not constructor arguments
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A repr of at most ``limit`` characters that never builds the full repr of a large value
+    (a params value can be a huge nested structure; ``repr`` of it would take minutes)."""
+    shown = _REPR.repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+#: Largest number of YAML values a params file may expand to through aliases (``*name``): a 1.3 kB
+#: file of nested aliases ("billion laughs") otherwise expands to billions of values and hangs every stage.
+MAX_YAML_VALUES = 1_000_000
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's parser where installed) with the implicit-tag lookup of plain scalars
+    memoised: a grid repeats the same few words (head names, tags), and PyYAML's regex lookup per scalar
+    was half the load time of a 1 MB params file."""
+
+    _resolved: dict = {}
+
+    def resolve(self, kind, value, implicit):  # noqa: D102 - yaml.resolver.BaseResolver.resolve
+        if kind is not yaml.ScalarNode or not isinstance(value, str):
+            return super().resolve(kind, value, implicit)
+        key = (value, tuple(implicit))
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._resolved) < 100_000:
+                self._resolved[key] = tag
+        return tag
+
+
+def _yaml_loader() -> type:
+    return _Loader
+
+
+#: Deepest nesting of mappings and sequences a params file may have (the schema needs 5); the parser's node
+#: composer recurses once per level, so a 1 MB file of "[[[[..." would otherwise crash the interpreter.
+MAX_YAML_DEPTH = 64
+
+
+def _check_bounds(text: str, source: str, limit: int, max_depth: int) -> None:
+    """One pass over the parser's events (iterative, so safe at any depth): refuse nesting deeper than
+    ``max_depth`` and aliases that expand to more than ``limit`` values, counting each alias as the size of
+    what it names (known when its anchor closes) without expanding anything. A recursive alias is refused."""
+    sizes: dict[str, int] = {}
+    open_anchors: set[str] = set()
+    stack: list[list] = [[0, None]]  # [values so far, anchor] per open collection; the bottom is the document
+    total = 0  # values of the whole document, aliases expanded
+    for event in yaml.parse(text, Loader=_yaml_loader()):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) > max_depth:
+                raise ConfigError(f"{source}: values nested more than {max_depth} levels deep; a params file needs a few")
+            stack.append([1, event.anchor])
+            total += 1
+            if event.anchor:
+                open_anchors.add(event.anchor)
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = stack.pop()
+            if anchor:
+                open_anchors.discard(anchor)
+                sizes[anchor] = size
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise ConfigError(f"{source}: the alias *{event.anchor} refers to a value that contains it "
+                                  "(a recursive YAML alias)")
+            size = sizes.get(event.anchor, 0)  # an unknown anchor: the loader below names it
+        else:
+            continue
+        stack[-1][0] += size
+        if not isinstance(event, yaml.CollectionEndEvent):
+            total += size
+        if total > limit:
+            raise ConfigError(f"{source}: its YAML aliases (*name) expand to more than {limit:,} values; "
+                              "write the values out, or use fewer nested aliases")
+
+
+def load_yaml_bounded(text: str, source: str, limit: int = MAX_YAML_VALUES, max_depth: int = MAX_YAML_DEPTH) -> Any:
+    """``yaml.safe_load`` (libyaml where available) of a text whose aliases expand to at most ``limit`` values
+    and whose nesting is at most ``max_depth`` (else ConfigError): a params file of up to 1 MB loads or fails
+    in about a second instead of hanging or crashing."""
+    _check_bounds(text, source, limit, max_depth)
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader (CSafeLoader / SafeLoader)
 
 
 def validate_params(raw: dict[str, Any], source: str = "params") -> Params:
@@ -562,18 +730,39 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def load_params(path: str | Path = "params.yaml", overrides: Optional[dict[str, Any]] = None) -> Params:
-    """Read and validate ``params.yaml`` (plus optional nested overrides)."""
+def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """:func:`deep_merge` without copying the leaves: for validation, which copies what it keeps."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge_values(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Optional[dict[str, Any]] = None, *,
+                root: str | Path | None = None, require_inputs: bool = False, check_path_policy: bool = True) -> Params:
+    """Read and validate ``params.yaml`` (plus optional nested overrides), then the path policy
+    (:mod:`marginlab.paths`) against the project ``root`` (default: the working directory, where the stages
+    resolve relative paths); ``require_inputs``: the configured data paths must exist too."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml_bounded(path.read_text(), str(path)) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    except (UnicodeDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path} is not a readable YAML text file ({type(err).__name__})") from None
     if overrides:
         raw = deep_merge(raw, overrides)
-    return validate_params(raw, source=str(path))
+    params = validate_params(raw, source=str(path))
+    if check_path_policy:
+        from marginlab.paths import PathPolicyError, check_paths
+
+        try:
+            check_paths(params, Path.cwd() if root is None else root, require_inputs=require_inputs)
+        except PathPolicyError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    return params
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -583,7 +772,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "params.yaml"
     try:
-        params = load_params(path)
+        params = load_params(path, require_inputs=True)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -110,10 +110,37 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+def check_replaceable(path: str | Path) -> None:
+    """Raise :class:`OutputWriteError` unless ``path`` is absent, an empty folder, or a folder holding the
+    marker that :func:`atomic_dir` writes: the second line of defence behind the path policy, so that no
+    params value can make a stage replace a folder it did not create (a user's photos, the project)."""
+    from marginlab.ownership import OUTPUT_MARKER, has_marker
+
+    path = Path(path)
+    if path.is_symlink():
+        why = "it is a symbolic link; marginlab replaces only folders it created"
+    elif not path.exists():
+        return
+    elif not path.is_dir():
+        why = "it exists and is not a folder"
+    elif has_marker(path) or next(path.iterdir(), None) is None:
+        return
+    else:
+        why = (f"it exists and was not written by marginlab (no {OUTPUT_MARKER} file inside); move or delete it "
+               "yourself if it is an old output, or choose another output folder")
+    raise OutputWriteError(path, OSError(errno.EEXIST, why))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole.
+
+    Only a folder this function created (its marker inside, :mod:`marginlab.ownership`) or an empty one is
+    replaced; anything else is refused before any work starts, and again just before the swap."""
+    from marginlab.ownership import write_marker
+
     path = Path(path)
+    check_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -121,7 +148,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise OutputWriteError(path, err) from err
     try:
         yield tmp
+        write_marker(tmp)
         _publish_mode(tmp)
+        check_replaceable(path)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -70,7 +70,7 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     validated = None
     if params_file.exists():
         # Validate before any rule exists: run names become shell arguments of the generated commands.
-        validated = load_params(params_file)
+        validated = load_params(params_file, root=root)
     all_params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
     cwd = os.getcwd()
     try:

@@ -177,7 +177,7 @@ def load_inputs(root: str | Path = ".", params_path: str | Path | None = None,
     if not params_path.is_file():
         raise ReportInputError(f"{params_path} not found: the report needs the params file the pipeline ran with")
     try:
-        params = load_params(params_path)
+        params = load_params(params_path, root=root)
     except ConfigError as err:
         raise ReportInputError(str(err)) from None
     analysis = root / analysis_dir
