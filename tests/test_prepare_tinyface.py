@@ -138,6 +138,31 @@ def test_two_files_on_one_prepared_name_and_bad_layouts_are_refused(sources, tmp
         run_prepare(_params(tmp_path, tinyface=str(tmp_path / "train")), tmp_path / "prep", progress=False)
 
 
+
+def test_identities_1_and_01_are_refused_naming_both_files(sources, tmp_path):
+    """Parsed as numbers they were merged; written two ways they may be two people or one: refused."""
+    (tmp_path / "tinyface" / "Gallery_Match" / "01_5.jpg").write_bytes(sources["Gallery_Match/1_3.jpg"])
+    with pytest.raises(DataFormatError, match=r"data.tinyface: .*identities '01' \(.*Gallery_Match/01_5.jpg\) and '1' "
+                                              r"\(.*Probe/1_1.jpg\) are one number written two ways"):
+        run_prepare(_params(tmp_path), tmp_path / "prep", progress=False)
+    assert not (tmp_path / "prep").exists()
+
+
+def test_a_30_digit_identity_is_a_name(sources, tmp_path):
+    """Too long for int64 (it overflowed into numpy): the ids become names, numbered 0..K-1 in sorted order."""
+    big = "123456789012345678901234567890"
+    (tmp_path / "tinyface" / "Probe" / f"{big}_1.jpg").write_bytes(sources["Probe/3_1.jpg"])
+    (tmp_path / "tinyface" / "Gallery_Match" / f"{big}_2.jpg").write_bytes(sources["Gallery_Match/3_2.jpg"])
+    manifest = run_prepare(_params(tmp_path), tmp_path / "prep", progress=False)
+    assert manifest["counts"]["tinyface"]["identities"] == 4
+    src = read_identification_set(tmp_path / "tinyface")
+    prep = read_identification_set(tmp_path / "prep" / "tinyface")  # what the evaluate stage reads
+    for parts in (src, prep):
+        # identities sorted: '1' -> 0, big -> 1, '2' -> 2, '3' -> 3 (files sort '123..._1' before '1_1')
+        assert [p.stem for p in parts["Probe"][0]] == [f"{big}_1", "1_1", "2_1", "3_1"]
+        assert parts["Probe"][1].tolist() == [1, 0, 2, 3] and parts["Gallery_Match"][1].tolist() == [1, 0, 0, 2, 3]
+        assert parts["Probe"][1].dtype == np.int64
+
 def test_tinyface_config_is_checked_up_front():
     with pytest.raises(ConfigError, match=r"data.tinyface names a real identification set, but data.source 'synthetic'"):
         validate_params({"data": {"tinyface": "data/tinyface/Testing_Set"}})

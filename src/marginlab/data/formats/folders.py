@@ -19,14 +19,29 @@ Identification set (TinyFace layout)::
     root/Gallery_Match/<identity>_<k>.jpg
     root/Gallery_Distractor/<any name>.jpg      (label -1; the folder is optional)
 
-``<identity>`` is the file stem up to its last underscore.  If every identity is a decimal number
-the labels are those numbers (TinyFace's ids); otherwise the sorted identity names of Probe and
-Gallery_Match are numbered 0..K-1.
+``<identity>`` is the file stem up to its last underscore, compared as written.  If every identity is
+an ASCII decimal number of at most 18 digits the labels are those numbers (TinyFace's ids, fit in
+int64); otherwise the sorted identity names of Probe and Gallery_Match are numbered 0..K-1 (so a
+30-digit id works as a name).  Two identities that are one number written two ways (``1`` and ``01``)
+are refused, naming both files: merging them could join two people, keeping them apart could split one.
+
+Links (both layouts; the data root is the folder passed in, with its own path resolved): the tree may
+be untrusted, and a link can make one image count twice or bring in files from anywhere.  So a symlink
+is followed only when its target lies inside the data root, and every folder and image may be reached
+once: a link to the root or to a folder containing the link (a loop), a link pointing outside the
+root, a broken link, and one file or folder reached twice (e.g. a class folder linked to another
+class, an image linked into a second class or part) are each refused with a
+:class:`FolderFormatError` naming the root, the link and its target.  A link that stays inside and
+duplicates nothing works, at any depth: e.g. a class folder linked to ``root/.store/<x>`` (hidden
+entries are never read on their own).  Hard links are not detected: like copies, they are separate
+files here.  Only directories and regular files are read (a FIFO named ``x.jpg`` would block).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,41 +84,125 @@ def _require_dir(root: Path, what: str) -> None:
         raise FolderFormatError(f"{root}: {what} must be a directory")
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fname in filenames:
-            if not fname.startswith(".") and os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / fname)
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _via(via: tuple[Path, str] | None) -> str:
+    return f" (through the link {via[0]} -> {via[1]})" if via else ""
+
+
+class _Tree:
+    """One walk of a data root under the link rule of the module docstring.
+
+    Real paths are tracked as the walk goes (a link is resolved once), so a plain file costs no
+    extra system call; ``via`` is the last link followed on the way to an entry, for messages.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.real = os.path.realpath(root)
+        self.dirs: dict[str, Path] = {self.real: root}  # real folder -> the path it was first reached by
+        self.files: dict[str, tuple[Path, tuple[Path, str] | None]] = {}  # real image -> (path, via)
+
+    def classify(self, path: Path, link: bool, is_dir: bool, is_file: bool, parent_real: str,
+                 via: tuple[Path, str] | None, images: bool = True) -> tuple[str | None, str, tuple[Path, str] | None]:
+        """``(kind, real path, via)`` of an entry: kind ``"dir"``, ``"image"`` or None (never read)."""
+        if not link:
+            kind = "dir" if is_dir else "image" if images and is_file and _is_image_name(path.name) else None
+            return kind, os.path.join(parent_real, path.name), via
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError as exc:
+            what = "a symlink loop" if exc.errno == errno.ELOOP else f"a broken link ({exc.strerror})"
+            raise FolderFormatError(f"{self.root}: {path} -> {_link_text(path)} is {what}; fix or remove the link") from None
+        kind = "dir" if os.path.isdir(real) else "image" if images and os.path.isfile(real) and _is_image_name(path.name) else None
+        if kind is not None and not _inside(real, self.real):
+            raise FolderFormatError(f"{self.root}: {path} -> {real} points outside the data root ({self.real}); "
+                                    "links may only point inside it: copy the files in or use a root that holds them")
+        return kind, real, (path, real)
+
+    def walk(self, top: Path, real: str, via: tuple[Path, str] | None, ancestors: tuple[str, ...]) -> list[Path]:
+        """Images under ``top`` (recursive, hidden entries skipped), sorted by relative path.
+
+        Iterative, in sorted order: a deep tree must not end in a RecursionError, and the file
+        named "first" in a message must not depend on the file system's listing order.
+        """
+        found: list[Path] = []
+        stack = [(top, real, via, ancestors)]
+        while stack:
+            folder, real, via, ancestors = stack.pop()
+            if real in ancestors:
+                where = "the data root itself" if real == self.real else f"{self.dirs[real]}, which contains it"
+                raise FolderFormatError(f"{self.root}: {folder}{_via(via)} is a symlink loop: it leads back to {where}; remove the link")
+            if real in self.dirs:
+                raise FolderFormatError(f"{self.root}: {folder}{_via(via)} is the folder {self.dirs[real]} reached a second time; "
+                                        "every folder and image may be reached once (its images would be read twice)")
+            self.dirs[real] = folder
+            ancestors = (*ancestors, real)
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            subdirs = []
+            for e in entries:
+                path = folder / e.name
+                kind, real_e, via_e = self.classify(path, e.is_symlink(), e.is_dir(follow_symlinks=False),
+                                                    e.is_file(follow_symlinks=False), real, via)
+                if kind == "dir":
+                    subdirs.append((path, real_e, via_e, ancestors))
+                elif kind == "image":
+                    first, first_via = self.files.setdefault(real_e, (path, via_e))
+                    if first is not path:
+                        labels = " and ".join(f"'{p.relative_to(self.root).parts[0]}'" for p in (first, path))
+                        raise FolderFormatError(f"{self.root}: {path}{_via(via_e)} is the same file as {first}{_via(first_via)} "
+                                                f"({real_e}): an image may be reached once, not under {labels}")
+                    found.append(path)
+            stack.extend(reversed(subdirs))
+        return sorted(found, key=lambda p: p.relative_to(top).as_posix())
+
+
+def _link_text(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
 def list_image_folder(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
     """List an identity-folder tree: ``(paths, labels int64, class_names)``.
 
     Raises :class:`EmptyFolderError` if ``root`` has no class sub-folder or a class folder holds no
-    image (every class needs at least one image so labels stay 0..C-1).
+    image (every class needs at least one image so labels stay 0..C-1), and :class:`FolderFormatError`
+    for a link the module docstring's rule refuses.
     """
     root = Path(root)
     _require_dir(root, "identity-folder root")
-    class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    tree = _Tree(root)
+    class_dirs = []
+    with os.scandir(root) as it:
+        for e in sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name):
+            kind, real, via = tree.classify(root / e.name, e.is_symlink(), e.is_dir(follow_symlinks=False), False, tree.real, None,
+                                            images=False)  # files beside the class folders are never read
+            if kind == "dir":
+                class_dirs.append((root / e.name, real, via))
     if not class_dirs:
         loose = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS][:3]
         hint = f" (found images {loose} directly in it: put each identity's images in its own sub-folder)" if loose else ""
         raise EmptyFolderError(f"{root}: no class sub-folders{hint}")
     paths: list[Path] = []
     labels: list[int] = []
-    for label, class_dir in enumerate(class_dirs):
-        images = _images_under(class_dir)
+    for label, (class_dir, real, via) in enumerate(class_dirs):
+        images = tree.walk(class_dir, real, via, (tree.real,))
         if not images:
             raise EmptyFolderError(
                 f"{class_dir}: class folder holds no image ({', '.join(IMAGE_EXTENSIONS)}); remove it or add images"
             )
         paths.extend(images)
         labels.extend([label] * len(images))
-    return paths, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs]
+    return paths, np.asarray(labels, dtype=np.int64), [d.name for d, _, _ in class_dirs]
 
 
 def _jpeg_bytes(path: Path, quality: int, policy: ImagePolicy | None) -> Conformed:
@@ -184,6 +283,24 @@ def folders_to_recordio(
     }
 
 
+_DECIMAL = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes '²', which int() refuses
+
+
+def _identity_labels(root: Path, first_file: dict[str, Path]) -> dict[str, int]:
+    """Label of each identity name (module docstring); ``first_file`` gives a file of each, for messages."""
+    names = sorted(first_file)
+    by_number: dict[str, str] = {}
+    for name in names:
+        if _DECIMAL.fullmatch(name):
+            other = by_number.setdefault(name.lstrip("0") or "0", name)
+            if other != name:
+                raise FolderFormatError(f"{root}: identities '{other}' ({first_file[other]}) and '{name}' ({first_file[name]}) are "
+                                        "one number written two ways; identities are compared as written: rename one set of files")
+    if len(by_number) == len(names) and all(len(n) <= 18 for n in by_number):
+        return {name: int(name) for name in names}
+    return {name: i for i, name in enumerate(names)}
+
+
 def _identity_of(path: Path) -> str | None:
     stem = path.stem
     return stem.rsplit("_", 1)[0] if "_" in stem and stem.rsplit("_", 1)[0] else None
@@ -199,17 +316,21 @@ def read_identification_set(root: str | Path) -> dict[str, tuple[list[Path], np.
     """
     root = Path(root)
     _require_dir(root, "identification-set root")
+    tree = _Tree(root)
     parts: dict[str, list[Path]] = {}
     for part in IDENTIFICATION_PARTS:
         folder = root / part
-        if part == "Gallery_Distractor" and not folder.exists():
+        if part == "Gallery_Distractor" and not os.path.lexists(folder):
             parts[part] = []
             continue
+        link = folder.is_symlink()
+        _, real, via = tree.classify(folder, link, not link and folder.is_dir(), False, tree.real, None, images=False)
         _require_dir(folder, f"identification-set part '{part}'")
-        parts[part] = _images_under(folder)
+        parts[part] = tree.walk(folder, real, via, (tree.real,))
         if not parts[part] and part != "Gallery_Distractor":
             raise EmptyFolderError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     identities: dict[str, list[str]] = {}
+    first_file: dict[str, Path] = {}
     for part in ("Probe", "Gallery_Match"):
         names = []
         for path in parts[part]:
@@ -217,12 +338,9 @@ def read_identification_set(root: str | Path) -> dict[str, tuple[list[Path], np.
             if ident is None:
                 raise FolderFormatError(f"{path}: file name must be '<identity>_<k>.<ext>' in {part}")
             names.append(ident)
+            first_file.setdefault(ident, path)
         identities[part] = names
-    all_names = set(identities["Probe"]) | set(identities["Gallery_Match"])
-    if all(n.isdigit() for n in all_names):
-        mapping = {n: int(n) for n in all_names}
-    else:
-        mapping = {n: i for i, n in enumerate(sorted(all_names))}
+    mapping = _identity_labels(root, first_file)
     gallery = set(identities["Gallery_Match"])
     for path, ident in zip(parts["Probe"], identities["Probe"]):
         if ident not in gallery:

@@ -1,7 +1,9 @@
 """Ingest of ``data.train_folders``: identity folders converted to ``train.rec`` (every image decoded and conformed).
 
 The conversion is :func:`marginlab.data.formats.folders_to_recordio` (images decoded one at a time);
-``train_classes.parquet`` maps each label to its folder name.
+``train_classes.parquet`` maps each label to its folder name. Symlinks in the tree are followed only
+inside it, and each image is read once (a link must not add a second label or foreign files): the rule
+is in :mod:`marginlab.data.formats.folders`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ checks it): ``Probe/`` and ``Gallery_Match/`` with files named ``<identity>_<k>.
 ``Gallery_Distractor/``. Every image is decoded and brought to ``data.image_size`` by the image policy
 (or, with ``data.align: detect``, warped from its detected landmarks: :mod:`.ingest_aligned`), stored as
 JPEG under the same relative name with a ``.jpg`` suffix, so the evaluate stage reads the same
-identities from the prepared copy.
+identities from the prepared copy (identities are compared as written: ``1`` and ``01`` together are
+refused, a 30-digit id is a name). The source may be untrusted: a symlink leading outside it, a loop,
+or one file reached twice is refused (the rule is in :mod:`marginlab.data.formats.folders`).
 
 Dropping an image (undecodable with ``data.skip_corrupt``, or no face kept) keeps the protocol closed:
 a probe whose identity is left without a ``Gallery_Match`` image is dropped too and counted

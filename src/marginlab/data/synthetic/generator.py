@@ -132,7 +132,8 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Pool-worker initializer: a worker must not outlive the process that started it.
+    """Pool-worker initializer: a worker must not outlive the process that started it, and ignores Ctrl-C
+    (the parent cancels the queued work and reports one line instead of one traceback per worker).
 
     On Linux the kernel sends SIGKILL to the worker when its parent dies (``prctl(PR_SET_PDEATHSIG)``,
     so a ``kill -9`` of prepare leaves no generator running); elsewhere a daemon thread polls
@@ -144,6 +145,7 @@ def _die_with_parent(parent_pid: int) -> None:
             armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
         except (OSError, AttributeError):  # pragma: no cover - libc without prctl
             armed = False
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
     if os.getppid() != parent_pid:
         os._exit(1)
     if not armed:  # pragma: no cover - non-Linux
@@ -162,5 +164,11 @@ def generate_images(
         return [work(s) for s in tqdm(specs, **bar)]
     chunk = max(16, min(256, len(specs) // (workers * 8) or 1))
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),))
+    try:
         return list(tqdm(pool.map(work, specs, chunksize=chunk), **bar))
+    except BaseException:  # Ctrl-C or an error: drop the queued chunks instead of generating them all first
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
