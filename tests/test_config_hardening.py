@@ -127,3 +127,9 @@ def test_rules_the_train_stage_applied_are_checked_up_front(train, needle):
 def test_run_names_differing_only_in_case_are_refused():
     with pytest.raises(ConfigError, match="'AdaFace-s0' and 'adaface-s0' differ only in case"):
         validate_params({"runs": {"AdaFace-s0": {"head": "adaface"}, "adaface-s0": {"head": "adaface"}}})
+
+
+def test_unknown_timm_model_fails_at_validation_not_in_train():
+    with pytest.raises(ConfigError, match=r"runs\.x\.model\.backbone: unknown timm model 'resnet_nope'"):
+        validate_params({"runs": {"x": {"head": "cosface", "model": {"backbone": "timm/resnet_nope"}}}})
+    assert validate_params({"model": {"backbone": "timm/resnet18"}}).model.backbone == "timm/resnet18"

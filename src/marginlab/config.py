@@ -132,7 +132,15 @@ class ModelConfig(Strict):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
-        if v in IR_BACKBONES or (v.startswith("timm/") and len(v) > 5):
+        if v in IR_BACKBONES:
+            return v
+        if v.startswith("timm/") and len(v) > 5:
+            import timm  # only when a timm backbone is configured (a second to import)
+
+            if not timm.is_model(v[5:]):  # else training would fail on it after prepare and quality
+                close = timm.list_models(f"*{v[5:].split('_')[0]}*")[:10]
+                raise ValueError(f"unknown timm model {v[5:]!r} (see timm.list_models())"
+                                 + (f"; similar names: {', '.join(close)}" if close else ""))
             return v
         raise ValueError(f"unknown backbone {v!r}; allowed: {', '.join(IR_BACKBONES)} or 'timm/<model_name>'")
 
