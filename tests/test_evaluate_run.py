@@ -302,7 +302,10 @@ def test_evaluate_run_errors(prepared, tmp_path):
 def test_stage_cli(prepared, tmp_path):
     import yaml
 
-    raw = tiny_params(tmp_path, prepared)
+    import shutil
+
+    shutil.copytree(prepared, tmp_path / "prepared")  # the path policy: the project (cwd) holds what a stage uses
+    raw = tiny_params(tmp_path, tmp_path / "prepared")
     save_tiny_model(validate_params(raw))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "tiny", "--params", str(tmp_path / "params.yaml"), "--device", "cpu", "--no-progress"]

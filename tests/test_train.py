@@ -284,7 +284,11 @@ def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
 
     import yaml
 
-    params = make_params(prepared, tmp_path, train={"epochs": 1})
+    import shutil
+
+    shutil.copytree(prepared, tmp_path / "prepared")  # the path policy: a stage's inputs and outputs live in the project
+    monkeypatch.chdir(tmp_path)
+    params = make_params(tmp_path / "prepared", tmp_path, train={"epochs": 1})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     spec = importlib.util.spec_from_file_location("stage_train", Path(__file__).parents[1] / "stages/train.py")
     stage = importlib.util.module_from_spec(spec)

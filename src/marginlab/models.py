@@ -8,10 +8,16 @@ Contents (a ``torch.save`` dict of tensors and plain Python values, loadable wit
 ``format``, ``version``, ``backbone`` and ``head`` state dicts, ``resolved_run`` (the ResolvedRun as a
 dict), ``num_classes``, ``embedding_size``, ``input_size``, ``channel_order``, ``normalisation``
 (``"(x/255-0.5)/0.5"``), ``epoch`` (the selected epoch) and ``selection`` (``last`` or ``val``).
+
+Loading checks the file before any weight reaches a module (:func:`check_state_dict`: keys, shapes, dtype
+kinds) and, given the run's current configuration, that the file was trained with it
+(:func:`check_trained_config`); ``load_state_dict`` alone would cast complex weights to real without a word
+and fail on a wrong shape with a bare traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,138 @@ NORMALISATION = "(x/255-0.5)/0.5"
 
 
 class ModelFileError(RuntimeError):
-    """``model.pt`` missing, unreadable or not written by this package."""
+    """``model.pt`` missing, unreadable, not written by this package, or not of the run it is loaded for."""
+
+
+class WeightsMismatchError(ValueError):
+    """Tensors that do not fit the module they would be loaded into; the loaders re-raise it as their own error."""
+
+
+#: The real floating-point dtypes a floating weight may have on disk (``load_state_dict`` casts among them).
+REAL_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+#: Problems named in one error message; the rest are counted.
+_SHOWN_PROBLEMS = 3
+
+#: ``train`` keys that say how a run was executed or measured, not what it learned (see
+#: :func:`check_trained_config`).
+EXECUTION_TRAIN_KEYS = ("num_workers", "threads", "device", "amp", "channels_last", "compile", "distributed",
+                        "probe_size", "probe_progress")
+#: ResolvedRun fields that name or group a run.
+NAMING_FIELDS = ("name", "label", "tags")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def tensor_problem(label: str, got: Any, expected: torch.Tensor) -> str | None:
+    """Why ``got`` cannot take the place of ``expected`` (``None`` if it can): not a dense tensor, another
+    dtype kind (a floating entry must be real floating point, an integer one integer, a bool one bool) or
+    another shape. Values are not looked at: NaN weights are a diverged run's weights, not a bad file."""
+    if not isinstance(got, torch.Tensor):
+        return f"{label} is a {type(got).__name__}, not a tensor"
+    if got.layout != torch.strided:
+        return f"{label} is a {str(got.layout).removeprefix('torch.')} tensor, the architecture expects a dense one"
+    want = expected.dtype
+    if want.is_floating_point:
+        ok, kind = got.dtype in REAL_FLOAT_DTYPES, "real floating point: " + ", ".join(map(_dtype, REAL_FLOAT_DTYPES))
+    elif want == torch.bool:
+        ok, kind = got.dtype == torch.bool, "bool"
+    elif want in _INTEGER_DTYPES:
+        ok, kind = got.dtype in _INTEGER_DTYPES, "an integer dtype"
+    else:
+        ok, kind = got.dtype == want, _dtype(want)
+    if not ok:
+        return f"{label} has dtype {_dtype(got.dtype)}, the architecture expects {_dtype(want)} ({kind})"
+    if got.shape != expected.shape:
+        return f"{label} has shape {_shape(got)}, the architecture expects {_shape(expected)}"
+    return None
+
+
+def raise_problems(source: str, problems: list[str]) -> None:
+    """One :class:`WeightsMismatchError` (one line) for ``problems``, if any: the first few named, the rest counted."""
+    if not problems:
+        return
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    more = len(problems) - _SHOWN_PROBLEMS
+    raise WeightsMismatchError(f"{source}: {shown}" + (f"; and {more} more" if more > 0 else ""))
+
+
+def state_dict_problems(module: nn.Module, state: Any, prefix: str) -> list[str]:
+    """Every way ``state`` differs from ``module.state_dict()``: missing and unexpected keys, dtype kinds, shapes."""
+    if not isinstance(state, Mapping):
+        return [f"{prefix} is {'missing' if state is None else f'a {type(state).__name__}, not a state dict'}"]
+    expected = module.state_dict()
+    problems = [f"{prefix}.{k} is missing (the architecture has it)" for k in expected if k not in state]
+    problems += [f"{prefix}.{k} is not part of the architecture" for k in state if k not in expected]
+    for key, want in expected.items():
+        if key in state and isinstance(want, torch.Tensor):  # non-tensor extra state: presence only
+            problem = tensor_problem(f"{prefix}.{key}", state[key], want)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def check_state_dict(module: nn.Module, state: Any, *, source: str, prefix: str) -> None:
+    """Raise :class:`WeightsMismatchError` unless ``state`` has exactly ``module``'s keys, with its shapes and
+    dtype kinds; call it before ``load_state_dict``, which would cast complex values to real silently and
+    report a wrong shape as a traceback. ``source`` (the file) and ``prefix`` (``backbone``) name the entry."""
+    raise_problems(source, state_dict_problems(module, state, prefix))
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _learned_config(run: ResolvedRun) -> dict[str, Any]:
+    data = run.model_dump(mode="json")
+    for key in NAMING_FIELDS:
+        data.pop(key, None)
+    for key in EXECUTION_TRAIN_KEYS:
+        data["train"].pop(key, None)
+    return _flat(data)
+
+
+_ABSENT = object()
+
+
+def check_trained_config(recorded: ResolvedRun, current: ResolvedRun, path: str | Path) -> None:
+    """Raise :class:`ModelFileError` unless ``model.pt`` at ``path`` (``recorded``) was trained with the run's
+    ``current`` configuration, naming each differing key with both values.
+
+    Compared: what decides the learned weights: ``head``, ``head_params``, ``proxy``, ``seed``, all of
+    ``model`` and ``train`` except :data:`EXECUTION_TRAIN_KEYS`. Those say how a run was executed (device,
+    threads, loader workers, amp, channels_last, compile, distributed: hardware choices; ``auto`` resolves
+    differently per machine, and a checkpoint resumes across compile and process counts) or measured
+    (``probe_size``, ``probe_progress``: the probe never changes training). ``name``, ``label`` and ``tags``
+    only name and group a run. Not compared, because ``model.pt`` does not record them: the global
+    ``seed``, ``augment`` and the data.
+    """
+    old, new = _learned_config(recorded), _learned_config(current)
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if a != b:
+            shown_a = "(absent)" if a is _ABSENT else repr(a)
+            shown_b = "(absent)" if b is _ABSENT else repr(b)
+            diffs.append(f"{key} = {shown_a}, params say {shown_b}")
+    if diffs:
+        run = current.name
+        raise ModelFileError(
+            f"{path} was trained with another configuration than params give run {run!r}: {'; '.join(diffs)}; "
+            f"retrain (dvc repro train@{run}) or restore the matching params"
+        )
 
 
 def build_modules(resolved: ResolvedRun, num_classes: int) -> tuple[nn.Module, nn.Module]:
@@ -89,15 +226,37 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, ResolvedRun]:
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
+               expected: ResolvedRun | None = None) -> tuple[nn.Module, nn.Module, ResolvedRun]:
     """``(backbone, head, resolved_run)`` from ``run_dir/model.pt``, both modules in eval mode on ``device``.
 
     The input size and channel order the model expects are ``resolved_run.model.input_size`` and the
-    file's ``channel_order`` (:func:`model_info`).
+    file's ``channel_order`` (:func:`model_info`). With ``expected`` (the run's configuration from params)
+    a file trained with another configuration is refused (:func:`check_trained_config`); every weight is
+    checked against the rebuilt modules first (:func:`check_state_dict`). Failures are ModelFileError.
     """
-    payload = read_model_file(Path(run_dir) / "model.pt")
-    resolved = ResolvedRun.model_validate(payload["resolved_run"])
-    backbone, head = build_modules(resolved, payload["num_classes"])
+    path = Path(run_dir) / "model.pt"
+    payload = read_model_file(path)
+    try:
+        resolved = ResolvedRun.model_validate(payload.get("resolved_run"))
+    except ValueError as err:  # pydantic's ValidationError
+        raise ModelFileError(f"{path} records no valid run configuration ({' '.join(str(err).split())})") from None
+    if expected is not None:
+        check_trained_config(resolved, expected, path)
+    num_classes = payload.get("num_classes")
+    if type(num_classes) is not int or num_classes < 1:
+        raise ModelFileError(f"{path}: num_classes is {num_classes!r}, expected a positive integer")
+    try:
+        backbone, head = build_modules(resolved, num_classes)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ModelFileError(f"{path}: the recorded architecture cannot be built "
+                             f"({type(err).__name__}: {' '.join(str(err).split())})") from None
+    try:
+        for prefix, module in (("backbone", backbone), ("head", head)):
+            check_state_dict(module, payload.get(prefix), source=str(path), prefix=prefix)
+    except WeightsMismatchError as err:
+        raise ModelFileError(f"{err}; it was not loaded (retrain the run: python stages/train.py "
+                             f"{path.parent.name})") from None
     backbone.load_state_dict(payload["backbone"])
     head.load_state_dict(payload["head"])
     device = torch.device(device)

@@ -86,16 +86,18 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------- model
-def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ResolvedRun, dict[str, Any]]:
+def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu",
+                   expected: ResolvedRun | None = None) -> tuple[nn.Module, ResolvedRun, dict[str, Any]]:
     """``(backbone, resolved_run, info)`` of a trained run's ``model.pt``.
 
     ``info`` holds the file's non-weight entries (``channel_order``, ``input_size``, ``epoch``,
-    ``selection``, ...; :func:`marginlab.models.model_info`).
+    ``selection``, ...; :func:`marginlab.models.model_info`). With ``expected`` (the run's configuration in
+    params) a file trained with another configuration is refused (:func:`marginlab.models.load_model`).
     """
     from marginlab.models import load_model, model_info
 
     run_dir = Path(run_dir)
-    backbone, _head, resolved = load_model(run_dir, device=device)
+    backbone, _head, resolved = load_model(run_dir, device=device, expected=expected)
     return backbone, resolved, model_info(run_dir)
 
 
@@ -352,16 +354,16 @@ def run_evaluate(
     """Evaluate ``<runs_dir>/<run_name>/model.pt``; write metrics.json, roc.parquet, eval_norms.parquet.
 
     ``device``: 'auto' (default: CUDA when present), 'cpu' or 'cuda'; ``num_workers``: image-decoding
-    processes (:func:`evaluate_prepared`). Run identity (head, label, tags)
-    comes from the ResolvedRun stored in ``model.pt``, i.e. what was actually trained. Returns the
+    processes (:func:`evaluate_prepared`). ``model.pt`` must have been trained with the run's configuration
+    in params (:func:`marginlab.models.check_trained_config`: a stale or foreign file is refused rather than
+    reported under this run's name); label and tags come from the ResolvedRun stored in it. Returns the
     metrics dict.
     """
-    if run_name not in params.runs:  # reads only the run's entry: its identity comes from model.pt
-        params.run(run_name)  # raises ConfigError naming the known runs
+    expected = params.run(run_name)  # raises ConfigError naming the known runs
     timer = StageTimer(f"evaluate@{run_name}")
     run_dir = Path(params.runs_dir) / run_name
     dev = resolve_device(device or "auto")
-    backbone, resolved, info = load_run_model(run_dir, device=dev)
+    backbone, resolved, info = load_run_model(run_dir, device=dev, expected=expected)
     # The model file records the channel order it was trained with; that is what it must be fed.
     channel_order = info.get("channel_order", params.data.channel_order)
     if channel_order != params.data.channel_order:

@@ -30,7 +30,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from marginlab.data.augment import AdaFaceAugment
-from marginlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from marginlab.train.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    check_resumable,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from marginlab.train.context import TrainContext
 from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
@@ -84,12 +91,19 @@ class Checkpointing(Callback):
             if ctx.dist.is_main:
                 clear_outputs(ctx)
             return Progress()
-        ctx.backbone.load_state_dict(state["backbone"])
+        ctx.backbone.load_state_dict(state["backbone"])  # checked by check_resumable in _matching_state
         ctx.head.load_state_dict(state["head"])
-        ctx.optimizer.load_state_dict(state["optimizer"])
-        ctx.scheduler.load_state_dict(state["scheduler"])
-        ctx.scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"], ctx.loader_generator)
+        restorers = {"optimizer": ctx.optimizer.load_state_dict, "scheduler": ctx.scheduler.load_state_dict,
+                     "scaler": ctx.scaler.load_state_dict,
+                     "rng": lambda rng: restore_rng_state(rng, ctx.loader_generator)}
+        for entry, restore in restorers.items():  # what check_resumable does not cover fails by name, too
+            try:
+                restore(state[entry])
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as err:
+                reason = " ".join(str(err).split())  # torch's messages span lines; the stage prints one
+                raise CheckpointError(f"checkpoint {ctx.checkpoint_path}: its {entry} state cannot be restored "
+                                      f"({type(err).__name__}: {reason}); delete it (or train with --no-resume) to "
+                                      "start over") from None
         log.info("run %s: resuming after epoch %d of %d", ctx.name, state["epoch"], ctx.cfg.epochs)
         return Progress(epoch=state["epoch"], global_step=state["global_step"], history=list(state["history"]),
                         probe_tables=dict(state["probe_tables"]), progress_tables=dict(state["progress_tables"]),
@@ -108,6 +122,7 @@ class Checkpointing(Callback):
             log.warning("run %s: %s belongs to another configuration (differs in %s); starting over",
                         ctx.name, path, ", ".join(changed))
             return None
+        check_resumable(state, path, backbone=ctx.backbone, head=ctx.head, optimizer=ctx.optimizer)
         return state
 
     def record(self, ctx: TrainContext, progress: Progress, epoch: int, metrics: dict[str, float]) -> None:
