@@ -16,6 +16,13 @@ class CorruptImageError(DataFormatError):
     """Encoded image bytes could not be decoded (empty, truncated or not an image)."""
 
 
+class ImageTooLargeError(CorruptImageError):
+    """An image's header declares more pixels than ``data.max_image_pixels``; refused before decoding.
+
+    A subclass of :class:`CorruptImageError` so that ``data.skip_corrupt`` skips and counts it the same way.
+    """
+
+
 class RecordIOError(DataFormatError):
     """A RecordIO ``.rec``/``.idx`` pair is malformed."""
 

@@ -41,8 +41,9 @@ MANIFEST_VERSION = 3  # 2: image_policy, warnings, resized counts; 3: alignment
 
 
 def image_policy(params: Params) -> ImagePolicy:
-    """The ingest image policy of ``params.data`` (``image_size``, ``resize``; JPEG quality 95)."""
-    return ImagePolicy(size=int(params.data.image_size), resize=params.data.resize, jpeg_quality=95)
+    """The ingest image policy of ``params.data`` (``image_size``, ``resize``, ``max_image_pixels``; JPEG quality 95)."""
+    data = params.data
+    return ImagePolicy(size=int(data.image_size), resize=data.resize, jpeg_quality=95, max_pixels=int(data.max_image_pixels))
 
 
 def run_prepare(

@@ -76,6 +76,7 @@ from marginlab.io import write_parquet
 
 __all__ = [
     "IMAGEFOLDER_EXTENSIONS",
+    "MAX_INDEX_BYTES",
     "MIN_IMAGES_PER_IDENTITY",
     "SubsetIndexError",
     "SubsetSelection",
@@ -91,6 +92,9 @@ __all__ = [
 IMAGEFOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 #: The official rule: identities with fewer selected images than this are dropped.
 MIN_IMAGES_PER_IDENTITY = 5
+#: The largest index file read: all 5.8 M indices of the full MS1MV2 (7 digits at most) with ", "
+#: between them take about 51 MB, and the official subset file a few MB; a larger file is not an index.
+MAX_INDEX_BYTES = 64 * 2**20
 
 _KEY = "data.subset_index"
 _TOKEN = re.compile(r"[^,\s]+")  # an entry: what lies between commas and/or whitespace
@@ -108,8 +112,29 @@ def read_subset_index(path: str | Path) -> np.ndarray:
     non-integer, a negative number or a duplicate (the range is checked by :func:`select_subset`).
     """
     path = Path(path)
+    return parse_subset_index(_read_index_file(path), path)
+
+
+def _read_index_file(path: Path) -> bytes:
+    """The bytes of ``path``, checked before reading: a directory, a device or a file over
+    :data:`MAX_INDEX_BYTES` is refused with the key, path and size named (it would be read whole)."""
+    if path.is_dir():
+        raise SubsetIndexError(
+            f"{_KEY}: {path} is a directory, expected a text file of indices (comma- or whitespace-separated integers)"
+        )
+    if path.exists() and not path.is_file():
+        raise SubsetIndexError(f"{_KEY}: {path} is not a regular file, expected a text file of indices")
     require_file(path, _KEY)
-    return parse_subset_index(path.read_bytes(), path)
+    size, data = path.stat().st_size, b""
+    if size <= MAX_INDEX_BYTES:
+        with path.open("rb") as f:
+            data = f.read(MAX_INDEX_BYTES + 1)  # bounded, should the file have grown since
+    if max(size, len(data)) > MAX_INDEX_BYTES:
+        raise SubsetIndexError(
+            f"{_KEY}: {path} is {max(size, len(data)):,} bytes, more than the {MAX_INDEX_BYTES:,} an index file can need "
+            "(all 5.8 M indices of MS1MV2 take about 51 MB); refused without reading it. Is this the index file?"
+        )
+    return data
 
 
 def parse_subset_index(data: bytes, path: Path) -> np.ndarray:
@@ -268,8 +293,7 @@ def ingest_subset(out: Path, source: str, src: Path, index_path: Path, policy: I
     """
     if source not in ("recordio", "folders"):
         raise ValueError(f"{_KEY} applies to data.source 'recordio' or 'folders', not {source!r}")
-    require_file(index_path, _KEY)
-    data = index_path.read_bytes()  # parsed and hashed from the same bytes
+    data = _read_index_file(index_path)  # parsed and hashed from the same bytes
     index = _IndexFile(index_path, parse_subset_index(data, index_path), hashlib.sha256(data).hexdigest(), len(data))
     if source == "recordio":
         return _from_recordio(out, src, index, policy, skip_corrupt, progress)
