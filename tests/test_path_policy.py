@@ -207,3 +207,15 @@ def test_run_prepare_refuses_the_photo_folder_even_without_the_validator(project
     with pytest.raises(OutputWriteError, match="not written by marginlab"):
         run_prepare(params, project / "data" / "photos", progress=False)
     assert _tree(project / "data") == before
+
+
+def test_marker_is_never_written_through_a_planted_link(tmp_path):
+    from marginlab.ownership import write_marker
+
+    target = tmp_path / "elsewhere.txt"
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / ALIGN_CACHE_MARKER).symlink_to(target)  # dangling: a plain write would create the target
+    with pytest.raises(OSError, match="symbolic link"):
+        write_marker(folder, ALIGN_CACHE_MARKER)
+    assert not target.exists()

@@ -8,6 +8,8 @@ line of defence; the marker is the second. Marker contents are constant so DVC h
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 __all__ = ["ALIGN_CACHE_MARKER", "OUTPUT_MARKER", "has_marker", "write_marker"]
@@ -24,8 +26,12 @@ _TEXT = "This folder was written by marginlab; marginlab may replace or delete i
 def write_marker(folder: str | Path, marker: str = OUTPUT_MARKER) -> Path:
     """Create ``folder/marker`` (constant contents); return its path."""
     path = Path(folder) / marker
+    if path.is_symlink():  # a planted link would make the write land wherever it points
+        raise OSError(errno.EEXIST, "a symbolic link stands where marginlab's marker belongs", str(path))
     if not path.is_file():
-        path.write_text(_TEXT)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_TEXT)
     return path
 
 

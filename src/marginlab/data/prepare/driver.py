@@ -33,7 +33,7 @@ from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
 from marginlab.data.prepare.subset import ingest_subset
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
-from marginlab.io import atomic_dir, write_json
+from marginlab.io import atomic_dir, check_replaceable, write_json
 
 __all__ = ["MANIFEST_VERSION", "image_policy", "run_prepare"]
 
@@ -82,6 +82,7 @@ def run_prepare(
         "subset": None,  # data.subset_index: file, sha256 and the selection counts (.subset)
         "alignment": {"mode": data.align},  # data.align detect: counts per set and status (.ingest_aligned)
     }
+    check_replaceable(out_dir)  # before touching anything beside it: out_dir must be ours (or empty, or absent)
     clean_stale_temps(out_dir)
     held: list[int] = []
     try:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from marginlab.config import Params
 from marginlab.data.align.cache import CachedDetection, detect_all
-from marginlab.data.align.detector import Detector
+from marginlab.data.align.detector import Detections, Detector
 from marginlab.data.align.policy import STATUSES, aligned_crop, choose_face
 from marginlab.data.formats import (
     CorruptImageError,
@@ -44,11 +44,13 @@ from marginlab.data.formats import (
     write_bin,
     write_recordio,
 )
+from marginlab.data.formats.errors import ImageTooLargeError
 from marginlab.data.formats.folders import list_image_folder
+from marginlab.data.formats.images import check_image_size
 from marginlab.data.prepare.files import require_file, resolve_input, write_train_meta
 from marginlab.data.prepare.ingest_tinyface import list_tinyface, write_tinyface
 from marginlab.device import resolve_device
-from marginlab.io import sha256_file, write_parquet
+from marginlab.io import write_parquet
 
 __all__ = ["ingest_aligned", "make_detector"]
 
@@ -85,11 +87,25 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
     if not root.is_dir():
         raise MissingFileError(f"data.train_folders: directory {root} not found")
     paths, labels, class_names = list_image_folder(root)
+    max_pixels = int(data.max_image_pixels)
+    too_large: dict[str, CachedDetection] = {}
+
+    def hashed(image: bytes, label: str) -> str:
+        """The sha256 of ``image``; one whose header exceeds data.max_image_pixels is refused here, before
+        the detection cache, so that the refusal is never cached (a larger limit must admit it later)."""
+        sha = _sha(image)
+        try:
+            check_image_size(image, source=label, max_pixels=max_pixels)
+        except ImageTooLargeError as exc:
+            too_large[sha] = CachedDetection(0, 0, str(exc), Detections.empty())
+        except CorruptImageError:
+            pass  # undecodable for another reason: the cache's decode records it
+        return sha
 
     rows: list[dict[str, Any]] = []  # one per input image, in input order
     readers: dict[str, Callable[[], tuple[bytes, str]]] = {}
     for path, label in tqdm(list(zip(paths, labels.tolist())), desc="hash photos", unit="img", disable=not progress):
-        sha = sha256_file(path)
+        sha = hashed(_read(path), str(path))
         rows.append({"set": "train", "source": str(path), "image": -1, "sha256": sha, "class": int(label)})
         readers.setdefault(sha, lambda p=path: (_read(p), str(p)))
     bins: dict[str, tuple[Path, list[bytes], np.ndarray]] = {}
@@ -104,22 +120,24 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
             raise VerificationBinError(f"data.val_bins: {exc}") from None
         bins[src.stem] = (src, encoded, issame)
         for i, enc in enumerate(encoded):
-            sha = _sha(enc)
+            sha = hashed(enc, f"{src} (image {i})")
             rows.append({"set": f"val:{src.stem}", "source": str(src), "image": i, "sha256": sha, "class": -1})
             readers.setdefault(sha, lambda e=enc, s=src, i=i: (bytes(e), f"{s} (image {i})"))
 
     tiny_src = resolve_input(data.tinyface, base) if data.tinyface is not None else None
     tiny_images = list_tinyface(tiny_src) if tiny_src is not None else []
     for im in tqdm(tiny_images, desc="hash tinyface", unit="img", disable=not progress):
-        sha = sha256_file(im.path)
+        sha = hashed(_read(im.path), str(im.path))
         rows.append({"set": f"tinyface:{im.part}", "source": str(im.path), "image": -1, "sha256": sha, "class": im.label})
         readers.setdefault(sha, lambda p=im.path: (_read(p), str(p)))
 
     cache_dir = resolve_input(cfg.cache_dir, base)
     found, stats = detect_all(
-        [r["sha256"] for r in rows], lambda k: readers[k](), make_detector=lambda: make_detector(params),
-        cache_dir=cache_dir, chunk_size=cfg.chunk_size, progress=progress,
+        [r["sha256"] for r in rows if r["sha256"] not in too_large], lambda k: readers[k](),
+        make_detector=lambda: make_detector(params), cache_dir=cache_dir, chunk_size=cfg.chunk_size, progress=progress,
+        max_pixels=max_pixels,
     )
+    found.update(too_large)
     skipped: list[dict] = []
     warnings: list[dict] = []
     for r in rows:
@@ -127,7 +145,7 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
 
     def crop(r: dict) -> bytes:
         data_bytes, label = readers[r["sha256"]]()
-        image, messages = decode_image_checked(data_bytes, source=label, exif_orientation=True)  # as detected
+        image, messages = decode_image_checked(data_bytes, source=label, exif_orientation=True, max_pixels=max_pixels)  # as detected
         warnings.extend({"source": r["source"], **({"image": r["image"]} if r["image"] >= 0 else {}), "message": m} for m in messages)
         lm = None if r["face"] < 0 else np.asarray(r["landmarks"], dtype=np.float64).reshape(5, 2)
         return encode_jpeg(aligned_crop(image, lm, int(data.image_size)), quality=JPEG_QUALITY)
