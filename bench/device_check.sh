@@ -443,7 +443,8 @@ cuda_tests() {
 prepare() {
   "$PY" "$WORK/dc.py" params configs/smoke.yaml "$WORK/prepare.yaml" "data.prepared_dir=$WORK/prepared" \
     "runs_dir=$WORK/runs" "quality.output_dir=$WORK/quality"
-  "$PY" stages/prepare.py --params "$WORK/prepare.yaml" --workers "$1" --no-progress
+  # $WORK is the project of these stages (the path policy: what a stage reads and writes lies inside it)
+  (cd "$WORK" && "$PY" "$REPO/stages/prepare.py" --params "$WORK/prepare.yaml" --workers "$1" --no-progress)
 }
 train() {  # NAME NPROC DEVICE WORKERS THREADS
   local dir=$WORK/$1
@@ -451,7 +452,7 @@ train() {  # NAME NPROC DEVICE WORKERS THREADS
   "$PY" "$WORK/dc.py" params configs/smoke.yaml "$dir/params.yaml" "data.prepared_dir=$WORK/prepared" \
     "runs_dir=$dir/runs" "quality.output_dir=$WORK/quality" "train.device=$3" "train.num_workers=$4" \
     "train.threads=$5" "train.distributed.nproc_per_node=$2"
-  cd "$dir"  # dvclive looks for a repository from the working directory: not the project's
+  cd "$WORK"  # the stages' project (path policy); dvclive looks for a repository from here: not the project's
   "$PY" "$REPO/stages/train.py" adaface-s0 --params "$dir/params.yaml" --no-resume
 }
 export -f env_info brisque_model cuda_tests prepare train

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from marginlab.ownership import write_marker
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, target_gst
 from marginlab.analysis.gst_study import (
     FIGURE_FILES,
@@ -79,6 +80,7 @@ def stage_out(params_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gst") / "analysis" / "gst"
     out.mkdir(parents=True)
     (out / "stale.txt").write_text("from an earlier run")
+    write_marker(out)  # an earlier run's output (atomic_dir replaces only folders it marked)
     rc = gst_stage.main(["--params", str(params_file), "--out", str(out), "--n", str(N), "--curve-n", str(CURVE_N)])
     assert rc == 0
     return out
@@ -322,6 +324,7 @@ def test_failed_write_leaves_previous_output(tmp_path, monkeypatch):
     out = tmp_path / "gst"
     out.mkdir()
     (out / "gst.parquet").write_text("previous")
+    write_marker(out)
     monkeypatch.setattr(gf, "plot_gst_curves", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
     heads = load_params(ROOT / "params.yaml").heads
     with pytest.raises(RuntimeError, match="disk full"):

@@ -39,12 +39,12 @@ def test_atomic_dir_replaces_whole_directory(tmp_path):
         (d / "old").write_text("1")
     with atomic_dir(tmp_path / "d") as d:
         (d / "new").write_text("2")
-    assert [p.name for p in (tmp_path / "d").iterdir()] == ["new"]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [".marginlab-output", "new"]  # with its marker
     with pytest.raises(ValueError):
         with atomic_dir(tmp_path / "d") as d:
             (d / "partial").write_text("3")
             raise ValueError
-    assert [p.name for p in (tmp_path / "d").iterdir()] == ["new"]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [".marginlab-output", "new"]
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
 
 

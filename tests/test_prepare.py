@@ -52,7 +52,8 @@ TINY_SYNTH = {
 
 
 def _params(**data):
-    return validate_params({"seed": data.pop("seed", 1), "data": data}, source="test")
+    # a batch the tiny synthetic set can fill: the validator refuses a grid that could not train (issue #21)
+    return validate_params({"seed": data.pop("seed", 1), "data": data, "train": {"batch_size": 4}}, source="test")
 
 
 def _face(rng, size=112):
@@ -113,7 +114,7 @@ def test_synthetic_layout_and_manifest(synthetic_prepared):
     assert manifest["skipped"] == [] and manifest["links"] == []
     # every regular file except the manifest itself is listed with its true sha256 and size
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == files - {"manifest.json"}
+    assert set(manifest["files"]) == files - {"manifest.json", ".marginlab-output"}  # the ownership marker: not data
     for rel in ("train.rec", "verification/lq.bin", "samples.png"):
         assert manifest["files"][rel]["sha256"] == hashlib.sha256((out / rel).read_bytes()).hexdigest()
         assert manifest["files"][rel]["bytes"] == (out / rel).stat().st_size
@@ -145,6 +146,7 @@ def test_prepare_replaces_previous_output_atomically(tmp_path):
     out = tmp_path / "prepared"
     out.mkdir()
     (out / "stale.txt").write_text("old")
+    (out / ".marginlab-output").write_text("")  # an earlier prepare's output (a folder it did not mark is refused)
     params = _params(source="synthetic", synthetic=TINY_SYNTH, val_bins=[str(tmp_path / "missing.bin")])
     with pytest.raises(MissingFileError, match="data.val_bins.*missing.bin"):
         run_prepare(params, out, workers=1, progress=False)
@@ -350,7 +352,7 @@ def test_stage_cli(tmp_path, capsys):
     spec.loader.exec_module(stage)
 
     params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"seed": 3, "data": {"synthetic": TINY_SYNTH}}))
+    params.write_text(json.dumps({"seed": 3, "data": {"synthetic": TINY_SYNTH}, "train": {"batch_size": 4}}))
     assert stage.main(["--params", str(params), "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and '"train_images": 12' in printed

@@ -615,10 +615,14 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     assert timing["wall_time_s"] >= timing["scoring_s"] > 0
 
 
-def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys):
+def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys, monkeypatch):
     import importlib.util
+    import shutil
 
     import yaml
+
+    monkeypatch.chdir(tmp_path)  # the project of the stage (path policy): the model is copied in
+    model_path = Path(shutil.copy(model_path, tmp_path / "brisque_live.pth"))
 
     spec = importlib.util.spec_from_file_location("stage_quality", REPO / "stages" / "quality.py")
     stage = importlib.util.module_from_spec(spec)

@@ -212,8 +212,14 @@ def test_model_sha256_names_the_model_to_use(model_path, zeroed_model, tmp_path)
         verify_model_identity(zeroed_model, None, None, 0.05, -153.591, file_sha256=digest, expected_sha256="0" * 64)
 
 
-def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, tmp_path, capsys):
+def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, tmp_path, capsys, monkeypatch):
+    import shutil
+
     import yaml
+
+    monkeypatch.chdir(tmp_path)  # the project of the stage (path policy): its model lies inside it
+    if tmp_path not in zeroed_model.parents:
+        zeroed_model = Path(shutil.copy(zeroed_model, tmp_path / zeroed_model.name))
 
     from marginlab.quality.stage import QualityStageError, run_quality
 

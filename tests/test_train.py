@@ -259,9 +259,9 @@ def test_validation_selection_and_model_round_trip(prepared, tmp_path):
 
 
 def test_val_selection_needs_a_fraction(prepared, tmp_path):
-    params = make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.0})
-    with pytest.raises(ConfigError, match="val_fraction"):
-        run_train(params, "cos")
+    # a config rule: refused when the params are validated, not when training starts (issue #21)
+    with pytest.raises((ConfigError, ValueError), match="val_fraction"):
+        make_params(prepared, tmp_path, train={"selection": "val", "val_fraction": 0.0})
 
 
 def test_missing_inputs_give_clear_errors(tmp_path):

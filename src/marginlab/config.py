@@ -716,16 +716,29 @@ def load_yaml_bounded(text: str, source: str, limit: int = MAX_YAML_VALUES, max_
     return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader (CSafeLoader / SafeLoader)
 
 
-def validate_params(raw: dict[str, Any], source: str = "params") -> Params:
-    """Validate a params mapping; raise :class:`ConfigError` listing every problem."""
+def validate_params(raw: dict[str, Any], source: str = "params", *, paths: Optional[tuple[Path, bool]] = None) -> Params:
+    """Validate a params mapping; raise :class:`ConfigError` listing every problem.
+
+    ``paths=(root, require_inputs)`` also applies the path policy (:mod:`marginlab.paths`). It runs here,
+    before the object is returned, because the params-usage tracker (:mod:`marginlab.pipeline.params_usage`)
+    records only what is read from the returned object: the policy guards every stage but is not an input
+    of any stage's outputs, so it must not make every stage depend on every path key."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {source}: expected a mapping at top level, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+    if paths is not None:
+        from marginlab.paths import PathPolicyError, check_paths
+
+        try:
+            check_paths(params, paths[0], require_inputs=paths[1])
+        except PathPolicyError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return params
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -762,15 +775,8 @@ def load_params(path: str | Path = "params.yaml", overrides: Optional[dict[str, 
         raise ConfigError(f"{path} is not a readable YAML text file ({type(err).__name__})") from None
     if overrides:
         raw = deep_merge(raw, overrides)
-    params = validate_params(raw, source=str(path))
-    if check_path_policy:
-        from marginlab.paths import PathPolicyError, check_paths
-
-        try:
-            check_paths(params, Path.cwd() if root is None else root, require_inputs=require_inputs)
-        except PathPolicyError as err:
-            raise ConfigError(f"{path}: {err}") from None
-    return params
+    policy = (Path.cwd() if root is None else Path(root), require_inputs) if check_path_policy else None
+    return validate_params(raw, source=str(path), paths=policy)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
