@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from marginlab.heads import HEAD_NAMES, HEADS, head_defaults
+from marginlab.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, YamlLimitError, load_bounded
 
 IR_BACKBONES = ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
 PROXIES = ("norm", "brisque", "p_yi")
@@ -634,86 +635,12 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-#: Largest number of YAML values a params file may expand to through aliases (``*name``): a 1.3 kB
-#: file of nested aliases ("billion laughs") otherwise expands to billions of values and hangs every stage.
-MAX_YAML_VALUES = 1_000_000
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The safe loader (libyaml's parser where installed) with the implicit-tag lookup of plain scalars
-    memoised: a grid repeats the same few words (head names, tags), and PyYAML's regex lookup per scalar
-    was half the load time of a 1 MB params file."""
-
-    _resolved: dict = {}
-
-    def resolve(self, kind, value, implicit):  # noqa: D102 - yaml.resolver.BaseResolver.resolve
-        if kind is not yaml.ScalarNode or not isinstance(value, str):
-            return super().resolve(kind, value, implicit)
-        key = (value, tuple(implicit))
-        tag = self._resolved.get(key)
-        if tag is None:
-            tag = super().resolve(kind, value, implicit)
-            if len(self._resolved) < 100_000:
-                self._resolved[key] = tag
-        return tag
-
-
-def _yaml_loader() -> type:
-    return _Loader
-
-
-#: Deepest nesting of mappings and sequences a params file may have (the schema needs 5); the parser's node
-#: composer recurses once per level, so a 1 MB file of "[[[[..." would otherwise crash the interpreter.
-MAX_YAML_DEPTH = 64
-
-
-def _check_bounds(text: str, source: str, limit: int, max_depth: int) -> None:
-    """One pass over the parser's events (iterative, so safe at any depth): refuse nesting deeper than
-    ``max_depth`` and aliases that expand to more than ``limit`` values, counting each alias as the size of
-    what it names (known when its anchor closes) without expanding anything. A recursive alias is refused."""
-    sizes: dict[str, int] = {}
-    open_anchors: set[str] = set()
-    stack: list[list] = [[0, None]]  # [values so far, anchor] per open collection; the bottom is the document
-    total = 0  # values of the whole document, aliases expanded
-    for event in yaml.parse(text, Loader=_yaml_loader()):
-        if isinstance(event, yaml.CollectionStartEvent):
-            if len(stack) > max_depth:
-                raise ConfigError(f"{source}: values nested more than {max_depth} levels deep; a params file needs a few")
-            stack.append([1, event.anchor])
-            total += 1
-            if event.anchor:
-                open_anchors.add(event.anchor)
-            continue
-        if isinstance(event, yaml.CollectionEndEvent):
-            size, anchor = stack.pop()
-            if anchor:
-                open_anchors.discard(anchor)
-                sizes[anchor] = size
-        elif isinstance(event, yaml.ScalarEvent):
-            size = 1
-            if event.anchor:
-                sizes[event.anchor] = 1
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor in open_anchors:
-                raise ConfigError(f"{source}: the alias *{event.anchor} refers to a value that contains it "
-                                  "(a recursive YAML alias)")
-            size = sizes.get(event.anchor, 0)  # an unknown anchor: the loader below names it
-        else:
-            continue
-        stack[-1][0] += size
-        if not isinstance(event, yaml.CollectionEndEvent):
-            total += size
-        if total > limit:
-            raise ConfigError(f"{source}: its YAML aliases (*name) expand to more than {limit:,} values; "
-                              "write the values out, or use fewer nested aliases")
-
-
 def load_yaml_bounded(text: str, source: str, limit: int = MAX_YAML_VALUES, max_depth: int = MAX_YAML_DEPTH) -> Any:
-    """``yaml.safe_load`` (libyaml where available) of a text whose aliases expand to at most ``limit`` values
-    and whose nesting is at most ``max_depth`` (else ConfigError): a params file of up to 1 MB loads or fails
-    in about a second instead of hanging or crashing."""
-    _check_bounds(text, source, limit, max_depth)
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader (CSafeLoader / SafeLoader)
+    """``yaml.safe_load`` bounded by :mod:`marginlab.safe_yaml` (aliases, depth); a bound hit is a ConfigError."""
+    try:
+        return load_bounded(text, limit, max_depth)
+    except YamlLimitError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def validate_params(raw: dict[str, Any], source: str = "params", *, paths: Optional[tuple[Path, bool]] = None) -> Params:
