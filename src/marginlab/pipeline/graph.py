@@ -60,10 +60,10 @@ def _lookup(params: dict[str, Any], dotted: str) -> Any:
 
 def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     """Resolved stages of ``repo_root/dvc.yaml`` in DVC's order (topologically valid)."""
-    import yaml
     from dvc.repo import Repo  # heavy import; keep it local
 
     from marginlab.config import load_params
+    from marginlab.safe_yaml import load_bounded
 
     root = Path(repo_root).resolve()
     params_file = root / "params.yaml"
@@ -71,7 +71,7 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     if params_file.exists():
         # Validate before any rule exists: run names become shell arguments of the generated commands.
         validated = load_params(params_file, root=root)
-    all_params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
+    all_params = load_bounded(params_file.read_text()) if params_file.exists() else {}  # the bounded safe_load
     cwd = os.getcwd()
     try:
         os.chdir(root)
