@@ -7,8 +7,9 @@ over libyaml's event stream (an iterative parser, safe at any depth), counting v
 alias counts as the size of what it names, nesting and the total are bounded, and a recursive alias is
 refused. The pass also skips PyYAML's node graph, which made ``safe_load`` of a 1 MB grid take 1.7 s.
 
-Merge keys (``<<: *defaults``) are built as PyYAML builds them. Documents using rarer YAML features
-(explicit tags such as ``!!set``, collections as mapping keys, several documents) are handed to ``yaml.load`` with the safe loader after the same bounds
+Merge keys (``<<: *defaults``) and explicitly tagged scalars (``!!str 12``) are built as PyYAML builds them.
+Documents using rarer YAML features (tagged collections such as ``!!set``, collections as mapping keys,
+several documents) are handed to ``yaml.load`` with the safe loader after the same bounds
 check, so the result is always what ``yaml.safe_load`` returns.
 """
 
@@ -45,22 +46,27 @@ class _Scalars:
         self._cache: dict[tuple[str, bool], Any] = {}
 
     def __call__(self, event: yaml.ScalarEvent) -> Any:
-        if event.tag not in (None, "!"):
-            raise _Fallback
+        explicit = event.tag not in (None, "!")  # e.g. !!str 12: constructed by that tag's constructor
         plain = bool(event.implicit[0]) and event.tag is None
-        key = (event.value, plain)
+        key = (event.value, event.tag if explicit else plain)
         try:
             return self._cache[key]
         except KeyError:
             pass
-        tag = self._loader.resolve(yaml.ScalarNode, event.value, (plain, not plain)) if plain else _STR
+        if explicit:
+            tag = event.tag
+        else:
+            tag = self._loader.resolve(yaml.ScalarNode, event.value, (plain, not plain)) if plain else _STR
         if tag == _STR:
             value = event.value
         else:
             make = self._loader.yaml_constructors.get(tag)
-            if make is None:  # e.g. the merge key "<<"
+            if make is None:  # an unknown tag (PyYAML's error), or the merge key "<<" outside a mapping key
                 raise _Fallback
-            value = make(self._loader, yaml.ScalarNode(tag, event.value))
+            try:
+                value = make(self._loader, yaml.ScalarNode(tag, event.value))
+            except (ValueError, TypeError, OverflowError) as err:  # "!!int nope": PyYAML lets ValueError out
+                raise _bad_value(tag, event.value, err) from None
             if isinstance(value, (list, dict, set, bytearray)):  # never shared between places
                 raise _Fallback
         if len(self._cache) < 100_000:
@@ -78,7 +84,10 @@ def load_bounded(text: str, limit: int = MAX_YAML_VALUES, max_depth: int = MAX_Y
         return _build(text, limit, max_depth)
     except _Fallback:
         _build(text, limit, max_depth, construct=False)  # the bounds, over the whole document
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - the safe loader
+        try:
+            return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - the safe loader
+        except (ValueError, TypeError, OverflowError) as err:
+            raise _bad_value("a tagged value", "", err) from None
 
 
 def _build(text: str, limit: int, max_depth: int, construct: bool = True) -> Any:
@@ -178,6 +187,11 @@ def _build(text: str, limit: int, max_depth: int, construct: bool = True) -> Any
 
 _NO_KEY = object()
 _MERGE = object()
+
+
+def _bad_value(tag: str, value: str, err: Exception) -> yaml.YAMLError:
+    """PyYAML's constructors raise bare ValueErrors ("!!int nope"); callers handle YAMLError."""
+    return yaml.constructor.ConstructorError(None, None, f"cannot read {value!r} as {tag}: {err}", None)
 
 
 def _too_many(limit: int) -> str:
