@@ -271,6 +271,27 @@ def test_recordio_missing_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- IJB
+def test_ijb_crops_are_read_under_the_prepare_limit(tmp_path):
+    """IJB crops are referenced, and decoded later by quality and evaluate: data.max_image_pixels travels
+    with the reference (issue #21), so a crop larger than the limit is refused there, before decoding."""
+    from marginlab.data.formats.errors import ImageTooLargeError
+
+    _tiny_ijb(tmp_path / "IJBX", "ijbx")  # 120 x 120 crops
+    _identity_folders(tmp_path / "faces", classes=2, per_class=2)
+    entry = {"name": "ijbx", "meta_dir": "IJBX/meta", "image_dir": "IJBX/loose_crop"}
+    for limit, ok in ((120 * 120, True), (120 * 120 - 1, False)):
+        params = validate_params({"data": {"source": "folders", "train_folders": "faces", "ijb": [entry], "image_size": 120,
+                                           "max_image_pixels": limit}, "train": {"batch_size": 4}})
+        out = tmp_path / f"p{limit}"
+        run_prepare(params, out, base_dir=tmp_path, progress=False)
+        ijb = read_ijb(out / "ijb" / "ijbx", "ijbx")
+        if ok:
+            assert ijb.load_aligned(0).shape == (112, 112, 3)
+        else:
+            with pytest.raises(ImageTooLargeError, match=r"0\.jpg.*data\.max_image_pixels"):
+                ijb.load_aligned(0)
+
+
 def _tiny_ijb(root: Path, name: str, n=6):
     crops = root / "loose_crop"
     crops.mkdir(parents=True)
@@ -295,7 +316,8 @@ def test_ijb_ingest_references_crops_without_symlinks(tmp_path):
     assert not (root / "loose_crop").exists()
     assert not any(k.startswith("ijb/ijbx/loose_crop") for k in m["files"])
     # the crops are inside the project: referenced relative to the set, so the prepared tree can move
-    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": "../../../IJBX/loose_crop"}
+    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": "../../../IJBX/loose_crop",
+                                                               "max_image_pixels": 200_000_000}
     assert "ijb/ijbx/image_dir.json" in m["files"] and "ijb/ijbx/meta/ijbx_face_tid_mid.txt" in m["files"]
     assert m["counts"]["ijb"]["ijbx"] == {**m["counts"]["ijb"]["ijbx"], "faces": 6, "templates": 3, "pairs": 3, "genuine": 1}
     s = read_ijb(root, "ijbx")
@@ -313,7 +335,7 @@ def test_ijb_crops_outside_the_project_are_referenced_absolutely(tmp_path):
     entry = {"name": "ijbx", "meta_dir": str(crops.parent / "meta"), "image_dir": str(crops)}
     run_prepare(_params(source="folders", train_folders="faces", ijb=[entry]), project / "p", base_dir=project, progress=False)
     root = project / "p" / "ijb" / "ijbx"
-    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": str(crops.resolve())}
+    assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": str(crops.resolve()), "max_image_pixels": 200_000_000}
     assert read_ijb(root, "ijbx").image_dir == crops.resolve()
     (root / IMAGE_DIR_FILE).write_text("{}")
     with pytest.raises(IJBFormatError, match=r"image_dir.json: expected"):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.data.formats.errors import IJBFormatError, MissingFileError
-from marginlab.data.formats.images import align_face, decode_image
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS, align_face, decode_image
 from marginlab.io import atomic_path
 
 __all__ = ["IMAGE_DIR_FILE", "IJBSet", "ijb_meta_paths", "image_dir_of", "read_ijb", "write_image_dir_ref", "write_ijb_meta"]
@@ -53,15 +53,32 @@ def ijb_meta_paths(root: str | Path, name: str) -> dict[str, Path]:
 IMAGE_DIR_FILE = "image_dir.json"
 
 
-def write_image_dir_ref(root: str | Path, image_dir: str | Path, project_root: str | Path) -> Path:
-    """Write ``root/image_dir.json`` naming ``image_dir`` (relative to ``root`` when inside ``project_root``)."""
+def write_image_dir_ref(root: str | Path, image_dir: str | Path, project_root: str | Path,
+                        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Path:
+    """Write ``root/image_dir.json`` naming ``image_dir`` (relative to ``root`` when inside ``project_root``) and
+    the largest image its readers decode (``data.max_image_pixels`` at prepare: the crops are read later, by
+    quality and evaluate, whose params do not include the data section)."""
     root, image_dir = Path(root), Path(image_dir).resolve()
     inside = image_dir.is_relative_to(Path(project_root).resolve())
     value = os.path.relpath(image_dir, root.resolve()) if inside else str(image_dir)
     path = root / IMAGE_DIR_FILE
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"image_dir": value}) + "\n")
+        tmp.write_text(json.dumps({"image_dir": value, "max_image_pixels": int(max_pixels)}) + "\n")
     return path
+
+
+def max_pixels_of(root: str | Path) -> int:
+    """The image-size limit ``image_dir.json`` records (the default for sets without one, e.g. synthetic)."""
+    ref = Path(root) / IMAGE_DIR_FILE
+    if not ref.is_file():
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = json.loads(ref.read_text()).get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise IJBFormatError(f"{ref}: expected {{\"image_dir\": path, \"max_image_pixels\": n}} ({err})") from None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise IJBFormatError(f"{ref}: max_image_pixels must be a positive integer, got {value!r}")
+    return value
 
 
 def image_dir_of(root: str | Path) -> Path:
@@ -93,6 +110,7 @@ class IJBSet:
     pairs: pd.DataFrame
     _landmarks: np.ndarray = dataclasses.field(repr=False, default=None)  # (N, 5, 2) float32
     _image_dir: Path | None = dataclasses.field(repr=False, default=None)
+    _max_pixels: int | None = dataclasses.field(repr=False, default=None)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -123,7 +141,9 @@ class IJBSet:
         except FileNotFoundError:
             meta = ijb_meta_paths(self.root, self.name)["face_tid_mid"]
             raise MissingFileError(f"{path}: image of face {i} (line {int(i) + 1} of {meta}) not found") from None
-        return decode_image(data, source=str(path))
+        if self._max_pixels is None:
+            self._max_pixels = max_pixels_of(self.root)
+        return decode_image(data, source=str(path), max_pixels=self._max_pixels)
 
     def load_aligned(self, i: int, size: int = 112) -> np.ndarray:
         """Face ``i`` aligned to the ArcFace template: RGB ``uint8`` (size, size, 3), black border."""

@@ -116,7 +116,7 @@ def _build(tmp: Path, params: Params, base: Path, workers: int, progress: bool, 
         warnings += info.pop("warnings")
         counts.setdefault("verification", {})[name] = info
     for entry in data.ijb:
-        counts.setdefault("ijb", {})[entry.name] = ingest_ijb(tmp, entry, base, progress)
+        counts.setdefault("ijb", {})[entry.name] = ingest_ijb(tmp, entry, base, progress, data.max_image_pixels)
     if data.tinyface is not None and data.align != "detect":  # with detect, ingest_aligned wrote it
         info = ingest_tinyface(tmp, resolve_input(data.tinyface, base), policy, data.skip_corrupt, progress)
         skipped += info.pop("skipped")

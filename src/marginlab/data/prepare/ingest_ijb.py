@@ -16,15 +16,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from marginlab.data.formats import IMAGE_DIR_FILE, IJBFormatError, MissingFileError, ijb_meta_paths, read_ijb, write_image_dir_ref
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
 from marginlab.data.prepare.files import resolve_input
 
 __all__ = ["ingest_ijb"]
 
 
-def ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
+def ingest_ijb(out: Path, entry: Any, base: Path, progress: bool, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict:
     # No image policy here: loose crops of any size are referenced, not copied, and every reader
     # (quality, evaluate) gets faces through IJBSet.load_aligned, which warps each crop to the 112x112
-    # ArcFace template from its five landmarks (marginlab.data.formats.ijb, images.align_face).
+    # ArcFace template from its five landmarks (marginlab.data.formats.ijb, images.align_face). Only the
+    # size limit (data.max_image_pixels) travels with the reference, for those readers.
     meta_dir = resolve_input(entry.meta_dir, base)
     image_dir = resolve_input(entry.image_dir, base).resolve()
     if not image_dir.is_dir():
@@ -38,7 +40,7 @@ def ingest_ijb(out: Path, entry: Any, base: Path, progress: bool) -> dict:
             raise MissingFileError(f"data.ijb[{entry.name}].meta_dir: {src} not found (expected {entry.name}_{key}.txt)")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
-    write_image_dir_ref(root, image_dir, base)
+    write_image_dir_ref(root, image_dir, base, max_pixels)
     ijb = read_ijb(root, entry.name)
     crops = ijb.image_dir
     missing = [im for im in tqdm(ijb.faces["image"].tolist(), desc=f"check {entry.name} crops", unit="img", disable=not progress)
