@@ -6,7 +6,8 @@ message naming the key, the bad value and what is allowed. Defaults are the pape
 m = 0.5 and so turn AdaFace into CosFace).
 
 The module is one cohesive thing, the schema (one class per params section, the run-name rule and
-the error formatting), which is why it runs a little over 450 lines.
+the error formatting, the merged-run rules), which is why it runs to about 700 lines; YAML reading is in
+:mod:`marginlab.safe_yaml` and the path policy in :mod:`marginlab.paths`.
 """
 
 from __future__ import annotations
