@@ -133,3 +133,22 @@ def test_unknown_timm_model_fails_at_validation_not_in_train():
     with pytest.raises(ConfigError, match=r"runs\.x\.model\.backbone: unknown timm model 'resnet_nope'"):
         validate_params({"runs": {"x": {"head": "cosface", "model": {"backbone": "timm/resnet_nope"}}}})
     assert validate_params({"model": {"backbone": "timm/resnet18"}}).model.backbone == "timm/resnet18"
+
+
+@pytest.mark.parametrize("kind", ["bomb", "deep"])
+def test_the_validator_ends_hostile_files_with_one_error_line(tmp_path, kind):
+    """Before: the bomb hung `python -m marginlab.config` (and every stage); the nesting crashed it (SIGSEGV)."""
+    import os
+    import subprocess
+    import sys
+
+    text = (DEFAULT.replace("seed: 42", "seed: 42\n_anchors:\n" + _bomb(), 1).replace(
+        "runs:\n", "runs:\n  bomb: {head: adaface, train: {milestones: *l8}}\n", 1) if kind == "bomb"
+        else "seed: " + "[" * 400_000 + "]" * 400_000)
+    (tmp_path / "params.yaml").write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-m", "marginlab.config", "params.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: params.yaml: "), proc.stderr[-2000:]
