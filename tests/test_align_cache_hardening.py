@@ -351,3 +351,30 @@ def test_real_mtcnn_faces_cut_by_the_border_are_kept(tmp_path):
             assert aligned_crop(image, lm, 32).mean() > 20
     finally:
         torch.set_num_threads(before)
+
+
+def test_sizes_from_the_hashing_pass_spare_a_second_read_and_still_catch_a_wrong_size(tmp_path):
+    """prepare passes each photo's decoded size, read from the bytes it hashed: a cached entry is checked
+    against it without reading the photo again, and a wrong recorded size is still rejected."""
+    from marginlab.data.align.cache import decoded_size_from_header
+
+    images = _images()
+    _run(images, tmp_path / "c")
+    sizes = {k: decoded_size_from_header(b) for k, b in images.items() if b != BROKEN}
+    assert sorted(sizes.values()) == sorted(SIZES)
+    target = next(k for k, b in images.items() if b != BROKEN and sizes[k] == (40, 56))
+    for part in _parts(tmp_path / "c"):
+        _rewrite(part, lambda r: r.update(height=r["height"] + 8) if r["sha256"] == target else None)
+    reads: list[str] = []
+
+    def read(k):
+        reads.append(k)
+        return images[k], k[:8]
+
+    detector = FakeDetector()
+    found, stats = detect_all(list(images), read, make_detector=lambda: detector, cache_dir=tmp_path / "c",
+                              chunk_size=8, progress=False, sizes=sizes)
+    assert (stats["cached"], stats["rejected"], stats["detected"]) == (4, 1, 1)
+    assert _same(found[target].detections, fake_face(40, 56)) and detector.seen == [(40, 56)]
+    # read once to detect the rejected image again, once to confirm the cached corrupt one: no cache-check reads
+    assert sorted(reads) == sorted([target, next(k for k, b in images.items() if b == BROKEN)])

@@ -41,7 +41,7 @@ import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -60,7 +60,7 @@ from marginlab.data.formats.images import (
 from marginlab.io import OutputWriteError, atomic_path, write_json
 from marginlab.ownership import ALIGN_CACHE_MARKER, write_marker
 
-__all__ = ["CachedDetection", "detect_all", "fingerprint"]
+__all__ = ["CachedDetection", "decoded_size_from_header", "detect_all", "fingerprint"]
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
@@ -305,7 +305,7 @@ def _load(folder: Path) -> tuple[dict[str, list[tuple[str, CachedDetection]]], i
     return found, rejected, refused
 
 
-def _decoded_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
+def decoded_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
     """``(height, width)`` the decoder will give, from the header alone; None when the header cannot tell
     (the EXIF orientation of a non-JPEG, which OpenCV may or may not apply)."""
     size = image_header_size(data)
@@ -334,7 +334,7 @@ def _decoded_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
 def _matching(entry: CachedDetection, data: bytes, label: str, max_pixels: int) -> Optional[CachedDetection]:
     """``entry`` if it fits the image ``data`` (decodable at the recorded size, or still undecodable:
     then with the decoder's own message, not the cache's), else None."""
-    if entry.error is None and _decoded_size_from_header(data) == (entry.height, entry.width):
+    if entry.error is None and decoded_size_from_header(data) == (entry.height, entry.width):
         return entry
     try:
         image, _ = decode_image_checked(data, source=label, exif_orientation=True, max_pixels=max_pixels)
@@ -368,6 +368,7 @@ def detect_all(
     progress: bool = True,
     desc: str = "detect faces",
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    sizes: Optional[Mapping[str, Optional[tuple[int, int]]]] = None,
 ) -> tuple[dict[str, CachedDetection], dict]:
     """Detections for every distinct key in ``keys`` (the sha256 of the bytes ``read(key)`` returns with
     a label naming the image for error messages).
@@ -375,7 +376,9 @@ def detect_all(
     Returns ``(by_key, stats)``; stats: ``cached`` (found in the cache), ``detected`` (run now),
     ``fingerprint``, ``detect_s`` (seconds spent decoding + detecting), ``rejected`` (cache entries
     not used: invalid, or not matching their image) and ``rejected_parts`` (part files not read).
-    Every cached image is read again to check its size (its header, or a decode when that cannot tell).
+    A cached entry is used only when its image has the recorded size: ``sizes[key]`` when the caller
+    already read it from the bytes it hashed (:func:`decoded_size_from_header`), else the image is read
+    again (its header, or a decode when that cannot tell).
     Raises :class:`~marginlab.io.OutputWriteError` (an ``OSError``) when ``cache_dir`` cannot be written.
     """
     import time
@@ -397,9 +400,15 @@ def detect_all(
     mismatched: Counter = Counter()
     to_check = [k for k in distinct if k in candidates]
     for key in tqdm(to_check, desc=f"{desc}: check cache", unit="img", disable=not progress or not to_check):
-        data, label = read(key)
+        size = sizes.get(key) if sizes is not None else None
+        data = label = None
         for part, entry in candidates[key]:
-            checked = _matching(entry, data, label, max_pixels)
+            if size is not None and entry.error is None:  # the caller's size: no second read of the photo
+                checked = entry if size == (entry.height, entry.width) else None
+            else:
+                if data is None:
+                    data, label = read(key)
+                checked = _matching(entry, data, label, max_pixels)
             if checked is not None:
                 known[key] = checked
                 break

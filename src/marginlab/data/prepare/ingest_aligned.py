@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from marginlab.config import Params
-from marginlab.data.align.cache import CachedDetection, detect_all
+from marginlab.data.align.cache import CachedDetection, decoded_size_from_header, detect_all
 from marginlab.data.align.detector import Detections, Detector
 from marginlab.data.align.policy import STATUSES, aligned_crop, choose_face
 from marginlab.data.formats import (
@@ -89,10 +89,12 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
     paths, labels, class_names = list_image_folder(root)
     max_pixels = int(data.max_image_pixels)
     too_large: dict[str, CachedDetection] = {}
+    sizes: dict[str, Optional[tuple[int, int]]] = {}  # what the cache checks its entries against
 
     def hashed(image: bytes, label: str) -> str:
-        """The sha256 of ``image``; one whose header exceeds data.max_image_pixels is refused here, before
-        the detection cache, so that the refusal is never cached (a larger limit must admit it later)."""
+        """The sha256 of ``image``, and its decoded size from the header while the bytes are in memory; one
+        whose header exceeds data.max_image_pixels is refused here, before the detection cache, so that the
+        refusal is never cached (a larger limit must admit it later)."""
         sha = _sha(image)
         try:
             check_image_size(image, source=label, max_pixels=max_pixels)
@@ -100,6 +102,8 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
             too_large[sha] = CachedDetection(0, 0, str(exc), Detections.empty())
         except CorruptImageError:
             pass  # undecodable for another reason: the cache's decode records it
+        else:
+            sizes[sha] = decoded_size_from_header(image)
         return sha
 
     rows: list[dict[str, Any]] = []  # one per input image, in input order
@@ -135,7 +139,7 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
     found, stats = detect_all(
         [r["sha256"] for r in rows if r["sha256"] not in too_large], lambda k: readers[k](),
         make_detector=lambda: make_detector(params), cache_dir=cache_dir, chunk_size=cfg.chunk_size, progress=progress,
-        max_pixels=max_pixels,
+        max_pixels=max_pixels, sizes=sizes,
     )
     found.update(too_large)
     skipped: list[dict] = []
