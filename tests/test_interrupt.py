@@ -21,7 +21,10 @@ def test_ctrl_c_during_prepare_is_clean(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "prepare.py"), "--no-progress", "--workers", "2"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            # as a terminal starts it: a test runner started in the background (`make test &`, some
+                            # CI shells) ignores SIGINT, children inherit that, and Python then keeps ignoring it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".prepared.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
