@@ -35,6 +35,7 @@ __all__ = [
     "PAPER_BEST",
     "PAPER_EARLY_PROGRESS",
     "PAPER_EPOCHS",
+    "PAPER_IMAGES_SEEN",
     "PAPER_SCALE",
     "PAPER_SETTING",
     "TINYFACE",
@@ -50,6 +51,9 @@ PAPER_EPOCHS = 26
 #: The paper's "early in training" (claim 1b) as a fraction of its optimiser steps: the end
 #: of epoch 1 of 26, 1/26 ≈ 3.85 % (MS1MV2 at the global batch 512: about 11.4k of 296k steps, 5.8 M images seen).
 PAPER_EARLY_PROGRESS = 1 / PAPER_EPOCHS
+#: Training images the paper's models saw: MS1MV2's 5.8 M images × 26 epochs ≈ 1.5×10⁸ (the denominator of the
+#: report's "at this scale" ratio).
+PAPER_IMAGES_SEEN = 5_800_000 * PAPER_EPOCHS
 #: The paper's training scale, stated beside its numbers.
 PAPER_SCALE = {
     "main": (f"R100 (IR-100) at 112×112 on MS1MV2 (5.8 M images, 85,742 identities), {PAPER_EPOCHS} epochs, "
