@@ -84,7 +84,7 @@ def test_run_resolution_merges_defaults_and_overrides():
         }
     )
     r = p.run("ada_h022")
-    assert r.head_params == {"s": 64.0, "m": 0.4, "h": 0.22, "t_alpha": 0.01}
+    assert r.head_params == {"s": 64.0, "m": 0.4, "h": 0.22, "t_alpha": 0.01, "stats_init": "official"}
     assert r.train.epochs == 2 and r.seed == 3
     assert r.train.lr == 0.1  # shared default kept
     with pytest.raises(ConfigError, match="run 'nope' is not in params 'runs'"):
@@ -149,6 +149,14 @@ def test_head_ranges_are_the_heads_own():
         model = HEAD_PARAM_MODELS[name]
         assert set(model.model_fields) == set(cls.hyperparameter_ranges), name
         for key, rng in cls.hyperparameter_ranges.items():
+            if hasattr(rng, "options"):  # a named choice: anything else is refused by both
+                for probe in ("warm", 0.5):
+                    with pytest.raises(ValueError):
+                        build_head(name, 8, 4, **{key: probe})
+                    _err({"heads": {name: {key: probe}}})
+                for ok in rng.options:
+                    assert validate_params({"heads": {name: {key: ok}}}).heads.model_dump()[name][key] == ok
+                continue
             for bad in [v for v in (rng.low, rng.high) if v is not None]:
                 open_end = (bad == rng.low and rng.low_open) or (bad == rng.high and rng.high_open)
                 probe = bad if open_end else (bad - 1e-6 if bad == rng.low else bad + 1e-6)

@@ -59,10 +59,10 @@ def expected(target_fn, nontarget_fn=None, s: float = 64.0) -> torch.Tensor:
 # ---------------------------------------------------------------------------- registry and defaults
 def test_registry_and_paper_defaults():
     assert set(HEAD_NAMES) >= {"normface", "cosface", "arcface", "curricularface", "magface", "adaface"}  # the paper's
-    assert head_defaults("adaface") == {"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01}
+    assert head_defaults("adaface") == {"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01, "stats_init": "official"}
     assert head_defaults("cosface") == {"s": 64.0, "m": 0.4}
     assert head_defaults("arcface") == {"s": 64.0, "m": 0.5}
-    assert head_defaults("curricularface") == {"s": 64.0, "m": 0.5}
+    assert head_defaults("curricularface") == {"s": 64.0, "m": 0.5, "stats_init": "official"}
     assert head_defaults("normface") == {"s": 64.0}
     assert head_defaults("magface") == {"s": 64.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0}
     for name in HEAD_NAMES:  # the config schema and the heads agree on names and defaults
@@ -85,7 +85,7 @@ def test_weight_init_is_official(name):
 def test_bad_names_and_hyperparameters():
     with pytest.raises(ValueError, match="unknown head 'sphereface'.*adaface"):
         build_head("sphereface", 4, 3)
-    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['alpha'\].*allowed: h, m, s, t_alpha"):
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['alpha'\].*allowed: h, m, s, stats_init, t_alpha"):
         build_head("adaface", 4, 3, alpha=0.1)
     with pytest.raises(ValueError, match="allowed: s$"):
         build_head("normface", 4, 3, m=0.3)
@@ -387,13 +387,14 @@ def test_adaface_external_quality_first_batch_init():
     # the feature norm after an external signal is refused (different units in one EMA)
     with pytest.raises(ValueError, match="built from an external quality signal"):
         head.logits_from_cosines(cos, y, norms=torch.tensor([5.0, 6.0, 7.0]))
-    # a one-sample first batch sets μ only and leaves initialisation pending
+    # a one-sample first batch sets μ only; σ starts at the first batch that has a std
     fresh = build_head("adaface", 2, 2).train()
     fresh.logits_from_cosines(cos[:1], y[:1], quality=torch.tensor([0.4]))
     assert float(fresh.batch_mean) == pytest.approx(0.4) and float(fresh.batch_std) == 100.0
-    assert int(fresh.stats_source) == 0
+    assert (int(fresh.mean_updates), int(fresh.std_updates)) == (1, 0)
     fresh.logits_from_cosines(cos[:2], y[:2], quality=torch.tensor([0.2, 0.4]))
-    assert float(fresh.batch_mean) == pytest.approx(0.3) and float(fresh.batch_std) == pytest.approx(math.sqrt(0.02))
+    assert float(fresh.batch_mean) == pytest.approx(0.01 * 0.3 + 0.99 * 0.4)
+    assert float(fresh.batch_std) == pytest.approx(math.sqrt(0.02))
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)
@@ -406,8 +407,8 @@ def test_state_dict_round_trip(name):
     clone = build_head(name, 2, 3)
     clone.load_state_dict(state)
     assert clone.state_summary() == head.state_summary()
-    expected_keys = {"weight"} | {"adaface": {"batch_mean", "batch_std", "stats_source"},
-                                   "curricularface": {"t"}}.get(name, set())
+    expected_keys = {"weight"} | {"adaface": {"batch_mean", "batch_std", "stats_source", "mean_updates", "std_updates"},
+                                   "curricularface": {"t", "t_updates"}}.get(name, set())
     assert set(state) == expected_keys
     head.eval(), clone.eval()
     torch.testing.assert_close(clone(z, y), head(z, y))
@@ -533,3 +534,104 @@ def test_autocast_backward_dtypes():
     loss.backward()
     assert head.weight.grad.dtype == torch.float32 and z.grad.dtype == torch.float32
     assert torch.isfinite(head.weight.grad).all() and head.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------- how running statistics start
+def _norm_batches(seed=0, steps=6, batch=16):
+    g = torch.Generator().manual_seed(seed)
+    return [22.0 + 3.0 * torch.randn(batch, generator=g) + k for k in range(steps)]
+
+
+def _zero_started_ema(values, alpha):
+    """The reference: an EMA from 0 divided by its bias 1 - (1 - alpha)^k (Adam's correction), by hand."""
+    raw, out = 0.0, []
+    for k, v in enumerate(values, start=1):
+        raw = (1 - alpha) * raw + alpha * v
+        out.append(raw / (1 - (1 - alpha) ** k))
+    return out
+
+
+@pytest.mark.parametrize("init", ["official", "first_batch", "bias_corrected"])
+def test_adaface_stats_init(init):
+    alpha = 0.01
+    head = build_head("adaface", 2, 2, stats_init=init).train()
+    batches = _norm_batches()
+    means, stds = [], []
+    for q in batches:
+        head.update_statistics(q, external=False)
+        means.append(float(head.batch_mean))
+        stds.append(float(head.batch_std))
+    bm = [float(q.mean()) for q in batches]
+    bs = [float(q.std()) for q in batches]
+    if init == "official":
+        mu, sd = 20.0, 100.0
+        for m_, s_, em, es in zip(bm, bs, means, stds):
+            mu, sd = alpha * m_ + (1 - alpha) * mu, alpha * s_ + (1 - alpha) * sd
+            assert em == pytest.approx(mu, rel=1e-5) and es == pytest.approx(sd, rel=1e-5)
+        assert stds[-1] > 90  # still the official start after 6 steps: ẑ ≈ 0, the head is CosFace
+    elif init == "first_batch":
+        mu, sd = bm[0], bs[0]
+        assert means[0] == pytest.approx(mu, rel=1e-5) and stds[0] == pytest.approx(sd, rel=1e-5)
+        for m_, s_, em, es in zip(bm[1:], bs[1:], means[1:], stds[1:]):
+            mu, sd = alpha * m_ + (1 - alpha) * mu, alpha * s_ + (1 - alpha) * sd
+            assert em == pytest.approx(mu, rel=1e-5) and es == pytest.approx(sd, rel=1e-5)
+    else:
+        assert means == pytest.approx(_zero_started_ema(bm, alpha), rel=1e-5)
+        assert stds == pytest.approx(_zero_started_ema(bs, alpha), rel=1e-5)
+        # early on that is nearly the plain average of the batches so far (window ≈ all of them)
+        assert means[-1] == pytest.approx(sum(bm) / len(bm), rel=2e-3)
+    assert int(head.mean_updates) == int(head.std_updates) == len(batches)
+
+
+def test_bias_corrected_becomes_the_official_ema():
+    """After many updates the correction vanishes: the same rate as the official EMA."""
+    from marginlab.heads.base import ema_rate
+
+    assert ema_rate("bias_corrected", 0.01, 0) == 1.0
+    assert ema_rate("bias_corrected", 0.01, 2000) == pytest.approx(0.01, rel=1e-8)
+    assert ema_rate("first_batch", 0.01, 0) == 1.0 and ema_rate("first_batch", 0.01, 1) == 0.01
+    with pytest.raises(ValueError, match="stats_init.*not one of official, first_batch, bias_corrected"):
+        build_head("adaface", 2, 2, stats_init="warm")
+
+
+@pytest.mark.parametrize("init", ["official", "first_batch", "bias_corrected"])
+def test_curricularface_t_init(init):
+    head = build_head("curricularface", 2, 2, stats_init=init).train()
+    g = torch.Generator().manual_seed(1)
+    means, ts = [], []
+    for _ in range(5):
+        cos = torch.rand(8, 2, generator=g) * 0.6 + 0.2
+        y = torch.randint(0, 2, (8,), generator=g)
+        head.logits_from_cosines(cos, y)
+        means.append(float(cos.gather(1, y[:, None]).mean()))
+        ts.append(float(head.t))
+    if init == "official":
+        t = 0.0
+        expected = []
+        for m_ in means:
+            t = 0.01 * m_ + 0.99 * t
+            expected.append(t)
+    elif init == "first_batch":
+        t = means[0]
+        expected = [t]
+        for m_ in means[1:]:
+            t = 0.01 * m_ + 0.99 * t
+            expected.append(t)
+    else:
+        expected = _zero_started_ema(means, 0.01)
+    assert ts == pytest.approx(expected, rel=1e-5)
+    assert int(head.t_updates) == 5
+
+
+def test_state_dict_without_update_counters_loads():
+    """A model.pt saved before the counters existed loads; its statistics count as long settled."""
+    head = build_head("adaface", 2, 2, stats_init="bias_corrected")
+    state = {k: v for k, v in head.state_dict().items() if not k.endswith("_updates")}
+    state["batch_mean"] = torch.tensor(30.0)
+    head.load_state_dict(state)
+    assert int(head.mean_updates) >= 10**6 and float(head.batch_mean) == 30.0
+    head.train().update_statistics(torch.tensor([40.0, 42.0]), external=False)
+    assert float(head.batch_mean) == pytest.approx(0.99 * 30 + 0.01 * 41, rel=1e-6)  # the official rate
+    cf = build_head("curricularface", 2, 2)
+    cf.load_state_dict({k: v for k, v in cf.state_dict().items() if k != "t_updates"})
+    assert int(cf.t_updates) >= 10**6

@@ -167,10 +167,10 @@ def test_probe_inside_an_epoch_sees_the_weights_after_that_step(trained):
         ctx.backbone.load_state_dict(backbone)
         ctx.head.load_state_dict(head)
         probe = Probing(ctx).probe
-        again = probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device,
-                              channels_last=ctx.channels_last)
-        clean_only = probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device,
-                                   channels_last=ctx.channels_last, passes=("clean",))
+        same = {"batch_size": 64, "device": ctx.device, "channels_last": ctx.channels_last,
+                "recalibrate_batch": params.run("probed").train.batch_size}  # as the training callback probes
+        again = probe.measure(2, ctx.backbone, ctx.head, **same)
+        clean_only = probe.measure(2, ctx.backbone, ctx.head, passes=("clean",), **same)
         with pytest.raises(ValueError, match="unknown probe pass"):
             probe.measure(2, ctx.backbone, ctx.head, batch_size=64, device=ctx.device, passes=("blurred",))
     pd.testing.assert_frame_equal(clean_only, _clean(again))  # one pass alone = that pass of both

@@ -98,8 +98,8 @@ class HeadParams(Strict):
 
 def _head_params_model(name: str, cls: Any) -> type[HeadParams]:
     defaults = head_defaults(name)
-    fields = {key: (float, Field(default=defaults[key], **cls.hyperparameter_ranges[key].field_bounds()))
-              for key in defaults}
+    specs = cls.hyperparameter_ranges
+    fields = {key: (specs[key].field_type, Field(default=defaults[key], **specs[key].field_bounds())) for key in defaults}
     model = create_model(f"{cls.__name__}Params", __base__=HeadParams, **fields)
     model.head_class = cls
     return model
@@ -353,6 +353,10 @@ class TrainConfig(Strict):
     # (probe/progress/, marginlab.train.probe_schedule): the paper's "early" is epoch 1 of 26 (~4 %).
     # In [0, 1], increasing, no repeats; [] = epoch ends only.
     probe_progress: list[float] = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
+    # Recompute the BatchNorm statistics for the current weights before each probe (marginlab.train.probe):
+    # eval mode otherwise normalises with running statistics that lag the weights (66 % still the initial
+    # ones after 4 steps), a network state training never uses. false = the running statistics as they are.
+    probe_recalibrate_bn: bool = True
     selection: Literal["last", "val"] = "last"
     val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
     # Train on the first N identities (labels 0..N-1) of the prepared training set, so one prepared set
@@ -404,7 +408,7 @@ class RunSpec(Strict):
     """One entry of the experiment grid; head_params override ``heads.<head>`` defaults."""
 
     head: str
-    head_params: dict[str, float] = {}
+    head_params: dict[str, float | str] = {}
     proxy: Literal["norm", "brisque", "p_yi"] = "norm"
     seed: NonNegInt = 0
     # Runs sharing a label are seeds of one configuration (default: the name without a "-s<N>" suffix).
@@ -453,6 +457,20 @@ class AnalysisConfig(Strict):
     norm_bins: Annotated[int, Field(ge=2, le=20)] = 5  # feature-norm quantile bins (augmentation analysis)
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
     workers: NonNegInt = 0  # bootstrap threads (0 = one per core); results do not depend on it
+    # Claim 5's comparator, fixed before looking: a baseline head (AdaFace vs that head alone; default
+    # CurricularFace, the paper's Tables 4-5 comparator) or "dunnett" (every baseline, Dunnett-adjusted).
+    comparator: str = "curricularface"
+    # Claim 5b's non-inferiority margin in points of accuracy / TAR / rank-1 (AdaFace may trail by less).
+    noninferiority_margin: Annotated[float, Field(gt=0.0, le=20.0)] = 1.0
+
+    @field_validator("comparator")
+    @classmethod
+    def _comparator(cls, v: str) -> str:
+        allowed = [h for h in HEAD_NAMES if h != "adaface"] + ["dunnett"]
+        if v not in allowed:
+            raise ValueError(f"analysis.comparator must be a baseline head or 'dunnett' (one of {', '.join(allowed)}), "
+                             f"got {v!r}")
+        return v
 
 
 class GstConfig(Strict):
@@ -589,7 +607,7 @@ class ResolvedRun(Strict):
 
     name: str
     head: str
-    head_params: dict[str, float]
+    head_params: dict[str, float | str]
     proxy: str
     seed: int
     label: str

@@ -89,7 +89,8 @@ def run_table(params: Params) -> pd.DataFrame:
     for name in params.runs:
         r = params.run(name)
         defaults = getattr(params.heads, r.head).model_dump()
-        is_default = all(math.isclose(float(r.head_params[k]), float(v)) for k, v in defaults.items()) and r.proxy == "norm"
+        is_default = all(r.head_params[k] == v if isinstance(v, str) else math.isclose(float(r.head_params[k]), float(v))
+                         for k, v in defaults.items()) and r.proxy == "norm"
         rows.append({
             "run": name, "label": r.label, "head": r.head, "seed": int(r.seed), "proxy": r.proxy,
             "tags": tuple(r.tags), "head_params": dict(r.head_params), "is_default": bool(is_default),

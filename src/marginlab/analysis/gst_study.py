@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, gst_grid, target_gst, variant_label
+from marginlab.heads.base import format_hyperparameter
 from marginlab.analysis.paper_numbers import FIG3_PANELS
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace, head_defaults
 
@@ -133,7 +134,7 @@ def _title(head: str, variant: Mapping[str, float], hyperparameters: Mapping[str
     for the state (if a Fig. 3 panel), the state, and the hyperparameters besides the scale s."""
     name = HEADS[head].__name__ + (f" {words}" if words else "")
     state = ", ".join(f"{STATE_SYMBOLS.get(k, k)}={float(v):g}" for k, v in variant.items())
-    hp = ", ".join(f"{k}={v:g}" for k, v in hyperparameters.items() if k != "s")
+    hp = ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in hyperparameters.items() if k != "s")
     return name + (f", {state}" if state else "") + (f" ({hp})" if hp else "")
 
 

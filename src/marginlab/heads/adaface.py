@@ -27,15 +27,28 @@ Quality proxies (paper Table 1 ablation). The signal replaces the norm in steps 
 - ``p_yi``: the caller passes the target-class softmax probability in [0, 1]
   (:func:`marginlab.heads.p_yi.p_yi_quality`).
 
-The norm's initial μ = 20, σ = 100 are meaningless for a signal in [0, 1]: ẑ = h · (q - 20) / 100 ≈ -0.066
-for every sample, so the margin would barely adapt for the first several hundred steps while the EMA
-forgets the init. So for an external signal the running statistics are
-**initialised from the first training batch** that has at least two samples: μ = mean(q), σ = std(q)
-(unbiased) — which is exactly what the EMA step gives when μ and σ already equal those values. A
-one-sample first batch only sets μ and leaves initialisation pending. The buffer ``stats_source``
-records which signal the statistics describe (0 = not yet initialised, 1 = norm, 2 = external
-quality); switching signals on a head in training mode raises ``ValueError`` rather than mixing
-units in one EMA.
+How the statistics start (``stats_init``, :data:`marginlab.heads.base.STATS_INIT`, recorded with the other
+hyperparameters in ``model.pt``):
+
+- ``official`` (default, the released code): μ = 20, σ = 100, then the EMA. The EMA forgets that start
+  with a time constant of 1/t_alpha = 100 steps: σ needs ~500 steps to come within 2× of the norms'
+  own spread (~3-4). In the paper's run (~270k steps) that is the first 0.2 % of training; in a
+  108-step CPU run it is longer than the run, so ẑ stays within a few hundredths of 0 and the head
+  trains as CosFace(m) (measured: ``bench/RESULTS.md``, issue #22).
+- ``first_batch``: μ, σ are the first training batch's own mean and std, then the EMA.
+- ``bias_corrected``: the EMA started at 0 and divided by 1 - (1 - t_alpha)^k after k updates
+  (:func:`~marginlab.heads.base.ema_rate`): it starts at the first batch like ``first_batch`` but does
+  not then hold that one batch's values for ~100 steps; it averages all batches so far (the lower
+  noise of a long window) until ~1/t_alpha steps and is the official EMA afterwards. So the statistics
+  describe the current norms from step 1 at any run length, as the official ones do after the paper's
+  first 0.2 %. The CPU presets use it; the paper presets keep ``official``.
+
+The norm's official μ = 20, σ = 100 are meaningless for a signal in [0, 1] (ẑ = h · (q - 20) / 100 ≈
+-0.066 for every sample), so for an external signal ``official`` means ``first_batch``. μ and σ count
+their updates separately (``mean_updates``, ``std_updates``: a one-sample batch updates μ only). The
+buffer ``stats_source`` records which signal the statistics describe (0 = not yet initialised, 1 = norm,
+2 = external quality); switching signals on a head in training mode raises ``ValueError`` rather than
+mixing units in one EMA.
 """
 
 from __future__ import annotations
@@ -45,7 +58,9 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, Range, cos_shifted_angle
+from marginlab.heads.base import (
+    ANGULAR_MARGIN_RANGE, SCALE_RANGE, STATS_INIT, MarginHead, Range, cos_shifted_angle, ema_rate,
+)
 from marginlab.heads.registry import register_head
 
 SOURCE_NONE, SOURCE_NORM, SOURCE_QUALITY = 0, 1, 2
@@ -65,7 +80,7 @@ class AdaFace(MarginHead):
     # 0.22..1 (h = 0 would be CosFace: use that head).
     hyperparameter_ranges = {
         "s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE, "h": Range(low=0.0, high=1.0, low_open=True),
-        "t_alpha": Range(low=0.0, high=1.0, low_open=True),
+        "t_alpha": Range(low=0.0, high=1.0, low_open=True), "stats_init": STATS_INIT,
     }
     accepts_quality = True
     eps = 1e-3
@@ -82,18 +97,22 @@ class AdaFace(MarginHead):
         m: float = 0.4,
         h: float = 0.333,
         t_alpha: float = 0.01,
+        stats_init: str = "official",
     ):
         super().__init__(embedding_size, num_classes, s=s)
-        checked = self.check_hyperparameters({"m": m, "h": h, "t_alpha": t_alpha})
+        checked = self.check_hyperparameters({"m": m, "h": h, "t_alpha": t_alpha, "stats_init": stats_init})
         self.m, self.h, self.t_alpha = checked["m"], checked["h"], checked["t_alpha"]
+        self.stats_init = checked["stats_init"]
         self.register_buffer("batch_mean", torch.full((), self.init_mean))
         self.register_buffer("batch_std", torch.full((), self.init_std))
         self.register_buffer("stats_source", torch.zeros((), dtype=torch.int64))
-        self._source_cache: Optional[int] = None  # host mirror of stats_source (avoids a device sync per step)
+        self.register_buffer("mean_updates", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("std_updates", torch.zeros((), dtype=torch.int64))
+        self._host: Optional[dict[str, int]] = None  # host mirror of the int buffers (avoids a device sync per step)
 
     @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"s": self.s, "m": self.m, "h": self.h, "t_alpha": self.t_alpha}
+    def hyperparameters(self) -> dict[str, float | str]:
+        return {"s": self.s, "m": self.m, "h": self.h, "t_alpha": self.t_alpha, "stats_init": self.stats_init}
 
     def _analysis_state(self, variant: dict[str, float], batch: int) -> torch.Tensor:
         """``{"z_hat": q}`` (ẑ itself, q in [-1, 1]) or ``{"norm": a[, "mu": μ, "sigma": σ]}`` (a raw
@@ -117,27 +136,42 @@ class AdaFace(MarginHead):
         return torch.full((batch,), norm, dtype=self.weight.dtype)
 
     # ------------------------------------------------------------------ running statistics
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._source_cache = None
+    _COUNTERS = ("stats_source", "mean_updates", "std_updates")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A model saved before the update counters existed: its statistics have been updated an unknown
+        # number of times, which only ``bias_corrected`` reads; count them as many (the official EMA).
+        for key in ("mean_updates", "std_updates"):
+            if prefix + key not in state_dict and prefix + "batch_mean" in state_dict:
+                state_dict[prefix + key] = torch.full((), 10**6, dtype=torch.int64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._host = None
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .double() replace the buffers
         out = super()._apply(fn, *args, **kwargs)
-        self._source_cache = None
+        self._host = None
         return out
 
+    def _counter(self, name: str) -> int:
+        if self._host is None:
+            self._host = {k: int(getattr(self, k)) for k in self._COUNTERS}
+        return self._host[name]
+
+    def _set_counter(self, name: str, value: int) -> None:
+        self._counter(name)
+        getattr(self, name).fill_(value)
+        self._host[name] = value
+
     def _source(self) -> int:
-        if self._source_cache is None:
-            self._source_cache = int(self.stats_source)
-        return self._source_cache
+        return self._counter("stats_source")
 
     def _set_source(self, source: int) -> None:
-        self.stats_source.fill_(source)
-        self._source_cache = source
+        self._set_counter("stats_source", source)
 
     @torch.no_grad()
     def update_statistics(self, signal: torch.Tensor, *, external: bool) -> None:
-        """One EMA step of μ, σ on ``signal`` (B,) (see the module docstring for the first-batch rule)."""
+        """One update of μ, σ on ``signal`` (B,) at the rate :func:`~marginlab.heads.base.ema_rate` gives for
+        ``stats_init`` and the updates so far (module docstring)."""
         source = SOURCE_QUALITY if external else SOURCE_NORM
         current = self._source()
         if current not in (SOURCE_NONE, source):
@@ -147,17 +181,16 @@ class AdaFace(MarginHead):
             )
         signal = self.gather_batch(signal.to(self.batch_mean.dtype))
         n = signal.numel()
-        mean = signal.mean()
-        if current == SOURCE_NONE and external:
-            self.batch_mean.copy_(mean)
-            if n >= 2:
-                self.batch_std.copy_(signal.std())
-                self._set_source(source)
-            return
-        a = self.t_alpha
-        self.batch_mean.mul_(1.0 - a).add_(a * mean)
+        init = "first_batch" if external and self.stats_init == "official" else self.stats_init
+        done = self._counter("mean_updates")
+        a = ema_rate(init, self.t_alpha, done)
+        self.batch_mean.mul_(1.0 - a).add_(a * signal.mean())
+        self._set_counter("mean_updates", done + 1)
         if n >= 2:
+            done = self._counter("std_updates")
+            a = ema_rate(init, self.t_alpha, done)
             self.batch_std.mul_(1.0 - a).add_(a * signal.std())
+            self._set_counter("std_updates", done + 1)
         if current == SOURCE_NONE:
             self._set_source(source)
 
@@ -188,3 +221,10 @@ class AdaFace(MarginHead):
 
     def state_summary(self) -> dict[str, float]:
         return {"batch_mean": float(self.batch_mean), "batch_std": float(self.batch_std)}
+
+    @torch.no_grad()
+    def z_hat_of(self, signal: torch.Tensor, *, external: bool = False) -> torch.Tensor:
+        """ẑ the margin gives each value of ``signal`` (feature norms, or with ``external`` the quality signal
+        the head trains with) under the running statistics as they are now; nothing is updated."""
+        signal = signal.to(self.batch_mean.device, self.batch_mean.dtype)
+        return self.margin_scaler(signal if external else signal.clamp(*self.norm_clip))

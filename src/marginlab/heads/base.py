@@ -33,14 +33,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["MarginHead", "NormalizedLinear", "Range", "compute_dtype", "check_real", "cos_shifted_angle"]
+__all__ = ["STATS_INIT", "Choice", "MarginHead", "NormalizedLinear", "Range", "format_hyperparameter", "compute_dtype", "check_real", "cos_shifted_angle"]
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -102,6 +102,64 @@ class Range:
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+    @property
+    def field_type(self) -> Any:
+        return float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A hyperparameter that takes one of a few named values (e.g. how running statistics start).
+
+    The same single definition as :class:`Range`: the heads check with it and the config schema
+    derives a ``Literal`` field from it.
+    """
+
+    options: tuple[str, ...]
+
+    def check(self, head: str, name: str, value) -> str:
+        """``value`` if it is one of :attr:`options`, else ``ValueError`` naming them."""
+        if not isinstance(value, str) or value not in self.options:
+            raise ValueError(f"head {head!r}: hyperparameter {name!r} = {value!r} is not one of "
+                             f"{', '.join(self.options)}")
+        return value
+
+    def field_bounds(self) -> dict[str, float]:
+        return {}
+
+    @property
+    def field_type(self) -> Any:
+        return Literal[self.options]  # type: ignore[valid-type]
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(self.options) + "}"
+
+
+def format_hyperparameter(value: Any) -> str:
+    """``0.4`` → ``0.4``, a :class:`Choice` value as it is: one spelling for reprs, tables and labels."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+#: How a head's running batch statistics start (AdaFace μ/σ, CurricularFace t); see those heads.
+#: ``official``: the released code's constants, then the EMA; ``first_batch``: the first training batch's
+#: own statistics, then the EMA; ``bias_corrected``: an EMA from zero divided by 1 − (1 − α)^k after k
+#: updates (Adam's correction), i.e. the plain average of all batches so far until ~1/α batches.
+STATS_INIT = Choice(("official", "first_batch", "bias_corrected"))
+
+def ema_rate(init: str, alpha: float, done: int) -> float:
+    """The weight of the new batch in the ``done + 1``-th update of a running statistic started as ``init``
+    (:data:`STATS_INIT`): ``official`` always α; ``first_batch`` 1 (the batch's own value), then α;
+    ``bias_corrected`` α / (1 − (1 − α)^(done+1)): μ_k = μ_{k−1} + a_k (x_k − μ_{k−1}) with this a_k is
+    exactly the zero-started EMA divided by its bias 1 − (1 − α)^k, so it also starts at the first batch
+    and weighs all batches so far about equally until ~1/α updates, then becomes the official EMA."""
+    if init == "official":
+        return alpha
+    if init == "first_batch":
+        return 1.0 if done == 0 else alpha
+    if init == "bias_corrected":  # exactly 1 at the first update (α / (1 - (1 - α)) rounds below it)
+        return 1.0 if done == 0 else alpha / (1.0 - (1.0 - alpha) ** (done + 1))
+    raise ValueError(f"unknown statistics start {init!r}; expected one of {', '.join(STATS_INIT.options)}")
 
 
 #: Ranges shared by several heads.
@@ -181,7 +239,7 @@ class MarginHead(nn.Module):
     accepts_quality: bool = False
     #: Valid interval of every hyperparameter (the keyword arguments of ``__init__`` besides the sizes);
     #: the config schema derives its checks from these, so heads and ``params.yaml`` agree.
-    hyperparameter_ranges: ClassVar[dict[str, Range]] = {"s": SCALE_RANGE}
+    hyperparameter_ranges: ClassVar[dict[str, "Range | Choice"]] = {"s": SCALE_RANGE}
     #: Position in tables and figures (the paper's order: baselines first, AdaFace last).
     order: ClassVar[int] = 100
     #: Running-state variants the gradient-scaling analysis shows by default (Fig. 3); each is a mapping
@@ -191,13 +249,13 @@ class MarginHead(nn.Module):
     analysis_state_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def check_hyperparameters(cls, values: dict[str, Any]) -> dict[str, float]:
+    def check_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
         """Check every value against :attr:`hyperparameter_ranges` and :meth:`_check_relations`.
 
-        Returns the values as floats; raises ``ValueError`` naming the head, the hyperparameter and the
+        Returns the values as floats (a :class:`Choice` as its string); raises ``ValueError`` naming the head, the hyperparameter and the
         allowed range. Keys without a declared range are rejected.
         """
-        out: dict[str, float] = {}
+        out: dict[str, Any] = {}
         for key, value in values.items():
             if key not in cls.hyperparameter_ranges:
                 raise ValueError(f"head {cls.name!r}: unknown hyperparameter {key!r}; allowed: "
@@ -238,7 +296,7 @@ class MarginHead(nn.Module):
         return {"s": self.s}
 
     def extra_repr(self) -> str:
-        hp = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters.items())
+        hp = ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in self.hyperparameters.items())
         return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
 
     # ------------------------------------------------------------------ analysis

@@ -42,6 +42,9 @@ from marginlab.train.context import TrainContext
 from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
 from marginlab.train.probe import PASSES, ProbeSet, probe_path, select_probe, write_probe
+
+#: The probe's ẑ uses the signal the run's AdaFace head trains with (``runs.<name>.proxy``).
+Z_HAT_SIGNAL_OF_PROXY = {"norm": "norm", "brisque": "iq", "p_yi": "p_yi"}
 from marginlab.train.probe_schedule import progress_dir, progress_path, with_progress, write_progress_table
 from marginlab.train.selection import centre_accuracy
 
@@ -172,7 +175,9 @@ class Probing(Callback):
     def _table(self, ctx: TrainContext, epoch: int, passes: tuple[str, ...] = PASSES) -> pd.DataFrame:
         return self.probe.measure(epoch, ctx.backbone, ctx.head, batch_size=max(ctx.cfg.batch_size, 64),
                                   device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last,
-                                  passes=passes)
+                                  passes=passes, z_hat_signal=Z_HAT_SIGNAL_OF_PROXY[ctx.resolved.proxy],
+                                  recalibrate_batch=(ctx.cfg.batch_size // ctx.dist.world_size
+                                                     if ctx.cfg.probe_recalibrate_bn else None))
 
     def _measure(self, ctx: TrainContext, progress: Progress, epoch: int) -> pd.DataFrame:
         frame = self._table(ctx, epoch)

@@ -9,14 +9,33 @@ the BRISQUE-based ``iq`` from the quality stage's ``scores.parquet``, or none (u
 Each epoch (epoch 0 = before the first update) the probe is embedded twice with the backbone in eval
 mode: ``pass = "clean"`` (the stored image, no augmentation) and ``pass = "augmented"`` (the training
 augmentations, drawn once from a fixed seed per image, so every epoch sees the same augmented images).
+
+**BatchNorm recalibration** (:func:`recalibrated_backbone`, on by default). Eval mode normalises with
+the running statistics, an EMA (momentum 0.1) of past batches that starts at mean 0 / variance 1: after 4
+optimiser steps 0.9⁴ = 66 % of every layer's statistics are still that start, and after any step they
+lag the weights. Such an eval-mode network is one training never uses (training normalises each batch
+with its own statistics), and the last ``BatchNorm1d`` sets the embedding's scale, so the norm measured
+early in training would describe that artefact. So the probe embeds with a copy of the backbone whose
+BatchNorm statistics are recomputed for the current weights: the population mean and the average
+unbiased batch variance (what ``momentum=None`` gives) over the probe's augmented images, i.e.
+training images through the training augmentations, in batches of the training batch size drawn in a
+fixed shuffled order (the probe is sorted by record, so by identity: unshuffled batches would hold one or
+two identities and give statistics training never sees), with every
+layer normalising those batches by their own statistics as in training. The training backbone is not
+touched; no process group is used (rank 0 probes alone, so synchronised BatchNorm layers are run as
+plain ones in the copy).
+
 Per image and pass one row of ``probe/epoch_XX.parquet``:
 
-``epoch, pass, index, label, norm, p_yi, cos_y, iq, gt_quality, crop, lowres, photometric, flip``
+``epoch, pass, index, label, norm, p_yi, cos_y, z_hat, iq, gt_quality, crop, lowres, photometric, flip``
 
 - ``norm`` = ||z||, the L2 norm of the unnormalised embedding z;
 - ``cos_y`` = cos θ_y = ŵ_y · ẑ (plain cosine to the target class centre, no margin);
 - ``p_yi`` = softmax(s · cos θ)_y with the **plain** logits s · cos θ_j (no margin, s = the head's
   scale), i.e. the classifier's confidence in the target without the margin the loss adds;
+- ``z_hat`` = the ẑ ∈ [-1, 1] an AdaFace head would give the image now: its quality signal (the norm, or
+  the IQ / P_yi it trains with) against the head's running μ, σ as they are (nothing updated); NaN for
+  heads without running norm statistics. Its spread shows whether the margin adapted at all;
 - ``iq`` / ``gt_quality``: of the *stored* image (also on the augmented pass, where they therefore
   miss the augmentation — the paper's point about BRISQUE under augmentation); NaN when unknown;
 - augmentation flags: what was applied on the augmented pass; all False on the clean pass.
@@ -25,6 +44,7 @@ Floats are stored as float32, labels/indices as int32/int64, flags as bool.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from marginlab.heads import MarginHead
 from marginlab.heads.p_yi import p_yi_quality
@@ -41,8 +62,12 @@ FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
 #: The probe's passes: the stored images, and the same images through the training augmentations.
 PASSES = ("clean", "augmented")
 PROBE_COLUMNS = (
-    "epoch", "pass", "index", "label", "norm", "p_yi", "cos_y", "iq", "gt_quality", *FLAG_NAMES,
+    "epoch", "pass", "index", "label", "norm", "p_yi", "cos_y", "z_hat", "iq", "gt_quality", *FLAG_NAMES,
 )
+#: Seed of the fixed shuffle of the recalibration batches (any fixed value: the order is part of the probe's definition).
+RECALIBRATION_SEED = 22
+#: The quality signals an AdaFace head can train with (``runs.<name>.proxy``); the probe's ẑ uses the same one.
+Z_HAT_SIGNALS = ("norm", "iq", "p_yi")
 
 
 def select_probe(
@@ -130,6 +155,65 @@ def embed(
     finally:
         backbone.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
+
+
+class _BatchStatistics:
+    """Forward pre-hook for one BatchNorm layer of the copy: normalise with the batch's own statistics (as
+    training does) and accumulate them; :meth:`finish` writes their averages as the running statistics."""
+
+    def __init__(self, bn: _BatchNorm):
+        self.bn, self.sum_mean, self.sum_var, self.batches = bn, None, None, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.bn
+        dims = [0, *range(2, x.dim())]
+        count = x.numel() // x.shape[1]
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=False)
+        unbiased = var * (count / max(count - 1, 1))
+        self.sum_mean = mean if self.sum_mean is None else self.sum_mean + mean
+        self.sum_var = unbiased if self.sum_var is None else self.sum_var + unbiased
+        self.batches += 1
+        return torch.nn.functional.batch_norm(x, mean, var, bn.weight, bn.bias, training=False, eps=bn.eps)
+
+    def finish(self) -> None:
+        if self.batches and self.bn.running_mean is not None:
+            self.bn.running_mean.copy_(self.sum_mean / self.batches)
+            self.bn.running_var.copy_(self.sum_var / self.batches)
+
+
+@torch.no_grad()
+def recalibrated_backbone(
+    backbone: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
+) -> nn.Module:
+    """A copy of ``backbone`` in eval mode whose BatchNorm running statistics are recomputed for its
+    current weights from ``inputs`` (module docstring); ``backbone`` itself is unchanged. A backbone
+    without BatchNorm layers is returned as it is (nothing to recalibrate)."""
+    layers = [m for m in backbone.modules() if isinstance(m, _BatchNorm)]
+    if not layers or not len(inputs):
+        return backbone
+    copy = deepcopy(backbone).eval()
+    stats = []
+    for bn in (m for m in copy.modules() if isinstance(m, _BatchNorm)):
+        st = _BatchStatistics(bn)
+        bn.forward = st.forward  # instance attribute: the copy only, no process group, batch statistics
+        stats.append(st)
+    for start in range(0, len(inputs) - batch_size + 1 if len(inputs) >= batch_size else 1, batch_size):
+        x = inputs[start : start + batch_size].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            copy(x)
+    for st in stats:
+        st.finish()
+        del st.bn.forward  # back to the class's eval-mode forward with the new running statistics
+    return copy
 
 
 @torch.no_grad()
@@ -224,11 +308,27 @@ class ProbeSet:
         autocast_dtype: Optional[torch.dtype] = None,
         channels_last: bool = False,
         passes: tuple[str, ...] = PASSES,
+        recalibrate_batch: Optional[int] = None,
+        z_hat_signal: str = "norm",
     ) -> pd.DataFrame:
-        """Embed ``passes`` (default both) with the current weights and return the probe rows of ``epoch``."""
+        """Embed ``passes`` (default both) with the current weights and return the probe rows of ``epoch``.
+
+        ``recalibrate_batch``: the training batch size; the BatchNorm statistics are recomputed in batches
+        of it over the augmented probe images first (:func:`recalibrated_backbone`); None = the running
+        statistics as they are. ``z_hat_signal``: the quality signal the head trains with (``norm``,
+        ``iq`` or ``p_yi``), for the ``z_hat`` column."""
         unknown = set(passes) - set(PASSES)
         if unknown:
             raise ValueError(f"unknown probe pass(es) {sorted(unknown)}; expected some of {PASSES}")
+        if z_hat_signal not in Z_HAT_SIGNALS:
+            raise ValueError(f"z_hat_signal must be one of {Z_HAT_SIGNALS}, got {z_hat_signal!r}")
+        if recalibrate_batch is not None:
+            # In a fixed shuffled order, as the training loader's batches: the probe is sorted by record, i.e. by
+            # identity, so batches in that order would hold one or two identities each and their statistics
+            # (and so the recalibrated network) would be far from training's (measured: norms 2× too large).
+            order = torch.as_tensor(np.random.default_rng(RECALIBRATION_SEED).permutation(len(self)))
+            backbone = recalibrated_backbone(backbone, self.augmented[order], batch_size=recalibrate_batch,
+                                             device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
         labels = torch.as_tensor(self.labels)
         frames = []
         for name, inputs in (("clean", self.clean), ("augmented", self.augmented)):
@@ -237,6 +337,7 @@ class ProbeSet:
             z = embed(backbone, inputs, batch_size=batch_size, device=device,
                       autocast_dtype=autocast_dtype, channels_last=channels_last)
             st = plain_target_stats(z, head, labels)
+            z_hat = self._z_hat(head, st, z_hat_signal)
             n = len(self)
             frame = pd.DataFrame({
                 "epoch": np.full(n, epoch, dtype=np.int32),
@@ -246,6 +347,7 @@ class ProbeSet:
                 "norm": st["norm"].numpy().astype(np.float32),
                 "p_yi": st["p_yi"].numpy().astype(np.float32),
                 "cos_y": st["cos_y"].numpy().astype(np.float32),
+                "z_hat": z_hat,
                 "iq": self.iq,
                 "gt_quality": self.gt_quality,
             })
@@ -255,6 +357,19 @@ class ProbeSet:
         out = pd.concat(frames, ignore_index=True)
         out["pass"] = pd.Categorical(out["pass"], categories=sorted(PASSES))  # the same categories whatever was measured
         return out[list(PROBE_COLUMNS)]
+
+
+    def _z_hat(self, head: nn.Module, st: dict[str, torch.Tensor], signal: str) -> np.ndarray:
+        z_hat_of = getattr(head, "z_hat_of", None)
+        if z_hat_of is None:
+            return np.full(len(self), np.nan, dtype=np.float32)
+        if signal == "norm":
+            out = z_hat_of(st["norm"])
+        elif signal == "p_yi":
+            out = z_hat_of(st["p_yi"], external=True)
+        else:  # the stored image's IQ, the signal the brisque proxy trains with
+            out = z_hat_of(torch.as_tensor(self.iq, dtype=torch.float32), external=True)
+        return out.cpu().numpy().astype(np.float32)
 
 
 def probe_path(run_dir: str | Path, epoch: int) -> Path:
