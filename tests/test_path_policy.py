@@ -60,7 +60,7 @@ def _violations(raw: dict, root: Path, **kw) -> str:
 def test_defaults_and_presets_pass(project):
     check_paths(validate_params({}), project)
     check_paths(validate_params(_folders()), project, require_inputs=True)
-    for preset in ("smoke", "cpu-study", "scale-study", "paper-ir100-ms1mv2", "paper-ablation-ir18"):
+    for preset in ("smoke", "cpu-study", "scale-study", "focused", "paper-ir100-ms1mv2", "paper-ablation-ir18"):
         check_paths(validate_params(yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text())), ROOT)
     check_paths(validate_params(yaml.safe_load((ROOT / "params.yaml").read_text())), ROOT, require_inputs=True)
 
