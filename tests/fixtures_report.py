@@ -101,6 +101,30 @@ SCALE_SUMMARIES = {
 }
 
 
+def zhat_values(run: str, epoch: int, n: int = 60) -> np.ndarray:
+    """Hand-made ẑ of one AdaFace run's clean probe at one epoch: spreading with the epochs, clipped at ±1."""
+    rng = np.random.default_rng([epoch, len(run)])
+    return np.clip(rng.normal(0.05 * epoch, 0.1 + 0.3 * epoch, n), -1, 1).astype(np.float32)
+
+
+def zhat_frame(epochs: int = 3) -> pd.DataFrame:
+    """``zhat.csv`` of every AdaFace run of :data:`DEFAULT_RUNS` (the real :func:`marginlab.analysis.zhat.zhat_table`)."""
+    from fixtures_runs import run_size
+
+    from marginlab.analysis.zhat import zhat_table
+
+    frames = []
+    for run, spec in DEFAULT_RUNS.items():
+        if spec["head"] != "adaface":
+            continue
+        label = run.rsplit("-s", 1)[0]
+        for epoch in range(epochs + 1):
+            frames.append(pd.DataFrame({"run": run, "label": label, "head": "adaface", "epoch": epoch, "pass": "clean",
+                                        "z_hat": zhat_values(run, epoch)}))
+    summaries = {run: run_size(spec, epochs) for run, spec in DEFAULT_RUNS.items()}
+    return zhat_table(pd.concat(frames, ignore_index=True), None, summaries)
+
+
 def write_scale(analysis: Path) -> None:
     """``scale.csv``, ``scale_fit.json`` (the real scale code on :func:`correlation_frame`) and a scale PNG."""
     from marginlab.analysis import scale as sc
@@ -125,7 +149,12 @@ CLAIMS = {
          "parts": [{"name": "a: final epoch", "verdict": "supported", "rule": "CI above 0",
                     "numbers": {"runs": {"adaface-s0": {"spearman": 0.7123, "spearman_ci": [0.65, 0.77]}}},
                     "decision": {"to_supported_se": 0.62, "to_not_supported_se": -9.1, "distance_se": 0.62,
-                                 "borderline": True}}]},
+                                 "borderline": True}},
+                   {"name": "b: early = end of epoch 1", "verdict": "inconclusive", "rule": "seed-level t test at epoch 1",
+                    "numbers": {"mean_spearman": 0.1234,
+                                "curve": [{"progress": 0.0, "step": 0, "spearman": 0.01},
+                                          {"progress": 0.3333, "step": 6, "spearman": 0.1234},
+                                          {"progress": 1.0, "step": 18, "spearman": 0.7123}]}}]},
         {"id": 2, "title": "Margin form controls sample emphasis", "statement": "AdaFace emphasises <b>hard</b> samples at high norm.",
          "paper": "Fig. 3", "verdict": "not supported", "rule": "ratios", "numbers": {},
          "decision": {"to_supported_se": None, "to_not_supported_se": None, "distance_se": None, "borderline": False,
@@ -141,7 +170,9 @@ CLAIMS = {
 }
 
 ANALYSIS_FIGURES = ("fig2_norm_vs_iq.png", "fig2_pyi_vs_iq.png", "correlation_vs_progress.png", "augmentation_by_norm.png",
-                    "training_curves.png", "extra_panel.png")
+                    "training_curves.png", "extra_panel.png", "zhat_by_progress.png")
+#: Reference runs' images seen in the fixture: 3 epochs × (200 // 32) steps × batch 32 (fixtures_runs.run_size).
+FIXTURE_IMAGES_SEEN = 3 * (200 // 32) * 32
 
 
 def _png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (480, 300)) -> None:
@@ -220,7 +251,8 @@ def write_analysis(root: Path, *, gst: bool = True) -> None:
     (analysis / "claims.json").write_text(json.dumps(CLAIMS, indent=2))
     (analysis / "summary.json").write_text(json.dumps({"runs": 10, "claims_supported": 1}))
     (analysis / "timing.json").write_text(json.dumps({"stage": "analyze", "wall_time_s": 41.0}))
-    colours = [(200, 60, 60), (60, 160, 60), (60, 60, 200), (200, 160, 40), (120, 60, 180), (40, 160, 160)]
+    colours = [(200, 60, 60), (60, 160, 60), (60, 60, 200), (200, 160, 40), (120, 60, 180), (40, 160, 160), (160, 40, 100)]
+    zhat_frame().to_csv(analysis / "zhat.csv", index=False)
     for name, colour in zip(ANALYSIS_FIGURES, colours):
         _png(analysis / "figures" / name, colour)
     write_scale(analysis)

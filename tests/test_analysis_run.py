@@ -45,7 +45,7 @@ def test_all_outputs_are_written(tree):
     assert figures == sorted([
         "augmentation_by_norm.png", "correlation_vs_progress.png", "correlation_vs_progress_gt_quality.png",
         "fig2_norm_vs_gt_quality.png", "fig2_norm_vs_iq.png", "fig2_pyi_vs_gt_quality.png", "fig2_pyi_vs_iq.png",
-        "scale_vs_images_seen.png", "training_curves.png",
+        "scale_vs_images_seen.png", "training_curves.png", "zhat_by_progress.png",
     ])
     assert all((out / "figures" / f).stat().st_size > 10_000 for f in figures)
     assert not list(out.glob(".*tmp*"))  # nothing half-written left behind

@@ -24,6 +24,7 @@ from fixtures_report import (
     ANALYSIS_FIGURES,
     CLAIMS,
     COMPARISON,
+    FIXTURE_IMAGES_SEEN,
     build_report_tree,
 )
 
@@ -132,8 +133,9 @@ def test_self_contained(html, page):
 
 def test_every_figure_embedded_as_png(page, tree):
     imgs = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
-    # analysis figures (incl. training curves) + the scale figure + 3 gst figures + samples.png + quality histograms
-    assert len(imgs) == len(ANALYSIS_FIGURES) + 1 + 3 + 1 + 1
+    # analysis figures (incl. training curves and ẑ) + claim 1's curve again + the scale figure + 3 gst figures
+    # + samples.png + quality histograms
+    assert len(imgs) == len(ANALYSIS_FIGURES) + 1 + 1 + 3 + 1 + 1
     for src in imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
@@ -161,7 +163,7 @@ def test_claims_badges_and_escaping(page, html):
     rows = page.rows("claims-summary")
     assert [r[0].get("data-claim") for r in rows[1:]] == [str(c["id"]) for c in CLAIMS["claims"]]
     for row, claim in zip(rows[1:], CLAIMS["claims"]):
-        assert row[1][2] == claim["verdict"]
+        assert row[1][4].startswith(claim["verdict"] + " ")  # the combined verdict: secondary text, last column
     verdicts = {a["id"]: a["data-verdict"] for t, a in page.tags if t == "div" and a.get("id", "").startswith("claim-")}
     assert verdicts == {f"claim-{c['id']}": c["verdict"] for c in CLAIMS["claims"]}
     text = page.full_text()
@@ -170,7 +172,8 @@ def test_claims_badges_and_escaping(page, html):
     runs = page.tables["ev-1-1-runs"]
     assert runs[0][1] == ["", "spearman", "spearman_ci"]
     assert runs[1][1] == ["adaface-s0", "0.7123", "[0.65, 0.77]"]
-    assert "1 supported" in text and "1 not supported" in text and "1 inconclusive" in text
+    # the tally counts parts: claim 1 a supported, b inconclusive; 2 a not supported; 3 h inconclusive
+    assert "1 supported 1 not supported 2 inconclusive parts, at this scale" in text
     # autoescape: the statement's markup is text, not HTML
     assert "AdaFace emphasises &lt;b&gt;hard&lt;/b&gt; samples" in html and "<b>hard</b>" not in html
     assert "8 more numbers" in text  # 20 numbers: 12 shown, the rest folded
@@ -178,9 +181,13 @@ def test_claims_badges_and_escaping(page, html):
 
 def test_claims_say_how_far_each_verdict_is_from_its_threshold(page):
     rows = {r[0]["data-claim"]: r[1] for r in page.rows("claims-summary")[1:]}
-    assert rows["1"][3] == "0.62 SE past the threshold borderline"
-    assert rows["2"][3] == "exact (no sampling noise)"
-    assert rows["3"][3] == "1.4 SE short of the nearer decisive verdict"
+    # one line per part (claim 1's part b, and the parts of 2 and 3, have no decision of their own)
+    assert rows["1"][3] == "0.62 SE past the threshold borderline —"
+    assert rows["2"][3] == "—" and rows["3"][3] == "—"
+    # the combined verdict's distance, as secondary text beside it
+    assert rows["1"][4] == "supported 0.62 SE past the threshold (borderline)"
+    assert rows["2"][4] == "not supported exact (no sampling noise)"
+    assert rows["3"][4] == "inconclusive 1.4 SE short of the nearer decisive verdict"
     text = page.full_text()
     assert "within one standard error of its threshold" in text  # claim 1's robustness line
     assert text.count("within one standard error of its threshold") == 1  # only the borderline claim says so
@@ -354,7 +361,8 @@ def test_missing_optional_inputs_become_notes(tree, tmp_path):
         assert fragment in text, fragment
     # training curves fall back to the runs' live/ logs
     imgs = [a["src"] for t, a in page.tags if t == "img"]
-    assert len(imgs) == (len(ANALYSIS_FIGURES) - 1) + 1  # analysis figures without training + fallback curves
+    # analysis figures without training + claim 1's curve again + fallback curves
+    assert len(imgs) == (len(ANALYSIS_FIGURES) - 1) + 1 + 1
     assert "from the runs' live/ logs" in text
 
 
@@ -368,7 +376,10 @@ def test_real_data_without_ijb(tree, tmp_path):
     page = Page(run_report(root).read_text())
     text = page.full_text()
     ids = {a.get("id") for _, a in page.tags}
-    assert "scale-banner" not in ids
+    assert "scale-banner" in ids  # real data gets the scale banner too, with its own title
+    assert "Scale: small models, short training" in text and "Scale: synthetic data" not in text
+    assert (f"{FIXTURE_IMAGES_SEEN} training images seen by the reference runs, 2.6×10⁵× fewer than the paper's 1.5×10⁸"
+            in text)
     assert "IJB-style template verification (TAR@FAR): not available: no IJB set configured (params data.ijb is empty)" in text
     assert "casia (folders" in text
 
@@ -514,13 +525,23 @@ def test_report_from_the_real_analysis_stage(tmp_path, monkeypatch):
     page = Page(run_report(root).read_text())
     text = page.full_text()
     notes = [n[:160] for n in text.split("not available: ")[1:]]
-    assert len(notes) == 2 and "is not a git repository" in notes[0] and "dvc.lock not found" in notes[1], notes
+    zhat = pd.read_csv(root / "analysis" / "zhat.csv")
+    expected = 2 if len(zhat) else 3  # the fixture's probe tables have no z_hat (unless fixtures_runs writes one)
+    assert len(notes) == expected and "is not a git repository" in notes[-2] and "dvc.lock not found" in notes[-1], notes
+    if not len(zhat):
+        assert "zhat.csv has no rows: ẑ not recorded by this run's training code" in notes[0], notes
     figures = sorted((root / "analysis" / "figures").glob("*.png"))
+    assert "zhat_by_progress.png" in {f.name for f in figures}
     imgs = [a["src"] for t, a in page.tags if t == "img"]
-    assert len(imgs) == len(figures) + 3 + 1 + 1
+    assert len(imgs) == len(figures) + 1 + 3 + 1 + 1  # + claim 1's curve again
     claims = json.loads((root / "analysis" / "claims.json").read_text())["claims"]
     for row, claim in zip(page.rows("claims-summary")[1:], claims):
-        assert row[1][2] == claim["verdict"]
+        assert row[1][4].split(" ")[0] == claim["verdict"].split(" ")[0]
+        parts = claim.get("parts") or [claim]
+        assert row[1][2].count("at this scale: ") == len(parts)
+    summary = json.loads((root / "analysis" / "summary.json").read_text())
+    assert summary["images_seen_reference"] == FIXTURE_IMAGES_SEEN // 3 * 2  # the real-analysis tree trains 2 epochs
+    assert summary["paper_images_seen"] == 5_800_000 * 26
     comparison = pd.read_csv(root / "analysis" / "comparison.csv")
     for label, g in comparison.groupby("label"):
         rows = page.rows("comparison-table", **{"data-label": label})

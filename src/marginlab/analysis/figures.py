@@ -8,6 +8,8 @@
   steps, :mod:`.progress`) with the bootstrap 95 % band, one line per run, with the paper's final-epoch
   correlation (:data:`.paper_numbers.FIG2_NORM_IQ_CORRELATION`) as a reference line on the norm panels and
   the paper's early point (:data:`.paper_numbers.PAPER_EARLY_PROGRESS`) marked.
+- :func:`zhat_by_progress`: AdaFace's ẑ of the clean probe against training progress (median and 5–95 %
+  band per run, :mod:`.zhat`), with ArcFace (−1), CosFace (0) and +1 marked.
 - :func:`augmentation_bars`: share of each augmentation per norm bin (last epoch).
 - :func:`training_curves`: the per-epoch dvclive metrics of every run.
 - Fig. 3 (drawn from the ``gst`` stage's table, :mod:`.gst_study`): :func:`plot_gst_maps` — |GST| maps
@@ -39,7 +41,7 @@ from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION, PAPER_EAR
 
 __all__ = [
     "augmentation_bars", "correlation_vs_progress", "fig2_panels", "gst_colour_limit", "panel_epochs", "plot_gst_curves",
-    "plot_gst_maps", "representative_runs", "training_curves",
+    "plot_gst_maps", "representative_runs", "training_curves", "zhat_by_progress",
 ]
 
 QUANTITY_NAMES = {"norm": "feature norm ‖z‖", "p_yi": "P_yi (plain softmax)"}
@@ -195,6 +197,44 @@ def correlation_vs_progress(axis_rows: pd.DataFrame, runs: pd.DataFrame, labels:
     fig.suptitle(f"{title}\nline style = seed; dotted: the paper's early point, epoch 1 of 26 = {PAPER_EARLY_PROGRESS:.1%}",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.035 * (1 + (len(names) - 1) // 6) if handles else 0, 1, 1))
+    return _save(fig, path)
+
+
+def zhat_by_progress(table: pd.DataFrame, runs: pd.DataFrame, labels: Sequence[str], path: Path) -> Path:
+    """ẑ of the clean probe against training progress: median line and 5–95 % band per run, colour = label.
+
+    ``table``: :func:`.zhat.zhat_table`; a run with progress probes is drawn from them, else from its epoch
+    ends (as :func:`correlation_vs_progress`). Horizontal lines at ẑ = −1 (ArcFace), 0 (CosFace) and +1.
+    """
+    title = "Did AdaFace's margin adapt? ẑ of the clean probe images across training (median, 5–95 % band)"
+    rows = table[table["pass"] == "clean"] if len(table) else table
+    if rows.empty:
+        return _no_data(path, title, "no run recorded ẑ (z_hat) in its probe tables")
+    with_progress = set(rows.loc[rows["schedule"] == "progress", "run"])
+    rows = rows[(rows["schedule"] == "progress") | ~rows["run"].isin(with_progress)]
+    shown = [lab for lab in labels if (rows["label"] == lab).any()] + sorted(set(rows["label"]) - set(labels))
+    _style()
+    palette = dict(zip(shown, sns.color_palette("tab10", n_colors=max(len(shown), 3))))
+    seeds = runs.set_index("run")["seed"].to_dict() if len(runs) else {}
+    dashes = ["-", "--", ":", "-."]
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    for label in shown:
+        lab_runs = sorted(rows.loc[rows["label"] == label, "run"].unique(), key=lambda r: (seeds.get(r, 0), r))
+        for j, run in enumerate(lab_runs):
+            d = rows[rows["run"] == run].sort_values("progress")
+            ax.plot(d["progress"], d["q50"], dashes[j % len(dashes)], color=palette[label], marker="o", ms=3, lw=1.4,
+                    label=label if j == 0 else None)
+            ax.fill_between(d["progress"], d["q05"], d["q95"], color=palette[label], alpha=0.15, lw=0)
+    _progress_axis(ax)
+    ax.set_ylim(-1.08, 1.08)
+    for level, words in ((-1.0, "ẑ = −1: ArcFace"), (0.0, "ẑ = 0: CosFace"), (1.0, "ẑ = +1: negative angular margin")):
+        ax.axhline(level, color="black", lw=0.8, ls="--" if level else "-")
+        ax.text(1.04, level, words, ha="right", va="bottom" if level < 1 else "top", fontsize=7.5)
+    ax.set_xlabel("training progress: share of the run's optimiser steps (symlog)")
+    ax.set_ylabel("ẑ (AdaFace's normalised norm)")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(title + "\nline style = seed", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

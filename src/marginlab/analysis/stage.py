@@ -64,6 +64,13 @@ interval (the ``correlation.csv`` rows). ``scale_fit.json`` — ``method``, ``he
 ``fits`` (Spearman = a + b·log10(images_seen) per head and target, per data size when possible, and with
 data size as a second factor; slope intervals and statements) and ``skipped`` runs with their reasons.
 
+``zhat.csv`` — AdaFace's ẑ over the probe images per run, probe point and pass (n, mean, std, quantiles 5/25/50/
+75/95 %, shares clipped at −1 / +1; :mod:`.zhat`); probe tables without ``z_hat`` give no rows. ``summary.json``
+also gets ``adaface_final_zhat_{q05,q50,q95}`` (reference runs, last epoch, clean pass) and the scale against the
+paper (:mod:`.images_seen`): ``images_seen_reference`` (steps × global batch of the reference runs),
+``paper_images_seen`` and ``paper_images_seen_ratio`` (paper / ours: how many times fewer images);
+``figures/zhat_by_progress.png`` (:func:`.figures.zhat_by_progress`).
+
 ``timing.json`` — the stage's wall time (:mod:`marginlab.timing`), written last and kept out of the
 deterministic outputs above.
 """
@@ -82,6 +89,8 @@ from marginlab.analysis import augmentation as aug
 from marginlab.analysis import claims as cl
 from marginlab.analysis import figures as fg
 from marginlab.analysis import scale as sc
+from marginlab.analysis import zhat as zh
+from marginlab.analysis.images_seen import reference_images_seen, summary_keys
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
@@ -114,6 +123,7 @@ OUTPUT_FILES = (
     "correlation.csv", "correlation_progress.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json",
     "summary.json", TIMING_FILE,
     "scale.csv", "scale_fit.json",
+    "zhat.csv",
 )
 
 
@@ -181,6 +191,14 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
         out["quality_spearman_iq_gt"] = float(q["spearman_iq_gt"])
     return {k: (round(float(v), 6) if isinstance(v, float) else v) for k, v in out.items()
             if v is not None and not (isinstance(v, float) and not np.isfinite(v))}
+
+
+def _zhat_summary(zhat: pd.DataFrame, ref_runs: list[str]) -> dict[str, float]:
+    """``adaface_final_zhat_{q05,q50,q95}``: the reference runs' last-epoch clean-probe ẑ quantiles (mean over seeds)."""
+    ranges = zh.final_ranges(zhat[zhat["run"].isin(ref_runs)]) if len(zhat) else zh.final_ranges(zhat)
+    if ranges.empty:
+        return {}
+    return {f"adaface_final_zhat_{q}": round(float(ranges[q].iloc[0]), 6) for q in ("q05", "q50", "q95")}
 
 
 def run_analyze(
@@ -254,6 +272,10 @@ def run_analyze(
     summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr)
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
+    # ẑ per probe point (did AdaFace's margin adapt?) and the images seen against the paper's (the "at this scale" ratio)
+    zhat = zh.zhat_table(col.probe, col.progress_probe, col.train_summaries)
+    summary.update(_zhat_summary(zhat, ref_runs))
+    summary.update(summary_keys(reference_images_seen(col.train_summaries, ref_runs)))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "correlation.csv", corr[CORRELATION_COLUMNS])
@@ -262,6 +284,7 @@ def run_analyze(
     _write_csv(out_dir / "ablation.csv", ablation)
     _write_csv(out_dir / "comparison.csv", comparison)
     _write_csv(out_dir / "scale.csv", scale)
+    _write_csv(out_dir / "zhat.csv", zhat)
     write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence))
     write_json(out_dir / "claims.json", {
         "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
@@ -270,7 +293,7 @@ def run_analyze(
     })
     if figures:
         _figures(col, training_progress_rows(corr, progress_corr), augmentation, reference, out_dir / "figures",
-                 scale=(scale, scale_fits, scale_skipped))
+                 scale=(scale, scale_fits, scale_skipped), zhat=zhat)
     write_json(out_dir / "summary.json", summary)
     timer.write(out_dir / TIMING_FILE, runs=len(col.runs), correlation_rows=len(corr), figures=bool(figures))
     log.info("analysis written to %s in %.1f s (%d correlation rows, verdicts: %s)", out_dir, timer.elapsed_s,
@@ -279,7 +302,7 @@ def run_analyze(
 
 
 def _figures(col: Collection, axis_rows: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
-             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]]) -> None:
+             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]], zhat: pd.DataFrame | None = None) -> None:
     labels = main_labels(col.runs)
     if reference is not None and reference not in labels:
         labels = [reference, *labels]
@@ -298,4 +321,6 @@ def _figures(col: Collection, axis_rows: pd.DataFrame, augmentation: pd.DataFram
         fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
         fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
         scale_figure(scale[0], scale[1], tmp / sc.SCALE_FIGURE, skipped=scale[2])
+        fg.zhat_by_progress(zhat if zhat is not None else pd.DataFrame(columns=zh.ZHAT_COLUMNS), col.runs, labels,
+                            tmp / zh.ZHAT_FIGURE)
 

@@ -46,6 +46,8 @@ ANALYSIS_SCHEMAS: dict[str, tuple[str, ...]] = {
     "ablation.csv": ("factor", "setting", "label", "set", "mean", "std", "n_seeds"),
     "comparison.csv": ("label", "head", "protocol", "mean", "std", "n_seeds", "delta_vs_adaface", "ci_lo", "ci_hi",
                        "p_value", "test", "paper_value", "paper_setting"),
+    "zhat.csv": ("run", "label", "head", "schedule", "epoch", "pass", "n", "q05", "q50", "q95", "share_clip_low",
+                 "share_clip_high"),
     "scale.csv": ("run", "label", "head", "identities", "train_images", "epochs", "steps", "images_seen",
                   "spearman_iq", "spearman_iq_lo", "spearman_iq_hi", "spearman_gt_quality", "spearman_gt_quality_lo",
                   "spearman_gt_quality_hi"),

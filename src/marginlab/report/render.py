@@ -4,8 +4,11 @@ One HTML file, rendered with Jinja2 (autoescape on) from ``templates/report.html
 figure a base64 PNG data URI, no scripts, fonts or external URLs, so it opens from disk anywhere.
 Sections, in order:
 
-1. summary of claims (``analysis/claims.json``): a verdict badge per claim, the rule and the deciding
-   numbers of every part;
+1. summary of claims (``analysis/claims.json``): a verdict badge per *part* of each claim, each qualified
+   "at this scale: N images seen, R× fewer than the paper" (:func:`images_seen`: steps × global batch of the
+   reference runs against :data:`~marginlab.analysis.paper_numbers.PAPER_IMAGES_SEEN`), the claim's combined
+   verdict as secondary text, the rule and the deciding numbers of every part; claim 1's early part shows the
+   whole correlation-vs-progress curve;
 2. Table 1, the ablations (``analysis/ablation.csv``): mean ± std over seeds per factor, setting and
    benchmark, beside the paper's qualitative conclusion (its numbers are not available);
 3. main comparison (``analysis/comparison.csv``): our mean ± std, Δ vs AdaFace with its 95 % CI and
@@ -15,6 +18,8 @@ Sections, in order:
    correlations with CIs (``correlation.csv``), augmentation by norm (``augmentation.csv``);
    4b. scale: final norm–quality correlation against images seen, its fits and the one-sentence answer
    (``scale.csv``, ``scale_fit.json``; :mod:`.scale`);
+   4c. did the margin adapt? AdaFace's ẑ over the probe images (``zhat.csv``, ``zhat_by_progress.png``;
+   :mod:`.zhat_section`);
 5. Fig. 3 (``analysis/gst``): |GST| maps and curves, with the hard/easy emphasis ratios;
 6. training curves and the state of every run in ``params.runs``;
 7. data and quality: manifest counts, ``samples.png``, BRISQUE/IQ histograms and per-degradation
@@ -25,7 +30,8 @@ Displayed rounding (the tests compare the HTML with the CSV/JSON values through 
 in percent with 2 decimals (``mean ± std``; std omitted with one seed), p-values with 3 significant
 digits, correlations with 3 decimals, GST values with 2 decimals.
 
-The module is one cohesive thing, the mapping from the study's outputs to the template's sections
+The scale banner (model, input size, data, epochs, images seen against the paper) is shown for every data
+source. The module is one cohesive thing, the mapping from the study's outputs to the template's sections
 (number formatting lives in :mod:`.formatting`), which is why it runs a little over 450 lines.
 """
 
@@ -46,13 +52,17 @@ from marginlab.analysis.paper_numbers import (
     PAPER_EPOCHS,
     PAPER_SCALE,
 )
+from marginlab.analysis.images_seen import at_scale, paper_ratio, reference_images_seen, sci
+from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale import SCALE_FIGURE
+from marginlab.analysis.zhat import ZHAT_FIGURE
 from marginlab.io import atomic_path
 from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
 from marginlab.report.scale_section import scale_section
+from marginlab.report.zhat_section import zhat_section
 from marginlab.report.formatting import (  # noqa: F401 - re-exported for the template filters and tests
     _finite,
     fmt_corr,
@@ -92,6 +102,8 @@ FIG2_FIGURES = (
     ("augmentation_by_norm.png", "Share of augmented probe images per feature-norm bin (claim 4)"),
 )
 TRAINING_FIGURE = "training_curves.png"
+#: Claim 1's whole curve: shown beside its early part too.
+CURVE_FIGURE = "correlation_vs_progress.png"
 GST_FIGURES = (
     ("fig3_gst_maps.png", ("Fig. 3: |GST| maps of every registered head in each of its GST states (bold titles: the "
                            "paper's Fig. 3 panels). x: target cos θ_y, y: non-target cos θ_j (the cosine plane of issue "
@@ -132,8 +144,35 @@ def _decision(d: Any, verdict: str) -> dict[str, Any]:
     return {"text": text, "borderline": bool(d.get("borderline"))}
 
 
-def _claims(claims: Any) -> dict[str, Any]:
-    empty = {"items": [], "counts": {}, "reference": None, "missing_runs": []}
+def _curve_part(parts: list[dict[str, Any]], raw: list[Any]) -> int | None:
+    """Index of the part the training-progress figure goes with: the first whose numbers hold a list of records
+    (a per-probe curve), else the first that speaks of "early", else the second part, else the first."""
+    for i, p in enumerate(raw):
+        numbers = p.get("numbers") if isinstance(p, Mapping) else None
+        if isinstance(numbers, Mapping) and any(isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)
+                                                 for v in _nested_values(numbers)):
+            return i
+    for i, p in enumerate(parts):
+        if "early" in f"{p['name']} {p['rule']}".lower():
+            return i
+    return (1 if len(parts) > 1 else 0) if parts else None
+
+
+def _nested_values(numbers: Mapping[str, Any]) -> list[Any]:
+    """The values of ``numbers`` and of the mappings inside it (one level down: per-run curves)."""
+    out = []
+    for v in numbers.values():
+        out.append(v)
+        if isinstance(v, Mapping):
+            out += list(v.values())
+    return out
+
+
+def _claims(claims: Any, scale_text: str = "", curve: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The claims' context: per claim its parts, each with its own verdict badge qualified by ``scale_text``
+    ("at this scale: …"); the combined verdict is kept as secondary text. ``curve``: the training-progress figure
+    (``{"uri", "caption"}``) shown with claim 1's early part."""
+    empty = {"items": [], "counts": {}, "claim_counts": {}, "reference": None, "missing_runs": [], "at_scale": scale_text}
     if is_missing(claims):
         return {**empty, "note": claims.why}
     items = claims.get("claims") if isinstance(claims, Mapping) else claims
@@ -151,7 +190,14 @@ def _claims(claims: Any) -> dict[str, Any]:
             scalars, tables = layout_evidence(p.get("numbers"), fmt_number)
             parts.append({"name": p.get("name", ""), "verdict": pv, "cls": VERDICT_CLASS.get(pv, "na"),
                           "rule": p.get("rule", ""), "numbers": scalars, "tables": tables,
-                          "decision": _decision(p.get("decision"), pv)})
+                          "decision": _decision(p.get("decision"), pv), "at_scale": scale_text, "figure": None})
+        raw_parts = [p for p in c.get("parts", []) or [] if isinstance(p, Mapping)]
+        if curve and str(c.get("id", "")) == "1":
+            at = _curve_part(parts, raw_parts)
+            if at is not None:
+                parts[at]["figure"] = curve
+        headline = parts or [{"name": "", "verdict": verdict, "cls": VERDICT_CLASS.get(verdict, "na"), "rule": "",
+                              "decision": _decision(c.get("decision"), verdict), "at_scale": scale_text}]
         scalars, tables = layout_evidence(numbers, fmt_number)
         out.append({
             "id": c.get("id", ""), "title": c.get("title", ""), "statement": c.get("statement", ""),
@@ -159,12 +205,14 @@ def _claims(claims: Any) -> dict[str, Any]:
             "rule": c.get("rule", ""), "note": c.get("note", ""),
             "numbers": scalars, "tables": tables,
             "evidence_text": numbers if isinstance(numbers, str) else "",
-            "parts": parts, "decision": _decision(c.get("decision"), verdict),
+            "parts": parts, "headline": headline, "decision": _decision(c.get("decision"), verdict),
         })
-    counts = {v: sum(1 for c in out if c["verdict"] == v) for v in VERDICT_CLASS}
+    counts = {v: sum(1 for c in out for p in c["headline"] if p["verdict"] == v) for v in VERDICT_CLASS}
+    claim_counts = {v: sum(1 for c in out if c["verdict"] == v) for v in VERDICT_CLASS}
     meta = claims if isinstance(claims, Mapping) else {}
     return {"note": None if out else "claims.json lists no claims", "items": out, "counts": counts,
-            "reference": meta.get("reference"), "missing_runs": meta.get("missing") or []}
+            "claim_counts": claim_counts, "reference": meta.get("reference"), "missing_runs": meta.get("missing") or [],
+            "at_scale": scale_text}
 
 
 def _ablation(frame: Any) -> dict[str, Any]:
@@ -445,26 +493,66 @@ def _short(d: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k} {d[k]}" for k in keys) + "}" if keys else "{…}"
 
 
-def _banner(inputs: ReportInputs) -> str | None:
+def _reference_runs(inputs: ReportInputs) -> list[str]:
+    """The reference AdaFace runs: claims.json's ``reference_runs``, else the runs of its ``reference`` label,
+    else every AdaFace run, else every run."""
+    meta = inputs.claims if isinstance(inputs.claims, Mapping) else {}
+    runs = [r for r in meta.get("reference_runs") or [] if isinstance(r, str)]
+    if runs:
+        return runs
+    ref = meta.get("reference")
+    return ([r.name for r in inputs.runs if ref is not None and r.label == ref]
+            or [r.name for r in inputs.runs if r.head == "adaface"] or [r.name for r in inputs.runs])
+
+
+def images_seen(inputs: ReportInputs) -> dict[str, Any]:
+    """Images seen by the reference runs (steps × global batch of their train summaries; the analysis
+    ``summary.json``'s ``images_seen_reference`` when no summary is there), the ratio to the paper and the
+    "at this scale: …" qualifier of every verdict badge."""
+    runs = _reference_runs(inputs)
+    images = reference_images_seen({r.name: r.train_summary for r in inputs.runs}, runs)
+    summary = inputs.analysis_summary if isinstance(inputs.analysis_summary, Mapping) else {}
+    if images is None and _finite(summary.get("images_seen_reference")) is not None:
+        images = int(summary["images_seen_reference"])
+    ratio = paper_ratio(images)
+    return {"images": images, "ratio": ratio, "runs": runs, "text": at_scale(images),
+            "images_text": sci(images) if images else "—", "ratio_text": sci(ratio) if ratio else "—",
+            "paper_text": sci(PAPER_IMAGES_SEEN)}
+
+
+def _banner(inputs: ReportInputs, seen: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The scale banner, for every data source: model, input size, data, epochs and images seen against the paper."""
     p = inputs.params
-    if p.data.source != "synthetic":
-        return None
-    return (f"Every number below comes from {_scale(inputs)} — not from an IR-100 trained on MS1MV2 for {PAPER_EPOCHS} epochs as in "
-            "the paper. The report tests the pipeline and whether the direction of each claim reproduces; absolute accuracies are not comparable "
-            "with the paper's.")
+    seen = seen or images_seen(inputs)
+    title = "Scale: synthetic data, small models" if p.data.source == "synthetic" else "Scale: small models, short training"
+    if seen["ratio"] is None:
+        amount = "an unknown number of images (the reference runs have no train_summary.json)"
+    elif seen["ratio"] >= 1:
+        amount = (f"{seen['images_text']} training images seen by the reference runs, {seen['ratio_text']}× fewer than the "
+                  f"paper's {seen['paper_text']} (MS1MV2's 5.8 M images × {PAPER_EPOCHS} epochs)")
+    else:
+        amount = (f"{seen['images_text']} training images seen by the reference runs, {sci(1 / seen['ratio'])}× more than the "
+                  f"paper's {seen['paper_text']}")
+    text = (f"Every number below comes from {_scale(inputs)}: {amount} — not from an IR-100 trained on MS1MV2 for "
+            f"{PAPER_EPOCHS} epochs as in the paper. Every verdict holds at this scale only: the report tests the pipeline and "
+            "whether the direction of each claim reproduces; absolute accuracies are not comparable with the paper's.")
+    return {"title": title, "text": text}
 
 
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the template shows (plain dicts/lists/strings; numbers already formatted)."""
     p = inputs.params
-    claims = _claims(inputs.claims)
-    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE, SCALE_FIGURE))
+    seen = images_seen(inputs)
+    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE, SCALE_FIGURE, ZHAT_FIGURE))
+    curve = next(({"uri": f["uri"], "caption": f["caption"]} for f in figs2 if f["name"] == CURVE_FIGURE), None)
+    claims = _claims(inputs.claims, seen["text"], curve)
     provenance = collect_provenance(inputs)
     return {
         "title": f"marginlab report — {p.data.name}, preset {p.preset}",
         "dataset": p.data.name, "source": p.data.source, "preset": p.preset,
         "git": provenance["git"], "generated": provenance["generated_utc"],
-        "banner": _banner(inputs),
+        "banner": _banner(inputs, seen),
+        "images_seen": seen,
         "claims": claims,
         "ablation": {**_ablation(inputs.tables.get("ablation.csv")), "scale_ours": _scale(inputs),
                      "scale_paper": PAPER_SCALE["table1"]},
@@ -475,6 +563,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
                  "augmentation": _augmentation(inputs.tables.get("augmentation.csv")),
                  "paper_correlation": FIG2_NORM_IQ_CORRELATION},
         "scale": scale_section(inputs),
+        "zhat": zhat_section(inputs),
         "fig3": _fig3(inputs),
         "training": _training(inputs),
         "runs": _run_rows(inputs),
