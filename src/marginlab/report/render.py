@@ -57,6 +57,7 @@ from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale import SCALE_FIGURE
 from marginlab.analysis.zhat import ZHAT_FIGURE
 from marginlab.io import atomic_path
+from marginlab.heads.base import format_hyperparameter
 from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
@@ -391,7 +392,7 @@ def _run_rows(inputs: ReportInputs) -> list[dict[str, Any]]:
         rows.append({
             "name": run.name, "label": run.label, "head": run.head, "seed": run.seed, "proxy": run.proxy,
             "tags": ", ".join(run.tags),
-            "params": ", ".join(f"{k}={v:g}" for k, v in run.head_params.items()),
+            "params": ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in run.head_params.items()),
             "epochs": ts.get("epochs", "—"), "loss": fmt_value(ts.get("final_loss"), 3),
             "acc": fmt_value(ts.get("final_acc"), 3), "norm": fmt_value(ts.get("final_norm_mean"), 2),
             "ips": fmt_value(ts.get("images_per_s"), 0), "wall": fmt_seconds(ts.get("wall_time_s")) if ts else "—",
