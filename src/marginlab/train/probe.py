@@ -168,8 +168,7 @@ class _BatchStatistics:
         bn = self.bn
         dims = [0, *range(2, x.dim())]
         count = x.numel() // x.shape[1]
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
+        var, mean = torch.var_mean(x, dims, correction=0)  # one pass over the activations
         unbiased = var * (count / max(count - 1, 1))
         self.sum_mean = mean if self.sum_mean is None else self.sum_mean + mean
         self.sum_var = unbiased if self.sum_var is None else self.sum_var + unbiased
