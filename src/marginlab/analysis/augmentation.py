@@ -10,9 +10,21 @@ augmentations drawn from a fixed per-image seed, and records what was applied (`
   photometric) and ``share_any`` = at least one of the three (flip is left out: it does not change
   image quality);
 - :func:`low_high_gap`: share_any(lowest bin) − share_any(highest bin) with a percentile bootstrap
-  interval (each bin resampled on its own, i.e. a binomial draw of its count);
+  interval;
 - :func:`norm_change`: per image, ``log(norm_augmented / norm_clean)`` of the same image, grouped by
-  what was applied — a paired measure of how much each augmentation lowers the norm.
+  what was applied — a paired measure of how much each augmentation lowers the norm — with the mean log
+  ratio's percentile bootstrap interval; the ``any`` row (every image with at least one quality-changing
+  augmentation) is the run's mean log ratio over augmented images.
+
+Both intervals come from an **identity-cluster bootstrap** when the rows carry the probe's identity
+(:data:`.correlation.IDENTITY_COLUMN`): the probe holds about 10 images per identity, whose norms share
+an identity effect, so resampling images one by one would understate the run's uncertainty (the same
+reasoning and the same resamples as :mod:`.correlation`). Each resample draws the identities with
+replacement and takes all their images; without identities (or with every label distinct) the images are
+resampled (``bootstrap`` says which). The gap's resample recomputes the norm bins on the resampled
+images, as the statistic itself does: with the items sorted by norm (ties by probe order) and the
+resample kept as multiplicities, the equal-count bins of ``np.array_split`` are read off cumulative counts,
+exactly as :func:`norm_bins` would cut the materialised resample.
 """
 
 from __future__ import annotations
@@ -21,6 +33,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from marginlab.analysis.correlation import (
+    _CHUNK_CELLS,
+    IDENTITY_COLUMN,
+    _interval,
+    _resample_counts,
+    cluster_codes,
+)
 
 __all__ = [
     "AUGMENTATION_COLUMNS", "QUALITY_FLAGS", "augmentation_by_norm", "augmentation_table", "low_high_gap",
@@ -99,37 +119,90 @@ def augmentation_table(probe: pd.DataFrame, bins: int = 5, epoch: int | None = N
     return pd.concat(rows, ignore_index=True)[AUGMENTATION_COLUMNS]
 
 
+def _identities(frame: pd.DataFrame) -> np.ndarray | None:
+    """Cluster codes of the frame's identities (:func:`.correlation.cluster_codes`), or None: image bootstrap."""
+    return cluster_codes(frame[IDENTITY_COLUMN].to_numpy()) if IDENTITY_COLUMN in frame.columns else None
+
+
+def _first_positions(cum: np.ndarray, cum_aug: np.ndarray, aug_sorted: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Augmented images among the first ``p[b]`` positions of each sorted resample b.
+
+    ``cum`` / ``cum_aug``: (n, B) cumulative multiplicities / augmented multiplicities in sorted item order.
+    Position p lies in item i = #{items with cum < p}; the items before it count whole, item i counts
+    p − cum[i − 1] copies.
+    """
+    n, b = cum.shape
+    cols = np.arange(b)
+    i = (cum < p[None, :]).sum(axis=0)
+    before = np.vstack([np.zeros((1, b)), cum])[i, cols]
+    before_aug = np.vstack([np.zeros((1, b)), cum_aug])[i, cols]
+    return before_aug + aug_sorted[np.minimum(i, n - 1)] * (p - before)
+
+
+def _gap_resamples(norm: np.ndarray, augmented: np.ndarray, bins: int, counts_t: np.ndarray) -> np.ndarray:
+    """The gap of each resample (item-major multiplicities ``counts_t``), bins recomputed on the resample."""
+    order = np.argsort(norm, kind="stable")
+    aug_sorted = augmented[order].astype(np.float64)
+    sorted_counts = counts_t[order]
+    cum = np.cumsum(sorted_counts, axis=0)
+    cum_aug = np.cumsum(sorted_counts * aug_sorted[:, None], axis=0)
+    total = cum[-1]
+    k = np.minimum(bins, total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low_size = np.floor_divide(total, np.maximum(k, 1)) + (np.mod(total, np.maximum(k, 1)) > 0)
+        high_size = np.floor_divide(total, np.maximum(k, 1))
+        low = _first_positions(cum, cum_aug, aug_sorted, low_size) / low_size
+        high = (cum_aug[-1] - _first_positions(cum, cum_aug, aug_sorted, total - high_size)) / high_size
+        return np.where(k >= 2, low - high, np.nan)
+
+
 def low_high_gap(
     frame: pd.DataFrame, bins: int = 5, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, float]:
     """share_any(lowest-norm bin) − share_any(highest-norm bin) of one run's augmented probe rows.
 
-    Returns ``{gap, lo, hi, share_low, share_high, n_low, n_high}``; the interval is the percentile
-    interval of ``B`` bootstrap resamples of each bin (binomial draws of its augmented count).
+    Returns ``{gap, lo, hi, share_low, share_high, n_low, n_high, bootstrap, n_identities}``; the interval
+    is the percentile interval of ``n_resamples`` bootstrap resamples of the run's probe — of its identities
+    (``bootstrap = "identity"``) when the rows carry :data:`.correlation.IDENTITY_COLUMN`, else of its images
+    — with the norm bins recomputed in every resample (module docstring). ``n_identities``: identities
+    resampled (0 for the image bootstrap).
     """
     _check(frame)
-    b = norm_bins(frame["norm"].to_numpy(), bins)
+    norm = frame["norm"].to_numpy(np.float64)
+    b = norm_bins(norm, bins)
     augmented = _any(frame)
     k = int(b.max()) if len(b) else 0
+    ids = _identities(frame) if len(frame) else None
+    kind = {"bootstrap": "image" if ids is None else "identity", "n_identities": 0 if ids is None else int(ids.max()) + 1}
     if k < 2:
         return {"gap": np.nan, "lo": np.nan, "hi": np.nan, "share_low": np.nan, "share_high": np.nan,
-                "n_low": int((b == 1).sum()), "n_high": 0}
+                "n_low": int((b == 1).sum()), "n_high": 0, **kind}
     low, high = augmented[b == 1], augmented[b == k]
     p_low, p_high = float(low.mean()), float(high.mean())
     rng = np.random.default_rng(seed)
-    boot = rng.binomial(len(low), p_low, n_resamples) / len(low) - rng.binomial(len(high), p_high, n_resamples) / len(high)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return {"gap": p_low - p_high, "lo": float(lo), "hi": float(hi), "share_low": p_low, "share_high": p_high,
-            "n_low": len(low), "n_high": len(high)}
+    n = len(norm)
+    boot = np.empty(n_resamples)
+    chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        boot[start:stop] = _gap_resamples(norm, augmented, bins, _resample_counts(ids, n, stop - start, rng))
+    lo, hi = _interval(boot, confidence)
+    return {"gap": p_low - p_high, "lo": lo, "hi": hi, "share_low": p_low, "share_high": p_high,
+            "n_low": len(low), "n_high": len(high), **kind}
 
 
-def norm_change(clean: pd.DataFrame, augmented: pd.DataFrame) -> pd.DataFrame:
+def norm_change(clean: pd.DataFrame, augmented: pd.DataFrame, *, n_resamples: int = 2000, confidence: float = 0.95,
+                seed: int = 0) -> pd.DataFrame:
     """Paired ``log(norm_augmented / norm_clean)`` per augmentation group of one run and epoch.
 
     Rows ``augmentation`` ∈ {none, crop, lowres, photometric, any} (``none``: none of the three;
     a flag's row: every image where it was applied, possibly with others), ``n``,
-    ``mean_log_ratio``, ``median_ratio`` (exp of the median log ratio).
+    ``mean_log_ratio``, ``median_ratio`` (exp of the median log ratio), ``mean_log_ratio_lo`` /
+    ``mean_log_ratio_hi`` (percentile bootstrap interval of the mean log ratio), ``bootstrap``
+    (``identity``: identity-cluster bootstrap of the run's probe images, when the augmented rows carry
+    :data:`.correlation.IDENTITY_COLUMN`; else ``image``) and ``n_identities`` (identities among the group's
+    images; 0 without identities). All groups share the resamples (seeded by ``seed``). The ``any`` row is the
+    run's mean log ratio over the augmented images, with its interval.
     """
     _check(augmented)
     if "index" not in clean.columns or "index" not in augmented.columns:
@@ -142,10 +215,31 @@ def norm_change(clean: pd.DataFrame, augmented: pd.DataFrame) -> pd.DataFrame:
     flags = {f: merged[f].to_numpy(bool) for f in QUALITY_FLAGS}
     applied = np.column_stack(list(flags.values())).any(axis=1)
     groups = {"none": ~applied, **flags, "any": applied}
+    finite = np.isfinite(log_ratio)
+    value = np.where(finite, log_ratio, 0.0)
+    ids = _identities(merged) if len(merged) else None
+    masks = np.column_stack([(m & finite).astype(np.float64) for m in groups.values()])  # (n, groups)
+    boot = np.empty((n_resamples, len(groups)))
+    n = len(merged)
+    if n:
+        rng = np.random.default_rng(seed)
+        chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
+        for start in range(0, n_resamples, chunk):
+            stop = min(n_resamples, start + chunk)
+            counts_t = _resample_counts(ids, n, stop - start, rng)  # (n, B)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # einsum, not @: a threaded BLAS call this small busy-waits on a loaded CPU (.correlation._colsum)
+                boot[start:stop] = (np.einsum("ib,ig->bg", counts_t, masks * value[:, None])
+                                    / np.einsum("ib,ig->bg", counts_t, masks))
+    labels = merged[IDENTITY_COLUMN].to_numpy() if ids is not None else None
     rows = []
-    for name, mask in groups.items():
-        v = log_ratio[mask & np.isfinite(log_ratio)]
+    for j, (name, mask) in enumerate(groups.items()):
+        v = log_ratio[mask & finite]
+        lo, hi = _interval(boot[:, j], confidence) if v.size else (np.nan, np.nan)
         rows.append({"augmentation": name, "n": int(v.size),
                      "mean_log_ratio": float(v.mean()) if v.size else np.nan,
-                     "median_ratio": float(np.exp(np.median(v))) if v.size else np.nan})
+                     "median_ratio": float(np.exp(np.median(v))) if v.size else np.nan,
+                     "mean_log_ratio_lo": lo, "mean_log_ratio_hi": hi,
+                     "bootstrap": "image" if ids is None else "identity",
+                     "n_identities": 0 if labels is None else len(np.unique(labels[mask & finite]))})
     return pd.DataFrame(rows)

@@ -259,7 +259,8 @@ def run_analyze(
                                             seed=int(group_rng(seed, run, "aug_gap").integers(2**31))),
                          "epoch": int(augmented["epoch"].iloc[0])}
             if len(clean):
-                changes[run] = aug.norm_change(clean, augmented)
+                changes[run] = aug.norm_change(clean, augmented, n_resamples=n_resamples, confidence=confidence,
+                                               seed=int(group_rng(seed, run, "norm_change").integers(2**31)))
 
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
     claims = [
@@ -272,6 +273,8 @@ def run_analyze(
     summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr)
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
+    scale_pairs = sc.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
+                                           seed=seed)
     # ẑ per probe point (did AdaFace's margin adapt?) and the images seen against the paper's (the "at this scale" ratio)
     zhat = zh.zhat_table(col.probe, col.progress_probe, col.train_summaries)
     summary.update(_zhat_summary(zhat, ref_runs))
@@ -285,7 +288,7 @@ def run_analyze(
     _write_csv(out_dir / "comparison.csv", comparison)
     _write_csv(out_dir / "scale.csv", scale)
     _write_csv(out_dir / "zhat.csv", zhat)
-    write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence))
+    write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence, pairs=scale_pairs))
     write_json(out_dir / "claims.json", {
         "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
         "decision_protocols": decision_protocols(list(agg["protocol"])) if len(agg) else [],

@@ -5,6 +5,13 @@ Reads ``analysis/scale.csv`` (through :data:`.inputs.ANALYSIS_SCHEMAS`), ``analy
 (:mod:`marginlab.analysis.scale`). Any preset renders: a single run gives one table row and the "no trend"
 sentence; runs skipped by the analysis are listed with the reason; an analysis without the scale outputs
 gives a "not available" note.
+
+The one-sentence answer (``headline``) is the analysis's: the trend over images seen, whether the slope's
+interval includes the slope needed to reach the paper's value at the paper's scale, and — where runs of one
+data size and seed differ only in epochs and share their probe images — the paired training-length
+difference (``training_length_pairs`` of ``scale_fit.json``), which the context also carries as
+``training_length`` (``statements``, per-pair ``pairs`` and ``not_paired`` reasons); its method joins the
+fit's in ``method``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from marginlab.report.inputs import ANALYZE_HINT, ReportInputs, is_missing, read
 
 __all__ = ["SCALE_CAPTION", "scale_section"]
 
-SCALE_CAPTION = ("Final Spearman(norm, quality) of each run (last epoch, clean probe, 95 % bootstrap CI) against images "
+SCALE_CAPTION = ("Final Spearman(norm, quality) of each run (last epoch, clean probe, 95 % bootstrap CI over identities "
+                 "where the probe records them, else over images) against images "
                  "seen (log scale); colour = head, marker = number of training identities; lines = weighted fits over "
                  "the fitted runs' range only (solid: slope CI excludes 0; dotted: no trend); dashed: the paper's "
                  "final-epoch norm–IQ correlation")
@@ -65,6 +73,7 @@ def scale_section(inputs: ReportInputs) -> dict[str, Any]:
                                                        f"(written by {ANALYZE_HINT})",
         "note": table.why if is_missing(table) else None, "rows": [], "fit_note": fit.why if is_missing(fit) else None,
         "headline": "", "method": "", "fits": [], "skipped": [],
+        "training_length": {"statements": [], "pairs": [], "not_paired": []},
     }
     if not is_missing(table):
         out["rows"] = _run_rows(table)
@@ -73,4 +82,26 @@ def scale_section(inputs: ReportInputs) -> dict[str, Any]:
     if isinstance(fit, Mapping):
         out.update(headline=fit.get("headline", ""), method=fit.get("method", ""), fits=_fit_rows(fit.get("fits") or []),
                    skipped=[f"{run}: {why}" for run, why in (fit.get("skipped") or {}).items()])
+        pairs = fit.get("training_length_pairs")
+        if isinstance(pairs, Mapping):
+            out["training_length"] = {
+                "statements": [s.get("statement", "") for s in pairs.get("summary") or []],
+                "pairs": [_pair_row(p) for p in pairs.get("pairs") or []],
+                "not_paired": [f"{name}: {why}" for name, why in (pairs.get("not_paired") or {}).items()],
+            }
+            if pairs.get("method"):
+                out["method"] = f"{out['method']}; training-length pairs: {pairs['method']}"
     return out
+
+
+def _pair_row(pair: Mapping[str, Any]) -> dict[str, Any]:
+    """One training-length pair for a table: runs, sizes, both Spearman values and the difference with its CI."""
+    def corr(v: Any) -> str:
+        return fmt_corr(v) if _finite(v) is not None else "—"
+
+    return {"head": pair["head"], "target": TARGETS.get(pair["target"], pair["target"]), "identities": pair["identities"],
+            "runs": f"{pair['short_run']} → {pair['long_run']}", "epochs": f"{pair['short_epochs']} → {pair['long_epochs']}",
+            "n_images": pair["n_images"], "short": corr(pair.get("spearman_short")), "long": corr(pair.get("spearman_long")),
+            "difference": (f"{pair['difference']:+.3f} [{pair['difference_lo']:+.3f}, {pair['difference_hi']:+.3f}]"
+                           if _finite(pair.get("difference_lo")) is not None else f"{pair['difference']:+.3f}"),
+            "bootstrap": pair.get("bootstrap", "")}
