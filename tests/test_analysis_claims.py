@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from marginlab.analysis import claims as cl
 from marginlab.analysis.correlation import CORRELATION_COLUMNS
@@ -17,13 +18,33 @@ from marginlab.analysis.tables import ABLATION_COLUMNS, AGGREGATE_COLUMNS
 def test_interval_verdict_and_combine():
     assert cl.interval_verdict([0.1, 0.2], [0.5, 0.6], 0.1) == "supported"
     assert cl.interval_verdict([-0.05, -0.3], [0.08, 0.05], 0.1) == "not supported"
+    assert cl.interval_verdict([0.02], [0.08], 0.1) == "not supported"  # real but negligible: the SESOI bound wins
     assert cl.interval_verdict([0.1, -0.1], [0.5, 0.3], 0.1) == "inconclusive"
     assert cl.interval_verdict([], [], 0.1) == "inconclusive"
     assert cl.interval_verdict([float("nan")], [0.5], 0.1) == "inconclusive"
     assert cl.combine(["supported", "supported"]) == "supported"
     assert cl.combine(["supported", "inconclusive"]) == "inconclusive"
-    assert cl.combine(["inconclusive", "not supported", "supported"]) == "not supported"
+    assert cl.combine(["inconclusive", "not supported", "supported"]) == "not supported"  # exact: no p-value
     assert cl.combine([]) == "inconclusive"
+    # Holm over the refutable parts: p = 0.03 alone refutes; beside a second refutable part it needs ≤ 0.025
+    assert cl.combine(["not supported", "supported"], [0.03, None]) == "not supported"
+    assert cl.combine(["not supported", "supported"], [0.03, 0.5]) == "inconclusive"
+    assert cl.combine(["not supported", "supported"], [0.02, 0.5]) == "not supported"
+
+
+def test_seed_interval_rule_hand_computed():
+    """The audit's claim-4 gaps 0.066 / 0.149 / 0.213 / 0.115: mean 0.135, t-CI [0.037, 0.234], p = 0.022."""
+    res = cl.seed_interval_rule([0.066, 0.149, 0.213, 0.115], 0.10)
+    assert res["mean"] == pytest.approx(0.13575)
+    assert (res["lo"], res["hi"]) == pytest.approx((0.037, 0.234), abs=1.5e-3)
+    assert res["p_value"] == pytest.approx(0.022, abs=1e-3)
+    assert res["verdict"] == "supported" and res["df"] == 3
+    # against scipy's one-sample t-test
+    t = stats.ttest_1samp([0.066, 0.149, 0.213, 0.115], 0.0)
+    assert res["p_value"] == pytest.approx(t.pvalue, rel=1e-9)
+    assert res["p_support"] == pytest.approx(t.pvalue, rel=1e-9)  # positive mean: directional p = two-sided p
+    small = cl.seed_interval_rule([0.01, 0.03, 0.02], 0.10)  # excluded from 0.1: not supported (precedence)
+    assert small["verdict"] == "not supported" and small["p_refute"] < 0.05
 
 
 # --------------------------------------------------------------------------- claim 1
@@ -48,23 +69,69 @@ def test_claim1_supported():
     assert c["id"] == 1 and c["verdict"] == "supported"
     assert [p["verdict"] for p in c["parts"]] == ["supported"] * 3
     assert c["numbers"]["final_spearman_mean"] == 0.5 and c["numbers"]["paper_correlation"] == 0.5235
-    assert c["parts"][0]["numbers"]["runs"]["ada-s0"]["spearman_ci"] == [0.4, 0.6]
+    assert c["parts"][0]["numbers"]["per_run"]["ada-s0"]["spearman_ci"] == [0.4, 0.6]
+    assert c["parts"][1]["name"] == "b: early (end of epoch 1)"
     json.dumps(c)
 
 
+def _corr_seeds(final: dict[str, float], early: float = 0.3, width: float = 0.1) -> pd.DataFrame:
+    """Per-run final Spearman values (bootstrap CI ± width); epoch 1 at ``early`` for all."""
+    frames = [_corr((v, v - width, v + width), (early, early - width, early + width), runs=(r,)) for r, v in final.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_claim1a_is_decided_over_seeds_not_per_run():
+    """Four seeds 0.19-0.22 with per-run intervals ± 0.06: the seed mean's t-CI (df 3) is well above 0."""
+    runs = {"a": 0.19, "b": 0.21, "c": 0.22, "d": 0.20}
+    c = cl.claim_norm_quality(_corr_seeds(runs, width=0.06), list(runs), NONLINEAR)
+    a = c["parts"][0]
+    seed = a["numbers"]["seed_level"]
+    vals = np.array(list(runs.values()))
+    half = stats.t.ppf(0.975, 3) * vals.std(ddof=1) / 2
+    assert seed["ci"] == pytest.approx([vals.mean() - half, vals.mean() + half], abs=1e-6)
+    assert seed["k"] == 4 and seed["df"] == 3 and a["verdict"] == "supported"
+    assert "seed-level" in a["rule"]
+    # the pooled inverse-variance estimate is information: equal SEs -> the plain mean
+    assert a["numbers"]["pooled_inverse_variance"]["estimate"] == pytest.approx(vals.mean(), abs=1e-6)
+    # seeds that disagree in sign: inconclusive, however narrow each run's own interval
+    split = cl.claim_norm_quality(_corr_seeds({"a": 0.3, "b": -0.1}, width=0.01), ["a", "b"], NONLINEAR)
+    assert split["parts"][0]["verdict"] == "inconclusive"
+
+
+def test_claim1_single_seed_falls_back_to_its_own_interval_and_says_so():
+    c = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4), runs=("ada-s0",)), ["ada-s0"], NONLINEAR)
+    a = c["parts"][0]
+    assert a["verdict"] == "supported" and a["rule"].startswith("one seed: the interval covers probe sampling only, "
+                                                                 "not seed-to-seed variation")
+    assert "seed_level" not in a["numbers"] and a["numbers"]["single_run"]["run"] == "ada-s0"
+    z = stats.norm.ppf(0.975)
+    assert a["decision"]["p_support"] == pytest.approx(2 * stats.norm.sf(0.4 / (0.2 / (2 * z)) + z), rel=1e-4)
+
+
 def test_claim1_not_supported_when_no_run_shows_even_a_weak_correlation():
-    c = cl.claim_norm_quality(_corr((0.0, -0.08, 0.07), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
+    c = cl.claim_norm_quality(_corr_seeds({"a": 0.0, "b": 0.01, "c": -0.01}, width=0.07), ["a", "b", "c"], NONLINEAR)
     assert c["parts"][0]["verdict"] == "not supported" and c["verdict"] == "not supported"
 
 
 def test_claim1_inconclusive_cases():
-    straddle = cl.claim_norm_quality(_corr((0.1, -0.05, 0.25), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
+    straddle = cl.claim_norm_quality(_corr_seeds({"a": 0.05, "b": 0.2}), ["a", "b"], NONLINEAR)
     assert straddle["parts"][0]["verdict"] == "inconclusive" and straddle["verdict"] == "inconclusive"
     linear = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"],
                                    {"ada-s0": {"gain": -0.01, "lo": -0.03, "hi": 0.01}})
     assert linear["parts"][2]["verdict"] == "inconclusive" and linear["verdict"] == "inconclusive"
     nothing = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4)), [], None)
     assert nothing["verdict"] == "inconclusive" and "no data" in nothing["parts"][0]["rule"]
+
+
+def test_claim1_early_part_does_not_sink_a_supported_final_part_by_itself():
+    """Part b refuted (p_refute tiny), a supported, c supported: the claim is not supported only if b survives
+    Holm over the refutable parts (a and b); here it does, and the parts keep their own verdicts."""
+    corr = pd.concat([_corr((0.3, 0.25, 0.35), (e, e - 0.05, e + 0.05), runs=(r,))
+                      for r, e in (("a", -0.05), ("b", -0.06), ("c", -0.04))], ignore_index=True)
+    c = cl.claim_norm_quality(corr, ["a", "b", "c"], {r: {"gain": 0.4, "lo": 0.3, "hi": 0.5} for r in "abc"})
+    assert [p["verdict"] for p in c["parts"]] == ["supported", "not supported", "supported"]
+    assert c["verdict"] == "not supported"
+    assert c["parts"][1]["decision"]["p_refute"] < 0.025
 
 
 def test_claim1_falls_back_to_ground_truth_without_iq():
@@ -74,25 +141,45 @@ def test_claim1_falls_back_to_ground_truth_without_iq():
 
 
 # --------------------------------------------------------------------------- claim 2
-def test_claim2_adaface_defaults_supported_and_cosface_flat():
+def test_claim2_over_the_stated_grid():
+    """AdaFace defaults: the ordering holds at 45 of the 75 grid points (5/15/25 at cos θ_j = 0/0.2/0.4, as
+    the audit found); at 10 unsaturated points it fails (fewer than half): inconclusive, share shown."""
     c = cl.claim_margin_form({"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01})
-    assert c["verdict"] == "supported"
-    ratios = c["parts"][0]["numbers"]["ratios"]
+    part = c["parts"][0]
+    n = part["numbers"]
+    assert n["grid_points"] == 75 and n["holds"] == 45 and n["share_holds"] == pytest.approx(0.6)
+    assert [v["holds"] for v in n["by_cos_nontarget"].values()] == [5, 15, 25]
+    assert 0 < n["unsaturated_points"] - n["holds_unsaturated"] <= n["unsaturated_points"] / 2
+    assert part["verdict"] == c["verdict"] == "inconclusive"
+    assert len(n["failures_unsaturated"]) == n["unsaturated_points"] - n["holds_unsaturated"]
+    ratios = n["ratios"]
     assert ratios["adaface z_hat=+1"]["hard_over_easy"] > 1 > ratios["adaface z_hat=-1"]["hard_over_easy"]
     # CosFace's GST is s·(P - 1): both samples are misclassified under the margin, so |g| ≈ s for both
     assert ratios["cosface"]["hard_over_easy"] == pytest.approx(1.0, abs=0.01)
+    assert "75 points" in part["rule"] and "saturated" in part["rule"]
 
 
-def test_claim2_without_margin_is_inconclusive():
-    # m = 0: no margin at all, so the norm cannot change the emphasis (both ratios are the softmax's).
+def test_claim2_grid_counts_match_the_emphasis_definition():
+    """The grid counts are gst.emphasis at each point (the one definition), and saturation is 1 - P_y < 0.01."""
+    from marginlab.analysis import gst
+
+    hp = {"s": 64.0, "m": 0.4, "h": 0.333}
+    grid = gst.emphasis_grid("adaface", [{"z_hat": 1.0}, {"z_hat": -1.0}], hyperparameters=hp)
+    for row in grid.sample(6, random_state=0).itertuples(index=False):
+        e, h, j = row.easy_cos_target, row.hard_cos_target, row.cos_nontarget
+        g = np.abs(gst.target_gst("adaface", [e, h], [j, j], {"z_hat": 1.0}, hyperparameters=hp))
+        assert getattr(row, "_3") == pytest.approx(g[1] / g[0], rel=1e-9)  # R[z_hat=1]
+
+
+def test_claim2_without_margin_is_not_supported():
+    # m = 0: no margin at all, so the norm cannot change the emphasis: R(+1) = R(-1) everywhere, the ordering fails
     c = cl.claim_margin_form({"s": 64.0, "m": 0.0, "h": 0.333})
-    ratios = c["parts"][0]["numbers"]["ratios"]
-    assert ratios["adaface z_hat=+1"]["hard_over_easy"] == pytest.approx(ratios["adaface z_hat=-1"]["hard_over_easy"])
-    assert c["verdict"] == "inconclusive"
+    n = c["parts"][0]["numbers"]
+    assert n["ratios"]["adaface z_hat=+1"]["hard_over_easy"] == pytest.approx(n["ratios"]["adaface z_hat=-1"]["hard_over_easy"])
+    assert n["holds"] == 0 and c["verdict"] == "not supported"
 
 
 def test_claim2_uses_the_one_emphasis_definition():
-    """Claim 2's ratios are marginlab.analysis.gst.emphasis at its EASY/HARD points, nothing computed beside it."""
     from marginlab.analysis import gst
 
     hp = {"s": 64.0, "m": 0.45, "h": 0.333, "t_alpha": 0.01}
@@ -100,8 +187,16 @@ def test_claim2_uses_the_one_emphasis_definition():
     assert numbers["easy_point"] == list(gst.EASY_POINT) and numbers["hard_point"] == list(gst.HARD_POINT)
     for z in (1.0, -1.0):
         expected = gst.emphasis("adaface", {"z_hat": z}, hyperparameters=hp)
-        assert numbers["ratios"][f"adaface z_hat={z:+g}"] == pytest.approx(expected, abs=1e-6)  # claims round to 6 decimals
+        assert numbers["ratios"][f"adaface z_hat={z:+g}"] == pytest.approx(expected, abs=1e-6)
     assert numbers["ratios"]["arcface"] == pytest.approx(gst.emphasis("arcface"), abs=1e-6)
+
+
+def test_claim2_is_fast():
+    import time
+
+    start = time.perf_counter()
+    cl.claim_margin_form({"s": 64.0, "m": 0.4, "h": 0.333})
+    assert time.perf_counter() - start < 2.0
 
 
 # --------------------------------------------------------------------------- claim 3
@@ -126,24 +221,45 @@ def _ablation(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_claim3_supported_with_clear_margins():
-    # pooled seed std 0.5 → SE of (2 seeds vs 1 seed) = 0.5·sqrt(1.5) ≈ 0.61; clear beyond ≈ 1.22.
-    agg = _agg({"ada": (82.0, 0.5, 2), "ada-h022": (80.0, np.nan, 1), "ada-h066": (79.0, np.nan, 1),
-                "ada-m03": (80.5, np.nan, 1), "ada-brisque": (78.0, np.nan, 1), "curr": (76.0, 0.5, 2)})
+    # pooled seed std 0.5 on df 2 (ada and curr, 2 seeds each) → SE of (2 seeds vs 1 seed) = 0.5·sqrt(1.5) ≈ 0.61;
+    # t_crit(0.975, 2) = 4.30: clear beyond ≈ 2.63
+    agg = _agg({"ada": (82.0, 0.5, 2), "ada-h022": (79.0, np.nan, 1), "ada-h066": (78.0, np.nan, 1),
+                "ada-m03": (79.3, np.nan, 1), "ada-brisque": (77.0, np.nan, 1), "curr": (76.0, 0.5, 2)})
     c = cl.claim_ablations(_ablation(agg), agg)
     verdicts = {p["name"]: p["verdict"] for p in c["parts"]}
-    assert verdicts == {"h: paper's best": "supported", "h: all beat CurricularFace": "supported",
-                        "m: paper's best": "supported", "proxy: paper's best": "supported"}
+    assert verdicts == {"h: paper's best": "supported", "m: paper's best": "supported", "proxy: paper's best": "supported"}
     assert c["verdict"] == "supported" and c["numbers"]["protocol"] == "verification/lq"
     comp = c["parts"][0]["numbers"]["comparisons"][0]
     assert comp["noise_source"] == "seeds" and comp["noise_se"] == pytest.approx(0.5 * math.sqrt(1.5))
+    assert comp["df"] == 2 and comp["t_crit"] == pytest.approx(stats.t.ppf(0.975, 2), rel=1e-6)
+    assert comp["p_value"] == pytest.approx(2 * stats.t.sf(3.0 / (0.5 * math.sqrt(1.5)), 2), rel=1e-5)
+    assert "CurricularFace" in c["statement"] and "claim 5" in c["statement"]  # not counted twice
+    assert not any("CurricularFace" in p["name"] for p in c["parts"])
 
 
-def test_claim3_not_supported_when_another_h_wins_clearly():
-    agg = _agg({"ada": (80.0, 0.5, 2), "ada-h022": (83.0, np.nan, 1), "ada-h066": (79.9, np.nan, 1),
+def test_claim3_not_supported_when_another_h_wins_clearly_after_holm():
+    # h=0.22 beats the paper's h by 10 points: t = 10/0.612 = 16.3, p(df 2) = 0.0037; Holm over the part's 2
+    # comparisons: 0.0075; over the claim's 3 refutable parts: 0.022 ≤ 0.05
+    agg = _agg({"ada": (80.0, 0.5, 2), "ada-h022": (90.0, np.nan, 1), "ada-h066": (79.9, np.nan, 1),
                 "ada-m03": (80.0, np.nan, 1), "ada-brisque": (78.0, np.nan, 1), "curr": (76.0, 0.5, 2)})
     c = cl.claim_ablations(_ablation(agg), agg)
-    assert c["parts"][0]["verdict"] == "not supported" and c["verdict"] == "not supported"
+    h = c["parts"][0]
+    assert h["verdict"] == "not supported" and c["verdict"] == "not supported"
+    p = h["numbers"]["comparisons"][0]["p_value"]
+    assert h["numbers"]["comparisons"][0]["p_holm"] == pytest.approx(2 * p, rel=1e-5)
     assert {p["name"]: p["verdict"] for p in c["parts"]}["m: paper's best"] == "inconclusive"  # 0 difference: tie
+
+
+def test_claim3_holm_keeps_a_borderline_loss_from_refuting():
+    # a loss that clears the unadjusted t criterion (p ≈ 0.03) but not Holm over the part's 2 comparisons
+    se = 0.5 * math.sqrt(1.5)
+    d = stats.t.isf(0.015, 2) * se
+    agg = _agg({"ada": (80.0, 0.5, 2), "ada-h022": (80.0 + d, np.nan, 1), "ada-h066": (80.1, np.nan, 1),
+                "curr": (76.0, 0.5, 2)})
+    c = cl.claim_ablations(_ablation(agg), agg)
+    h = c["parts"][0]
+    assert h["numbers"]["comparisons"][0]["judgement"] == "worse"
+    assert h["numbers"]["comparisons"][0]["p_holm"] > 0.05 and h["verdict"] == "inconclusive"
 
 
 def test_claim3_inconclusive_within_noise_and_without_data():
@@ -155,28 +271,58 @@ def test_claim3_inconclusive_within_noise_and_without_data():
     assert empty["verdict"] == "inconclusive" and all("no data" in p["rule"] for p in empty["parts"])
 
 
-def test_claim3_single_seeds_fall_back_to_test_set_noise():
+def test_claim3_single_seeds_fall_back_to_test_set_noise_and_the_normal_quantile():
     agg = _agg({"ada": (82.0, np.nan, 1), "ada-h022": (80.0, np.nan, 1), "ada-h066": (81.9, np.nan, 1)})
     c = cl.claim_ablations(_ablation(agg), agg)
     comps = c["parts"][0]["numbers"]["comparisons"]
-    assert {x["noise_source"] for x in comps} == {"test set"}
+    assert {x["noise_source"] for x in comps} == {"test set"} and comps[0]["df"] is None
     assert comps[0]["noise_se"] == pytest.approx(math.hypot(0.5, 0.5))
+    assert comps[0]["t_crit"] == pytest.approx(stats.norm.ppf(0.975)) and "normal quantile" in comps[0]["criterion"]
     assert [x["judgement"] for x in comps] == ["better", "tie"]
     assert c["parts"][0]["verdict"] == "inconclusive"
 
 
 # --------------------------------------------------------------------------- claim 4
-def test_claim4_three_outcomes():
-    sup = cl.claim_augmentation({"a": {"gap": 0.4, "lo": 0.25, "hi": 0.55}, "b": {"gap": 0.3, "lo": 0.1, "hi": 0.5}})
-    assert sup["verdict"] == "supported"
-    nots = cl.claim_augmentation({"a": {"gap": -0.1, "lo": -0.2, "hi": 0.05}})
+def _gaps(values, width=0.1):
+    return {f"s{i}": {"gap": v, "lo": v - width, "hi": v + width} for i, v in enumerate(values)}
+
+
+def _changes(values):
+    return {f"s{i}": pd.DataFrame({"augmentation": ["none", "any"], "n": [10, 30], "mean_log_ratio": [0.0, v],
+                                   "median_ratio": [1.0, math.exp(v)]}) for i, v in enumerate(values)}
+
+
+def test_claim4_seed_level_parts():
+    # the audit's per-seed gaps: 3 of 4 per-run CIs exclude 0 (the old rule: inconclusive); the seed-level t: supported
+    gaps = {f"s{i}": {"gap": g, "lo": lo, "hi": hi} for i, (g, lo, hi) in
+            enumerate([(0.066, -0.03, 0.16), (0.149, 0.06, 0.24), (0.213, 0.12, 0.31), (0.115, 0.02, 0.21)])}
+    c = cl.claim_augmentation(gaps, _changes([-0.20, -0.25, -0.22, -0.18]))
+    a, b = c["parts"]
+    assert a["name"] == "a: low vs high norm" and a["verdict"] == "supported"
+    assert a["numbers"]["seed_level"]["p_value"] == pytest.approx(0.022, abs=1e-3)
+    assert a["numbers"]["pooled_inverse_variance"]["estimate"] == pytest.approx(0.136, abs=2e-3)
+    assert b["name"] == "b: paired norm change" and b["verdict"] == "supported"
+    assert b["numbers"]["seed_level"]["ci"][1] < 0 and b["numbers"]["smallest_effect"] == -cl.NORM_CHANGE_EFFECT
+    assert c["verdict"] == "supported"
+    json.dumps(c)
+
+
+def test_claim4_other_outcomes():
+    nots = cl.claim_augmentation(_gaps([-0.1, -0.05, -0.08], 0.05), _changes([0.01, 0.012, 0.011]))
+    assert [p["verdict"] for p in nots["parts"]] == ["not supported", "not supported"]
     assert nots["verdict"] == "not supported"
-    inc = cl.claim_augmentation({"a": {"gap": 0.1, "lo": -0.05, "hi": 0.25}})
-    assert inc["verdict"] == "inconclusive"
+    inc = cl.claim_augmentation(_gaps([0.1, -0.05]), _changes([-0.3, 0.1]))
+    assert [p["verdict"] for p in inc["parts"]] == ["inconclusive", "inconclusive"]
     assert cl.claim_augmentation({})["verdict"] == "inconclusive"
-    changes = {"a": pd.DataFrame({"augmentation": ["crop"], "n": [3], "mean_log_ratio": [-0.2], "median_ratio": [0.8]})}
-    c = cl.claim_augmentation({"a": {"gap": 0.4, "lo": 0.25, "hi": 0.55}}, changes)
-    assert c["parts"][0]["numbers"]["norm_change"]["a"]["crop"]["median_ratio"] == 0.8
+    one = cl.claim_augmentation(_gaps([0.4]), _changes([-0.2]))
+    assert one["parts"][0]["verdict"] == "supported" and one["parts"][0]["rule"].startswith("one seed")
+    assert one["parts"][1]["verdict"] == "inconclusive" and "one seed and no interval" in one["parts"][1]["rule"]
+    assert one["verdict"] == "inconclusive"
+    with_ci = {"s0": _changes([-0.2])["s0"].assign(mean_log_ratio_lo=[-0.01, -0.25], mean_log_ratio_hi=[0.01, -0.15])}
+    one = cl.claim_augmentation(_gaps([0.4]), with_ci)  # the run's own interval of the mean log ratio: below 0
+    assert one["parts"][1]["verdict"] == "supported" and one["parts"][1]["rule"].startswith("one seed")
+    assert one["verdict"] == "supported"
+    assert one["parts"][1]["numbers"]["by_augmentation"]["s0"]["any"]["median_ratio"] == pytest.approx(math.exp(-0.2), abs=1e-6)
 
 
 # --------------------------------------------------------------------------- claim 5
@@ -195,64 +341,71 @@ def _agg5(values: dict[str, dict[str, float]], std=0.3, n=2) -> pd.DataFrame:
 P = ("verification/hq", "verification/lq", "ijb/x TAR@FAR=1e-04")
 
 
-def test_claim5_supported():
-    agg = _agg5({"adaface": dict(zip(P, (95.0, 85.0, 70.0))), "cosface": dict(zip(P, (95.1, 82.0, 69.9))),
-                 "arcface": dict(zip(P, (94.9, 81.0, 68.0)))})
-    c = cl.claim_baselines(agg, "adaface", ["cosface", "arcface"])
-    assert c["verdict"] == "supported" and [p["verdict"] for p in c["parts"]] == ["supported", "supported"]
-    nums = c["numbers"]
+def test_claim5_supported_against_the_prespecified_comparator():
+    # SE = 0.2 on df 3 (3 labels × 1) → t_crit 3.18: clear beyond 0.64; NI lower bound -0.1 - 0.64 > -1
+    agg = _agg5({"adaface": dict(zip(P, (95.0, 85.0, 70.0))), "curricularface": dict(zip(P, (95.1, 82.0, 69.9))),
+                 "arcface": dict(zip(P, (94.9, 90.0, 68.0)))}, std=0.2)
+    c = cl.claim_baselines(agg, "adaface", ["curricularface", "arcface"])
+    assert [p["verdict"] for p in c["parts"]] == ["supported", "supported"] and c["verdict"] == "supported"
     comps = {x["protocol"]: x for p in c["parts"] for x in p["numbers"]["comparisons"]}
-    assert comps["verification/lq"]["best_baseline"] == "cosface" and comps["verification/lq"]["judgement"] == "better"
-    assert comps["verification/hq"]["judgement"] == "tie"
-    assert nums["mean_gain_low_quality"] == pytest.approx((3.0 + 0.1) / 2)
-    assert nums["mean_gain_high_quality"] == pytest.approx(-0.1)
+    # arcface is far better on lq, but it is not the pre-specified comparator: no post-hoc best-of pick
+    assert {x["comparator"] for x in comps.values()} == {"curricularface"}
+    assert comps["verification/lq"]["judgement"] == "better" and comps["verification/lq"]["df"] == 3
+    assert comps["verification/hq"]["ni_ci"][0] == pytest.approx(-0.1 - stats.t.ppf(0.975, 3) * 0.2, abs=1e-5)
+    assert c["numbers"]["mean_gain_low_quality"] == pytest.approx((3.0 + 0.1) / 2)
+    assert c["numbers"]["mean_gain_high_quality"] == pytest.approx(-0.1)
+
+
+def test_claim5_comparator_not_in_the_grid_is_inconclusive_with_the_reason():
+    agg = _agg5({"adaface": dict(zip(P, (95.0, 85.0, 70.0))), "cosface": dict(zip(P, (95.0, 80.0, 70.0)))})
+    c = cl.claim_baselines(agg, "adaface", ["cosface"])
+    assert c["verdict"] == "inconclusive"
+    assert all("'curricularface' (analysis.comparator) is not in the grid" in p["rule"] for p in c["parts"])
+    assert cl.claim_baselines(agg, "adaface", ["cosface"], comparator="cosface")["parts"][0]["verdict"] == "supported"
 
 
 def test_claim5_not_supported_when_adaface_loses_on_low_quality():
-    agg = _agg5({"adaface": dict(zip(P, (95.0, 80.0, 70.0))), "cosface": dict(zip(P, (95.0, 83.0, 70.0)))})
-    assert cl.claim_baselines(agg, "adaface", ["cosface"])["verdict"] == "not supported"
-    # gains on high quality only: also not supported
-    agg = _agg5({"adaface": dict(zip(P, (97.0, 80.0, 70.0))), "cosface": dict(zip(P, (95.0, 80.1, 70.0)))})
-    c = cl.claim_baselines(agg, "adaface", ["cosface"])
+    agg = _agg5({"adaface": dict(zip(P, (95.0, 80.0, 70.0))), "curricularface": dict(zip(P, (95.0, 83.0, 70.0)))})
+    c = cl.claim_baselines(agg, "adaface", ["curricularface"])
     assert c["parts"][0]["verdict"] == "not supported" and c["verdict"] == "not supported"
-    # clear gains on low quality, but clearly behind on high quality: part b fails
-    agg = _agg5({"adaface": dict(zip(P, (93.0, 85.0, 75.0))), "cosface": dict(zip(P, (95.0, 80.0, 70.0)))})
-    c = cl.claim_baselines(agg, "adaface", ["cosface"])
+    # gains on high quality only: no longer a refutation (the untested gain-order condition is gone): inconclusive
+    agg = _agg5({"adaface": dict(zip(P, (97.0, 80.0, 70.0))), "curricularface": dict(zip(P, (95.0, 80.1, 70.0)))})
+    assert cl.claim_baselines(agg, "adaface", ["curricularface"])["parts"][0]["verdict"] == "inconclusive"
+    # clear gains on low quality, but far behind on high quality: 5b not supported (upper bound below -1)
+    agg = _agg5({"adaface": dict(zip(P, (92.0, 85.0, 75.0))), "curricularface": dict(zip(P, (95.0, 80.0, 70.0)))})
+    c = cl.claim_baselines(agg, "adaface", ["curricularface"])
     assert [p["verdict"] for p in c["parts"]] == ["supported", "not supported"] and c["verdict"] == "not supported"
 
 
+def test_claim5b_tie_without_precision_is_inconclusive_not_supported():
+    # the audit's case: d = -1.30, SE 1.075 on df 12 → CI ≈ [-3.6, 1.0]: neither above -1 nor below it
+    agg = _agg5({"adaface": dict(zip(P, (93.7, 85.0, 70.0))), "curricularface": dict(zip(P, (95.0, 80.0, 70.0))),
+                 "a": dict(zip(P, (95.0, 80.0, 70.0))), "b": dict(zip(P, (95.0, 80.0, 70.0)))}, std=1.52, n=4)
+    b = cl.claim_baselines(agg, "adaface", ["curricularface", "a", "b"])["parts"][1]
+    comp = b["numbers"]["comparisons"][0]
+    assert comp["df"] == 12 and comp["noise_se"] == pytest.approx(1.52 * math.sqrt(0.5))
+    assert b["verdict"] == "inconclusive"
+
+
 def test_claim5_inconclusive_on_ties_and_without_baselines():
-    agg = _agg5({"adaface": dict(zip(P, (95.0, 80.3, 70.2))), "cosface": dict(zip(P, (95.0, 80.0, 70.0)))})
-    c = cl.claim_baselines(agg, "adaface", ["cosface"])
+    # SE 0.2 on df 2: NI lower bound on hq 0 - 4.30·0.2 = -0.86 > -1
+    agg = _agg5({"adaface": dict(zip(P, (95.0, 80.3, 70.2))), "curricularface": dict(zip(P, (95.0, 80.0, 70.0)))}, std=0.2)
+    c = cl.claim_baselines(agg, "adaface", ["curricularface"])
     assert [p["verdict"] for p in c["parts"]] == ["inconclusive", "supported"] and c["verdict"] == "inconclusive"
     only_lq = agg[agg["protocol"] != "verification/hq"]
-    assert cl.claim_baselines(only_lq, "adaface", ["cosface"])["parts"][1]["verdict"] == "inconclusive"
+    assert cl.claim_baselines(only_lq, "adaface", ["curricularface"])["parts"][1]["verdict"] == "inconclusive"
     assert cl.claim_baselines(agg, "adaface", [])["verdict"] == "inconclusive"
-    assert cl.claim_baselines(agg, None, ["cosface"])["verdict"] == "inconclusive"
+    assert cl.claim_baselines(agg, None, ["curricularface"])["verdict"] == "inconclusive"
 
 
-def test_claim1_decisions_hand_computed():
-    """Final CI [0.4, 0.6] → se 0.1/1.96; lower bound 0.4 lies 7.84 SE above 0. The early CI [0.2, 0.4] (se
-    0.05102) decides the claim: 3.92 SE past 0. P_yi gain CIs: ada-s1's [0.2, 0.45] is nearest (3.14 SE)."""
-    c = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
-    z = 1.959964
-    a, b, pyi = c["parts"]
-    assert a["decision"]["distance_se"] == pytest.approx(0.4 / (0.1 / z), rel=1e-4)
-    assert b["decision"]["distance_se"] == pytest.approx(0.2 / (0.1 / z), rel=1e-4)
-    # P_yi gains 0.40 and 0.35 spread over the runs: the distance counts in sqrt(SE² + seed spread²)
-    pyi_noise = np.hypot(0.125 / z, np.std([0.4, 0.35], ddof=1))
-    assert pyi["decision"]["distance_se"] == pytest.approx(0.2 / pyi_noise, rel=1e-4)
-    assert pyi["decision"]["to_not_supported_se"] is None  # part c cannot be refuted
-    assert c["decision"]["distance_se"] == pytest.approx(min(0.2 / (0.1 / z), 0.2 / pyi_noise), rel=1e-4)
-    seen = a["numbers"]["what_it_could_see"]
-    assert seen["runs"]["ada-s0"]["mde"] == pytest.approx((z + 0.841621) * 0.1 / z, rel=1e-4)
-    assert seen["seed_std"] == 0.0  # both runs have the same final estimate: the interval's SE alone
-
-
-def test_claim1_not_supported_says_how_far_below_the_effect_size():
-    # every final CI below 0.1: hi = 0.07, se = 0.15/3.92 → (0.1 - 0.07)/se = 0.78 SE: a borderline refutation
-    c = cl.claim_norm_quality(_corr((0.0, -0.08, 0.07), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"], NONLINEAR)
-    part = c["parts"][0]
-    assert part["verdict"] == "not supported"
-    assert part["decision"]["distance_se"] == pytest.approx(0.03 / (0.15 / 3.919928), rel=1e-4)
-    assert part["decision"]["borderline"] is True and c["decision"]["borderline"] is True
+def test_claim5_dunnett_compares_every_baseline():
+    agg = _agg5({"adaface": dict(zip(P, (95.0, 85.0, 75.0))), "curricularface": dict(zip(P, (95.0, 80.0, 70.0))),
+                 "cosface": dict(zip(P, (95.1, 79.0, 70.5)))})
+    c = cl.claim_baselines(agg, "adaface", ["curricularface", "cosface"], comparator="dunnett")
+    a = c["parts"][0]
+    assert a["verdict"] == "supported" and len(a["numbers"]["comparisons"]) == 4  # 2 LQ benchmarks × 2 baselines
+    assert all(x["p_dunnett"] >= x["p_value"] for x in a["numbers"]["comparisons"])
+    # a clear loss to one baseline on one LQ benchmark refutes after Dunnett and Holm
+    agg.loc[(agg["label"] == "cosface") & (agg["protocol"] == "verification/lq"), "mean"] = 90.0
+    c = cl.claim_baselines(agg, "adaface", ["curricularface", "cosface"], comparator="dunnett")
+    assert c["parts"][0]["verdict"] == "not supported"

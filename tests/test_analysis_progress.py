@@ -1,5 +1,5 @@
 """Correlations by training progress (#14): correlation_progress.csv rows, the training-progress axis, and
-claim 1b at the progress probe nearest to the paper's 1/26 of training (epoch 1 as the fallback)."""
+claim 1b at the end of epoch 1 (a training state: one full pass over the data), with the whole curve."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from marginlab.analysis.correlation import (
     group_rng,
     progress_correlation_table,
 )
-from marginlab.analysis.paper_numbers import PAPER_EARLY_PROGRESS
-from marginlab.analysis.progress import early_rows, training_progress_rows
+from marginlab.analysis.progress import curve_rows, early_rows, training_progress_rows
 
 TOTAL, BATCH = 108, 128  # the default run: 6 epochs × 18 steps of 128 images
 STEPS = (0, 1, 2, 4, 9, 108)  # progress 0, 0.9 %, 1.9 %, 3.7 %, 8.3 %, 100 %
@@ -82,25 +81,34 @@ def _epoch_rows(run: str, est=lambda epoch: (0.3, 0.2, 0.4)) -> pd.DataFrame:
     return _rows(run, range(7), est, CORRELATION_COLUMNS)
 
 
-def test_early_point_is_the_progress_probe_nearest_to_1_26():
-    progress = _rows("ada-s0", STEPS)
-    picked = early_rows(_epoch_rows("ada-s0"), progress, ["ada-s0"])
-    assert set(picked["step"]) == {4} and set(picked["schedule"]) == {"progress"}  # 3.7 % is nearest to 3.85 %
+def test_early_point_is_the_end_of_epoch_1_not_a_fraction_of_steps():
+    """Steps 4 (3.7 %, nearest to the old 1/26) and 9 are inside epoch 1; the epoch-1 probe decides."""
+    picked = early_rows(_epoch_rows("ada-s0"), _rows("ada-s0", STEPS), ["ada-s0"])
+    assert set(picked["schedule"]) == {"epoch"} and set(picked["epoch"]) == {1}
     assert set(picked["pass"]) == {"clean", "augmented"}
-    # step 0 is before training, even when it is the nearest; a tie takes the earlier step
-    assert set(early_rows(_epoch_rows("a"), _rows("a", (0, 9, 108)), ["a"])["step"]) == {9}
+    # the epoch row gets its step and images seen from the run's progress probes: 108 steps / 6 epochs
+    assert set(picked["step"]) == {18} and set(picked["images_seen"]) == {18 * BATCH}
+    assert picked["progress"].iloc[0] == pytest.approx(1 / 6)
 
 
-def test_early_point_falls_back_to_epoch_1_when_no_progress_probe_is_nearer():
-    """A schedule without an early fraction ([0, 0.5, 1]: step 54 lies at 50 %, epoch 1 at 16.7 %) or with
-    nothing after step 0 ([0]) is judged at epoch 1, and says so (schedule 'epoch')."""
-    for steps in ((0, 54, 108), (0, 108), (0,)):
-        picked = early_rows(_epoch_rows("a"), _rows("a", steps), ["a"])
-        assert set(picked["schedule"]) == {"epoch"} and set(picked["epoch"]) == {1}, steps
-        assert picked["progress"].iloc[0] == pytest.approx(1 / 6)
-    tie = _rows("a", (2, 6, 108))  # 1.85 % and 5.56 %: 2.00 and 1.71 points away -> step 6
-    assert set(early_rows(_epoch_rows("a"), tie, ["a"], fraction=(2 + 6) / 2 / TOTAL)["step"]) == {2}
-    assert set(early_rows(_epoch_rows("a"), tie, ["a"])["step"]) == {6}
+def test_early_point_fallbacks():
+    """No epoch-1 epoch-end probe: the last progress probe inside epoch 1 (never step 0); with neither, the
+    earliest trained epoch."""
+    no_epoch_1 = _epoch_rows("a")
+    no_epoch_1 = no_epoch_1[no_epoch_1["epoch"] != 1]
+    picked = early_rows(no_epoch_1, _rows("a", STEPS), ["a"])
+    assert set(picked["schedule"]) == {"progress"} and set(picked["step"]) == {9}
+    picked = early_rows(no_epoch_1, _rows("a", (0, 54, 108)), ["a"])  # nothing trained inside epoch 1
+    assert set(picked["schedule"]) == {"epoch"} and set(picked["epoch"]) == {2}
+    assert early_rows(no_epoch_1[no_epoch_1["epoch"] == 0], None, ["a"]).empty  # only step 0: no early point
+
+
+def test_curve_rows_hold_every_probe_point():
+    curve = curve_rows(_epoch_rows("a"), _rows("a", STEPS), ["a"])
+    clean = curve[curve["pass"] == "clean"]
+    assert len(clean) == len(STEPS) + 7  # progress probes and epoch ends (0..6)
+    assert list(clean["progress"]) == sorted(clean["progress"])
+    assert set(clean.loc[clean["schedule"] == "epoch", "step"]) == {0, 18, 36, 54, 72, 90, 108}
 
 
 def test_runs_without_progress_probes_fall_back_to_epoch_1():
@@ -110,40 +118,43 @@ def test_runs_without_progress_probes_fall_back_to_epoch_1():
     assert sorted(old["progress"].unique()) == pytest.approx([e / 6 for e in range(7)])  # epoch / last epoch
     assert set(axis.loc[axis["run"] == "new", "schedule"]) == {"progress"}
     picked = early_rows(pd.concat([_epoch_rows("old"), _epoch_rows("new")]), _rows("new", STEPS), ["old", "new"])
-    assert picked.groupby("run")["schedule"].first().to_dict() == {"new": "progress", "old": "epoch"}
-    assert set(picked.loc[picked["run"] == "old", "epoch"]) == {1}
+    assert picked.groupby("run")["schedule"].first().to_dict() == {"new": "epoch", "old": "epoch"}  # both epoch 1
+    assert set(picked["epoch"]) == {1}
+    assert picked.loc[picked["run"] == "old", "step"].isna().all() and set(picked.loc[picked["run"] == "new", "step"]) == {18}
     with_eval = pd.concat([_epoch_rows("old"), _epoch_rows("old").assign(**{"pass": "eval:bin:lq"})])
     assert not training_progress_rows(with_eval, None)["pass"].str.startswith("eval:").any()
 
 
 # --------------------------------------------------------------------------- claim 1b
 def _weak_at_epoch_1(place):
-    """Clearly positive everywhere except at epoch 1 (and steps inside it but far from 1/26)."""
+    """Clearly positive everywhere except at epoch 1 (and at step 9, inside epoch 1)."""
     return (0.02, -0.05, 0.08) if place in (1, 9) else (0.3, 0.2, 0.4)
 
 
-def test_claim_1b_is_stated_at_the_progress_probe_nearest_to_the_paper_fraction():
-    runs = ["ada-s0", "ada-s1"]
-    corr = pd.concat([_epoch_rows(r, _weak_at_epoch_1) for r in runs], ignore_index=True)
-    progress = pd.concat([_rows(r, STEPS, _weak_at_epoch_1) for r in runs], ignore_index=True)
+def test_claim_1b_is_decided_at_epoch_1_and_keeps_the_curve():
+    runs = ["ada-s0", "ada-s1", "ada-s2"]
+    shift = {"ada-s0": 0.0, "ada-s1": 0.01, "ada-s2": -0.01}
+    corr = pd.concat([_epoch_rows(r, lambda p, r=r: tuple(v + shift[r] for v in _weak_at_epoch_1(p))) for r in runs],
+                     ignore_index=True)
+    progress = pd.concat([_rows(r, STEPS, lambda p, r=r: tuple(v + shift[r] for v in _weak_at_epoch_1(p))) for r in runs],
+                         ignore_index=True)
     c = cl.claim_norm_quality(corr, runs, None, progress_correlation=progress)
     b = c["parts"][1]
-    assert b["name"] == "b: early (step 4 = 3.7% of training)" and b["verdict"] == "supported"
-    assert b["numbers"]["runs"]["ada-s0"] == {
-        "epoch": 1, "schedule": "progress", "progress": pytest.approx(4 / 108), "step": 4, "images_seen": 512,
-        "spearman": 0.3, "spearman_ci": [0.2, 0.4], "pearson": 0.3, "pearson_ci": [0.2, 0.4], "n": 512}
+    assert b["name"] == "b: early (end of epoch 1)"
+    assert b["verdict"] == "not supported"  # 0.02 ± 0.01 over 3 seeds: t-CI [-0.005, 0.045] < 0.1
+    assert b["numbers"]["seed_level"]["ci"] == pytest.approx([0.02 - 4.302653 * 0.01 / np.sqrt(3),
+                                                              0.02 + 4.302653 * 0.01 / np.sqrt(3)], abs=1e-5)
+    assert b["numbers"]["per_run"]["ada-s0"]["schedule"] == "epoch" and b["numbers"]["per_run"]["ada-s0"]["step"] == 18
     numbers = c["numbers"]
-    assert (numbers["early_schedule"], numbers["early_step"], numbers["early_images_seen"]) == ("progress", 4, 512)
-    assert numbers["early_progress"] == pytest.approx(4 / 108, abs=1e-6)
-    assert numbers["early_target_progress"] == pytest.approx(PAPER_EARLY_PROGRESS, abs=1e-6)
-    assert "nearest to 3.85%" in b["rule"]
+    assert (numbers["early_schedule"], numbers["early_epoch"], numbers["early_step"]) == ("epoch", 1, 18)
+    curve = b["numbers"]["curve"]
+    assert len(curve) == len(STEPS) + 7 and [p["n_runs"] for p in curve] == [3] * len(curve)
+    step4 = next(p for p in curve if p["schedule"] == "progress" and p["step"] == 4)
+    assert step4["spearman_mean"] == pytest.approx(0.3) and step4["ci"][0] > 0  # not the decision point any more
     json.dumps(c)
-    # the same runs without progress probes: epoch 1, where the correlation is not there
+    # the same runs without progress probes: still epoch 1 (steps unknown)
     fallback = cl.claim_norm_quality(corr, runs, None)
-    b = fallback["parts"][1]
-    assert b["name"] == "b: early (epoch 1)" and b["verdict"] == "not supported"
-    assert fallback["numbers"]["early_schedule"] == "epoch" and fallback["numbers"]["early_step"] is None
-    assert b["numbers"]["runs"]["ada-s1"]["progress"] == pytest.approx(1 / 6, abs=1e-6)
+    assert fallback["parts"][1]["name"] == "b: early (end of epoch 1)" and fallback["numbers"]["early_step"] is None
 
 
 # --------------------------------------------------------------------------- the stage, end to end
@@ -167,6 +178,8 @@ def test_stage_writes_progress_rows_and_states_claim_1b_there(tmp_path, monkeypa
     for run in ("adaface-s0", "adaface-s1"):
         run_dir = tmp_path / "runs" / run
         epoch = {e: pd.read_parquet(run_dir / "probe" / f"epoch_{e:02d}.parquet") for e in (0, 1, 2)}
+        # probes now record ẑ; the fixture tree's epoch tables predate it
+        epoch = {e: f if "z_hat" in f else f.assign(z_hat=np.nan) for e, f in epoch.items()}
         shuffled = epoch[1].assign(norm=np.random.default_rng(0).permutation(epoch[1]["norm"].to_numpy()))
         for step, frame in ((0, epoch[0]), (1, shuffled), (6, epoch[1]), (12, epoch[2])):
             progress_path(run_dir, step).parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +199,11 @@ def test_stage_writes_progress_rows_and_states_claim_1b_there(tmp_path, monkeypa
     pd.testing.assert_series_equal(at_6.sort_index(), epoch_1.sort_index())  # the same table, the same numbers
     claim = json.loads((tmp_path / "analysis/claims.json").read_text())["claims"][0]
     b = claim["parts"][1]
-    assert b["name"] == "b: early (step 1 = 8.3% of training)"  # 1/12 is the trained step nearest to 1/26
-    assert claim["numbers"]["early_images_seen"] == 32 and claim["numbers"]["early_step"] == 1
-    assert summary["adaface_early_progress"] == pytest.approx(1 / 12, abs=1e-6)
-    early = prog[(prog["step"] == 1) & (prog["quantity"] == "norm") & (prog["target"] == "iq")]
+    assert b["name"] == "b: early (end of epoch 1)"  # not step 1, the probe nearest to 1/26
+    assert claim["numbers"]["early_images_seen"] == 192 and claim["numbers"]["early_step"] == 6
+    assert summary["adaface_early_progress"] == pytest.approx(1 / 2, abs=1e-6)
+    early = corr[(corr["epoch"] == 1) & corr["run"].isin(["adaface-s0", "adaface-s1"]) & (corr["pass"] == "clean")
+                 & (corr["quantity"] == "norm") & (corr["target"] == "iq")]
     assert summary["adaface_early_spearman_norm_iq"] == pytest.approx(early["spearman"].mean(), abs=1e-6)
+    assert len(b["numbers"]["curve"]) == 4 + 3  # 4 progress probes and 3 epoch ends of the two seeds
     assert (tmp_path / "analysis/figures/correlation_vs_progress.png").stat().st_size > 10_000

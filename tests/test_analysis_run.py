@@ -107,8 +107,11 @@ def test_claims_and_summary(tree):
         assert c["rule"] and c["statement"] and c["parts"]
     # Planted in the fixture: norm tracks quality, augmentation lowers the norm, AdaFace leads on LQ only.
     assert by_id[1]["parts"][0]["verdict"] == "supported"
-    assert by_id[4]["verdict"] == "supported"
-    assert by_id[5]["verdict"] == "supported"
+    # (2 AdaFace seeds: the seed-level and non-inferiority rules decide only what the planted effects make
+    # large against df 1-2; the combined verdicts may stay inconclusive)
+    parts = {(c["id"], p["name"]): p["verdict"] for c in by_id.values() for p in c["parts"]}
+    assert parts[(4, "b: paired norm change")] == "supported"  # augmented images lose 25 % of their norm
+    assert parts[(5, "a: gains on low quality")] == "supported"  # vs CurricularFace, the pre-specified comparator
     on_disk = json.loads((root / "analysis" / "summary.json").read_text())
     assert on_disk == summary
     assert summary["runs"] == len(SMALL) and summary["runs_with_probe"] == len(SMALL)

@@ -14,11 +14,16 @@ from marginlab.analysis.decision import (
     all_of,
     any_of,
     comparison_sides,
+    claim_decision,
     decision,
     interval_item,
+    p_decision,
+    p_distance,
     part_decision,
     verdict_distance,
 )
+from marginlab.analysis.power import t_test_mde
+from marginlab.analysis.significance import holm
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -94,86 +99,89 @@ def test_interval_mde_against_a_bootstrap_simulation():
     assert hits / reps == pytest.approx(0.8, abs=0.06)  # binomial SE at 400 replications: 0.02
 
 
-def _gaps(**los):
-    return {r: {"gap": lo + 0.1, "lo": lo, "hi": lo + 0.2, "share_low": 0.5, "share_high": 0.4,
-                "n_low": 100, "n_high": 100} for r, lo in los.items()}
+def test_p_distance_and_p_decision():
+    z = stats.norm.ppf(0.975)
+    assert p_distance(0.05) == pytest.approx(0.0, abs=1e-12)
+    assert p_distance(2 * stats.norm.sf(3.0)) == pytest.approx(3.0 - z)  # normal statistic: |d|/SE - 1.96
+    assert p_distance(0.2) < 0 < p_distance(0.01) and math.isnan(p_distance(None))
+    d = p_decision("supported", 0.001, 0.9, "x")
+    assert d["p_support"] == 0.001 and d["to_supported_se"] == pytest.approx(stats.norm.isf(0.0005) - z)
+    assert d["distance_se"] == d["to_supported_se"] and not d["borderline"]
+    inc = p_decision("inconclusive", 0.08, 0.6)
+    assert inc["distance_se"] == pytest.approx(stats.norm.isf(0.04) - z) and inc["borderline"]  # 0.21 SE short
+
+
+def test_claim_decision_combines_parts_like_combine():
+    a = {"verdict": "supported", "decision": p_decision("supported", 0.01, 0.9)}
+    b = {"verdict": "supported", "decision": p_decision("supported", 0.03, 0.8)}
+    c = {"verdict": "not supported", "decision": p_decision("not supported", 0.9, 0.02)}
+    d = claim_decision([a, b], "supported")
+    assert d["p_support"] == 0.03  # intersection-union: the weakest part
+    d = claim_decision([a, b, c], "not supported")
+    assert d["p_refute"] == pytest.approx(min(holm([0.9, 0.8, 0.02])))  # Holm over the parts: 0.06
+    assert d["distance_se"] < 0  # ... which is why such a claim is not 'not supported' (claims.combine agrees)
+    from marginlab.analysis.claims import combine
+
+    assert combine(["supported", "supported", "not supported"], [0.9, 0.8, 0.02]) == "inconclusive"
+    assert claim_decision([{"verdict": "inconclusive", "decision": None}], "inconclusive")["distance_se"] is None
 
 
 def test_claim_augmentation_decision_and_what_it_could_see():
-    claim = claim_augmentation(_gaps(a=0.05, b=0.30))
+    gaps = {r: {"gap": g, "lo": g - 0.1, "hi": g + 0.1} for r, g in (("a", 0.25), ("b", 0.40), ("c", 0.30), ("d", 0.35))}
+    claim = claim_augmentation(gaps)
     part = claim["parts"][0]
+    vals = np.array([0.25, 0.40, 0.30, 0.35])
+    t = stats.ttest_1samp(vals, 0.0)
     assert part["verdict"] == "supported"
-    se = 0.2 / (2 * Z95)
-    seed_std = np.std([0.15, 0.40], ddof=1)  # the two runs' gaps: another seed moves a bound by about this much
-    assert part["decision"]["distance_se"] == pytest.approx(0.05 / np.hypot(se, seed_std), rel=1e-4)  # run a
-    assert part["decision"]["borderline"] is True
-    assert claim["decision"]["distance_se"] == part["decision"]["distance_se"]
-    seen = part["numbers"]["what_it_could_see"]
-    assert seen["runs"]["a"]["mde"] == pytest.approx((Z95 + stats.norm.ppf(0.8)) * se, rel=1e-4)
-    assert seen["seed_std"] == pytest.approx(np.std([0.15, 0.40], ddof=1), rel=1e-4)
+    assert part["decision"]["p_support"] == pytest.approx(t.pvalue, abs=1e-6)
+    assert part["decision"]["distance_se"] == pytest.approx(stats.norm.isf(t.pvalue / 2) - Z95, abs=1e-5)
+    seen = part["numbers"]["seed_level"]
+    se = vals.std(ddof=1) / np.sqrt(4)
+    assert seen["se"] == pytest.approx(se, abs=1e-6) and seen["mde"] == pytest.approx(t_test_mde(se, 3, sides=1), abs=1e-6)
 
 
 def test_claim_margin_form_is_exact():
     claim = claim_margin_form({"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01})
     assert claim["decision"]["distance_se"] is None and claim["decision"]["borderline"] is False
+    assert "analytic" in claim["decision"]["deciding"]
 
 
 def _agg(rows):
     return pd.DataFrame(rows, columns=["label", "protocol", "quality", "mean", "std", "n_seeds", "se"])
 
 
-def test_claim_baselines_b_distance_hand_computed():
-    # pooled seed std 1.0 over 2 seeds each → SE of a difference = sqrt(1/2 + 1/2) = 1.0
+def test_claim_baselines_hand_computed():
+    # pooled seed std 1.0 over 2 seeds each, df = 2 (two labels × 1) → SE of a difference = 1.0; t_crit(2) = 4.303.
+    # No 'head' column: labels are the heads.
     agg = _agg([
         ("adaface", "verification/hq", "high", 90.0, 1.0, 2, 0.5),
-        ("cosface", "verification/hq", "high", 90.5, 1.0, 2, 0.5),
+        ("curricularface", "verification/hq", "high", 90.5, 1.0, 2, 0.5),
         ("adaface", "verification/lq", "low", 80.0, 1.0, 2, 0.5),
-        ("cosface", "verification/lq", "low", 76.5, 1.0, 2, 0.5),
+        ("curricularface", "verification/lq", "low", 74.0, 1.0, 2, 0.5),
     ])
-    claim = claim_baselines(agg, "adaface", ["cosface"])
+    claim = claim_baselines(agg, "adaface", ["curricularface"], margin=5.0)
     a, b = claim["parts"]
-    # b: d = -0.5 on high quality; worse side = 0.5 - 2 = -1.5 → supported, 1.5 SE from 'clearly worse'
-    assert b["verdict"] == "supported" and b["decision"]["distance_se"] == pytest.approx(1.5)
-    # a: d = +3.5 on low quality → better side 1.5; not-worse side 5.5 → supported at 1.5 SE
-    assert a["verdict"] == "supported" and a["decision"]["distance_se"] == pytest.approx(1.5)
-    assert claim["verdict"] == "supported" and claim["decision"]["distance_se"] == pytest.approx(1.5)
+    # a: d = +6, t = 6 on df 2: p = 0.0267, one LQ benchmark (Holm = itself) → supported
+    assert a["verdict"] == "supported" and a["decision"]["p_support"] == pytest.approx(2 * stats.t.sf(6.0, 2), abs=1e-6)
+    # b: d = -0.5, NI margin 5: lower bound -0.5 - 4.303 = -4.80 > -5 → supported; p = 2·P(T > 4.5)
+    assert b["verdict"] == "supported"
+    assert b["numbers"]["comparisons"][0]["ni_ci"][0] == pytest.approx(-0.5 - stats.t.ppf(0.975, 2), abs=1e-5)
+    assert b["decision"]["p_support"] == pytest.approx(2 * stats.t.sf(4.5, 2), abs=1e-6)
+    assert claim["verdict"] == "supported"
+    assert claim["decision"]["p_support"] == pytest.approx(max(2 * stats.t.sf(6.0, 2), 2 * stats.t.sf(4.5, 2)), abs=1e-6)
 
 
-def test_claim_ablations_best_of_distance():
+def test_claim_ablations_decision():
     agg = _agg([
         ("adaface", "verification/lq", "low", 80.0, 1.0, 2, 0.5),
-        ("adaface-h022", "verification/lq", "low", 77.5, 1.0, 2, 0.5),
+        ("adaface-h022", "verification/lq", "low", 70.0, 1.0, 2, 0.5),
     ])
     ablation = pd.DataFrame({
         "set": ["verification/lq"] * 2, "factor": ["h", "h"], "setting": ["h=0.33", "h=0.22"],
-        "label": ["adaface", "adaface-h022"], "mean": [80.0, 77.5],
+        "label": ["adaface", "adaface-h022"], "mean": [80.0, 70.0],
     })
     claim = claim_ablations(ablation, agg)
     part = next(p for p in claim["parts"] if p["name"] == "h: paper's best")
-    assert part["verdict"] == "supported"
-    assert part["decision"]["distance_se"] == pytest.approx(0.5) and part["decision"]["borderline"]
-
-
-def test_inconclusive_held_back_by_a_non_noise_condition_counts_only_the_side_short_of_its_threshold():
-    """Claim 5a: AdaFace clearly better on both HQ (+5) and LQ (+4): supported's side is past its threshold,
-    yet the verdict is inconclusive (the gain is not larger on low quality) - that side is no distance. The
-    not-supported side (clearly better on HQ but on no LQ benchmark) is 2 SE away: LQ's 4 SE gain would have
-    to fall below 2 SE."""
-    agg = _agg([
-        ("adaface", "verification/hq", "high", 95.0, 1.0, 2, 0.5),
-        ("cosface", "verification/hq", "high", 90.0, 1.0, 2, 0.5),
-        ("adaface", "verification/lq", "low", 84.0, 1.0, 2, 0.5),
-        ("cosface", "verification/lq", "low", 80.0, 1.0, 2, 0.5),
-    ])
-    a = claim_baselines(agg, "adaface", ["cosface"])["parts"][0]
-    assert a["verdict"] == "inconclusive" and a["decision"]["to_supported_se"] > 0
-    assert a["decision"]["distance_se"] == pytest.approx(-2.0) and a["decision"]["borderline"] is False
-    only_past = part_decision([{"verdict": "inconclusive", "decision": decision("inconclusive", 2.0, None)}], "inconclusive")
-    assert only_past["distance_se"] is None  # nothing short of a threshold: no noise distance to state
-
-
-def test_a_part_without_data_leaves_supported_unknown():
-    a = {"verdict": "supported", "decision": decision("supported", 3.0, -5.0)}
-    missing = {"verdict": "inconclusive", "decision": None}
-    d = part_decision([a, missing], "inconclusive")
-    assert d["to_supported_se"] is None and d["distance_se"] == -5.0  # only 'not supported' is in reach
+    assert part["verdict"] == "supported"  # t = 10 on df 2: p = 0.0099
+    assert part["decision"]["p_support"] == pytest.approx(2 * stats.t.sf(10.0, 2), abs=1e-6)
+    assert part["decision"]["p_refute"] == 1.0

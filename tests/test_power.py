@@ -93,7 +93,12 @@ def test_claim_comparisons_report_what_they_could_see():
     s = math.sqrt((2 * 1.0**2 + 2 * 2.0**2) / 4)  # pooled seed std
     se = s * math.sqrt(2 / 3)
     assert out["seed_std_pooled"] == pytest.approx(s) and out["noise_se"] == pytest.approx(se)
-    assert out["mde_clear_rule"] == pytest.approx((2 + 0.8416212) * se, rel=1e-6)
-    assert out["mde_paired_t"] == pytest.approx(paired_t_mde(s * math.sqrt(2), 3))
-    assert out["threshold_distance_se"] == pytest.approx((2.5 - 2 * se) / se)
-    assert out["judgement"] == "tie" and out["borderline"] == (abs((2.5 - 2 * se) / se) < 1)
+    # the MDE of the test actually run: pooled t on Σ(n_i - 1) = 4 df at this SE (not a zero-correlation paired t)
+    from scipy import stats
+
+    from marginlab.analysis.power import t_test_mde
+
+    assert out["df"] == 4 and out["t_crit"] == pytest.approx(stats.t.ppf(0.975, 4), rel=1e-9)
+    assert out["mde"] == pytest.approx(t_test_mde(se, 4)) and out["mde"] < paired_t_mde(s * math.sqrt(2), 3)
+    assert out["t"] == pytest.approx(2.5 / se) and out["p_value"] == pytest.approx(2 * stats.t.sf(2.5 / se, 4))
+    assert out["judgement"] == "tie"  # t = 1.94 < 2.78

@@ -1,30 +1,33 @@
-"""How far each verdict lies from flipping: distances to the rules' thresholds in standard errors.
+"""How far each verdict lies from flipping: p-values of both decisive sides and their distances to the threshold.
 
 A verdict computed on one machine must say how robust it is, because float results differ across
-CPU types (issue #14). Every rule of :mod:`.claims` decides from items (a run's interval, a
-comparison's difference) and each item lies some number of standard errors past, or short of, the
-boundary where its state changes. A part's verdict then has a *deciding distance*:
+CPU types (issue #14), and a reader wants to know how close the data came to the other verdicts. Every
+rule of :mod:`.claims` now decides through tests, so each part records two p-values on one scale — the
+*two-sided-equivalent* p, which is ≤ α = 0.05 exactly when the part's own 95 % criterion is met:
 
-- ``to_supported``: how far (in SEs) the part is past the boundary of *supported* (positive: it is
-  supported; negative: how far short of it). All-of rules take the weakest item (the minimum).
-- ``to_not_supported``: the same for *not supported*; all-of rules (every interval below the effect
-  size) take the minimum, any-of rules (one clearly worse comparison suffices) the maximum.
-- ``distance_se`` of the verdict: ``to_supported`` when supported, ``to_not_supported`` when not
-  supported, and for *inconclusive* the larger of the sides that are short of their threshold (negative:
-  how far the nearer decisive verdict is out of reach); None when no side is short (the verdict is held
-  back by a condition that is not a noise boundary, e.g. claim 5a's order of gains). ``borderline``: ``|distance_se| < 1``
-  (:data:`marginlab.analysis.power.BORDERLINE_SE`): one standard error of noise — another CPU, another
-  seed — could flip it.
+- ``p_support``: the p-value of the test whose rejection makes the part *supported* (e.g. 2·P(T > t) of
+  a seed-level interval's lower bound against 0; the largest of the unadjusted p-values for an "every
+  comparison" rule, which is an intersection-union test; the smallest Holm-adjusted one for an "at least
+  one" rule);
+- ``p_refute``: the same for *not supported* (None when the part cannot be refuted, 0 for an exact
+  analytic refutation).
 
-Items:
+:func:`p_decision` turns them into the ``decision`` block the report reads: ``to_supported_se`` /
+``to_not_supported_se`` = z(p) - z(α), with z(p) = Φ⁻¹(1 - p/2): the distance of the test statistic from
+its critical value in normal-equivalent standard errors (positive: past the threshold, the verdict side
+is reached; negative: how far short). It is exact in sign (a side is positive exactly when its p ≤ α),
+and for a normal statistic it equals |d|/SE - 1.96. ``distance_se`` of the verdict: ``to_supported``
+when supported, ``to_not_supported`` when not supported, and for *inconclusive* the larger of the sides
+that are short of their threshold (None when no side is short). ``borderline``: ``|distance_se| < 1``
+(:data:`marginlab.analysis.power.BORDERLINE_SE`): one standard error of noise — another seed or CPU —
+could flip it. :func:`claim_decision` combines parts as :func:`.claims.combine` does: supported needs
+every part (the largest ``p_support``), not supported one part after Holm's adjustment over the
+refutable parts (the smallest adjusted ``p_refute``).
 
-- :func:`interval_item`: an estimate with a symmetric-normal confidence interval (``se`` = CI width /
-  (2 z)); with the seed spread ``s`` of the estimate over runs, ``noise`` = sqrt(se² + s²) (else se):
-  supported side ``lo / noise`` (lower bound past 0), not-supported side ``(effect - hi) / noise``;
-  its minimum detectable effect is ``(z + Φ⁻¹(0.8))·se`` (:func:`.power.clear_rule_mde`): the smallest
-  true value the interval rule calls supported with 80 % power.
-- :func:`comparison_sides`: a difference ``d`` with standard error ``se`` under the |d| > z·SE rule:
-  better side ``d/se - z``, worse side ``-d/se - z``.
+Older helpers kept for the single-run fallback and the P_yi part: :func:`interval_item` (an estimate with a
+symmetric-normal confidence interval, ``se`` = CI width / (2 z); its MDE (z + Φ⁻¹(0.8))·se is the
+smallest true value one run's interval calls supported with 80 % power), :func:`comparison_sides`,
+:func:`all_of`, :func:`any_of`, :func:`part_decision`.
 
 Analytic verdicts (no sampling noise) carry no distance (None) and are never borderline.
 """
@@ -39,7 +42,8 @@ from scipy import stats
 
 from marginlab.analysis.power import ci_se, clear_rule_mde, is_borderline
 
-__all__ = ["all_of", "any_of", "comparison_sides", "decision", "interval_item", "part_decision", "verdict_distance"]
+__all__ = ["all_of", "any_of", "claim_decision", "comparison_sides", "decision", "interval_item", "p_decision",
+           "p_distance", "part_decision", "verdict_distance"]
 
 
 def _finite(values: Iterable[Optional[float]]) -> list[float]:
@@ -129,3 +133,37 @@ def part_decision(parts: Sequence[Mapping[str, Any]], verdict: str) -> dict[str,
     neg = [np.nan if d is None or d["to_not_supported_se"] is None else d["to_not_supported_se"] for d in noisy]
     return decision(verdict, all_of(sup), any_of(neg),
                     "parts: supported needs every part (weakest part), not supported one part (strongest)")
+
+
+def p_distance(p: Optional[float], alpha: float = 0.05) -> float:
+    """z(p) - z(α) with z(p) = Φ⁻¹(1 - p/2): positive exactly when p ≤ α (module docstring); NaN for None."""
+    if p is None or not np.isfinite(p):
+        return float("nan")
+    p = min(max(float(p), 1e-300), 1.0)
+    return float(stats.norm.isf(p / 2.0) - stats.norm.isf(alpha / 2.0))
+
+
+def p_decision(verdict: str, p_support: Optional[float], p_refute: Optional[float], deciding: str = "",
+               alpha: float = 0.05) -> dict[str, Any]:
+    """The ``decision`` block of a part from its two p-values (module docstring), the p-values included."""
+    out = decision(verdict, p_distance(p_support, alpha), p_distance(p_refute, alpha), deciding)
+    clean = lambda p: None if p is None or not np.isfinite(p) else float(p)  # noqa: E731
+    out.update(p_support=clean(p_support), p_refute=clean(p_refute), alpha=alpha)
+    return out
+
+
+def claim_decision(parts: Sequence[Mapping[str, Any]], verdict: str, alpha: float = 0.05) -> dict[str, Any]:
+    """A claim's ``decision`` from its parts' p-values: supported needs every part (intersection-union: the
+    largest ``p_support``; unknown if a part has none), not supported one part after Holm over the parts'
+    ``p_refute`` (the smallest adjusted). Parts with neither p-value and an exact verdict (analytic) are exact."""
+    from marginlab.analysis.significance import holm
+
+    decs = [p.get("decision") or {} for p in parts]
+    if all(d.get("deciding", "").startswith("analytic") for d in decs if d) and all(decs):
+        return decision(verdict, None, None, decs[0].get("deciding", ""))
+    sup = [d.get("p_support") for d in decs]
+    p_sup = None if any(v is None for v in sup) or not sup else max(sup)
+    ref = [d.get("p_refute") for d in decs if d.get("p_refute") is not None]
+    p_ref = float(np.nanmin(holm(ref))) if ref else None
+    return p_decision(verdict, p_sup, p_ref, "parts: supported needs every part (largest p_support); not supported "
+                      "one part after Holm over the parts (smallest adjusted p_refute)", alpha)

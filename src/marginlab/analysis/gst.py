@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from marginlab.heads import HEAD_NAMES, HEADS, MarginHead, build_head
 
 __all__ = [
-    "GST_COLUMNS", "DEFAULT_VARIANTS", "EASY_POINT", "HARD_POINT", "emphasis", "target_gst", "gst_grid", "gst_curves",
+    "GST_COLUMNS", "DEFAULT_VARIANTS", "EASY_POINT", "HARD_POINT", "EMPHASIS_GRID", "SATURATION", "emphasis",
+    "emphasis_grid", "target_gst", "gst_grid", "gst_curves",
     "gst_table", "gst_map", "variant_label",
 ]
 
@@ -60,6 +61,15 @@ DEFAULT_VARIANTS: dict[str, tuple[dict[str, float], ...]] = {name: HEADS[name].g
 #: the hard one far from it and closer to the other class. Marked ○ and △ on the Fig. 3 maps.
 EASY_POINT = (0.5, 0.2)
 HARD_POINT = (-0.2, 0.2)
+
+#: Claim 2's pre-stated grid (fixed before looking at the results): every (easy cos θ_y, hard cos θ_y) pair
+#: of these 5 × 5 target cosines at each of the 3 non-target cosines — 75 (easy, hard) comparisons. Easy
+#: samples lie inside the no-margin boundary (cos θ_y > cos θ_j for every j here), hard ones outside it.
+EMPHASIS_GRID = {"easy_cos_target": (0.3, 0.4, 0.5, 0.6, 0.7), "hard_cos_target": (-0.4, -0.3, -0.2, -0.1, 0.0),
+                 "cos_nontarget": (0.0, 0.2, 0.4)}
+#: A sample whose target softmax leaves less than this to gain (1 - P_y < SATURATION) is *saturated*: its
+#: |GST| is then set by how deep it sits in the softmax tail (exp(-s·Δcos) at s = 64), not by the margin form.
+SATURATION = 0.01
 
 
 def variant_label(variant: Mapping[str, float]) -> str:
@@ -97,6 +107,11 @@ def target_gst(
     shape. ``head`` is a head name (built with ``hyperparameters``) or a built head (its
     hyperparameters and running state are copied; the head itself is not modified).
     """
+    return _gst_and_p(head, cos_target, cos_nontarget, variant, hyperparameters)[0]
+
+
+def _gst_and_p(head, cos_target, cos_nontarget, variant, hyperparameters) -> tuple[np.ndarray, np.ndarray]:
+    """(g_y, P_y): the target GST and the target's softmax probability of each two-class toy sample."""
     x, j = np.broadcast_arrays(np.asarray(cos_target, dtype=np.float64), np.asarray(cos_nontarget, dtype=np.float64))
     if np.any(np.abs(x) > 1) or np.any(np.abs(j) > 1):
         raise ValueError("cosines must lie in [-1, 1]")
@@ -109,7 +124,8 @@ def target_gst(
     logits = toy.logits_from_cosines(cos, labels, norms=norms)
     loss = F.cross_entropy(logits, labels, reduction="sum")  # rows are independent samples
     (grad,) = torch.autograd.grad(loss, cos)
-    return grad[:, 0].numpy().reshape(shape)
+    p_target = torch.softmax(logits.detach(), dim=1)[:, 0]
+    return grad[:, 0].numpy().reshape(shape), p_target.numpy().reshape(shape)
 
 
 def gst_grid(
@@ -206,3 +222,30 @@ def emphasis(
                           hyperparameters=hyperparameters))
     easy, hard = float(g[0]), float(g[1])
     return {"easy_abs_gst": easy, "hard_abs_gst": hard, "hard_over_easy": hard / easy if easy > 0 else None}
+
+
+def emphasis_grid(
+    head: MarginHead | str,
+    variants: Sequence[Mapping[str, float]],
+    *,
+    hyperparameters: Optional[Mapping[str, float]] = None,
+    grid: Optional[Mapping[str, Sequence[float]]] = None,
+) -> pd.DataFrame:
+    """:func:`emphasis` over a grid of (easy, hard, cos θ_j) points (default :data:`EMPHASIS_GRID`), per variant.
+
+    One row per (easy cos θ_y, hard cos θ_y, cos θ_j): per variant ``label`` (:func:`variant_label`) the
+    columns ``R[label]`` (|g hard| / |g easy|, NaN when |g easy| = 0) and ``saturated[label]`` (either
+    sample has 1 - P_y < :data:`SATURATION`). Two autograd passes per variant through the head code.
+    """
+    grid = dict(EMPHASIS_GRID if grid is None else grid)
+    e, h, j = np.meshgrid(np.asarray(grid["easy_cos_target"], float), np.asarray(grid["hard_cos_target"], float),
+                          np.asarray(grid["cos_nontarget"], float), indexing="ij")
+    out = pd.DataFrame({"easy_cos_target": e.ravel(), "hard_cos_target": h.ravel(), "cos_nontarget": j.ravel()})
+    for variant in variants:
+        g, p = _gst_and_p(head, np.concatenate([e.ravel(), h.ravel()]), np.concatenate([j.ravel(), j.ravel()]),
+                          variant, hyperparameters)
+        g, n = np.abs(g), e.size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"R[{variant_label(variant)}]"] = np.where(g[:n] > 0, g[n:] / g[:n], np.nan)
+        out[f"saturated[{variant_label(variant)}]"] = ((1.0 - p[:n]) < SATURATION) | ((1.0 - p[n:]) < SATURATION)
+    return out

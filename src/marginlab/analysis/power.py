@@ -8,6 +8,14 @@ rules the claims use:
   have standard deviation ``sd``. Exact: the test statistic is noncentral t with ``n - 1`` degrees of
   freedom and noncentrality ``δ·√n / sd`` (``scipy.stats.nct``); power counts both tails, and δ is
   found by root finding. For large ``n`` it tends to ``(z_{1-α/2} + z_{power})·sd/√n``.
+- :func:`t_test_power` / :func:`t_test_mde`: the same for the test the claims actually run — a
+  Student-t criterion on an estimate with standard error ``se`` and ``df`` degrees of freedom (the
+  pooled-seed-SD difference rule of claims 3 and 5, df = Σ (n_i - 1); the seed-level interval rules of
+  claims 1 and 4, se = seed SD / √k, df = k - 1). The statistic is noncentral t with noncentrality
+  δ / se (``scipy.stats.nct``). ``sides=2`` counts both rejection tails (a two-sided "clear difference");
+  ``sides=1`` only the upper one (an interval's lower bound above 0, the directional rules). ``df`` = inf
+  gives the normal limit (z_{1-α/2} + z_power)·se, used when only test-set noise (a known SE) exists.
+  ``paired_t_mde(sd, n)`` equals ``t_test_mde(sd/√n, n - 1)``.
 - :func:`clear_rule_mde`: the smallest true difference that the claims' "clear difference" rule
   (:func:`marginlab.analysis.significance.judge`, |d| > z·SE with the SE from the seed spread) calls
   clear with probability ``power``: ``(z + Φ⁻¹(power))·SE``, treating the estimate as normal with that
@@ -27,7 +35,7 @@ import numpy as np
 from scipy import optimize, stats
 
 __all__ = ["BORDERLINE_SE", "ci_se", "clear_rule_mde", "is_borderline", "paired_t_mde", "paired_t_power",
-           "seeds_for_mde", "threshold_distance"]
+           "seeds_for_mde", "t_test_mde", "t_test_power", "threshold_distance"]
 
 #: A deciding number closer than this many standard errors to its threshold makes the verdict borderline.
 BORDERLINE_SE = 1.0
@@ -57,6 +65,33 @@ def paired_t_mde(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> 
     while paired_t_power(upper, sd, n, alpha) < power:
         upper *= 2.0
     return float(optimize.brentq(lambda d: paired_t_power(d, sd, n, alpha) - power, 0.0, upper, xtol=1e-12 * sd))
+
+
+def t_test_power(delta: float, se: float, df: float, alpha: float = 0.05, sides: int = 2) -> float:
+    """P(reject) of the level-``alpha`` Student-t criterion |t| > t_{1-α/2, df} (``sides=2``: either tail;
+    ``sides=1``: only t > t_{1-α/2, df}, a 95 % interval's lower bound above 0) at true effect ``delta``."""
+    if not (np.isfinite(se) and se > 0) or not (df > 0):
+        return float("nan")
+    nc = abs(delta) / se
+    if not np.isfinite(df):
+        crit = stats.norm.isf(alpha / 2.0)
+        return float(stats.norm.sf(crit - nc) + (stats.norm.cdf(-crit - nc) if sides == 2 else 0.0))
+    crit = stats.t.isf(alpha / 2.0, df)
+    upper = stats.nct.sf(crit, df, nc)
+    lower = stats.nct.cdf(-crit, df, nc) if sides == 2 else 0.0
+    return float(upper + (0.0 if not np.isfinite(lower) else lower))
+
+
+def t_test_mde(se: float, df: float, alpha: float = 0.05, power: float = 0.8, sides: int = 2) -> float:
+    """Smallest δ ≥ 0 with :func:`t_test_power` ≥ ``power``: the MDE of the test actually run (NaN without an SE)."""
+    if not 0.0 < alpha < 1.0 or not alpha < power < 1.0:
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    if not (np.isfinite(se) and se > 0) or not (df > 0):
+        return float("nan")
+    upper = se
+    while t_test_power(upper, se, df, alpha, sides) < power:
+        upper *= 2.0
+    return float(optimize.brentq(lambda d: t_test_power(d, se, df, alpha, sides) - power, 0.0, upper, xtol=1e-12 * se))
 
 
 def clear_rule_mde(se: float, z: float = 2.0, power: float = 0.8) -> float:

@@ -1,4 +1,4 @@
-"""Correlations by training progress: one axis for every run, and the paper's early point (claim 1b).
+"""Correlations by training progress: one axis for every run, and the paper's early point, epoch 1 (claim 1b).
 
 A run with progress probes (``correlation_progress.csv``, :func:`.correlation.progress_correlation_table`)
 is placed by its measured ``progress`` = step / total optimiser steps; a run without them
@@ -6,12 +6,17 @@ is placed by its measured ``progress`` = step / total optimiser steps; a run wit
 progress = epoch / its last epoch, step and images seen unknown. ``schedule`` says which: ``progress`` |
 ``epoch``.
 
-The early point of a run (:func:`early_rows`) is its progress probe nearest to
-:data:`.paper_numbers.PAPER_EARLY_PROGRESS` (1/26: the paper's epoch 1 of 26) among those after the first
-update (step 0 is before training); a tie takes the earlier step. A run without progress probes after
-step 0, or whose epoch 1 lies nearer to that fraction than its nearest progress probe (a schedule without an
-early fraction, e.g. ``[0, 1]``), falls back to its epoch 1 (its earliest trained epoch when it has no
-epoch 1); ``schedule`` of the rows says which was used.
+The early point of a run (:func:`early_rows`, claim 1b) is defined by training state, not by a fraction of
+the optimiser steps: the probe at the end of the first full pass over the training data, i.e. the epoch-end
+probe of epoch 1 (``correlation.csv``, ``schedule`` = ``epoch``) — the paper's "epoch 1". Fallbacks, each
+visible in the rows' ``schedule``/``epoch``/``step``: a run without an epoch-1 epoch-end probe uses its last
+progress probe inside epoch 1 (``schedule`` = ``progress``, ``epoch`` = 1: the nearest recorded state to the
+end of the first pass); a run with neither uses its earliest trained epoch-end probe (``epoch`` > 1 says so).
+Step 0 (before training) is never the early point.
+
+:func:`curve_rows` gives every probe point of the runs — the progress probes and the epoch-end probes —
+so the whole curve can be shown beside the decision point; epoch-end rows of a run with progress probes get
+their step and images seen from that run's progress rows (steps per epoch × epoch).
 """
 
 from __future__ import annotations
@@ -22,9 +27,8 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis.correlation import PROGRESS_CORRELATION_COLUMNS
-from marginlab.analysis.paper_numbers import PAPER_EARLY_PROGRESS
 
-__all__ = ["AXIS_COLUMNS", "early_rows", "training_progress_rows"]
+__all__ = ["AXIS_COLUMNS", "curve_rows", "early_rows", "training_progress_rows"]
 
 AXIS_COLUMNS = [*PROGRESS_CORRELATION_COLUMNS, "schedule"]
 
@@ -53,44 +57,58 @@ def _epoch_axis(correlation: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _nearest_step(rows: pd.DataFrame, fraction: float) -> pd.DataFrame:
-    """The rows of the trained step (> 0) whose progress is nearest to ``fraction`` (ties: the earlier)."""
-    trained = rows[rows["step"] > 0]
-    if trained.empty:
-        return trained
-    distance = (trained["progress"] - fraction).abs()
-    return trained[trained["step"] == trained.loc[distance == distance.min(), "step"].min()]
+def _epoch_one(epoch_rows: pd.DataFrame, progress_rows: pd.DataFrame) -> pd.DataFrame:
+    """One run's early rows (module docstring): epoch-1 epoch-end probe, else the last progress probe in
+    epoch 1, else the earliest trained epoch-end probe; empty when the run has none of them."""
+    if len(epoch_rows) and (epoch_rows["epoch"] == 1).any():
+        return epoch_rows[epoch_rows["epoch"] == 1]
+    inside = progress_rows[(progress_rows["step"] > 0) & (progress_rows["epoch"] == 1)] if len(progress_rows) else progress_rows
+    if len(inside):
+        return inside[inside["step"] == inside["step"].max()]
+    trained = epoch_rows[epoch_rows["epoch"] > 0] if len(epoch_rows) else epoch_rows
+    if len(trained):
+        return trained[trained["epoch"] == trained["epoch"].min()]
+    return epoch_rows.iloc[:0]
 
 
-def _early_epoch(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of epoch 1, or of the earliest trained epoch (or epoch 0 when nothing was trained)."""
-    epochs = rows["epoch"]
-    trained = epochs[epochs > 0]
-    epoch = 1 if (epochs == 1).any() else (trained.min() if len(trained) else epochs.min())
-    return rows[epochs == epoch]
+def _with_steps(epoch_rows: pd.DataFrame, progress_rows: pd.DataFrame) -> pd.DataFrame:
+    """Epoch-end rows with step and images seen filled from the run's progress rows (when it has any)."""
+    trained = progress_rows[(progress_rows["step"] > 0) & (progress_rows["progress"] > 0)] if len(progress_rows) else progress_rows
+    if not len(trained) or not len(epoch_rows):
+        return epoch_rows
+    first = trained.iloc[0]
+    total = float(round(float(first["step"]) / float(first["progress"])))
+    batch = float(first["images_seen"]) / float(first["step"])
+    out = epoch_rows.copy()
+    out["step"] = np.round(out["progress"] * total)
+    out["images_seen"] = out["step"] * batch
+    return out
 
 
-def _early_of_run(rows: pd.DataFrame, epoch_rows: pd.DataFrame, fraction: float) -> pd.DataFrame:
-    """One run's early rows: its progress probe nearest to ``fraction``, unless it has none after step 0 or its
-    epoch 1 lies nearer to ``fraction`` (a schedule without an early fraction, e.g. ``[0, 1]``)."""
-    nearest = _nearest_step(rows, fraction) if (rows["schedule"] == "progress").all() else rows.iloc[:0]
-    epoch = _early_epoch(epoch_rows) if len(epoch_rows) else epoch_rows
-    if not len(nearest):
-        return epoch
-    if len(epoch) and abs(float(epoch["progress"].iloc[0]) - fraction) < abs(float(nearest["progress"].iloc[0]) - fraction):
-        return epoch
-    return nearest
-
-
-def early_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str],
-               fraction: float = PAPER_EARLY_PROGRESS) -> pd.DataFrame:
-    """Per run of ``runs``, its rows (every pass, quantity, target) at the early point (module docstring)."""
-    axis = training_progress_rows(correlation, progress_correlation)
+def early_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]) -> pd.DataFrame:
+    """Per run of ``runs``, its rows (every pass, quantity, target) at the early point: epoch 1 (module docstring)."""
+    progress = (progress_correlation if progress_correlation is not None
+                else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)).assign(schedule="progress")
     by_epoch = _epoch_axis(correlation)
     picked = []
     for run in runs:
-        rows = axis[axis["run"] == run]
-        if len(rows):
-            picked.append(_early_of_run(rows, by_epoch[by_epoch["run"] == run], fraction))
-    picked = [p for p in picked if len(p)]
+        p_rows = progress[progress["run"] == run]
+        picked.append(_epoch_one(_with_steps(by_epoch[by_epoch["run"] == run], p_rows), p_rows))
+    picked = [p[AXIS_COLUMNS] for p in picked if len(p)]
     return pd.concat(picked, ignore_index=True) if picked else pd.DataFrame(columns=AXIS_COLUMNS)
+
+
+def curve_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]) -> pd.DataFrame:
+    """Every probe point of ``runs``: progress probes and epoch-end probes (steps filled where known), sorted
+    by progress; the rows of :func:`early_rows` are among them."""
+    progress = (progress_correlation if progress_correlation is not None
+                else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)).assign(schedule="progress")
+    by_epoch = _epoch_axis(correlation)
+    frames = []
+    for run in runs:
+        p_rows = progress[progress["run"] == run]
+        frames += [p_rows[AXIS_COLUMNS], _with_steps(by_epoch[by_epoch["run"] == run], p_rows)[AXIS_COLUMNS]]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=AXIS_COLUMNS)
+    return pd.concat(frames, ignore_index=True).sort_values(["progress", "schedule"], kind="stable").reset_index(drop=True)
