@@ -187,7 +187,8 @@ def test_hyperparameters_come_from_params(table):
     x, j = rows["cos_target"].to_numpy(), rows["cos_nontarget"].to_numpy()
     np.testing.assert_allclose(rows["gst"].to_numpy(), cosface_closed(x, j, 0.35), atol=1e-9)
     ada = json.loads(_map(table, ADA_HIGH)["hyperparameters"].iloc[0])
-    assert ada == {"s": 64.0, "m": 0.45, "h": 0.333, "t_alpha": 0.01}  # the params entry (t_alpha does not enter the GST)
+    # the params entry (t_alpha and stats_init do not enter the GST: each panel sets the state itself)
+    assert ada == {"s": 64.0, "m": 0.45, "h": 0.333, "t_alpha": 0.01, "stats_init": "bias_corrected"}
 
 
 def test_adaface_low_norm_equals_arcface_with_same_m(table):
@@ -302,7 +303,7 @@ def test_errors(tmp_path, capsys):
     heads = load_params(ROOT / "params.yaml").heads.model_dump()
     # a head left out of a plain mapping gets its registry defaults; an unknown one is refused
     without = {k: v for k, v in heads.items() if k != "adaface"}
-    assert head_hyperparameters(without)["adaface"] == head_hyperparameters(heads)["adaface"]
+    assert head_hyperparameters(without)["adaface"] == {**head_hyperparameters(heads)["adaface"], "stats_init": "official"}
     with pytest.raises(ValueError, match="unknown head"):
         gst_panels({**heads, "sphereface": {"m": 1.35}})
     with pytest.raises(ValueError, match="grid sizes"):

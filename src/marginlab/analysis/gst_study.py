@@ -110,7 +110,7 @@ class Panel:
     fig3: bool = False
 
 
-def head_hyperparameters(heads: Any) -> dict[str, dict[str, float]]:
+def head_hyperparameters(heads: Any) -> dict[str, dict[str, float | str]]:
     """``params.heads`` (a pydantic model) or a mapping → ``{head: {hyperparameter: value}}`` for every
     registered head; a head the mapping leaves out gets its registry defaults (the paper values)."""
     if hasattr(heads, "model_dump"):
@@ -120,7 +120,7 @@ def head_hyperparameters(heads: Any) -> dict[str, dict[str, float]]:
     unknown = sorted(set(map(str, heads)) - set(HEAD_NAMES))
     if unknown:
         raise ValueError(f"unknown head(s) {unknown} in heads; registered: {', '.join(HEAD_NAMES)}")
-    given = {str(k): {kk: float(vv) for kk, vv in dict(v).items()} for k, v in heads.items()}
+    given = {str(k): {kk: vv if isinstance(vv, str) else float(vv) for kk, vv in dict(v).items()} for k, v in heads.items()}
     return {name: {**head_defaults(name), **given.get(name, {})} for name in HEAD_NAMES}
 
 
@@ -134,7 +134,8 @@ def _title(head: str, variant: Mapping[str, float], hyperparameters: Mapping[str
     for the state (if a Fig. 3 panel), the state, and the hyperparameters besides the scale s."""
     name = HEADS[head].__name__ + (f" {words}" if words else "")
     state = ", ".join(f"{STATE_SYMBOLS.get(k, k)}={float(v):g}" for k, v in variant.items())
-    hp = ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in hyperparameters.items() if k != "s")
+    # s is in every title's axis scale; stats_init only says how running statistics start, and a panel sets the state
+    hp = ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in hyperparameters.items() if k not in ("s", "stats_init"))
     return name + (f", {state}" if state else "") + (f" ({hp})" if hp else "")
 
 
