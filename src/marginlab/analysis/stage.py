@@ -7,13 +7,15 @@ and writes, each file atomically, into ``out_dir``:
 ``correlation.csv`` — one row per run, epoch, pass, quantity and target::
 
     run, label, head, epoch, pass, quantity, target,
-    pearson, pearson_lo, pearson_hi, spearman, spearman_lo, spearman_hi, n
+    pearson, pearson_lo, pearson_hi, spearman, spearman_lo, spearman_hi, n, bootstrap
 
   ``pass``: ``clean`` / ``augmented`` (probe passes, every epoch; 0 = before training) or
   ``eval:<split>`` (evaluation images of ``eval_norms.parquet``, e.g. ``eval:bin:lq``, at the evaluated
   epoch; quantity ``norm`` only). ``quantity``: ``norm`` | ``p_yi``; ``target``: ``iq`` (1 − BRISQUE/100)
   | ``gt_quality`` (synthetic data only). ``*_lo``/``*_hi``: percentile bootstrap 95 % interval
-  (``n_resamples`` resamples, seeded by ``params.seed``; :mod:`.correlation`). Groups with fewer than 3
+  (``n_resamples`` resamples, seeded by ``params.seed``; :mod:`.correlation`) that resamples identities
+  (``bootstrap`` = ``identity``: ~10 probe images per identity, whose shared effects an image bootstrap
+  would ignore) or, without identities (evaluation images), images (``image``). Groups with fewer than 3
   finite pairs are left out.
 
 ``correlation_progress.csv`` — the same for the probes at fractions of training (``probe/progress/``,
@@ -64,7 +66,11 @@ correlations: data size (``identities``, ``train_images``), training length (``e
 ``images_seen`` = steps × batch) and the last epoch's Spearman(norm, ``iq`` / ``gt_quality``) with its
 interval (the ``correlation.csv`` rows). ``scale_fit.json`` — ``method``, ``headline`` (the one sentence),
 ``fits`` (Spearman = a + b·log10(images_seen) per head and target, per data size when possible, and with
-data size as a second factor; slope intervals and statements) and ``skipped`` runs with their reasons.
+data size as a second factor; slope intervals and statements, and with a paper value the slope needed to reach
+it at the paper's images seen and whether the slope's interval includes it), ``training_length_pairs`` (runs
+that differ only in epochs and share their probe images: the Spearman difference per pair with a paired
+identity bootstrap, and a t over the pairs; :func:`.scale.training_length_pairs`) and ``skipped`` runs with
+their reasons.
 
 ``zhat.csv`` — AdaFace's ẑ over the probe images per run, probe point and pass (n, mean, std, quantiles 5/25/50/
 75/95 %, shares clipped at −1 / +1; :mod:`.zhat`); probe tables without ``z_hat`` give no rows. ``summary.json``
