@@ -134,3 +134,24 @@ def test_probe_norms_match_training_mode_after_recalibration(default_length_runs
     model, probe = default_length_runs["ada-bias_corrected"]
     mu = float(model["head"]["batch_mean"])
     assert 0.5 * mu <= float(probe["norm"].mean()) <= 2.0 * mu
+
+
+@pytest.mark.parametrize("probe_n, batch, used", [(1024, 128, 512), (300, 128, 300), (4096, 512, 2048)])
+def test_recalibration_uses_at_most_512_images_or_four_batches(monkeypatch, probe_n, batch, used):
+    """A large probe recalibrates on a shuffled subset: the larger of 512 images and 4 training batches."""
+    from marginlab.heads import build_head
+    from marginlab.train import probe as probe_mod
+
+    seen = {}
+
+    def spy(backbone, inputs, **kw):
+        seen["n"], seen["batch"] = len(inputs), kw["batch_size"]
+        return backbone
+
+    monkeypatch.setattr(probe_mod, "recalibrated_backbone", spy)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    p = probe_mod.ProbeSet(np.arange(probe_n), np.zeros(probe_n, dtype=int), torch.randn(probe_n, 3, 2, 2),
+                           torch.randn(probe_n, 3, 2, 2), np.zeros((probe_n, 4), dtype=bool))
+    p.measure(0, net, build_head("cosface", 4, 2), batch_size=512, device=torch.device("cpu"), passes=("clean",),
+              recalibrate_batch=batch)
+    assert seen == {"n": used, "batch": batch}

@@ -18,8 +18,8 @@ with its own statistics), and the last ``BatchNorm1d`` sets the embedding's scal
 early in training would describe that artefact. So the probe embeds with a copy of the backbone whose
 BatchNorm statistics are recomputed for the current weights: the population mean and the average
 unbiased batch variance (what ``momentum=None`` gives) over the probe's augmented images, i.e.
-training images through the training augmentations, in batches of the training batch size drawn in a
-fixed shuffled order (the probe is sorted by record, so by identity: unshuffled batches would hold one or
+training images through the training augmentations (at most the larger of 512 images and 4 batches), in
+batches of the training batch size drawn in a fixed shuffled order (the probe is sorted by record, so by identity: unshuffled batches would hold one or
 two identities and give statistics training never sees), with every
 layer normalising those batches by their own statistics as in training. The training backbone is not
 touched; no process group is used (rank 0 probes alone, so synchronised BatchNorm layers are run as
@@ -64,6 +64,11 @@ PASSES = ("clean", "augmented")
 PROBE_COLUMNS = (
     "epoch", "pass", "index", "label", "norm", "p_yi", "cos_y", "z_hat", "iq", "gt_quality", *FLAG_NAMES,
 )
+#: Images the recalibration uses at most: the larger of these two (a 1,024-image probe recalibrates on 512 of its
+#: augmented images at batch 128: the training EMA itself averages ~10 batches; a recalibration pass over all 1,024
+#: made a cpu-study run's probes cost as much as its training).
+RECALIBRATION_IMAGES = 512
+RECALIBRATION_BATCHES = 4
 #: Seed of the fixed shuffle of the recalibration batches (any fixed value: the order is part of the probe's definition).
 RECALIBRATION_SEED = 22
 #: The quality signals an AdaFace head can train with (``runs.<name>.proxy``); the probe's ẑ uses the same one.
@@ -326,6 +331,7 @@ class ProbeSet:
             # identity, so batches in that order would hold one or two identities each and their statistics
             # (and so the recalibrated network) would be far from training's (measured: norms 2× too large).
             order = torch.as_tensor(np.random.default_rng(RECALIBRATION_SEED).permutation(len(self)))
+            order = order[: max(RECALIBRATION_IMAGES, RECALIBRATION_BATCHES * recalibrate_batch)]
             backbone = recalibrated_backbone(backbone, self.augmented[order], batch_size=recalibrate_batch,
                                              device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
         labels = torch.as_tensor(self.labels)
