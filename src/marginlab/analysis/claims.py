@@ -387,7 +387,8 @@ def claim_norm_quality(
         los = np.array([g["lo"] for g in tests.values()], dtype=float)
         c_verdict = "supported" if np.isfinite(los).all() and (los > 0).all() else "inconclusive"
         z = float(stats.norm.isf(ALPHA / 2))
-        p_sups = [2 * stats.norm.sf(g["lo"] / float(ci_se(g["lo"], g["hi"])) + z) for g in tests.values()]
+        # the estimate lo + z·SE over its SE, as a two-sided-equivalent p in the claimed direction (capped at 1)
+        p_sups = [directional_p(g["lo"] / float(ci_se(g["lo"], g["hi"])) + z, np.inf) for g in tests.values()]
         c_dec = p_decision(c_verdict, float(max(p_sups)) if np.isfinite(p_sups).all() else None, None,
                            "every run's gain interval (largest p_support); cannot be refuted")
         c = _part("c: P_yi non-linear", c_verdict, c_rule,
