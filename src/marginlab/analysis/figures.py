@@ -7,7 +7,8 @@
 - :func:`correlation_vs_progress`: r and ρ against training progress (the fraction of the run's optimiser
   steps, :mod:`.progress`) with the bootstrap 95 % band, one line per run, with the paper's final-epoch
   correlation (:data:`.paper_numbers.FIG2_NORM_IQ_CORRELATION`) as a reference line on the norm panels and
-  the paper's early point (:data:`.paper_numbers.PAPER_EARLY_PROGRESS`) marked.
+  the end of each run's epoch 1 (claim 1b) and the paper's epoch 1 as a share of its run
+  (:data:`.paper_numbers.PAPER_EARLY_PROGRESS`) marked.
 - :func:`zhat_by_progress`: AdaFace's ẑ of the clean probe against training progress (median and 5–95 %
   band per run, :mod:`.zhat`), with ArcFace (−1), CosFace (0) and +1 marked.
 - :func:`augmentation_bars`: share of each augmentation per norm bin (last epoch).
@@ -169,6 +170,9 @@ def correlation_vs_progress(axis_rows: pd.DataFrame, runs: pd.DataFrame, labels:
     palette = dict(zip(labels, sns.color_palette("tab10", n_colors=max(len(labels), 3))))
     seeds = runs.set_index("run")["seed"].to_dict()
     dashes = ["-", "--", ":", "-."]
+    # claim 1b's point: the end of each run's epoch 1 (1 / its epochs), where its epochs are known
+    last_epoch = rows.groupby("run")["epoch"].max()
+    epoch_one = sorted({round(1.0 / e, 6) for e in last_epoch if e and e > 0})
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.2), sharex=True)
     for i, quantity in enumerate(("norm", "p_yi")):
         for k, coef in enumerate(("pearson", "spearman")):
@@ -183,6 +187,8 @@ def correlation_vs_progress(axis_rows: pd.DataFrame, runs: pd.DataFrame, labels:
                     ax.fill_between(d["progress"], d[f"{coef}_lo"], d[f"{coef}_hi"], color=palette[label], alpha=0.12, lw=0)
             _progress_axis(ax)
             ax.axvline(PAPER_EARLY_PROGRESS, color="black", lw=0.8, ls=":")
+            for x in epoch_one:
+                ax.axvline(x, color="firebrick", lw=0.9, ls="-.")
             if quantity == "norm" and target == "iq":
                 ax.axhline(FIG2_NORM_IQ_CORRELATION, color="black", lw=1, ls="--")
                 ax.text(ax.get_xlim()[0], FIG2_NORM_IQ_CORRELATION, f" paper {FIG2_NORM_IQ_CORRELATION} (final epoch)", va="bottom", fontsize=8)
@@ -194,8 +200,8 @@ def correlation_vs_progress(axis_rows: pd.DataFrame, runs: pd.DataFrame, labels:
     handles, names = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"{title}\nline style = seed; dotted: the paper's early point, epoch 1 of 26 = {PAPER_EARLY_PROGRESS:.1%}",
-                 fontsize=11)
+    fig.suptitle(f"{title}\nline style = seed; dash-dot red: end of epoch 1 (claim 1b); dotted: the paper's epoch 1 of 26 "
+                 f"as a share of its run ({PAPER_EARLY_PROGRESS:.1%})", fontsize=11)
     fig.tight_layout(rect=(0, 0.035 * (1 + (len(names) - 1) // 6) if handles else 0, 1, 1))
     return _save(fig, path)
 
