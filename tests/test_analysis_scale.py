@@ -431,3 +431,6 @@ def test_scale_study_tree_with_shared_probe_images_states_the_training_length_pa
     assert fit["headline"].endswith(summary["statement"])
     assert summary["statement"].replace("'", "&#39;") in html
     assert "training-length pairs: runs of one head, seed and data size" in html
+    table = html[html.index('id="scale-pairs"'):]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(pairs["pairs"])  # the header and one row per pair and target
