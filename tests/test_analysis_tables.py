@@ -77,7 +77,7 @@ def test_paired_difference_special_cases():
     assert varied.test == "paired t-test" and 0 < varied.p_value < 1
 
 
-def test_pooled_std_noise_and_judge():
+def test_pooled_std_and_noise():
     # (n - 1) s²: 1·1 + 2·4 = 9 over 3 degrees of freedom; single seeds and NaN stds are ignored.
     assert sig.pooled_std([1.0, 2.0, float("nan"), 5.0], [2, 3, 1, 1]) == pytest.approx(math.sqrt(3.0))
     assert math.isnan(sig.pooled_std([float("nan")], [1]))
@@ -86,8 +86,6 @@ def test_pooled_std_noise_and_judge():
     se, source = sig.difference_noise(1, 1, float("nan"), 0.3, 0.4)
     assert source == "test set" and se == pytest.approx(0.5)
     assert sig.difference_noise(1, 1, float("nan"))[1] == "none"
-    assert sig.judge(1.1, 0.5) == "better" and sig.judge(-1.1, 0.5) == "worse"
-    assert sig.judge(0.9, 0.5) == "tie" and sig.judge(1.0, float("nan")) == "unknown"
 
 
 # --------------------------------------------------------------------------- collect helpers

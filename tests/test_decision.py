@@ -11,15 +11,11 @@ from scipy import stats
 
 from marginlab.analysis.claims import claim_ablations, claim_augmentation, claim_baselines, claim_margin_form
 from marginlab.analysis.decision import (
-    all_of,
-    any_of,
-    comparison_sides,
     claim_decision,
     decision,
     interval_item,
     p_decision,
     p_distance,
-    part_decision,
     verdict_distance,
 )
 from marginlab.analysis.power import t_test_mde
@@ -42,17 +38,8 @@ def test_interval_item_without_interval_is_unknown():
     assert all(math.isnan(item[k]) for k in ("se", "to_supported", "to_not_supported", "mde"))
 
 
-def test_comparison_sides():
-    assert comparison_sides(3.0, 1.0, 2.0) == (1.0, -5.0)
-    assert comparison_sides(-2.5, 0.5, 2.0) == (-7.0, 3.0)
-    assert all(math.isnan(v) for v in comparison_sides(1.0, float("nan"), 2.0))
 
 
-def test_all_of_and_any_of():
-    assert all_of([1.0, -0.5, 2.0]) == -0.5
-    assert math.isnan(all_of([1.0, float("nan")]))  # every item is needed: one unknown → unknown
-    assert any_of([1.0, float("nan"), -3.0]) == 1.0  # any item suffices: the strongest known
-    assert math.isnan(any_of([float("nan")]))
 
 
 @pytest.mark.parametrize("verdict,sup,neg,expected", [
@@ -73,15 +60,6 @@ def test_decision_borderline():
     assert decision("supported", None, None)["borderline"] is False  # analytic: exact
 
 
-def test_part_decision_combines_like_combine():
-    a = {"verdict": "supported", "decision": decision("supported", 3.0, -5.0)}
-    b = {"verdict": "supported", "decision": decision("supported", 1.2, -2.0)}
-    c = {"verdict": "not supported", "decision": decision("not supported", -6.0, 0.4)}
-    d = part_decision([a, b], "supported")
-    assert d["distance_se"] == 1.2 and not d["borderline"]  # the weakest part decides
-    d = part_decision([a, b, c], "not supported")
-    assert d["distance_se"] == 0.4 and d["borderline"]  # one not-supported part suffices, and it is close
-    assert part_decision([{"verdict": "inconclusive", "decision": None}], "inconclusive")["distance_se"] is None
 
 
 def test_interval_mde_against_a_bootstrap_simulation():

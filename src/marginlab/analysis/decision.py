@@ -24,17 +24,16 @@ could flip it. :func:`claim_decision` combines parts as :func:`.claims.combine` 
 every part (the largest ``p_support``), not supported one part after Holm's adjustment over the
 refutable parts (the smallest adjusted ``p_refute``).
 
-Older helpers kept for the single-run fallback and the P_yi part: :func:`interval_item` (an estimate with a
-symmetric-normal confidence interval, ``se`` = CI width / (2 z); its MDE (z + Φ⁻¹(0.8))·se is the
-smallest true value one run's interval calls supported with 80 % power), :func:`comparison_sides`,
-:func:`all_of`, :func:`any_of`, :func:`part_decision`.
+For the single-run fallback: :func:`interval_item` (an estimate with a symmetric-normal confidence interval,
+``se`` = CI width / (2 z); its MDE (z + Φ⁻¹(0.8))·se is the smallest true value one run's interval calls
+supported with 80 % power).
 
 Analytic verdicts (no sampling noise) carry no distance (None) and are never borderline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -42,12 +41,9 @@ from scipy import stats
 
 from marginlab.analysis.power import ci_se, clear_rule_mde, is_borderline
 
-__all__ = ["all_of", "any_of", "claim_decision", "comparison_sides", "decision", "interval_item", "p_decision",
-           "p_distance", "part_decision", "verdict_distance"]
+__all__ = ["claim_decision", "decision", "interval_item", "p_decision", "p_distance", "verdict_distance"]
 
 
-def _finite(values: Iterable[Optional[float]]) -> list[float]:
-    return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
 def interval_item(estimate: float, lo: float, hi: float, effect: float, confidence: float = 0.95,
@@ -68,23 +64,10 @@ def interval_item(estimate: float, lo: float, hi: float, effect: float, confiden
             "mde": clear_rule_mde(se, z), "estimate": float(estimate)}
 
 
-def comparison_sides(delta: float, se: float, z: float) -> tuple[float, float]:
-    """``(better side, worse side)`` in SEs of a difference under the |d| > z·SE rule (NaN without noise)."""
-    if not (np.isfinite(delta) and np.isfinite(se)) or se <= 0:
-        return float("nan"), float("nan")
-    return float(delta / se - z), float(-delta / se - z)
 
 
-def all_of(sides: Sequence[float]) -> float:
-    """Distance of a rule that needs every item past its boundary: the weakest item (NaN if any unknown)."""
-    vals = _finite(sides)
-    return min(vals) if vals and len(vals) == len(sides) else float("nan")
 
 
-def any_of(sides: Sequence[float]) -> float:
-    """Distance of a rule that one item past its boundary satisfies: the strongest known item."""
-    vals = _finite(sides)
-    return max(vals) if vals else float("nan")
 
 
 def verdict_distance(verdict: str, to_supported: Optional[float], to_not_supported: Optional[float]) -> Optional[float]:
@@ -116,23 +99,6 @@ def decision(verdict: str, to_supported: Optional[float], to_not_supported: Opti
     return out
 
 
-def part_decision(parts: Sequence[Mapping[str, Any]], verdict: str) -> dict[str, Any]:
-    """A claim's decision from its parts' under :func:`.claims.combine`.
-
-    Supported needs every part supported (the weakest part); one not-supported part suffices for not
-    supported (the strongest such part's side). Parts without a decision (analytic) count as exact.
-    """
-    decisions = [p.get("decision") for p in parts]
-    if all(d is None for d in decisions):
-        return decision(verdict, None, None, "no data")
-    # exact parts (analytic: both sides None) never limit; a part without data leaves 'supported' unknown
-    noisy = [d for d in decisions if d is None or d["to_supported_se"] is not None or d["to_not_supported_se"] is not None]
-    if not noisy:
-        return decision(verdict, None, None, next(d for d in decisions if d is not None).get("deciding", ""))
-    sup = [np.nan if d is None or d["to_supported_se"] is None else d["to_supported_se"] for d in noisy]
-    neg = [np.nan if d is None or d["to_not_supported_se"] is None else d["to_not_supported_se"] for d in noisy]
-    return decision(verdict, all_of(sup), any_of(neg),
-                    "parts: supported needs every part (weakest part), not supported one part (strongest)")
 
 
 def p_distance(p: Optional[float], alpha: float = 0.05) -> float:

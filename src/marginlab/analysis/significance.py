@@ -10,12 +10,14 @@
   certainty two seeds cannot give. With fewer than two pairs, test ``"n/a"`` and NaN.
 - :func:`pooled_std`: the pooled seed standard deviation sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1)) over
   configurations with at least two seeds.
-- :func:`difference_noise` and :func:`judge`: the rule used by the claim verdicts to call a difference
-  between two configurations *clear*. The standard error of d = mean_a - mean_b is
+- :func:`difference_noise`: the standard error of d = mean_a - mean_b that the claim verdicts use,
   s_p · sqrt(1/n_a + 1/n_b) with the pooled seed std s_p of that protocol (seed-to-seed variation,
   the relevant noise); when no configuration has repeated seeds it falls back to the test-set
   sampling error sqrt(se_a² + se_b²) of the two estimates (optimistic: ignores training noise), and
-  says so. A difference is clear when |d| > 2 · SE (about a two-sided 95 % normal criterion).
+  says so. :func:`difference_test` calls a difference *clear* when |d| / SE exceeds the Student-t
+  critical value on the pooled df (:func:`pooled_df`, :func:`critical_value`), so the two-sided α is
+  0.05 at any df (the former |d| > 2·SE had 0.10 at df 5); :func:`holm` and :func:`dunnett_pvalues`
+  adjust for several comparisons.
 """
 
 from __future__ import annotations
@@ -29,11 +31,9 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "CLEAR_Z", "IDENTICAL_DIFFERENCES", "PairedResult", "describe", "difference_noise", "judge", "paired_difference", "pooled_std",
+    "IDENTICAL_DIFFERENCES", "PairedResult", "critical_value", "describe", "difference_noise", "difference_test",
+    "directional_p", "dunnett_pvalues", "holm", "paired_difference", "pooled_df", "pooled_std",
 ]
-
-#: A difference counts as clear beyond this many standard errors.
-CLEAR_Z = 2.0
 
 #: The test label of a paired comparison whose differences do not vary across seeds.
 IDENTICAL_DIFFERENCES = "n/a: identical difference on every seed (no variance estimate)"
@@ -105,17 +105,6 @@ def difference_noise(
     if np.isfinite(se_a) and np.isfinite(se_b):
         return float(np.hypot(se_a, se_b)), "test set"
     return np.nan, "none"
-
-
-def judge(delta: float, noise: float, z: float = CLEAR_Z) -> str:
-    """``"better"`` if delta > z·noise, ``"worse"`` if delta < -z·noise, ``"tie"`` otherwise; ``"unknown"`` without noise."""
-    if not np.isfinite(delta) or not np.isfinite(noise):
-        return "unknown"
-    if delta > z * noise:
-        return "better"
-    if delta < -z * noise:
-        return "worse"
-    return "tie"
 
 
 # --------------------------------------------------------------------------- the claims' tests (vectorised)
