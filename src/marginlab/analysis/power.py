@@ -16,10 +16,9 @@ rules the claims use:
   ``sides=1`` only the upper one (an interval's lower bound above 0, the directional rules). ``df`` = inf
   gives the normal limit (z_{1-α/2} + z_power)·se, used when only test-set noise (a known SE) exists.
   ``paired_t_mde(sd, n)`` equals ``t_test_mde(sd/√n, n - 1)``.
-- :func:`clear_rule_mde`: the smallest true difference that the claims' "clear difference" rule
-  (:func:`marginlab.analysis.significance.judge`, |d| > z·SE with the SE from the seed spread) calls
-  clear with probability ``power``: ``(z + Φ⁻¹(power))·SE``, treating the estimate as normal with that
-  SE (the rule's own assumption).
+- :func:`clear_rule_mde`: the smallest true value a rule "estimate beyond z·SE" reaches with probability
+  ``power``, treating the estimate as normal with a known SE: ``(z + Φ⁻¹(power))·SE`` (one run's own
+  bootstrap interval, the single-seed fallback of the interval rules).
 - :func:`seeds_for_mde`: the smallest number of seeds whose paired-t MDE is at most a target effect
   (how a study preset chooses its seed count from a measured seed spread).
 - :func:`threshold_distance` and :func:`is_borderline`: how far a verdict's deciding number lies from
