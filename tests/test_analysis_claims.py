@@ -119,6 +119,12 @@ def test_claim1_inconclusive_cases():
     linear = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (0.3, 0.2, 0.4)), ["ada-s0", "ada-s1"],
                                    {"ada-s0": {"gain": -0.01, "lo": -0.03, "hi": 0.01}})
     assert linear["parts"][2]["verdict"] == "inconclusive" and linear["verdict"] == "inconclusive"
+    # one seed whose interval lies on the wrong side: p-values stay in [0, 1]
+    one = cl.claim_norm_quality(_corr((0.5, 0.4, 0.6), (-0.3, -0.4, -0.2), runs=("ada-s0",)), ["ada-s0"], NONLINEAR)
+    for part in one["parts"]:
+        for key in ("p_support", "p_refute"):
+            p = (part["decision"] or {}).get(key)
+            assert p is None or 0.0 <= p <= 1.0, (part["name"], key, p)
     # a gain on the wrong side has p = 1 (a p-value, never above 1; it was 2·sf(negative) = 1.8)
     assert linear["parts"][2]["decision"]["p_support"] == 1.0
     for part in linear["parts"]:

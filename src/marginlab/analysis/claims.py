@@ -260,8 +260,9 @@ def _seed_part(name: str, estimates: Mapping[str, tuple[float, float, float]], e
     item = interval_item(direction * est, lo_d, hi_d, effect)
     z = float(stats.norm.isf(ALPHA / 2))
     se = item["se"]
-    p_sup = float(2 * stats.norm.sf(lo_d / se + z)) if np.isfinite(se) else None
-    p_ref = float(2 * stats.norm.sf((effect - hi_d) / se + z)) if np.isfinite(se) else None
+    # two-sided-equivalent p of the bound's side, capped at 1 (2·sf of a negative statistic would exceed 1)
+    p_sup = float(directional_p(lo_d / se + z, np.inf)) if np.isfinite(se) else None
+    p_ref = float(directional_p((effect - hi_d) / se + z, np.inf)) if np.isfinite(se) else None
     numbers["single_run"] = {"run": run, "se": se, "mde": item["mde"] * direction,
                              "mde_note": "smallest true value one run's interval calls supported with 80% power"}
     return _part(name, verdict, rule, numbers,
