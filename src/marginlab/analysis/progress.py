@@ -85,15 +85,19 @@ def _with_steps(epoch_rows: pd.DataFrame, progress_rows: pd.DataFrame) -> pd.Dat
     return out
 
 
-def early_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]) -> pd.DataFrame:
-    """Per run of ``runs``, its rows (every pass, quantity, target) at the early point: epoch 1 (module docstring)."""
+def _per_run(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]):
+    """``(epoch-end rows with steps filled, progress rows)`` of each run of ``runs``, in order."""
     progress = (progress_correlation if progress_correlation is not None
                 else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)).assign(schedule="progress")
     by_epoch = _epoch_axis(correlation)
-    picked = []
     for run in runs:
         p_rows = progress[progress["run"] == run]
-        picked.append(_epoch_one(_with_steps(by_epoch[by_epoch["run"] == run], p_rows), p_rows))
+        yield _with_steps(by_epoch[by_epoch["run"] == run], p_rows), p_rows
+
+
+def early_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]) -> pd.DataFrame:
+    """Per run of ``runs``, its rows (every pass, quantity, target) at the early point: epoch 1 (module docstring)."""
+    picked = [_epoch_one(e_rows, p_rows) for e_rows, p_rows in _per_run(correlation, progress_correlation, runs)]
     picked = [p[AXIS_COLUMNS] for p in picked if len(p)]
     return pd.concat(picked, ignore_index=True) if picked else pd.DataFrame(columns=AXIS_COLUMNS)
 
@@ -101,13 +105,9 @@ def early_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | N
 def curve_rows(correlation: pd.DataFrame, progress_correlation: pd.DataFrame | None, runs: Sequence[str]) -> pd.DataFrame:
     """Every probe point of ``runs``: progress probes and epoch-end probes (steps filled where known), sorted
     by progress; the rows of :func:`early_rows` are among them."""
-    progress = (progress_correlation if progress_correlation is not None
-                else pd.DataFrame(columns=PROGRESS_CORRELATION_COLUMNS)).assign(schedule="progress")
-    by_epoch = _epoch_axis(correlation)
     frames = []
-    for run in runs:
-        p_rows = progress[progress["run"] == run]
-        frames += [p_rows[AXIS_COLUMNS], _with_steps(by_epoch[by_epoch["run"] == run], p_rows)[AXIS_COLUMNS]]
+    for e_rows, p_rows in _per_run(correlation, progress_correlation, runs):
+        frames += [p_rows[AXIS_COLUMNS], e_rows[AXIS_COLUMNS]]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=AXIS_COLUMNS)
