@@ -148,18 +148,24 @@ def embed(
     """Embeddings (N, D) float32 on the CPU of normalised model inputs (N, 3, S, S), backbone in eval mode."""
     was_training = backbone.training
     backbone.eval()
-    out = []
     try:
-        for start in range(0, len(inputs), batch_size):
-            x = inputs[start : start + batch_size].to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                z = backbone(x)
-            out.append(z.float().cpu())
+        out = [z.float().cpu() for z in _forward_batches(backbone, inputs, range(0, len(inputs), batch_size), batch_size,
+                                                         device, autocast_dtype, channels_last)]
     finally:
         backbone.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
+
+
+def _forward_batches(module: nn.Module, inputs: torch.Tensor, starts, batch_size: int, device: torch.device,
+                     autocast_dtype: Optional[torch.dtype], channels_last: bool):
+    """``module``'s output for each batch ``inputs[start : start + batch_size]``, moved to ``device`` (channels_last
+    and autocast as asked): the one batch loop of :func:`embed` and :func:`recalibrated_backbone`."""
+    for start in starts:
+        x = inputs[start : start + batch_size].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            yield module(x)
 
 
 class _BatchStatistics:
@@ -208,12 +214,9 @@ def recalibrated_backbone(
         st = _BatchStatistics(bn)
         bn.forward = st.forward  # instance attribute: the copy only, no process group, batch statistics
         stats.append(st)
-    for start in range(0, len(inputs) - batch_size + 1 if len(inputs) >= batch_size else 1, batch_size):
-        x = inputs[start : start + batch_size].to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            copy(x)
+    full = range(0, len(inputs) - batch_size + 1 if len(inputs) >= batch_size else 1, batch_size)  # whole batches
+    for _ in _forward_batches(copy, inputs, full, batch_size, device, autocast_dtype, channels_last):
+        pass  # the hooks accumulate each layer's batch statistics
     for st in stats:
         st.finish()
         del st.bn.forward  # back to the class's eval-mode forward with the new running statistics
