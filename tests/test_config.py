@@ -147,8 +147,8 @@ def test_head_ranges_are_the_heads_own():
 
     for name, cls in HEADS.items():
         model = HEAD_PARAM_MODELS[name]
-        assert set(model.model_fields) == set(cls.hyperparameter_ranges), name
-        for key, rng in cls.hyperparameter_ranges.items():
+        assert set(model.model_fields) == set(cls.spec.hyperparameters), name
+        for key, rng in cls.spec.hyperparameters.items():
             if hasattr(rng, "options"):  # a named choice: anything else is refused by both
                 for probe in ("warm", 0.5):
                     with pytest.raises(ValueError):
@@ -163,3 +163,15 @@ def test_head_ranges_are_the_heads_own():
                 with pytest.raises(ValueError):
                     build_head(name, 8, 4, **{key: probe})
                 _err({"heads": {name: {key: probe}}})
+
+
+@pytest.mark.parametrize("module", ["marginlab.config", "marginlab.report.render"])
+def test_reading_params_and_rendering_the_report_load_no_torch(module):
+    """The schema reads the heads' torch-free declarations (marginlab.head_specs), so a stage that only
+    reads params or renders the report starts without torch's multi-second import."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'torchvision', 'timm', 'pyiqa') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

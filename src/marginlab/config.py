@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from marginlab.heads import HEAD_NAMES, HEADS, head_defaults
+from marginlab.head_specs import HEAD_SPECS, HeadSpec, head_names
 from marginlab.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, YamlLimitError, load_bounded
 
 IR_BACKBONES = ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
@@ -86,26 +86,26 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- heads
 class HeadParams(Strict):
     """Base of the per-head hyperparameter models, which :func:`_head_params_model` derives from the
-    heads themselves (names, paper defaults and the ranges in ``MarginHead.hyperparameter_ranges``)."""
+    heads' declarations (:mod:`marginlab.head_specs`: names, paper defaults, ranges)."""
 
-    head_class: ClassVar[Any] = None
+    head_spec: ClassVar[HeadSpec]
 
     @model_validator(mode="after")
     def _relations(self) -> "HeadParams":
-        self.head_class.check_hyperparameters(self.model_dump())  # cross-parameter rules (MagFace)
+        self.head_spec.check(self.model_dump())  # cross-parameter rules (MagFace)
         return self
 
 
-def _head_params_model(name: str, cls: Any) -> type[HeadParams]:
-    defaults = head_defaults(name)
-    specs = cls.hyperparameter_ranges
-    fields = {key: (specs[key].field_type, Field(default=defaults[key], **specs[key].field_bounds())) for key in defaults}
-    model = create_model(f"{cls.__name__}Params", __base__=HeadParams, **fields)
-    model.head_class = cls
+def _head_params_model(spec: HeadSpec) -> type[HeadParams]:
+    fields = {key: (hp.field_type, Field(default=hp.default, **hp.field_bounds()))
+              for key, hp in spec.hyperparameters.items()}
+    model = create_model(f"{spec.name.capitalize()}Params", __base__=HeadParams, **fields)
+    model.head_spec = spec
     return model
 
 
-HEAD_PARAM_MODELS: dict[str, type[HeadParams]] = {name: _head_params_model(name, HEADS[name]) for name in HEAD_NAMES}
+HEAD_NAMES = head_names()
+HEAD_PARAM_MODELS: dict[str, type[HeadParams]] = {name: _head_params_model(HEAD_SPECS.get(name)) for name in HEAD_NAMES}
 HeadDefaults = create_model(
     "HeadDefaults", __base__=Strict, **{name: (model, model()) for name, model in HEAD_PARAM_MODELS.items()}
 )

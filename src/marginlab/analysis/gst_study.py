@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, gst_grid, target_gst, variant_label
-from marginlab.heads.base import format_hyperparameter
+from marginlab.hyperparameters import format_hyperparameter
 from marginlab.analysis.paper_numbers import FIG3_PANELS
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace, head_defaults
 

@@ -16,10 +16,10 @@ adaface         s · (cos(θ_y - m·ẑ) - m·ẑ - m),          s=64, m=0.4, h=
                 ẑ from the batch-normalised norm
 ==============  =====================================  ========================================
 
-Each head is one module of this folder whose class is decorated with
-:func:`~marginlab.heads.registry.register_head`; the package imports every module, so a new head is one
-new file (see :mod:`marginlab.heads.registry`). The table above lists the paper's heads; ``HEAD_NAMES``
-lists every registered one (e.g. also ``elasticface``).
+Each head is declared once in :mod:`marginlab.head_specs` (name, hyperparameters with defaults and
+ranges: torch-free, what the config reads) and implemented in one module of this folder whose class is
+decorated with :func:`~marginlab.heads.registry.register_head`; the package imports every module. The
+table above lists the paper's heads; ``HEAD_NAMES`` lists every declared one (e.g. also ``elasticface``).
 
 Every head: ``head.weight`` (C, D) Parameter; ``head(embeddings, labels, quality=None) -> (B, C)``;
 ``head.regularizer(embeddings)`` (MagFace λ_g·mean g(a), else 0); ``head.state_summary()``;
@@ -39,10 +39,11 @@ from marginlab.heads.adaface import AdaFace  # noqa: E402 - re-exported for call
 from marginlab.heads.arcface import ArcFace  # noqa: E402
 from marginlab.heads.cosface import CosFace  # noqa: E402
 from marginlab.heads.curricularface import CurricularFace  # noqa: E402
-from marginlab.heads.magface import MagFace, magface_lambda_bound  # noqa: E402
+from marginlab.head_specs import magface_lambda_bound  # noqa: E402
+from marginlab.heads.magface import MagFace  # noqa: E402
 from marginlab.heads.normface import NormFace  # noqa: E402
 
-#: Registered head names in table order (fixed at import; :func:`head_names` is the live view).
+#: Declared head names in table order.
 HEAD_NAMES = head_names()
 
 __all__ = [

@@ -27,7 +27,7 @@ Quality proxies (paper Table 1 ablation). The signal replaces the norm in steps 
 - ``p_yi``: the caller passes the target-class softmax probability in [0, 1]
   (:func:`marginlab.heads.p_yi.p_yi_quality`).
 
-How the statistics start (``stats_init``, :data:`marginlab.heads.base.STATS_INIT`, recorded with the other
+How the statistics start (``stats_init``, :data:`marginlab.head_specs.STATS_INIT`, recorded with the other
 hyperparameters in ``model.pt``):
 
 - ``official`` (default, the released code): μ = 20, σ = 100, then the EMA. The EMA forgets that start
@@ -53,14 +53,11 @@ mixing units in one EMA.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
-from marginlab.heads.base import (
-    ANGULAR_MARGIN_RANGE, SCALE_RANGE, STATS_INIT, MarginHead, Range, cos_shifted_angle, ema_rate,
-)
+from marginlab.heads.base import MarginHead, cos_shifted_angle, ema_rate
 from marginlab.heads.registry import register_head
 
 SOURCE_NONE, SOURCE_NORM, SOURCE_QUALITY = 0, 1, 2
@@ -72,47 +69,23 @@ class AdaFace(MarginHead):
     """AdaFace head; ``batch_mean``, ``batch_std`` and ``stats_source`` are registered buffers."""
 
     name = "adaface"
-    order = 50
     # ẑ at both ends and the middle: ArcFace-like (-1), CosFace (0), negative angular margin (+1).
     gst_variants = ({"z_hat": -1.0}, {"z_hat": 0.0}, {"z_hat": 1.0})
     analysis_state_keys = frozenset({"z_hat", "norm", "mu", "sigma"})
-    # h scales the batch z-score of the norm before the clip to [-1, 1]: the paper's ablation spans
-    # 0.22..1 (h = 0 would be CosFace: use that head).
-    hyperparameter_ranges = {
-        "s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE, "h": Range(low=0.0, high=1.0, low_open=True),
-        "t_alpha": Range(low=0.0, high=1.0, low_open=True), "stats_init": STATS_INIT,
-    }
     accepts_quality = True
     eps = 1e-3
     norm_clip = (0.001, 100.0)
     init_mean = 20.0
     init_std = 100.0
 
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        *,
-        s: float = 64.0,
-        m: float = 0.4,
-        h: float = 0.333,
-        t_alpha: float = 0.01,
-        stats_init: str = "official",
-    ):
-        super().__init__(embedding_size, num_classes, s=s)
-        checked = self.check_hyperparameters({"m": m, "h": h, "t_alpha": t_alpha, "stats_init": stats_init})
-        self.m, self.h, self.t_alpha = checked["m"], checked["h"], checked["t_alpha"]
-        self.stats_init = checked["stats_init"]
+    def __init__(self, embedding_size: int, num_classes: int, **hyperparameters):
+        super().__init__(embedding_size, num_classes, **hyperparameters)
         self.register_buffer("batch_mean", torch.full((), self.init_mean))
         self.register_buffer("batch_std", torch.full((), self.init_std))
         self.register_buffer("stats_source", torch.zeros((), dtype=torch.int64))
         self.register_buffer("mean_updates", torch.zeros((), dtype=torch.int64))
         self.register_buffer("std_updates", torch.zeros((), dtype=torch.int64))
         self._host: Optional[dict[str, int]] = None  # host mirror of the int buffers (avoids a device sync per step)
-
-    @property
-    def hyperparameters(self) -> dict[str, float | str]:
-        return {"s": self.s, "m": self.m, "h": self.h, "t_alpha": self.t_alpha, "stats_init": self.stats_init}
 
     def _analysis_state(self, variant: dict[str, float], batch: int) -> torch.Tensor:
         """``{"z_hat": q}`` (ẑ itself, q in [-1, 1]) or ``{"norm": a[, "mu": μ, "sigma": σ]}`` (a raw

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, cos_shifted_angle
+from marginlab.heads.base import MarginHead, cos_shifted_angle
 from marginlab.heads.registry import register_head
 
 
@@ -26,17 +26,7 @@ class ArcFace(MarginHead):
     """Additive angular margin with the clip convention (see module docstring)."""
 
     name = "arcface"
-    order = 20
-    hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE}
     eps = 1e-4
-
-    def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.5):
-        super().__init__(embedding_size, num_classes, s=s)
-        self.m = self.check_hyperparameters({"m": m})["m"]
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"s": self.s, "m": self.m}
 
     def _target_logits(self, cos_y: torch.Tensor, norms: Optional[torch.Tensor], quality) -> torch.Tensor:
         return self.s * cos_shifted_angle(cos_y, self.m, self.eps)

@@ -31,121 +31,24 @@ renormalised to unit L2 norm.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["STATS_INIT", "Choice", "MarginHead", "NormalizedLinear", "Range", "format_hyperparameter", "compute_dtype", "check_real", "cos_shifted_angle"]
+from marginlab.head_specs import STATS_INIT, HeadSpec
+from marginlab.hyperparameters import format_hyperparameter
+
+__all__ = ["MarginHead", "NormalizedLinear", "compute_dtype", "cos_shifted_angle", "ema_rate"]
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """The dtype of the margin math: float64 if any input is float64, else float32 (never half)."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
-
-def check_real(head: str, name: str, value, *, low: Optional[float] = None, high: Optional[float] = None,
-               low_open: bool = False, high_open: bool = False) -> float:
-    """``float(value)`` after checking it is a finite real number inside the given interval.
-
-    Raises ``ValueError`` naming the head, the hyperparameter, the value and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
-        isinstance(value, torch.Tensor) and value.numel() == 1
-    ):
-        raise ValueError(f"head {head!r}: hyperparameter {name!r} must be a real number, got {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad |= value <= low if low_open else value < low
-    if high is not None:
-        bad |= value >= high if high_open else value > high
-    if bad:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ValueError(f"head {head!r}: hyperparameter {name!r} = {value!r} is outside the allowed range {interval}")
-    return value
-
-
-@dataclass(frozen=True)
-class Range:
-    """The valid interval of one hyperparameter: the single definition the heads and the config use.
-
-    ``low``/``high`` of ``None`` are unbounded; ``low_open``/``high_open`` exclude the bound.
-    """
-
-    low: Optional[float] = None
-    high: Optional[float] = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def check(self, head: str, name: str, value) -> float:
-        """``float(value)`` if it is a finite real inside the range, else ``ValueError`` naming it."""
-        return check_real(head, name, value, low=self.low, high=self.high, low_open=self.low_open,
-                          high_open=self.high_open)
-
-    def field_bounds(self) -> dict[str, float]:
-        """The pydantic ``Field`` constraints (gt/ge/lt/le) of this range."""
-        out: dict[str, float] = {}
-        if self.low is not None:
-            out["gt" if self.low_open else "ge"] = self.low
-        if self.high is not None:
-            out["lt" if self.high_open else "le"] = self.high
-        return out
-
-    def __str__(self) -> str:
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
-
-    @property
-    def field_type(self) -> Any:
-        return float
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A hyperparameter that takes one of a few named values (e.g. how running statistics start).
-
-    The same single definition as :class:`Range`: the heads check with it and the config schema
-    derives a ``Literal`` field from it.
-    """
-
-    options: tuple[str, ...]
-
-    def check(self, head: str, name: str, value) -> str:
-        """``value`` if it is one of :attr:`options`, else ``ValueError`` naming them."""
-        if not isinstance(value, str) or value not in self.options:
-            raise ValueError(f"head {head!r}: hyperparameter {name!r} = {value!r} is not one of "
-                             f"{', '.join(self.options)}")
-        return value
-
-    def field_bounds(self) -> dict[str, float]:
-        return {}
-
-    @property
-    def field_type(self) -> Any:
-        return Literal[self.options]  # type: ignore[valid-type]
-
-    def __str__(self) -> str:
-        return "{" + ", ".join(self.options) + "}"
-
-
-def format_hyperparameter(value: Any) -> str:
-    """``0.4`` → ``0.4``, a :class:`Choice` value as it is: one spelling for reprs, tables and labels."""
-    return value if isinstance(value, str) else f"{value:g}"
-
-
-#: How a head's running batch statistics start (AdaFace μ/σ, CurricularFace t); see those heads.
-#: ``official``: the released code's constants, then the EMA; ``first_batch``: the first training batch's
-#: own statistics, then the EMA; ``bias_corrected``: an EMA from zero divided by 1 − (1 − α)^k after k
-#: updates (Adam's correction), i.e. the plain average of all batches so far until ~1/α batches.
-STATS_INIT = Choice(("official", "first_batch", "bias_corrected"))
 
 def ema_rate(init: str, alpha: float, done: int) -> float:
     """The weight of the new batch in the ``done + 1``-th update of a running statistic started as ``init``
@@ -160,11 +63,6 @@ def ema_rate(init: str, alpha: float, done: int) -> float:
     if init == "bias_corrected":  # exactly 1 at the first update (α / (1 - (1 - α)) rounds below it)
         return 1.0 if done == 0 else alpha / (1.0 - (1.0 - alpha) ** (done + 1))
     raise ValueError(f"unknown statistics start {init!r}; expected one of {', '.join(STATS_INIT.options)}")
-
-
-#: Ranges shared by several heads.
-SCALE_RANGE = Range(low=0.0, low_open=True)
-ANGULAR_MARGIN_RANGE = Range(low=0.0, high=math.pi, high_open=True)
 
 
 class NormalizedLinear(torch.autograd.Function):
@@ -237,11 +135,9 @@ class MarginHead(nn.Module):
 
     name: str = "base"
     accepts_quality: bool = False
-    #: Valid interval of every hyperparameter (the keyword arguments of ``__init__`` besides the sizes);
-    #: the config schema derives its checks from these, so heads and ``params.yaml`` agree.
-    hyperparameter_ranges: ClassVar[dict[str, "Range | Choice"]] = {"s": SCALE_RANGE}
-    #: Position in tables and figures (the paper's order: baselines first, AdaFace last).
-    order: ClassVar[int] = 100
+    #: The head's declaration (name, hyperparameters with defaults and ranges), from
+    #: :data:`marginlab.head_specs.HEAD_SPECS`; set by :func:`~marginlab.heads.registry.register_head`.
+    spec: ClassVar[HeadSpec]
     #: Running-state variants the gradient-scaling analysis shows by default (Fig. 3); each is a mapping
     #: for :meth:`set_analysis_state` (``{}``: the head has no state that changes its margin).
     gst_variants: ClassVar[tuple[dict[str, float], ...]] = ({},)
@@ -249,33 +145,21 @@ class MarginHead(nn.Module):
     analysis_state_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def check_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Check every value against :attr:`hyperparameter_ranges` and :meth:`_check_relations`.
+    def check_hyperparameters(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` checked against the spec's ranges and relations (see :meth:`HeadSpec.check`)."""
+        return cls.spec.check(values)
 
-        Returns the values as floats (a :class:`Choice` as its string); raises ``ValueError`` naming the head, the hyperparameter and the
-        allowed range. Keys without a declared range are rejected.
-        """
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in cls.hyperparameter_ranges:
-                raise ValueError(f"head {cls.name!r}: unknown hyperparameter {key!r}; allowed: "
-                                 f"{', '.join(sorted(cls.hyperparameter_ranges))}")
-            out[key] = cls.hyperparameter_ranges[key].check(cls.name, key, value)
-        cls._check_relations(out)
-        return out
-
-    @classmethod
-    def _check_relations(cls, values: dict[str, float]) -> None:
-        """Constraints between hyperparameters (MagFace: u_a > l_a, u_m ≥ l_m); none by default."""
-
-    def __init__(self, embedding_size: int, num_classes: int, *, s: float):
+    def __init__(self, embedding_size: int, num_classes: int, **hyperparameters: Any):
+        """Every hyperparameter of the spec becomes an attribute (``self.s``, ``self.m``, ...): the
+        given values over the spec's defaults, checked; unknown names raise ``ValueError``."""
         super().__init__()
         for key, val in (("embedding_size", embedding_size), ("num_classes", num_classes)):
             if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
                 raise ValueError(f"head {self.name!r}: {key} must be a positive int, got {val!r}")
         self.embedding_size = embedding_size
         self.num_classes = num_classes
-        self.s = self.hyperparameter_ranges["s"].check(self.name, "s", s)
+        for key, value in self.spec.resolve(hyperparameters).items():
+            setattr(self, key, value)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         #: Data-parallel training with ``train.distributed.sync_head_stats`` sets this to a function that
         #: concatenates a per-sample tensor over all processes, so running batch statistics (AdaFace μ/σ,
@@ -291,9 +175,9 @@ class MarginHead(nn.Module):
             self.weight.div_(self.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     @property
-    def hyperparameters(self) -> dict[str, float]:
+    def hyperparameters(self) -> dict[str, Any]:
         """The head's hyperparameters by their ``build_head`` names (rebuilds an identical head)."""
-        return {"s": self.s}
+        return {key: getattr(self, key) for key in self.spec.hyperparameters}
 
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={format_hyperparameter(v)}" for k, v in self.hyperparameters.items())

@@ -7,7 +7,7 @@ With x = cos θ_y (clamped to [-1, 1]) and cos(θ_y + m) = x · cos m - sqrt(1 -
 - running t (buffer), updated under no-grad on every training forward **before** it is used:
   t ← a · mean(cos θ_y) + (1 - a) · t (the mean over the global batch when ``gather_batch`` is set, see
   :class:`~marginlab.heads.base.MarginHead`). How t starts is ``stats_init``
-  (:data:`~marginlab.heads.base.STATS_INIT`, rate a from :func:`~marginlab.heads.base.ema_rate`):
+  (:data:`~marginlab.head_specs.STATS_INIT`, rate a from :func:`~marginlab.heads.base.ema_rate`):
   ``official`` (default, the released code) t = 0 and a = 0.01 throughout, so t forgets its start with a
   time constant of 100 steps: the first 0.04 % of the paper's run, but the whole of a 108-step CPU run,
   where t would stay far below the mean cosine it is meant to track; ``first_batch`` t = the first
@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, STATS_INIT, MarginHead, ema_rate
+from marginlab.heads.base import MarginHead, ema_rate
 from marginlab.heads.registry import register_head
 
 
@@ -37,25 +37,16 @@ class CurricularFace(MarginHead):
     """CurricularFace head; ``t`` is a registered buffer (saved in the state dict)."""
 
     name = "curricularface"
-    order = 30
     # Early in training (t = 0: hard negatives damped) and later (t = 0.5).
     gst_variants = ({"t": 0.0}, {"t": 0.5})
     analysis_state_keys = frozenset({"t"})
-    hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE, "stats_init": STATS_INIT}
     t_momentum = 0.01
 
-    def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.5,
-                 stats_init: str = "official"):
-        super().__init__(embedding_size, num_classes, s=s)
-        checked = self.check_hyperparameters({"m": m, "stats_init": stats_init})
-        self.m, self.stats_init = checked["m"], checked["stats_init"]
+    def __init__(self, embedding_size: int, num_classes: int, **hyperparameters):
+        super().__init__(embedding_size, num_classes, **hyperparameters)
         self.register_buffer("t", torch.zeros(()))
         self.register_buffer("t_updates", torch.zeros((), dtype=torch.int64))
         self._updates: Optional[int] = None  # host mirror of t_updates
-
-    @property
-    def hyperparameters(self) -> dict[str, float | str]:
-        return {"s": self.s, "m": self.m, "stats_init": self.stats_init}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + "t_updates" not in state_dict and prefix + "t" in state_dict:  # saved before the counter existed

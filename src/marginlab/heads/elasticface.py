@@ -8,8 +8,8 @@ ArcFace's clip convention (:func:`~marginlab.heads.base.cos_shifted_angle`, eps 
 
 The AdaFace paper discusses margins that vary per sample; ElasticFace varies it at random, AdaFace by
 image quality, which makes it the natural control for "is it the adaptivity or the quality signal?".
-This head was added through this one file (plus its tests): the registry, the params schema, the
-gradient-scaling analysis and the tables find it by itself.
+This head was added through this file and its declaration in :mod:`marginlab.head_specs` (plus its
+tests): the registry, the params schema, the gradient-scaling analysis and the tables find it by itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from marginlab.heads.base import ANGULAR_MARGIN_RANGE, SCALE_RANGE, MarginHead, Range, cos_shifted_angle
+from marginlab.heads.base import MarginHead, cos_shifted_angle
 from marginlab.heads.registry import register_head
 
 
@@ -27,19 +27,7 @@ class ElasticFace(MarginHead):
     """ElasticFace-Arc: additive angular margin m_i ~ N(m, σ²) per sample in training, m otherwise."""
 
     name = "elasticface"
-    order = 25  # beside ArcFace, whose margin it randomises
     eps = 1e-4
-    hyperparameter_ranges = {"s": SCALE_RANGE, "m": ANGULAR_MARGIN_RANGE, "sigma": Range(low=0.0, high=1.0)}
-
-    def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0, m: float = 0.5,
-                 sigma: float = 0.05):
-        super().__init__(embedding_size, num_classes, s=s)
-        checked = self.check_hyperparameters({"m": m, "sigma": sigma})
-        self.m, self.sigma = checked["m"], checked["sigma"]
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"s": self.s, "m": self.m, "sigma": self.sigma}
 
     def margins(self, like: torch.Tensor) -> torch.Tensor | float:
         """The per-sample margins: N(m, σ²) draws shaped like ``like`` in training, else the mean m."""

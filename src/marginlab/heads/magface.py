@@ -12,20 +12,14 @@ regulariser. Defaults s = 64, l_a = 10, u_a = 110, l_m = 0.45, u_m = 0.8, λ_g =
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Optional
 
 import torch
 
-from marginlab.heads.base import SCALE_RANGE, MarginHead, Range, compute_dtype
+from marginlab.head_specs import magface_lambda_bound
+from marginlab.heads.base import MarginHead, compute_dtype
 from marginlab.heads.registry import register_head
-
-
-def magface_lambda_bound(s: float, l_a: float, u_a: float, l_m: float, u_m: float) -> float:
-    """Smallest λ_g for which MagFace's magnitude optimum is unique: s·k·u_a²·l_a²/(u_a²−l_a²)."""
-    k = (u_m - l_m) / (u_a - l_a)
-    return s * k * u_a**2 * l_a**2 / (u_a**2 - l_a**2)
 
 
 @register_head
@@ -33,7 +27,6 @@ class MagFace(MarginHead):
     """MagFace head; needs the feature norm, so :meth:`logits_from_cosines` must be given ``norms``."""
 
     name = "magface"
-    order = 40
     # The margin m(a) at the feature magnitude a = l_a, the middle and u_a (defaults 10, 60, 110).
     gst_variants = ({"norm": 10.0}, {"norm": 60.0}, {"norm": 110.0})
     analysis_state_keys = frozenset({"norm"})
@@ -49,35 +42,8 @@ class MagFace(MarginHead):
         if "norm" not in variant:
             raise ValueError("GST for 'magface' needs a norm level: variant {'norm': a}")
         return torch.full((batch,), float(variant["norm"]), dtype=self.weight.dtype)
-    hyperparameter_ranges = {
-        "s": SCALE_RANGE, "l_a": Range(low=0.0, low_open=True), "u_a": Range(low=0.0, low_open=True),
-        "l_m": Range(low=0.0, high=math.pi, high_open=True), "u_m": Range(low=0.0, high=math.pi, high_open=True),
-        "lambda_g": Range(low=0.0),
-    }
-
-    @classmethod
-    def _check_relations(cls, values: dict[str, float]) -> None:
-        if "l_a" in values and "u_a" in values and not values["u_a"] > values["l_a"]:
-            raise ValueError(f"head 'magface' needs u_a > l_a, got l_a={values['l_a']:g}, u_a={values['u_a']:g}")
-        if "l_m" in values and "u_m" in values and not values["u_m"] >= values["l_m"]:
-            raise ValueError(f"head 'magface' needs u_m >= l_m, got l_m={values['l_m']:g}, u_m={values['u_m']:g}")
-
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        *,
-        s: float = 64.0,
-        l_a: float = 10.0,
-        u_a: float = 110.0,
-        l_m: float = 0.45,
-        u_m: float = 0.8,
-        lambda_g: float = 35.0,
-    ):
-        super().__init__(embedding_size, num_classes, s=s)
-        checked = self.check_hyperparameters(dict(l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g))
-        self.l_a, self.u_a, self.l_m, self.u_m = checked["l_a"], checked["u_a"], checked["l_m"], checked["u_m"]
-        self.lambda_g = checked["lambda_g"]
+    def __init__(self, embedding_size: int, num_classes: int, **hyperparameters):
+        super().__init__(embedding_size, num_classes, **hyperparameters)
         bound = magface_lambda_bound(self.s, self.l_a, self.u_a, self.l_m, self.u_m)
         if self.lambda_g < bound:
             warnings.warn(
@@ -87,11 +53,6 @@ class MagFace(MarginHead):
                 UserWarning,
                 stacklevel=2,
             )
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"s": self.s, "l_a": self.l_a, "u_a": self.u_a, "l_m": self.l_m, "u_m": self.u_m,
-                "lambda_g": self.lambda_g}
 
     def margin(self, norms: torch.Tensor) -> torch.Tensor:
         """m(a) = (u_m - l_m)/(u_a - l_a) · (clamp(||z||, l_a, u_a) - l_a) + l_m."""

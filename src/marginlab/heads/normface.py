@@ -19,10 +19,6 @@ class NormFace(MarginHead):
     """``logit_y = s · cos θ_y`` (the target column is left as the plain scaled cosine)."""
 
     name = "normface"
-    order = 0
-
-    def __init__(self, embedding_size: int, num_classes: int, *, s: float = 64.0):
-        super().__init__(embedding_size, num_classes, s=s)
 
     def _target_logits(self, cos_y: torch.Tensor, norms: Optional[torch.Tensor], quality) -> torch.Tensor:
         return self.s * cos_y

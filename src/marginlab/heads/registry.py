@@ -1,19 +1,19 @@
-"""The head registry: every head declares itself once, here, and everything else derives from it.
+"""The head registry: the torch implementation of each head declared in :mod:`marginlab.head_specs`.
 
 A head is a :class:`~marginlab.heads.base.MarginHead` subclass in its own module of this package,
-decorated with :func:`register_head`. The package imports every module in its folder on first import
-(:func:`discover`), so adding a head is one new file: the config schema (names, paper defaults from the
-``__init__`` signature, ranges from ``hyperparameter_ranges``), the gradient-scaling analysis (its
-``gst_variants`` and :meth:`~marginlab.heads.base.MarginHead.set_analysis_state`) and the tables (its
-``order``) pick it up from here.
+decorated with :func:`register_head`, plus its declaration (name and hyperparameters) in
+``head_specs.py``. The package imports every module in its folder on first import (:func:`discover`);
+the config schema, the gradient-scaling analysis and the tables find a head from those two places.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from marginlab.head_specs import HEAD_SPECS, head_names
+from marginlab.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from marginlab.heads.base import MarginHead
@@ -21,22 +21,19 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["HEADS", "register_head", "head_names", "head_defaults", "head_class", "build_head", "discover"]
 
 #: name -> head class, filled by :func:`register_head` as the head modules are imported.
-HEADS: dict[str, type["MarginHead"]] = {}
+HEADS: Registry[type["MarginHead"]] = Registry("head")
 
 
 def register_head(cls: type["MarginHead"]) -> type["MarginHead"]:
-    """Class decorator: add ``cls`` to :data:`HEADS` under ``cls.name`` (names are unique)."""
+    """Class decorator: bind ``cls`` to its declaration ``HEAD_SPECS[cls.name]`` and register it."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name or name == "base":
         raise ValueError(f"{cls.__qualname__}: a registered head needs a class attribute 'name'")
-    if name in HEADS and HEADS[name] is not cls:
-        raise ValueError(f"head name {name!r} is registered twice ({HEADS[name].__qualname__}, {cls.__qualname__})")
-    defaults = _signature_defaults(cls)
-    if set(defaults) != set(cls.hyperparameter_ranges):
-        raise ValueError(f"head {name!r}: __init__ keyword arguments {sorted(defaults)} and hyperparameter_ranges "
-                         f"{sorted(cls.hyperparameter_ranges)} must name the same hyperparameters")
-    cls.check_hyperparameters(defaults)  # the defaults (paper values) lie in their own ranges
-    HEADS[name] = cls
+    if name not in HEAD_SPECS.names():
+        raise ValueError(f"head {name!r} ({cls.__qualname__}) has no declaration: add a HeadSpec for it to "
+                         f"marginlab/head_specs.py (declared: {', '.join(HEAD_SPECS.names())})")
+    cls.spec = HEAD_SPECS.get(name)
+    HEADS.add(name, cls)
     return cls
 
 
@@ -48,37 +45,19 @@ def discover() -> None:
         importlib.import_module(f"{package.__name__}.{info.name}")
 
 
-def head_names() -> tuple[str, ...]:
-    """Registered head names in table order (``order``, then name)."""
-    return tuple(sorted(HEADS, key=lambda n: (HEADS[n].order, n)))
-
-
 def head_class(name: str) -> type["MarginHead"]:
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; allowed: {', '.join(head_names())}")
-    return HEADS[name]
+    return HEADS.get(name)
 
 
-def _signature_defaults(cls: type) -> dict[str, float]:
-    sig = inspect.signature(cls.__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def head_defaults(name: str) -> dict[str, float]:
+def head_defaults(name: str) -> dict[str, Any]:
     """The hyperparameters ``name`` accepts, with their (paper) default values."""
-    return _signature_defaults(head_class(name))
+    return HEAD_SPECS.get(name).defaults()
 
 
-def build_head(name: str, embedding_size: int, num_classes: int, **hyperparameters: float) -> "MarginHead":
+def build_head(name: str, embedding_size: int, num_classes: int, **hyperparameters: Any) -> "MarginHead":
     """Build margin head ``name`` for ``num_classes`` classes of ``embedding_size``-d embeddings.
 
     Unknown names or hyperparameters raise ``ValueError`` listing what is allowed; out-of-range values
     raise ``ValueError`` naming the hyperparameter and its range.
     """
-    defaults = head_defaults(name)
-    unknown = sorted(set(hyperparameters) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {unknown} for head {name!r}; allowed: {', '.join(sorted(defaults))}"
-        )
-    return HEADS[name](embedding_size, num_classes, **hyperparameters)
+    return head_class(name)(embedding_size, num_classes, **hyperparameters)

@@ -57,7 +57,7 @@ from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale import SCALE_FIGURE
 from marginlab.analysis.zhat import ZHAT_FIGURE
 from marginlab.io import atomic_path
-from marginlab.heads.base import format_hyperparameter
+from marginlab.hyperparameters import format_hyperparameter
 from marginlab.report import plots as rfig
 from marginlab.report.evidence import layout_evidence
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
