@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # are built once, and the two slow files run side by side.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: env browser test test-fast repro bench clean-env
+.PHONY: env browser lint test test-fast repro bench clean-env
 
 # Python caches each module's byte code (__pycache__/*.pyc) the first time it imports it; `make env` installs
 # with --no-compile (below), so that first import is where it happens. An environment that sets
@@ -50,7 +50,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: install chromium (apt-get install chromium) for the report's browser test"; fi
 
-test: $(STAMP) browser
+# ruff's bug-catching rules on every Python file; ruff format and mypy on the modules [tool.mypy] lists
+# (pyproject.toml: the command, config and preset layer first). .pre-commit-config.yaml runs the same.
+TYPED = $(shell $(BIN)/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['tool']['mypy']['files']))" 2>/dev/null)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench stages workflow
+	$(BIN)/ruff format --check $(TYPED)
+	$(BIN)/mypy
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as stages/train.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as marginlab train
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 
-# Same OpenMP wait policy as stages/train.py (override by setting OMP_WAIT_POLICY=ACTIVE to compare).
+# Same OpenMP wait policy as marginlab train (override by setting OMP_WAIT_POLICY=ACTIVE to compare).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402

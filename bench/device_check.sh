@@ -107,7 +107,9 @@ MS1MV2_IMAGES = 5_822_653
 def write_params(src, dst, *assignments):
     import yaml
 
-    raw = yaml.safe_load(Path(src).read_text())
+    from marginlab.presets import compose_raw  # a preset (configs/) is an overlay on the default params.yaml
+
+    raw = compose_raw(src) if Path(src).parent.name == "configs" else yaml.safe_load(Path(src).read_text())
     for item in assignments:
         key, value = item.split("=", 1)
         node = raw

@@ -1,52 +1,8 @@
-"""Stage ``prepare``: build the prepared-data directory (synthetic faces, or ingest of real data).
+"""Stage ``prepare``: build the prepared-data directory (synthetic faces, or ingest of real data) (see `python -m marginlab prepare --help`)."""
 
-    python stages/prepare.py [--params params.yaml] [--out DIR] [--workers N] [--no-progress]
-
-``data.source`` selects the training set: ``synthetic`` generates the synthetic face set (train
-RecordIO, hq/lq verification .bins, an IJB-style set, a TinyFace-style set); ``recordio`` decodes every
-record of ``data.train_rec`` (+ .idx) and links it, or rewrites it when images are resized to
-``data.image_size`` or skipped; ``folders`` converts ``data.train_folders``. ``data.val_bins`` (every
-image decoded, brought to ``data.image_size``) and ``data.ijb`` are added in every case. With ``data.align: detect`` (folders only)
-faces are detected in the training photos and ``data.val_bins`` images and aligned to the ArcFace
-template; ``alignment.parquet`` records each photo's outcome. A failure
-prints ``error: ...`` naming the params key and your file, and exits 2. The output (default ``data.prepared_dir``) is replaced as a
-whole only when complete; ``manifest.json`` inside lists counts, sources and sha256 of every file.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-from marginlab.cli import run_stage
-from marginlab.config import ConfigError, load_params
-from marginlab.data.formats import DataFormatError
-from marginlab.data.prepare import run_prepare
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument("--out", type=Path, help="output directory (default: data.prepared_dir from the params)")
-    parser.add_argument("--workers", type=int, default=0, help="synthetic generator processes (0 = one per core; output does not depend on it)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    return run_stage(lambda: _run(args), (ConfigError, DataFormatError, ValueError, FileNotFoundError))
-
-
-def _run(args: argparse.Namespace) -> int:
-    params = load_params(args.params, require_inputs=True)  # prepare reads the inputs: they must exist
-    out = args.out or Path(params.data.prepared_dir)
-    manifest = run_prepare(params, out, workers=args.workers, progress=not args.no_progress)
-    summary = {k: manifest[k] for k in ("dataset", "source", "counts", "wall_time_s")}
-    summary["files"] = len(manifest["files"])
-    summary["skipped"] = len(manifest["skipped"])
-    print(f"wrote {out}")
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
-
+from marginlab.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["prepare", *sys.argv[1:]]))

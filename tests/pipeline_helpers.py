@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from marginlab.presets import compose_raw, compose_text
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -48,11 +50,27 @@ def copy_repo(dest: Path, params_file: Path | None = None) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
-    if params_file is not None:
-        shutil.copy2(params_file, dest / "params.yaml")
+    if params_file is not None:  # a preset overlay (configs/) is composed onto the default, as users do
+        text = (compose_text(params_file, base=ROOT / "params.yaml") if params_file.parent == ROOT / "configs"
+                else params_file.read_text())
+        (dest / "params.yaml").write_text(text)
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "test@marginlab"], dest)
     run(["git", "config", "user.name", "marginlab tests"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "test copy"], dest)
     return dest
+
+
+def preset(name: str) -> dict:
+    """The full params of preset ``configs/<name>.yaml``: its overlay on the default params.yaml."""
+    return compose_raw(ROOT / "configs" / f"{name}.yaml", base=ROOT / "params.yaml")
+
+
+def stage_command(name: str):
+    """The ``marginlab <name>`` command in this process: ``stage_command("quality").main(argv)``."""
+    from types import SimpleNamespace
+
+    from marginlab.cli import main
+
+    return SimpleNamespace(main=lambda argv: main([name, *argv]))

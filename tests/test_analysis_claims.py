@@ -180,7 +180,7 @@ def test_claim2_grid_counts_match_the_emphasis_definition():
     for row in grid.sample(6, random_state=0).itertuples(index=False):
         e, h, j = row.easy_cos_target, row.hard_cos_target, row.cos_nontarget
         g = np.abs(gst.target_gst("adaface", [e, h], [j, j], {"z_hat": 1.0}, hyperparameters=hp))
-        assert getattr(row, "_3") == pytest.approx(g[1] / g[0], rel=1e-9)  # R[z_hat=1]
+        assert row._3 == pytest.approx(g[1] / g[0], rel=1e-9)  # R[z_hat=1]
 
 
 def test_claim2_without_margin_is_not_supported():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +146,9 @@ def test_malformed_metrics_name_the_file(tmp_path, monkeypatch):
 
 
 def test_stage_cli(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "stages"))
-    try:
-        import analyze as stage
-    finally:
-        sys.path.pop(0)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("analyze")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.yaml").write_text("runs: {x: {head: nosuchhead}}\n")
     assert stage.main(["--params", "bad.yaml", "--no-progress"]) == 2

@@ -31,18 +31,17 @@ import torch
 import yaml
 
 from hostile import RunsTouch as _Hostile
-from pipeline_helpers import ROOT
+from pipeline_helpers import ROOT, preset
 
 pytestmark = pytest.mark.slow
 
-STAGES = ROOT / "stages"
 RUN = "adaface-s0"
 
 
 # ----------------------------------------------------------------------------------------- helpers
 def small_params() -> dict:
     """The smoke preset cut down to seconds per stage: 8 identities x 8 images, a 1/8-width IR-18 at 32 px, 1 epoch."""
-    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    raw = preset("smoke")
     raw["data"]["synthetic"].update(
         train_identities=8, train_images_per_identity=8, verification_identities=10, verification_pairs=40,
         ijb_identities=4, ijb_templates_per_identity=2, ijb_images_per_template=2, tinyface_identities=4,
@@ -61,8 +60,8 @@ def write_params(ws: Path, raw: dict) -> None:
 
 
 def stage(ws: Path, name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``stages/<name>.py`` in workspace ``ws`` (its params.yaml) without progress bars."""
-    cmd = [sys.executable, str(STAGES / f"{name}.py"), *args]
+    """Run ``python -m marginlab <name>`` in workspace ``ws`` (its params.yaml) without progress bars."""
+    cmd = [sys.executable, "-m", "marginlab", name, *args]
     if name in ("prepare", "quality", "evaluate", "analyze"):
         cmd.append("--no-progress")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}

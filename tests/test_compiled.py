@@ -49,14 +49,18 @@ def test_train_compile_key():
         TrainConfig(compile="sometimes")
 
 
-PARAMS_FILES = ["params.yaml", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("*.yaml"))]
+PRESETS = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", PARAMS_FILES)
-def test_every_params_file_sets_train_compile(path):
-    text = (REPO / path).read_text()
-    assert "\n  compile: " in text, f"{path}: train.compile missing"
-    assert load_params(REPO / path).train.compile in ("auto", "on", "off")
+def test_the_default_sets_train_compile_and_every_preset_keeps_a_valid_choice():
+    assert "\n  compile: " in (REPO / "params.yaml").read_text(), "params.yaml: train.compile missing"
+    assert load_params(REPO / "params.yaml").train.compile in ("auto", "on", "off")
+    from pipeline_helpers import preset
+
+    from marginlab.config import validate_params
+
+    for name in PRESETS:
+        assert validate_params(preset(name)).train.compile in ("auto", "on", "off"), name
 
 
 # --------------------------------------------------------------------------- the auto rule

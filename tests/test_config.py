@@ -109,8 +109,11 @@ def test_repository_params_yaml_is_valid():
     root = Path(__file__).resolve().parents[1]
     presets = sorted((root / "configs").glob("*.yaml"))
     assert {p.stem for p in presets} >= {"smoke", "paper-ablation-ir18", "paper-ir100-ms1mv2"}
+    from pipeline_helpers import preset
+
+    assert load_params(root / "params.yaml").preset == "default"
     for path in [root / "params.yaml", *presets]:
-        params = load_params(path)
+        params = load_params(path) if path.name == "params.yaml" else validate_params(preset(path.stem))
         assert params.runs, f"{path} defines no runs"
         assert params.preset == (path.stem if path.parent.name == "configs" else "default")
 

@@ -308,11 +308,11 @@ def test_stage_cli(prepared, tmp_path):
     raw = tiny_params(tmp_path, tmp_path / "prepared")
     save_tiny_model(validate_params(raw))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "tiny", "--params", str(tmp_path / "params.yaml"), "--device", "cpu", "--no-progress"]
+    cmd = [sys.executable, "-m", "marginlab", "evaluate", "tiny", "--params", str(tmp_path / "params.yaml"), "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["run"] == "tiny"
     assert (tmp_path / "runs" / "tiny" / "metrics.json").exists()
-    bad = subprocess.run(cmd[:2] + ["nope"] + cmd[3:], capture_output=True, text=True, cwd=tmp_path, env=env)
+    bad = subprocess.run(cmd[:4] + ["nope"] + cmd[5:], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "not in params 'runs'" in bad.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from marginlab.ownership import write_marker
+from pipeline_helpers import stage_command
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, target_gst
 from marginlab.analysis.gst_study import (
     FIGURE_FILES,
@@ -31,8 +31,7 @@ from marginlab.config import load_params
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
-import gst as gst_stage
+gst_stage = stage_command("gst")
 
 N, CURVE_N = 41, 101
 S = 64.0
@@ -338,10 +337,14 @@ def test_grid_settings_come_from_params_gst(tmp_path):
     """params.gst sets the grid; the CLI flags override it for one run; every params file carries the section."""
     from marginlab.config import ConfigError, GstConfig
 
+    from pipeline_helpers import preset
+
+    from marginlab.config import validate_params
+
     for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text()) if path.name == "params.yaml" else preset(path.stem)
         assert raw["gst"] == GstConfig().model_dump(), path.name
-        assert load_params(path).gst == GstConfig()
+        assert validate_params(raw).gst == GstConfig()
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["gst"] = {"n": 5, "curve_n": 7, "cos_nontarget": 0.25}
     params = tmp_path / "params.yaml"

@@ -8,7 +8,6 @@ the memory.  A subset index that is a directory or a multi-GB file is refused be
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
@@ -248,9 +247,9 @@ def test_stage_prints_one_error_line_and_exits_2(tmp_path, capsys, no_decode):
     big = encode_png(_image(np.random.default_rng(7), 100, 100))
     no_decode.append(big)
     root = _folders(tmp_path / "faces", big)
-    spec = importlib.util.spec_from_file_location("stage_prepare", REPO / "stages" / "prepare.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("prepare")
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({"data": {"source": "folders", "train_folders": str(root), "image_size": 16, "max_image_pixels": 5000}}))
     assert stage.main(["--params", str(params), "--out", str(tmp_path / "out"), "--no-progress"]) == 2

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import yaml
 
@@ -19,7 +18,7 @@ def test_ctrl_c_during_prepare_is_clean(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # big enough to be mid-work for a few seconds
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "prepare.py"), "--no-progress", "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "marginlab", "prepare", "--no-progress", "--workers", "2"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True,  # its own process group, as a terminal's foreground job
                             # as a terminal starts it: a test runner started in the background (`make test &`, some

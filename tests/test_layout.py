@@ -15,18 +15,28 @@ PARALLEL_ON_PURPOSE = {"__init__.py", "__main__.py", "stage.py"}
 def test_no_module_name_is_used_by_two_packages():
     where = defaultdict(list)
     for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "stages" and path.parent.parent == PACKAGE:
+            continue  # marginlab/stages/<name>.py are named after their stage on purpose
         where[path.name].append(path.relative_to(PACKAGE).as_posix())
     clashes = {name: paths for name, paths in where.items() if len(paths) > 1 and name not in PARALLEL_ON_PURPOSE}
     assert not clashes, clashes
 
 
-def test_every_stage_script_calls_one_run_function_named_after_its_stage():
-    """``stages/<name>.py`` imports ``run_<name>`` from marginlab and calls it (the thin-CLI pattern)."""
+def test_every_stage_is_registered_once_with_the_same_three_names():
+    """``marginlab.stages.<name>`` for every registered stage, each with ``ERRORS``, ``add_arguments`` and
+    ``run(args)``, and nothing else in that folder; ``stages/<name>.py`` are one-call shims of the command."""
+    from marginlab.stages import STAGES
+
+    modules = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
+    assert modules == set(STAGES.names())
+    for name in STAGES.names():
+        tree = ast.parse((PACKAGE / "stages" / f"{name}.py").read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assigned = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        assert {"add_arguments", "run"} <= defined and "ERRORS" in assigned, name
+        args = [a.arg for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "run" for a in fn.args.args]
+        assert args == ["args"], (name, args)
+    assert {p.stem for p in (ROOT / "stages").glob("*.py")} == set(STAGES.names())
     for script in sorted((ROOT / "stages").glob("*.py")):
-        tree = ast.parse(script.read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                    and (node.module or "").startswith("marginlab") for alias in node.names}
-        runs = {name for name in imported if name.startswith("run_") and name != "run_stage"}
-        assert runs == {f"run_{script.stem}"}, (script.name, runs)
-        called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-        assert f"run_{script.stem}" in called and "run_stage" in called, script.name
+        text = script.read_text()
+        assert f'main(["{script.stem}", *sys.argv[1:]])' in text and len(text.splitlines()) <= 10, script.name

@@ -23,6 +23,7 @@ from marginlab.io import OutputWriteError, atomic_dir, check_replaceable
 from marginlab.ownership import ALIGN_CACHE_MARKER, OUTPUT_MARKER
 from marginlab.paths import PathPolicyError, check_paths
 from pipeline_helpers import ROOT
+from pipeline_helpers import preset as preset_params
 
 
 def _photos(root: Path, identities: int = 3, per_identity: int = 2) -> list[Path]:
@@ -61,7 +62,7 @@ def test_defaults_and_presets_pass(project):
     check_paths(validate_params({}), project)
     check_paths(validate_params(_folders()), project, require_inputs=True)
     for preset in ("smoke", "cpu-study", "scale-study", "focused", "paper-ir100-ms1mv2", "paper-ablation-ir18"):
-        check_paths(validate_params(yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text())), ROOT)
+        check_paths(validate_params(preset_params(preset)), ROOT)
     check_paths(validate_params(yaml.safe_load((ROOT / "params.yaml").read_text())), ROOT, require_inputs=True)
 
 

@@ -118,6 +118,22 @@ def test_stage_entries():
     assert stage_entries("python stages/train.py 'adaface-s0'") == ["stages/train.py"]
     assert stage_entries("python -u stages/a.py --x 1 && python3 -m marginlab.config") == ["stages/a.py", "marginlab.config"]
     assert stage_entries("dvc exp show") == []
+    assert stage_entries("python -m marginlab train 'adaface-s0'") == ["marginlab.__main__", "marginlab.stages.train"]
+    assert stage_entries("python -m marginlab --help") == ["marginlab.__main__"]
+
+
+def test_a_command_stage_depends_on_its_own_stage_module_only():
+    """``python -m marginlab report``: the registry's dynamic import is resolved to the named stage, so
+    the report does not depend on (nor rerun for) the training code, and training does not on the report."""
+    root = Path(__file__).resolve().parents[1]
+    report = check_stage_deps("report", "python -m marginlab report", [], root).closure
+    train = check_stage_deps("train@x", "python -m marginlab train x", [], root).closure
+    assert {"src/marginlab/__main__.py", "src/marginlab/cli.py", "src/marginlab/stages/__init__.py",
+            "src/marginlab/stages/report.py"} <= set(report)
+    assert not any(f.startswith(("src/marginlab/train/", "src/marginlab/heads/")) for f in report)
+    assert "src/marginlab/presets.py" not in report  # `marginlab compose` only: no stage runs it
+    assert "src/marginlab/stages/train.py" in train and not any(
+        f.startswith("src/marginlab/stages/") and f.endswith(("report.py", "evaluate.py")) for f in train)
 
 
 def test_check_stage_deps_missing_unused_and_folders(toy):
@@ -202,9 +218,9 @@ def test_deps_exempt_leaves_schema_only_imports_out_of_a_stage():
     spec = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     assert spec["prepare"]["meta"]["deps_exempt"] == ["src/marginlab/head_specs.py"]
     assert "src/marginlab/head_specs.py" not in spec["prepare"]["deps"]
-    strict = check_stage_deps("prepare", "python stages/prepare.py", spec["prepare"]["deps"], root)
+    strict = check_stage_deps("prepare", spec["prepare"]["cmd"], spec["prepare"]["deps"], root)
     assert strict.missing == ["src/marginlab/head_specs.py"]
-    exempted = check_stage_deps("prepare", "python stages/prepare.py", spec["prepare"]["deps"], root,
+    exempted = check_stage_deps("prepare", spec["prepare"]["cmd"], spec["prepare"]["deps"], root,
                                 exempt=["src/marginlab/head_specs.py"])
     assert exempted.ok and not any(f.startswith("src/marginlab/head") for f in exempted.closure)
     assert {"src/marginlab/heads", "src/marginlab/head_specs.py"} <= set(spec["train"]["do"]["deps"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -369,9 +368,9 @@ def test_hash_tree_and_link_or_copy(tmp_path):
 
 
 def test_stage_cli(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("stage_prepare", REPO / "stages" / "prepare.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("prepare")
 
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({"seed": 3, "data": {"synthetic": TINY_SYNTH}, "train": {"batch_size": 4}}))

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.config import validate_params
 from marginlab.data.formats import (
     CorruptImageError,
     DataFormatError,

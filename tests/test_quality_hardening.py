@@ -46,11 +46,10 @@ def _params(prepared: Path, out: Path, model: Path, **quality):
 
 
 def _stage_cli():
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("stage_quality", REPO / "stages" / "quality.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("quality")
     return stage
 
 
@@ -183,7 +182,7 @@ def test_model_with_right_shapes_but_other_values_is_refused(model_path, tmp_pat
     assert f"BRISQUE model {path} is not the converted LIVE model" in msg
     assert f"expected tensors sha256 {LIVE_TENSORS_SHA256}" in msg
     assert f"got tensors sha256 {tensors_sha256(coef, sv)}" in msg
-    assert "python stages/brisque_model.py" in msg
+    assert "python -m marginlab brisque_model" in msg
     assert f"`quality.model_sha256: {sha256_file(path)}`" in msg
 
 

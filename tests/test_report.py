@@ -29,6 +29,7 @@ from fixtures_report import (
 )
 
 from marginlab.report.inputs import ReportInputError
+from pipeline_helpers import stage_command
 from marginlab.report.provenance import dvc_lock_inputs, summarize_wall_times
 from marginlab.report.render import (
     fmt_mean_std,
@@ -39,8 +40,7 @@ from marginlab.report.render import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
-import report as report_stage
+report_stage = stage_command("report")
 
 
 # --------------------------------------------------------------------------- HTML parsing

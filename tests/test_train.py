@@ -279,8 +279,6 @@ def test_missing_inputs_give_clear_errors(tmp_path):
 
 def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the stage sets it when unset; keep the env restorable
-    import importlib.util
-    from pathlib import Path
 
     import yaml
 
@@ -290,13 +288,12 @@ def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = make_params(tmp_path / "prepared", tmp_path, train={"epochs": 1})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    spec = importlib.util.spec_from_file_location("stage_train", Path(__file__).parents[1] / "stages/train.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    assert stage.main(["cos", "--params", str(tmp_path / "params.yaml")]) == 0
+    from marginlab.cli import main
+
+    assert main(["train", "cos", "--params", str(tmp_path / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["run"] == "cos" and out["epochs"] == 1
-    assert stage.main(["nope", "--params", str(tmp_path / "params.yaml")]) == 2
+    assert main(["train", "nope", "--params", str(tmp_path / "params.yaml")]) == 2
     assert "run 'nope' is not in params" in capsys.readouterr().err
 
 

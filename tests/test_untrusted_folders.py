@@ -6,7 +6,6 @@ trees are written with cv2.imencode and os.symlink, the way a user's or an attac
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -119,9 +118,9 @@ def test_identification_set_links_follow_the_same_rule(tmp_path):
 
 
 def test_prepare_stage_reports_a_refused_link_as_one_error_line(root, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("stage_prepare", REPO / "stages" / "prepare.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    from pipeline_helpers import stage_command
+
+    stage = stage_command("prepare")
     os.symlink(root, root / "zz")
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({"data": {"source": "folders", "train_folders": str(root)}}))

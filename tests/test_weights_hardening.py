@@ -10,7 +10,6 @@ in-process: exit 2, exactly one ``error:`` line naming the file, the key and bot
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -34,9 +33,9 @@ SPEC = {"head": "cosface", "head_params": {"s": 16.0, "m": 0.2}}
 
 # --------------------------------------------------------------------------- fixtures and helpers
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}_weights", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from pipeline_helpers import stage_command
+
+    module = stage_command(name)
     return module
 
 

@@ -1,4 +1,5 @@
-"""What every stage entry point does with a failure: one line on stderr, exit status 2, no traceback
+"""The ``marginlab`` command (:func:`main`: ``marginlab <stage> [RUN] [--params FILE]``, every stage of
+:mod:`marginlab.stages`) and what it does with a failure: one line on stderr, exit status 2, no traceback
 (Ctrl-C: one line, exit status 130, the shell's convention for SIGINT).
 
 ``run_stage(body, errors)`` runs ``body()`` (returning the exit status). The library's own errors
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 from marginlab.io import WRITE_ERRNOS, OutputWriteError
 
-__all__ = ["describe_os_error", "run_stage"]
+__all__ = ["describe_os_error", "main", "run_stage"]
 
 
 def describe_os_error(err: OSError) -> str:
@@ -44,3 +45,76 @@ def run_stage(body: Callable[[], int], errors: tuple[type[BaseException], ...] =
     except OSError as err:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``marginlab <stage> [RUN] [--params FILE] [stage options]``: run one registered stage.
+
+    Written once for every stage: the command line, logging, the OpenMP wait policy (set before the
+    stage's imports load torch) and the error contract of :func:`run_stage`.
+    """
+    import argparse
+    import logging
+
+    from marginlab.stages import STAGES, load_stage
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    listing = "\n".join(f"  {info.name:<14} {info.summary}" for _, info in STAGES.items())
+    usage = "marginlab <stage> [RUN] [--params FILE] [options]   (python -m marginlab ...)"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            f"usage: {usage}\n\nstages:\n{listing}\n\nother commands:\n  {'compose':<14} {COMPOSE_SUMMARY}\n\n"
+            f"'marginlab <command> --help' lists a command's options."
+        )
+        return 0 if argv else 2
+    if argv[0] == "compose":
+        return _compose(argv[1:])
+    try:
+        info = STAGES.get(argv[0])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # Sleeping (not spinning) OpenMP waits: spinning threads collapsed 2-thread training to ~1/3 of its
+    # speed on a shared CPU (bench/bench_train.py, marginlab.train.runtime). Must precede torch's import.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    module = load_stage(info.name)
+    parser = argparse.ArgumentParser(prog=f"marginlab {info.name}", description=(module.__doc__ or "").splitlines()[0])
+    if info.per_run:
+        parser.add_argument("run", help="run name (a key of 'runs' in params.yaml)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml of the pipeline root)"
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_stage(lambda: module.run(args), module.ERRORS)
+
+
+COMPOSE_SUMMARY = "a preset overlay (configs/<name>.yaml) applied to the default params.yaml"
+
+
+def _compose(argv: list[str]) -> int:
+    """``marginlab compose OVERLAY... [--base FILE] [--out FILE]`` (:mod:`marginlab.presets`)."""
+    import argparse
+
+    from marginlab.presets import PresetError, compose
+
+    parser = argparse.ArgumentParser(prog="marginlab compose", description=COMPOSE_SUMMARY)
+    parser.add_argument("overlays", nargs="+", help="overlay files, applied in order (e.g. configs/smoke.yaml)")
+    parser.add_argument(
+        "--base", default=None, help="base params (default: params.yaml, which must be the default preset)"
+    )
+    parser.add_argument(
+        "--out",
+        default="-",
+        help="where to write the result (default: standard output; '--out params.yaml' replaces it atomically)",
+    )
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        written = compose(args.overlays, args.base, args.out)
+        if written is not None:
+            print(f"wrote {written} ({' + '.join(args.overlays)} on {args.base or 'params.yaml'})", file=sys.stderr)
+        return 0
+
+    return run_stage(body, (PresetError,))

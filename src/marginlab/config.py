@@ -316,7 +316,7 @@ class QualityConfig(Strict):
 class DistributedConfig(Strict):
     """Data-parallel training of one run over several processes (``torch.distributed`` DDP).
 
-    ``nproc_per_node`` > 1: ``python stages/train.py RUN`` starts that many workers itself (elastic
+    ``nproc_per_node`` > 1: ``python -m marginlab train RUN`` starts that many workers itself (elastic
     launch, one per GPU on CUDA); a process started by ``torchrun``/``srun`` with ``WORLD_SIZE`` and
     ``RANK`` set joins that group instead (several nodes). ``backend: auto`` is NCCL on CUDA, gloo on
     the CPU. ``sync_batchnorm`` normalises over the global batch; ``sync_head_stats`` all-reduces the

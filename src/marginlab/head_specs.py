@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from marginlab.hyperparameters import Choice, Hyperparameter, Range, check_values
-from marginlab.registry import Registry
+from marginlab.name_registry import Registry
 
 __all__ = ["HEAD_SPECS", "HeadSpec", "STATS_INIT", "head_names", "magface_lambda_bound"]
 
@@ -44,8 +44,10 @@ class HeadSpec:
         """The defaults overlaid with ``given``, checked: every hyperparameter of a head to build."""
         unknown = sorted(set(given) - set(self.hyperparameters))
         if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown} for head {self.name!r}; allowed: "
-                             f"{', '.join(sorted(self.hyperparameters))}")
+            raise ValueError(
+                f"unknown hyperparameter(s) {unknown} for head {self.name!r}; allowed: "
+                f"{', '.join(sorted(self.hyperparameters))}"
+            )
         return self.check({**self.defaults(), **given})
 
 
@@ -88,16 +90,30 @@ for _spec in (
     # ElasticFace-Arc's paper values; beside ArcFace, whose margin it randomises.
     HeadSpec("elasticface", {"s": scale(), "m": angular_margin(0.5), "sigma": Range(0.05, low=0.0, high=1.0)}),
     HeadSpec("curricularface", {"s": scale(), "m": angular_margin(0.5), "stats_init": STATS_INIT}),
-    HeadSpec("magface", {
-        "s": scale(), "l_a": Range(10.0, low=0.0, low_open=True), "u_a": Range(110.0, low=0.0, low_open=True),
-        "l_m": angular_margin(0.45), "u_m": angular_margin(0.8), "lambda_g": Range(35.0, low=0.0),
-    }, relations=_magface_relations),
+    HeadSpec(
+        "magface",
+        {
+            "s": scale(),
+            "l_a": Range(10.0, low=0.0, low_open=True),
+            "u_a": Range(110.0, low=0.0, low_open=True),
+            "l_m": angular_margin(0.45),
+            "u_m": angular_margin(0.8),
+            "lambda_g": Range(35.0, low=0.0),
+        },
+        relations=_magface_relations,
+    ),
     # h scales the batch z-score of the norm before the clip to [-1, 1]: the paper's ablation spans
     # 0.22..1 (h = 0 would be CosFace: use that head).
-    HeadSpec("adaface", {
-        "s": scale(), "m": angular_margin(0.4), "h": Range(0.333, low=0.0, high=1.0, low_open=True),
-        "t_alpha": Range(0.01, low=0.0, high=1.0, low_open=True), "stats_init": STATS_INIT,
-    }),
+    HeadSpec(
+        "adaface",
+        {
+            "s": scale(),
+            "m": angular_margin(0.4),
+            "h": Range(0.333, low=0.0, high=1.0, low_open=True),
+            "t_alpha": Range(0.01, low=0.0, high=1.0, low_open=True),
+            "stats_init": STATS_INIT,
+        },
+    ),
 ):
     HEAD_SPECS.add(_spec.name, _spec)
 

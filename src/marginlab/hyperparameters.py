@@ -22,8 +22,16 @@ def _interval(low: Optional[float], high: Optional[float], low_open: bool, high_
     return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
 
 
-def check_real(owner: str, name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
-               low_open: bool = False, high_open: bool = False) -> float:
+def check_real(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``float(value)`` after checking it is a finite real number inside the given interval.
 
     ``owner`` names what the value belongs to (``head 'adaface'``). A one-element array or tensor counts as
@@ -40,8 +48,10 @@ def check_real(owner: str, name: str, value: Any, *, low: Optional[float] = None
     if high is not None:
         bad |= value >= high if high_open else value > high
     if bad:
-        raise ValueError(f"{owner}: hyperparameter {name!r} = {value!r} is outside the allowed range "
-                         f"{_interval(low, high, low_open, high_open)}")
+        raise ValueError(
+            f"{owner}: hyperparameter {name!r} = {value!r} is outside the allowed range "
+            f"{_interval(low, high, low_open, high_open)}"
+        )
     return value
 
 
@@ -63,8 +73,9 @@ class Range:
 
     def check(self, owner: str, name: str, value: Any) -> float:
         """``float(value)`` if it is a finite real inside the range, else ``ValueError`` naming it."""
-        return check_real(owner, name, value, low=self.low, high=self.high, low_open=self.low_open,
-                          high_open=self.high_open)
+        return check_real(
+            owner, name, value, low=self.low, high=self.high, low_open=self.low_open, high_open=self.high_open
+        )
 
     def field_bounds(self) -> dict[str, float]:
         """The pydantic ``Field`` constraints (gt/ge/lt/le) of this range."""
@@ -113,8 +124,12 @@ class Choice:
 Hyperparameter = Range | Choice
 
 
-def check_values(owner: str, declared: Mapping[str, Hyperparameter], values: Mapping[str, Any],
-                 relations: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+def check_values(
+    owner: str,
+    declared: Mapping[str, Hyperparameter],
+    values: Mapping[str, Any],
+    relations: Optional[Callable[[dict[str, Any]], None]] = None,
+) -> dict[str, Any]:
     """Check ``values`` against their declarations (unknown keys rejected) and the cross-parameter
     ``relations``; returns them as floats (a :class:`Choice` as its string)."""
     out: dict[str, Any] = {}

@@ -211,7 +211,7 @@ def save_model(
 def read_model_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"{path} not found (train the run first: python stages/train.py RUN)")
+        raise ModelFileError(f"{path} not found (train the run first: python -m marginlab train RUN)")
     try:
         payload = torch_load_data(path)
     except RefusedFileError as err:  # never unpickled, never run
@@ -255,7 +255,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
         for prefix, module in (("backbone", backbone), ("head", head)):
             check_state_dict(module, payload.get(prefix), source=str(path), prefix=prefix)
     except WeightsMismatchError as err:
-        raise ModelFileError(f"{err}; it was not loaded (retrain the run: python stages/train.py "
+        raise ModelFileError(f"{err}; it was not loaded (retrain the run: python -m marginlab train "
                              f"{path.parent.name})") from None
     backbone.load_state_dict(payload["backbone"])
     head.load_state_dict(payload["head"])

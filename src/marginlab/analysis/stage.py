@@ -125,7 +125,7 @@ from marginlab.timing import TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_FILES", "analyze"]
+__all__ = ["OUTPUT_FILES", "run_analyze"]
 
 OUTPUT_FILES = (
     "correlation.csv", "correlation_progress.csv", "augmentation.csv", "ablation.csv", "comparison.csv", "claims.json",

@@ -1,8 +1,9 @@
 """A stage's code dependencies, derived from its import graph, against the ones dvc.yaml declares.
 
 DVC reruns a stage when a declared dependency changes, so every file a stage's code can execute must
-be declared: the stage script (``python stages/train.py RUN`` → ``stages/train.py``) and, transitively,
-every module of the package it imports. :func:`import_closure` finds them statically (``ast``, no code
+be declared: the stage's module (``python -m marginlab train RUN`` → ``marginlab.__main__`` and
+``marginlab.stages.train``; a script ``python stages/x.py`` → ``stages/x.py``) and, transitively, every
+module of the package it imports. :func:`import_closure` finds them statically (``ast``, no code
 is run):
 
 - ``import a.b``, ``from a.b import c`` (``c`` a submodule counts as a module), relative imports, and
@@ -12,7 +13,9 @@ is run):
 - ``importlib.import_module("pkg.x")`` with a literal name imports that module; any other dynamic import
   (a computed ``import_module`` / ``__import__`` argument, ``pkgutil.iter_modules`` / ``walk_packages``)
   counts as importing every module of the calling module's own package (a registry importing its
-  plug-ins);
+  plug-ins), except in :data:`COMMAND_LOADER`, whose one dynamic import loads the stage that the command
+  names (:func:`stage_entries` lists that stage's module); and the command's own non-stage imports
+  (:data:`COMMAND_ONLY_IMPORTS`) are not followed;
 - the non-Python files of an imported package's folder (templates, ...) are read by its code, so they
   count too.
 
@@ -35,6 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 PACKAGE = "marginlab"
+#: The stage registry of ``python -m marginlab <stage>``: it imports the named stage's module, not all.
+COMMAND_LOADER = f"{PACKAGE}.stages"
+#: Imports of the ``marginlab`` command (``cli.py``) that only its other commands run, never a stage:
+#: ``marginlab compose`` (presets). Left out of every closure, so editing them reruns no stage.
+COMMAND_ONLY_IMPORTS = {f"{PACKAGE}.cli": frozenset({f"{PACKAGE}.presets"})}
 _IGNORED_DIRS = {"__pycache__"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -214,11 +222,13 @@ def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACK
         path, modname = todo.pop()
         is_pkg = path.name == "__init__.py"
         found = _file_imports(str(path), modname, is_pkg, *_stamp(path))
+        skipped = COMMAND_ONLY_IMPORTS.get(modname or "", frozenset()) if package == PACKAGE else frozenset()
         for name in sorted(found.names):
-            add_module(name)
+            if not any(name == m or name.startswith(m + ".") for m in skipped):
+                add_module(name)
         if is_pkg:
             files.update(_package_files(path, recursive=False))  # templates and other package data
-        if found.dynamic and modname is not None:
+        if found.dynamic and modname is not None and modname != f"{package}.stages":
             own = modname if is_pkg else modname.rpartition(".")[0]
             init = module_file(own, search)
             if init is not None and init.name == "__init__.py":
@@ -230,12 +240,13 @@ def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACK
     return {p.relative_to(root).as_posix() for p in files}
 
 
-def stage_entries(cmd: str) -> list[str]:
-    """What a stage command runs: scripts (``python stages/x.py ...``) and modules (``python -m m``)."""
+def stage_entries(cmd: str, package: str = PACKAGE) -> list[str]:
+    """What a stage command runs: scripts (``python stages/x.py ...``) and modules (``python -m m``);
+    ``python -m marginlab <stage>`` runs ``marginlab.__main__`` and the module of that stage."""
     entries: list[str] = []
     for part in cmd.replace("&&", ";").replace("||", ";").split(";"):
         try:
-            tokens = shlex.split(part)
+            tokens = shlex.split(part, comments=True)
         except ValueError:
             tokens = part.split()
         if not tokens or not PurePosixPath(tokens[0]).name.startswith("python"):
@@ -244,7 +255,13 @@ def stage_entries(cmd: str) -> list[str]:
         while rest:
             tok = rest.pop(0)
             if tok == "-m" and rest:
-                entries.append(rest.pop(0))
+                module = rest.pop(0)
+                if module == package:
+                    entries.append(f"{package}.__main__")
+                    if rest and not rest[0].startswith("-"):
+                        entries.append(f"{COMMAND_LOADER}.{rest[0]}")
+                else:
+                    entries.append(module)
                 break
             if tok.endswith(".py"):
                 entries.append(tok)
@@ -300,9 +317,9 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
 
     ``exempt`` (the stage's ``meta.deps_exempt`` in dvc.yaml) lists code paths the stage imports but whose
     changes cannot change its outputs; they are left out of the closure. The only use today: the params
-    schema (``config.py``) imports the head registry to validate ``heads`` and ``runs``, so every stage
-    imports ``heads/``, but prepare, brisque_model and quality compute nothing with a head — without
-    the exemption, editing a margin formula would re-prepare and re-score the whole dataset.
+    schema (``config.py``) imports the heads' declarations (``head_specs.py``) to validate ``heads`` and
+    ``runs``, so every stage imports them, but prepare, brisque_model and quality compute nothing with a
+    head — without the exemption, changing a head's default would re-prepare and re-score the dataset.
     """
     root = Path(repo_root).resolve()
     entries = stage_entries(cmd)

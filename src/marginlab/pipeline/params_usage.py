@@ -11,8 +11,8 @@ so that every value taken out of it records its dotted key path:
   params.runs`` → ``runs.<name>``; iterating a mapping, its length or its keys records the mapping;
 - taking a section whole (``model_dump``, ``model_copy``, ``repr``, a copy) records the section.
 
-``python -m marginlab.pipeline.params_usage --out FILE -- stages/<stage>.py ARGS`` runs one stage script
-this way (every Params that ``marginlab.config`` validates is tracked) and writes the keys it read, its
+``python -m marginlab.pipeline.params_usage --out FILE -- -m marginlab <stage> ARGS`` (or ``-- SCRIPT.py
+ARGS``) runs one stage this way (every Params that ``marginlab.config`` validates is tracked) and writes the keys it read, its
 exit status and the package modules it loaded (a run-time check of the static import graph in
 :mod:`marginlab.pipeline.deps`). :func:`check_params` runs the stages of a repository in order through
 it and compares with the keys DVC resolves for each stage (``${key}``/``${item.head}`` expanded).
@@ -219,7 +219,7 @@ class _TrackConfig:
 
 
 def run_script(argv: list[str], package: str = "marginlab") -> dict[str, Any]:
-    """Run ``argv[0]`` (a stage script) as ``__main__`` with tracked params, in this process.
+    """Run ``argv`` (``-m MODULE ARGS`` or ``SCRIPT.py ARGS``) as ``__main__`` with tracked params, in this process.
 
     Returns ``{"exit": status, "reads": [...], "modules": [files of package modules it loaded]}``.
     Run it in a fresh interpreter (the CLI below): ``marginlab.config`` must not be imported yet.
@@ -233,10 +233,14 @@ def run_script(argv: list[str], package: str = "marginlab") -> dict[str, Any]:
     finder = _TrackConfig(tracker)
     sys.meta_path.insert(0, finder)
     old_argv = sys.argv
-    sys.argv = list(argv)
+    module = argv[1] if argv[:1] == ["-m"] and len(argv) > 1 else None
+    sys.argv = [module, *argv[2:]] if module else list(argv)
     status: Any = 0
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if module:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as err:
         status = err.code
     except Exception:  # noqa: BLE001 - the stage crashed: still report what it read up to there
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m marginlab.pipeline.params_usage",
                                      description="Run a stage script and record the params keys it reads.")
     parser.add_argument("--out", required=True, help="JSON file for {exit, reads, modules}")
-    parser.add_argument("script", nargs=argparse.REMAINDER, help="-- stages/<stage>.py ARGS")
+    parser.add_argument("script", nargs=argparse.REMAINDER, help="-- -m marginlab <stage> ARGS (or -- SCRIPT.py ARGS)")
     args = parser.parse_args(argv)
     script = args.script[1:] if args.script[:1] == ["--"] else args.script
     if not script:
@@ -344,10 +348,12 @@ def interpolated_keys(dvc_yaml: dict, stage_name: str) -> list[str]:
 
 def run_stage_tracked(repo_root: str | Path, cmd: str, out: Path, env: dict[str, str] | None = None,
                       timeout: float = 900) -> dict[str, Any]:
-    """Run a stage command (``python stages/x.py ARGS``) in ``repo_root`` through :func:`main`."""
-    tokens = shlex.split(cmd)
-    if not tokens or not Path(tokens[0]).name.startswith("python") or len(tokens) < 2 or not tokens[1].endswith(".py"):
-        raise ValueError(f"not a 'python <script>.py ...' stage command: {cmd!r}")
+    """Run a stage command (``python -m marginlab <stage> ARGS``, or ``python <script>.py ARGS``) in
+    ``repo_root`` through :func:`main`."""
+    tokens = shlex.split(cmd, comments=True)
+    module_cmd = len(tokens) >= 3 and tokens[1] == "-m"
+    if not tokens or not Path(tokens[0]).name.startswith("python") or not (module_cmd or (len(tokens) >= 2 and tokens[1].endswith(".py"))):
+        raise ValueError(f"not a 'python -m <module> ...' or 'python <script>.py ...' stage command: {cmd!r}")
     argv = [sys.executable, "-m", "marginlab.pipeline.params_usage", "--out", str(out), "--", *tokens[1:]]
     proc = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0 or not out.exists():

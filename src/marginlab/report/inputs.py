@@ -52,8 +52,8 @@ ANALYSIS_SCHEMAS: dict[str, tuple[str, ...]] = {
                   "spearman_iq", "spearman_iq_lo", "spearman_iq_hi", "spearman_gt_quality", "spearman_gt_quality_lo",
                   "spearman_gt_quality_hi"),
 }
-ANALYZE_HINT = "the 'analyze' stage (python stages/analyze.py, or dvc repro analyze)"
-GST_HINT = "the 'gst' stage (python stages/gst.py, or dvc repro gst)"
+ANALYZE_HINT = "the 'analyze' stage (python -m marginlab analyze, or dvc repro analyze)"
+GST_HINT = "the 'gst' stage (python -m marginlab gst, or dvc repro gst)"
 
 
 class ReportInputError(RuntimeError):

@@ -37,7 +37,6 @@ source. The module is one cohesive thing, the mapping from the study's outputs t
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path

@@ -196,7 +196,7 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
     if not rec_path.exists():
         raise FileNotFoundError(
             f"training data {rec_path} not found (data.prepared_dir = {params.data.prepared_dir!r}); "
-            "run the prepare stage first: python stages/prepare.py"
+            "run the prepare stage first: python -m marginlab prepare"
         )
     reader = open_recordio(rec_path, skip_corrupt=params.data.skip_corrupt)
     num_images = len(reader)

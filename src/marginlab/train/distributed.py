@@ -1,6 +1,6 @@
 """Data-parallel training of one run over several processes: launch, process group, collectives.
 
-One entry point, :func:`run_train` (what ``stages/train.py`` calls), covers three ways a run starts:
+One entry point, :func:`run_train` (what ``marginlab train`` calls), covers three ways a run starts:
 
 1. ``train.distributed.nproc_per_node = 1`` and no process group in the environment: one process,
    :func:`marginlab.train.loop.train_process`.

@@ -46,7 +46,7 @@ def load_iq_table(scores_path: str | Path, num_images: int, split: str = "train"
         raise ProxyError(
             f"{scores_path}: split {split!r} has index values in [{idx.min()}, {idx.max()}], "
             f"outside the {num_images} training images: the scores belong to another prepared dataset; "
-            "rerun the quality stage (python stages/quality.py)"
+            "rerun the quality stage (python -m marginlab quality)"
         )
     table = np.full(num_images, np.nan, dtype=np.float32)
     table[idx] = rows["iq"].to_numpy(dtype=np.float32)

@@ -14,7 +14,7 @@
   training and ~1.2x eval throughput for the quarter-width IR-18 at 64x64 (8.4 vs 11.4 CPU-ms per
   training image), and a full default run in 90 s instead of 157 s. ``CPU_CHANNELS_LAST = False``
   turns it off on the CPU regardless of params.
-- OpenMP: ``stages/train.py`` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) before importing torch. On a
+- OpenMP: ``marginlab train`` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) before importing torch. On a
   shared CPU, spinning OpenMP threads waste the cores other processes need: ``bench_train.py`` with
   ``OMP_WAIT_POLICY=ACTIVE`` vs ``PASSIVE`` (alternating, load 2-3): 85 vs 126-143 training images/s;
   at load ~6 ACTIVE 2-thread training fell below 1-thread speed.
