@@ -40,3 +40,11 @@ def test_every_stage_is_registered_once_with_the_same_three_names():
     for script in sorted((ROOT / "stages").glob("*.py")):
         text = script.read_text()
         assert f'main(["{script.stem}", *sys.argv[1:]])' in text and len(text.splitlines()) <= 10, script.name
+
+
+def test_code_and_params_cite_only_what_a_user_has():
+    """Docstrings and params comments point at the papers or public repositories, never at the project's
+    private notes (``shared/reference/...``), which a clone does not contain."""
+    texts = [*PACKAGE.rglob("*.py"), ROOT / "params.yaml", *(ROOT / "configs").glob("*.yaml"), *(ROOT / "stages").glob("*.py")]
+    bad = [p.relative_to(ROOT).as_posix() for p in texts if "shared/" in p.read_text() or "reference/heads.md" in p.read_text()]
+    assert not bad, bad

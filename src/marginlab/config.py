@@ -1,8 +1,8 @@
 """Typed schema of ``params.yaml``.
 
 Every stage calls :func:`load_params` first, so a bad configuration fails before any work, with a
-message naming the key, the bad value and what is allowed. Defaults are the paper's values (see
-``../shared/reference/heads.md``), not the official CLI's argparse defaults (which set h = 0 and
+message naming the key, the bad value and what is allowed. Defaults are the paper's values (AdaFace,
+CVPR 2022, and each head's own paper), not the official CLI's argparse defaults (which set h = 0 and
 m = 0.5 and so turn AdaFace into CosFace).
 
 The module is one cohesive thing, the schema (one class per params section, the run-name rule and

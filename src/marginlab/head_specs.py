@@ -4,7 +4,7 @@ The config schema builds ``heads.<name>`` and the runs' ``head_params`` from :da
 each head class (:mod:`marginlab.heads`) takes its hyperparameters from its spec: no default or range is
 written anywhere else. Kept apart from the heads' torch code so that reading ``params.yaml`` loads no
 torch. The declaration order is the order of tables and figures (baselines first, AdaFace last).
-Constants and formulas: ``reference/heads.md`` and each head's module.
+Constants and formulas: each head's module docstring, with the paper it comes from.
 """
 
 from __future__ import annotations

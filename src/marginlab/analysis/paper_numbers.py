@@ -1,7 +1,7 @@
 """The AdaFace paper's reported numbers, for the "paper" columns of the comparison table.
 
 Source: Kim, Jain, Liu, *AdaFace: Quality Adaptive Margin for Face Recognition*, CVPR 2022
-(arXiv 2204.00964), as collected in ``shared/reference/paper.md``:
+(arXiv 2204.00964):
 
 - high-quality 10-fold verification accuracy (%) of AdaFace R100 trained on MS1MV2 (paper Table 3),
   and their average (97.19), shown beside the synthetic set's ``hq`` split, the analogue of those sets

@@ -1,6 +1,6 @@
 """IR-ResNet backbones (ArcFace / AdaFace "improved residual" networks).
 
-Architecture (as in the AdaFace authors' released code, see ``shared/reference/heads.md``)::
+Architecture (as in the AdaFace authors' released code, github.com/mk-minchul/AdaFace)::
 
     stem    conv3x3(3 → c0, stride 1) → BN → PReLU                      c0 = 64·width
     stage k (k = 1..4, channels 64/128/256/512 · width, n_k units):

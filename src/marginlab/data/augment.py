@@ -1,6 +1,6 @@
 """AdaFace training augmentations on aligned RGB ``uint8`` faces (numpy + OpenCV).
 
-The recipe of the published AdaFace runs (``shared/reference/heads.md``) applies three
+The recipe of the published AdaFace runs (github.com/mk-minchul/AdaFace) applies three
 augmentations, each independently with its own probability and in this order, then a flip:
 
 1. **crop** – draw RandomResizedCrop parameters ``(i, j, h, w)`` with torchvision's rule (area

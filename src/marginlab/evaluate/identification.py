@@ -1,6 +1,6 @@
 """Closed-set 1:N identification (TinyFace protocol): CMC rank-k of probes against a gallery.
 
-Protocol (``shared/reference/formats.md``; AdaFace's TinyFace evaluation):
+Protocol (the AdaFace repository's TinyFace evaluation):
 
 - features are flip-fused and L2-normalised; score = inner product (cosine);
 - the gallery is the union of the matching gallery (``Gallery_Match``) and the distractors

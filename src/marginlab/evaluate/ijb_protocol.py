@@ -1,6 +1,6 @@
 """IJB-B/C-style 1:1 template verification: template fusion, pair scores, TAR@FAR and ROC data.
 
-Protocol (``shared/reference/formats.md``, InsightFace ``IJB_11.py`` as used by AdaFace):
+Protocol (InsightFace's ``IJB_11.py`` evaluation, as used by the AdaFace repository):
 
 1. Image feature ``f_i = emb(img_i) + emb(flip(img_i))``, unnormalised (see :mod:`.embed`).
 2. Fusion mode (named in every output):

@@ -1,6 +1,6 @@
 """1:1 verification on pair lists (LFW-style ``.bin`` sets): 10-fold accuracy and VAL@FAR.
 
-Protocol (``shared/reference/formats.md``, as in the InsightFace and AdaFace evaluation code):
+Protocol (as in the InsightFace and AdaFace evaluation code):
 
 1. The caller embeds each image with flip fusion and L2-normalises; pair ``i`` is
    ``(emb1[i], emb2[i])``.

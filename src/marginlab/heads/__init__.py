@@ -24,7 +24,7 @@ table above lists the paper's heads; ``HEAD_NAMES`` lists every declared one (e.
 Every head: ``head.weight`` (C, D) Parameter; ``head(embeddings, labels, quality=None) -> (B, C)``;
 ``head.regularizer(embeddings)`` (MagFace λ_g·mean g(a), else 0); ``head.state_summary()``;
 ``head.logits_from_cosines(cos, labels, norms=..., quality=...)`` (same margin code, used by the
-gradient-scaling-term analysis). Formulas and the exact constants: ``reference/heads.md`` and each
+gradient-scaling-term analysis). Formulas and the exact constants: each
 module's docstring.
 """
 
