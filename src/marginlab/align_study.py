@@ -8,7 +8,7 @@ verification pairs of held-out identities: ``accuracy`` on the originally aligne
 pairs for both models: the difference is the training set's alignment), and, for the detected twin,
 ``accuracy_own_pairs`` on the scenes' pairs detected and aligned like its training set (minus the
 pairs that lost a face: an end-to-end figure on fewer pairs).  Used by ``bench/bench_align.py`` (measured
-numbers in bench/RESULTS.md) and, small, by tests/test_align.py.  Not a pipeline stage.
+numbers in bench/RESULTS.md) and, small, by tests/data/test_align.py.  Not a pipeline stage.
 ``unaligned_control`` adds a third model trained on the scenes as they are (``align: none``: centre
 crop, resized), the negative control that shows the comparison can tell alignment from none.
 """

@@ -7,7 +7,7 @@ are percentile bootstrap intervals, by default over **identities** (an identity-
   and both the feature norm and the IQ score carry identity effects (IQ's identity ICC is ≈ 0.34 among
   clean synthetic images): images of one identity are not independent draws. A bootstrap over images
   treats them as independent and covers only ~80 % instead of 95 % when both variables have identity
-  effects (tests/test_analysis_correlation.py measures it). Resampling whole identities keeps the
+  effects (tests/analysis/test_analysis_correlation.py measures it). Resampling whole identities keeps the
   within-identity dependence in every resample.
 - *The resample.* The ``G`` identities of a group (its :data:`IDENTITY_COLUMN`, the probe's class label)
   are numbered 0..G-1 in sorted order; resample b draws G identities uniformly with replacement

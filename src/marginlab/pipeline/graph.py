@@ -6,7 +6,7 @@ dvc.yaml is the single definition of the study. ``load_stages`` asks DVC for its
 analysis stage depending on ``runs``) is expanded into those outputs, because Snakemake links jobs by
 exact output paths. ``stage_edges`` gives the producer → consumer edges both tools must agree on.
 
-DVC's ``index`` API is internal: dvc is pinned exactly in pyproject.toml and tests/test_pipeline_graph.py
+DVC's ``index`` API is internal: dvc is pinned exactly in pyproject.toml and tests/pipeline/test_pipeline_graph.py
 compares this graph with ``dvc dag`` and ``snakemake --rulegraph``.
 """
 

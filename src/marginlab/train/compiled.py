@@ -48,7 +48,7 @@ largest value), each gradient tensor to ≤ 9·10⁻³ norm-wise (≤ 4.4·10⁻
 to its largest, in a last-stage convolution). That is eager fp32's own distance to the same step in
 float64; compiled is the closer of the two to float64 in the embeddings, gradients and BatchNorm
 statistics (both losses are within 3.3·10⁻⁷ of it). So the tolerance is "as close as fp32 eager is to
-the exact step" (``tests/test_compiled.py`` checks a tiny network at 10⁻⁵ loss / 10⁻³ gradients).
+the exact step" (``tests/train/test_compiled.py`` checks a tiny network at 10⁻⁵ loss / 10⁻³ gradients).
 
 Data parallelism: compile **before** wrapping in ``DistributedDataParallel`` and let the first call
 happen inside DDP's forward (PyTorch: "apply torch.compile to the inner module passed to the

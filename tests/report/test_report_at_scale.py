@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_report import CLAIMS, FIXTURE_IMAGES_SEEN, build_report_tree
 
 from marginlab.analysis import images_seen as ims

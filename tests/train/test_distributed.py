@@ -36,7 +36,7 @@ from marginlab.train import DistributedTrainingError, TrainHooks, run_train
 from marginlab.train.distributed import DistEnv, env_from_environ, resolve_backend
 from marginlab.train.sync_batchnorm import GlobalBatchNorm, convert_sync_batchnorm
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: the shared helpers
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from marginlab.train.compiled import CPU_MIN_WORK, CUDA_MIN_STEPS, compile_backb
 from marginlab.train.optim import build_optimizer
 from marginlab.train.runtime import determinism
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
 #: One step, compiled vs eager (fp32): relative loss difference, and per gradient tensor max|Δ| / max|g|.

@@ -17,7 +17,7 @@ import pytest
 
 from marginlab.data.formats import FolderFormatError, folders_to_recordio, list_image_folder, read_identification_set
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _jpeg(value: int) -> bytes:

@@ -38,7 +38,7 @@ from marginlab.data.formats import (
 from marginlab.data.prepare import run_prepare
 from marginlab.data.prepare.stale import _held_by_live_process, clean_stale_temps, lock_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from test_prepare import TINY_SYNTH, _params  # noqa: E402 - the same tiny synthetic config
 

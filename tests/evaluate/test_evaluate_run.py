@@ -18,7 +18,7 @@ from marginlab.data.model_input import to_model_input
 from marginlab.data.formats import ARCFACE_TEMPLATE_112, encode_jpeg, write_bin, write_ijb_meta
 from marginlab.evaluate import embed_images, evaluate_prepared, run_evaluate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- fixtures

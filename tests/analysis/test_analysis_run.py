@@ -16,7 +16,7 @@ from marginlab.analysis.correlation import CORRELATION_COLUMNS
 from marginlab.analysis.stage import OUTPUT_FILES, run_analyze
 from marginlab.config import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = {k: DEFAULT_RUNS[k] for k in ("adaface-s0", "adaface-s1", "cosface-s0", "cosface-s1", "curricularface-s0",
                                       "adaface-h022-s0")}
 EPOCHS, PROBE = 2, 100

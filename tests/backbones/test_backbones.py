@@ -234,7 +234,7 @@ def test_default_params_model_is_cpu_sized():
 
     from marginlab.config import load_params
 
-    m = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
+    m = load_params(Path(__file__).resolve().parents[2] / "params.yaml").model
     model = build_backbone(m.backbone, embedding_size=m.embedding_size, input_size=m.input_size, width=m.width, dropout=m.dropout)
     size = m.input_size
     assert model.input_size == (size, size) and model.width == 0.25

@@ -40,7 +40,7 @@ from marginlab.quality.score_dataset import (
 )
 from marginlab.quality.summary import BRISQUE_EDGES, spearman, summarize_scores
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CALIBRATION_DIR = Path(os.environ.get("MARGINLAB_CALIBRATION_DIR", REPO.parent / "shared" / "iqa_calibration"))
 CALIBRATION_IMAGES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
 

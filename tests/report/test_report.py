@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_report import (
     ABLATION,
     ANALYSIS_FIGURES,
@@ -39,7 +39,7 @@ from marginlab.report.render import (
     run_report,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 report_stage = stage_command("report")
 
 

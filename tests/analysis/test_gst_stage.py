@@ -30,7 +30,7 @@ from marginlab.analysis.paper_numbers import FIG3_PANELS
 from marginlab.config import load_params
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 gst_stage = stage_command("gst")
 
 N, CURVE_N = 41, 101

@@ -10,7 +10,7 @@ import pytest
 
 from marginlab.analysis import paper_numbers as pn
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "marginlab"
+SRC = Path(__file__).resolve().parents[2] / "src" / "marginlab"
 #: Modules that quote the paper (claims, tables, figures, the report); none may carry its numbers as literals.
 QUOTING = [
     "analysis/claims.py", "analysis/tables.py", "analysis/figures.py", "analysis/stage.py", "analysis/gst_study.py",

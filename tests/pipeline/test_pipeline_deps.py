@@ -125,7 +125,7 @@ def test_stage_entries():
 def test_a_command_stage_depends_on_its_own_stage_module_only():
     """``python -m marginlab report``: the registry's dynamic import is resolved to the named stage, so
     the report does not depend on (nor rerun for) the training code, and training does not on the report."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     report = check_stage_deps("report", "python -m marginlab report", [], root).closure
     train = check_stage_deps("train@x", "python -m marginlab train x", [], root).closure
     assert {"src/marginlab/__main__.py", "src/marginlab/cli.py", "src/marginlab/stages/__init__.py",
@@ -214,7 +214,7 @@ def test_deps_exempt_leaves_schema_only_imports_out_of_a_stage():
 
     from marginlab.pipeline.deps import check_stage_deps
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     assert spec["prepare"]["meta"]["deps_exempt"] == ["src/marginlab/head_specs.py"]
     assert "src/marginlab/head_specs.py" not in spec["prepare"]["deps"]

@@ -34,7 +34,7 @@ from marginlab.data.prepare import run_prepare
 from marginlab.data.prepare.files import hash_tree, link_or_copy
 from marginlab.io import sha256_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY_SYNTH = {
     "image_size": 64,
