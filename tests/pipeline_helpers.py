@@ -67,6 +67,22 @@ def preset(name: str) -> dict:
     return compose_raw(ROOT / "configs" / f"{name}.yaml", base=ROOT / "params.yaml")
 
 
+def small_params() -> dict:
+    """The smoke preset cut down to seconds per stage: 8 identities x 8 images, a 1/8-width IR-18 at 32 px, 1 epoch."""
+    raw = preset("smoke")
+    raw["data"]["synthetic"].update(
+        train_identities=8, train_images_per_identity=8, verification_identities=10, verification_pairs=40,
+        ijb_identities=4, ijb_templates_per_identity=2, ijb_images_per_template=2, tinyface_identities=4,
+        tinyface_distractors=4,
+    )
+    raw["quality"].update(threads=1)
+    raw["model"].update(width=0.125, embedding_size=32, input_size=32)
+    raw["train"].update(epochs=1, batch_size=16, probe_size=16, num_workers=0, threads=1, device="cpu")
+    raw["evaluate"].update(device="cpu")
+    raw["runs"] = {"adaface-s0": {"head": "adaface", "seed": 0, "tags": ["main"]}}
+    return raw
+
+
 def stage_command(name: str):
     """The ``marginlab <name>`` command in this process: ``stage_command("quality").main(argv)``."""
     from types import SimpleNamespace

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from hostile import RunsTouch as _Hostile
-from pipeline_helpers import ROOT, preset
+from pipeline_helpers import ROOT, small_params
 
 pytestmark = pytest.mark.slow
 
@@ -39,22 +39,6 @@ RUN = "adaface-s0"
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def small_params() -> dict:
-    """The smoke preset cut down to seconds per stage: 8 identities x 8 images, a 1/8-width IR-18 at 32 px, 1 epoch."""
-    raw = preset("smoke")
-    raw["data"]["synthetic"].update(
-        train_identities=8, train_images_per_identity=8, verification_identities=10, verification_pairs=40,
-        ijb_identities=4, ijb_templates_per_identity=2, ijb_images_per_template=2, tinyface_identities=4,
-        tinyface_distractors=4,
-    )
-    raw["quality"].update(threads=1)
-    raw["model"].update(width=0.125, embedding_size=32, input_size=32)
-    raw["train"].update(epochs=1, batch_size=16, probe_size=16, num_workers=0, threads=1, device="cpu")
-    raw["evaluate"].update(device="cpu")
-    raw["runs"] = {RUN: {"head": "adaface", "seed": 0, "tags": ["main"]}}
-    return raw
-
-
 def write_params(ws: Path, raw: dict) -> None:
     (ws / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 

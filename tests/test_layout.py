@@ -48,3 +48,15 @@ def test_code_and_params_cite_only_what_a_user_has():
     texts = [*PACKAGE.rglob("*.py"), ROOT / "params.yaml", *(ROOT / "configs").glob("*.yaml"), *(ROOT / "stages").glob("*.py")]
     bad = [p.relative_to(ROOT).as_posix() for p in texts if "shared/" in p.read_text() or "reference/heads.md" in p.read_text()]
     assert not bad, bad
+
+
+def test_tests_import_helpers_not_other_test_modules():
+    """Shared test code lives in helper modules and conftest.py files, never in a ``test_*.py`` another imports."""
+    tests = ROOT / "tests"
+    offenders = []
+    for path in tests.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(tests)} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not offenders, offenders

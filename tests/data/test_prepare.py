@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from prepare_inputs import TINY_SYNTH, tiny_params
 
 from marginlab.config import validate_params
 from marginlab.data.formats import (
@@ -35,25 +36,6 @@ from marginlab.data.prepare.files import hash_tree, link_or_copy
 from marginlab.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
-
-TINY_SYNTH = {
-    "image_size": 64,
-    "train_identities": 4,
-    "train_images_per_identity": 3,
-    "verification_identities": 4,
-    "verification_pairs": 20,
-    "ijb_identities": 2,
-    "ijb_templates_per_identity": 2,
-    "ijb_images_per_template": 2,
-    "tinyface_identities": 2,
-    "tinyface_distractors": 3,
-}
-
-
-def _params(**data):
-    # a batch the tiny synthetic set can fill: the validator refuses a grid that could not train (issue #21)
-    return validate_params({"seed": data.pop("seed", 1), "data": data, "train": {"batch_size": 4}}, source="test")
-
 
 def _face(rng, size=112):
     """A random smooth colour image (stand-in for a face crop; 112 = data.image_size, kept as is)."""
@@ -93,7 +75,7 @@ def _leftovers(parent: Path):
 @pytest.fixture(scope="module")
 def synthetic_prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("prep")
-    params = _params(source="synthetic", synthetic=TINY_SYNTH, channel_order="RGB", seed=5)
+    params = tiny_params(source="synthetic", synthetic=TINY_SYNTH, channel_order="RGB", seed=5)
     manifest = run_prepare(params, base / "prepared", workers=1, progress=False)
     return base, params, manifest
 
@@ -146,13 +128,13 @@ def test_prepare_replaces_previous_output_atomically(tmp_path):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     (out / ".marginlab-output").write_text("")  # an earlier prepare's output (a folder it did not mark is refused)
-    params = _params(source="synthetic", synthetic=TINY_SYNTH, val_bins=[str(tmp_path / "missing.bin")])
+    params = tiny_params(source="synthetic", synthetic=TINY_SYNTH, val_bins=[str(tmp_path / "missing.bin")])
     with pytest.raises(MissingFileError, match="data.val_bins.*missing.bin"):
         run_prepare(params, out, workers=1, progress=False)
     # the failed run left the old output untouched and no temporary directory behind
     assert (out / "stale.txt").read_text() == "old"
     assert _leftovers(tmp_path) == []
-    run_prepare(_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
+    run_prepare(tiny_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
     assert not (out / "stale.txt").exists() and (out / "manifest.json").exists()
     assert _leftovers(tmp_path) == []
 
@@ -161,7 +143,7 @@ def test_prepare_replaces_previous_output_atomically(tmp_path):
 def test_folders_and_bin_ingest(tmp_path):
     raw = _identity_folders(tmp_path / "raw" / "faces")
     issame = _tiny_bin(tmp_path / "raw" / "mini_lfw.bin")
-    params = _params(source="folders", name="mini", train_folders="raw/faces", val_bins=["raw/mini_lfw.bin"])
+    params = tiny_params(source="folders", name="mini", train_folders="raw/faces", val_bins=["raw/mini_lfw.bin"])
     manifest = run_prepare(params, tmp_path / "prepared", base_dir=tmp_path, progress=False)
     out = tmp_path / "prepared"
     reader = open_recordio(out / "train.rec")
@@ -186,9 +168,9 @@ def test_folders_corrupt_image_strict_and_skipped(tmp_path):
     bad = raw / "person_01" / "9.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(CorruptImageError, match="9.jpg"):
-        run_prepare(_params(source="folders", train_folders=str(raw)), tmp_path / "p1", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(raw)), tmp_path / "p1", progress=False)
     assert not (tmp_path / "p1").exists()
-    manifest = run_prepare(_params(source="folders", train_folders=str(raw), skip_corrupt=True), tmp_path / "p2", progress=False)
+    manifest = run_prepare(tiny_params(source="folders", train_folders=str(raw), skip_corrupt=True), tmp_path / "p2", progress=False)
     assert manifest["counts"]["train_images"] == 9
     assert [Path(s["source"]).name for s in manifest["skipped"]] == ["9.jpg"]
 
@@ -197,8 +179,8 @@ def test_bin_with_corrupt_image(tmp_path):
     _tiny_bin(tmp_path / "v.bin", n_pairs=10, corrupt_at=5)  # image 5 belongs to pair 2
     raw = _identity_folders(tmp_path / "faces", classes=2, per_class=2)
     with pytest.raises(CorruptImageError, match=r"v.bin \(image 5\)"):
-        run_prepare(_params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "v.bin")]), tmp_path / "p1", progress=False)
-    m = run_prepare(_params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "v.bin")], skip_corrupt=True), tmp_path / "p2", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "v.bin")]), tmp_path / "p1", progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "v.bin")], skip_corrupt=True), tmp_path / "p2", progress=False)
     assert m["counts"]["verification"]["v"]["pairs"] == 9
     assert [(s["image"], s["pair"]) for s in m["skipped"]] == [(5, 2)]
     images, issame = read_bin_encoded(tmp_path / "p2" / "verification" / "v.bin")
@@ -211,7 +193,7 @@ def test_duplicate_bin_stems_rejected(tmp_path):
     _tiny_bin(tmp_path / "a" / "lfw.bin")
     _tiny_bin(tmp_path / "b" / "lfw.bin")
     raw = _identity_folders(tmp_path / "faces", classes=2, per_class=2)
-    params = _params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "a" / "lfw.bin"), str(tmp_path / "b" / "lfw.bin")])
+    params = tiny_params(source="folders", train_folders=str(raw), val_bins=[str(tmp_path / "a" / "lfw.bin"), str(tmp_path / "b" / "lfw.bin")])
     with pytest.raises(DataFormatError, match="lfw.bin"):
         run_prepare(params, tmp_path / "p", progress=False)
 
@@ -232,7 +214,7 @@ def test_recordio_ingest_links_and_labels(tmp_path):
     src = tmp_path / "raw" / "train.rec"
     src.parent.mkdir()
     _tiny_rec(src, [0, 0, 1, 1, 1, 2])
-    manifest = run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "prepared", progress=False)
+    manifest = run_prepare(tiny_params(source="recordio", train_rec=str(src)), tmp_path / "prepared", progress=False)
     out = tmp_path / "prepared"
     assert manifest["counts"]["train_ingest"]["ingest"] in ("hardlink", "copy")
     assert (out / "train.rec").read_bytes() == src.read_bytes()
@@ -249,7 +231,7 @@ def test_recordio_skip_corrupt_rewrites_and_renumbers(tmp_path):
         # strict mode does not decode up front, so check that training would hit it: decode all
         reader = open_recordio(src)
         reader.validate(decode=True, progress=False)
-    m = run_prepare(_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
     assert m["counts"]["train_ingest"]["ingest"] == "rewritten"
     assert m["counts"]["train_ingest"]["dropped_classes"] == [1]
     assert [s["key"] for s in m["skipped"]] == [3]
@@ -260,12 +242,12 @@ def test_recordio_skip_corrupt_rewrites_and_renumbers(tmp_path):
 
 def test_recordio_missing_files(tmp_path):
     with pytest.raises(MissingFileError, match="data.train_rec.*nope.rec"):
-        run_prepare(_params(source="recordio", train_rec=str(tmp_path / "nope.rec")), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="recordio", train_rec=str(tmp_path / "nope.rec")), tmp_path / "p", progress=False)
     src = tmp_path / "t.rec"
     _tiny_rec(src, [0, 1])
     src.with_suffix(".idx").unlink()
     with pytest.raises(MissingFileError, match=r"\.idx"):
-        run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     assert not (tmp_path / "p").exists()
 
 
@@ -308,7 +290,7 @@ def test_ijb_ingest_references_crops_without_symlinks(tmp_path):
     _tiny_ijb(tmp_path / "IJBX", "ijbx")
     _identity_folders(tmp_path / "faces", classes=2, per_class=2)
     entry = {"name": "ijbx", "meta_dir": "IJBX/meta", "image_dir": "IJBX/loose_crop"}
-    m = run_prepare(_params(source="folders", train_folders="faces", ijb=[entry]), tmp_path / "p", base_dir=tmp_path, progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders="faces", ijb=[entry]), tmp_path / "p", base_dir=tmp_path, progress=False)
     root = tmp_path / "p" / "ijb" / "ijbx"
     # no symlink anywhere (DVC would drop it from the output) and no copy of the crops
     assert not any(p.is_symlink() for p in (tmp_path / "p").rglob("*")) and m["links"] == []
@@ -332,7 +314,7 @@ def test_ijb_crops_outside_the_project_are_referenced_absolutely(tmp_path):
     _identity_folders(project / "faces", classes=2, per_class=2)
     crops = tmp_path / "datasets" / "IJBX" / "loose_crop"
     entry = {"name": "ijbx", "meta_dir": str(crops.parent / "meta"), "image_dir": str(crops)}
-    run_prepare(_params(source="folders", train_folders="faces", ijb=[entry]), project / "p", base_dir=project, progress=False)
+    run_prepare(tiny_params(source="folders", train_folders="faces", ijb=[entry]), project / "p", base_dir=project, progress=False)
     root = project / "p" / "ijb" / "ijbx"
     assert json.loads((root / IMAGE_DIR_FILE).read_text()) == {"image_dir": str(crops.resolve()), "max_image_pixels": 200_000_000}
     assert read_ijb(root, "ijbx").image_dir == crops.resolve()
@@ -347,10 +329,10 @@ def test_ijb_missing_crop_named(tmp_path):
     raw = _identity_folders(tmp_path / "faces", classes=2, per_class=2)
     entry = {"name": "ijbx", "meta_dir": str(tmp_path / "IJBX" / "meta"), "image_dir": str(tmp_path / "IJBX" / "loose_crop")}
     with pytest.raises(MissingFileError, match=r"1 of 6 images.*4\.jpg"):
-        run_prepare(_params(source="folders", train_folders=str(raw), ijb=[entry]), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(raw), ijb=[entry]), tmp_path / "p", progress=False)
     entry["meta_dir"] = str(tmp_path)
     with pytest.raises(MissingFileError, match="meta_dir"):
-        run_prepare(_params(source="folders", train_folders=str(raw), ijb=[entry]), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(raw), ijb=[entry]), tmp_path / "p", progress=False)
 
 
 # --------------------------------------------------------------------------- helpers and CLI

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from prepare_inputs import TINY_SYNTH, tiny_params
 
 from marginlab.data.formats import (
     CorruptImageError,
@@ -40,7 +41,6 @@ from marginlab.data.prepare.stale import _held_by_live_process, clean_stale_temp
 
 REPO = Path(__file__).resolve().parents[2]
 
-from test_prepare import TINY_SYNTH, _params  # noqa: E402 - the same tiny synthetic config
 
 def _image(h, w, seed=0):
     """A smooth random colour image (H, W, 3) RGB."""
@@ -151,7 +151,7 @@ def _mixed_folders(root: Path) -> dict[str, bytes]:
 
 def test_folders_of_mixed_sizes_become_one_size(tmp_path):
     files = _mixed_folders(tmp_path / "faces")
-    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
     reader = open_recordio(tmp_path / "p" / "train.rec")
     shapes = {decode_image(reader[i][0]).shape for i in range(len(reader))}
     assert shapes == {(112, 112, 3)}
@@ -170,7 +170,7 @@ def test_folders_pad_policy_and_other_size(tmp_path):
     root = tmp_path / "faces" / "a"
     root.mkdir(parents=True)
     (root / "wide.png").write_bytes(encode_png(np.full((40, 80, 3), 255, np.uint8)))
-    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), image_size=64, resize="pad"), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces"), image_size=64, resize="pad"), tmp_path / "p", progress=False)
     img = decode_image(open_recordio(tmp_path / "p" / "train.rec")[0][0])
     assert img.shape == (64, 64, 3)
     assert img[:12].max() < 20 and img[-12:].max() < 20  # black bars above and below
@@ -184,7 +184,7 @@ def test_recordio_of_mixed_sizes_is_rewritten_once(tmp_path):
     images = [encode_jpeg(_image(112, 112, 0)), encode_jpeg(_image(112, 112, 1)), encode_jpeg(_image(250, 250, 2)),
               encode_jpeg(_image(112, 112, 3)), encode_png(_image(120, 90, 4)), encode_jpeg(_image(112, 112, 5))]
     write_recordio(src, list(zip(images, [0, 0, 1, 1, 2, 2])))
-    m = run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     ingest = m["counts"]["train_ingest"]
     assert (ingest["ingest"], ingest["resized"], ingest["images"], ingest["classes"]) == ("rewritten", 2, 6, 3)
     reader = open_recordio(tmp_path / "p" / "train.rec")
@@ -201,7 +201,7 @@ def test_bin_of_mixed_sizes_is_rewritten_at_one_size(tmp_path):
     (faces / "0.jpg").write_bytes(encode_jpeg(_image(112, 112)))
     images = [encode_jpeg(_image(250, 250, 1)), encode_jpeg(_image(112, 112, 2)), encode_png(_image(112, 112, 3)), encode_png(_image(100, 130, 4))]
     write_bin(tmp_path / "lfw.bin", images, [True, False])
-    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(tmp_path / "lfw.bin")]), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(tmp_path / "lfw.bin")]), tmp_path / "p", progress=False)
     info = m["counts"]["verification"]["lfw"]
     assert (info["ingest"], info["resized"], info["pairs"]) == ("rewritten", 2, 2)
     got, issame = read_bin_encoded(tmp_path / "p" / "verification" / "lfw.bin")
@@ -258,11 +258,11 @@ def test_strict_prepare_decodes_every_record_and_names_the_users_file(tmp_path):
     src.parent.mkdir()
     _rec_of_112(src, corrupt_at=6)  # well past the first images
     with pytest.raises(CorruptImageError) as info:
-        run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     msg = str(info.value)
     assert msg.startswith(f"data.train_rec: {src} record key 7 (position 6): truncated JPEG"), msg
     assert not (tmp_path / "p").exists() and _leftovers(tmp_path) == []
-    m = run_prepare(_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
+    m = run_prepare(tiny_params(source="recordio", train_rec=str(src), skip_corrupt=True), tmp_path / "p", progress=False)
     assert [(s["source"], s["key"]) for s in m["skipped"]] == [(str(src), 7)]
     assert m["counts"]["train_images"] == 9 and m["counts"]["train_ingest"]["ingest"] == "rewritten"
 
@@ -279,7 +279,7 @@ def test_wrong_idx_offset_names_data_train_rec(tmp_path, with_header):
     lines[row] = f"{key}\t{int(offset) + 8}"
     idx.write_text("\n".join(lines) + "\n")
     with pytest.raises(RecordIOError) as info:
-        run_prepare(_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="recordio", train_rec=str(src)), tmp_path / "p", progress=False)
     msg = str(info.value)
     assert msg.startswith("data.train_rec: ") and str(src) in msg and f"key {key}" in msg and "magic" in msg, msg
     assert ".tmp" not in msg  # never the temporary copy
@@ -292,7 +292,7 @@ def test_folders_corrupt_image_names_data_train_folders(tmp_path):
         (root / f"{k}.jpg").write_bytes(encode_jpeg(_image(112, 112, k)))
     (root / "2.jpg").write_bytes((root / "2.jpg").read_bytes()[:-300])
     with pytest.raises(CorruptImageError, match="^" + re.escape(f"data.train_folders: {root / '2.jpg'}: truncated JPEG")):
-        run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p", progress=False)
 
 
 def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
@@ -302,7 +302,7 @@ def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
     src.parent.mkdir()
     write_recordio(src, [(good, 0), (warned, 0), (good, 1)])
     write_bin(tmp_path / "raw" / "v.bin", [good, warned], [True])
-    params = _params(source="recordio", train_rec=str(src), val_bins=[str(tmp_path / "raw" / "v.bin")])
+    params = tiny_params(source="recordio", train_rec=str(src), val_bins=[str(tmp_path / "raw" / "v.bin")])
     m = run_prepare(params, tmp_path / "p", progress=False)
     message = decode_image_checked(warned)[1][0]
     assert _EXTRANEOUS.fullmatch(message)
@@ -317,7 +317,7 @@ def test_decoder_warnings_are_listed_in_the_manifest(tmp_path):
     root = tmp_path / "faces" / "a"
     root.mkdir(parents=True)
     (root / "w.jpg").write_bytes(warned)
-    m = run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p2", progress=False)
+    m = run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces")), tmp_path / "p2", progress=False)
     assert m["warnings"] == [{"source": str(root / "w.jpg"), "message": message}] and m["counts"]["warnings"] == 1
 
 
@@ -329,7 +329,7 @@ def test_bin_with_zero_pairs_is_rejected_by_prepare(tmp_path):
     empty = tmp_path / "empty.bin"
     empty.write_bytes(__import__("pickle").dumps(([], [])))
     with pytest.raises(VerificationBinError, match="^" + re.escape(f"data.val_bins: {empty}: holds 0 pairs")) as info:
-        run_prepare(_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(empty)]), tmp_path / "p", progress=False)
+        run_prepare(tiny_params(source="folders", train_folders=str(tmp_path / "faces"), val_bins=[str(empty)]), tmp_path / "p", progress=False)
     assert isinstance(info.value, DataFormatError)
     assert not (tmp_path / "p").exists()
 
@@ -345,7 +345,7 @@ def test_prepare_never_modifies_the_users_files(tmp_path):
     for p in sources:
         os.chmod(p, 0o444)
     before = {p: (stat.S_IMODE(p.stat().st_mode), p.stat().st_mtime_ns, p.read_bytes()) for p in sources}
-    params = _params(source="recordio", train_rec=str(rec), val_bins=[str(raw / "lfw.bin")])
+    params = tiny_params(source="recordio", train_rec=str(rec), val_bins=[str(raw / "lfw.bin")])
     for _ in range(2):  # the second run replaces (and deletes) the first output
         m = run_prepare(params, tmp_path / "p", progress=False)
         after = {p: (stat.S_IMODE(p.stat().st_mode), p.stat().st_mtime_ns, p.read_bytes()) for p in sources}
@@ -418,7 +418,7 @@ def test_kill_9_leaves_no_workers_and_the_rerun_cleans_up(tmp_path):
     while time.monotonic() < deadline and any(_held_by_live_process(tmp_path / n) for n in stale):
         time.sleep(0.05)
     assert not any(_held_by_live_process(tmp_path / n) for n in stale), "a process of the killed run still holds its lock"
-    run_prepare(_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
+    run_prepare(tiny_params(source="synthetic", synthetic=TINY_SYNTH), out, workers=1, progress=False)
     assert _leftovers(tmp_path) == [] and (out / "manifest.json").exists()
 
 

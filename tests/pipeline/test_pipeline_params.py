@@ -97,7 +97,7 @@ RUNS = ("adaface-s0", "cosface-s0")
 @pytest.fixture(scope="module")
 def stage_params(tmp_path_factory, model_path):
     """Every stage of a small copy of the repository, run tracked: {stage: StageParams}."""
-    from test_bad_inputs import small_params
+    from pipeline_helpers import small_params
 
     raw = small_params()
     raw["runs"] = {name: {"head": name.split("-")[0], "seed": 0, "tags": ["main"]} for name in RUNS}

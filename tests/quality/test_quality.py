@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from brisque_inputs import image_stream, natural_images, write_prepared_layout
 
 from marginlab.io import sha256_file
 from marginlab.quality import BrisqueScorer, iq_from_brisque
@@ -46,15 +47,6 @@ CALIBRATION_IMAGES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread for this module (restored after): BRISQUE runs thousands of tiny ops, and
-    with two threads on a busy shared CPU each one waits for the other thread's time slice (measured
-    ~30x slower); scores do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +54,6 @@ def scorer(model_path) -> BrisqueScorer:
     return BrisqueScorer(model_path, device="cpu", batch_size=64)
 
 
-def natural_images(n: int, h: int = 112, w: int = 112, seed: int = 0) -> np.ndarray:
-    """Face-sized RGB uint8 images with natural-ish statistics: smoothed noise, edges, some noise."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, h, w, 3), np.uint8)
-    for i in range(n):
-        base = cv2.GaussianBlur(rng.normal(0, 1, (h, w, 3)).astype(np.float32), (0, 0), rng.uniform(1.5, 6))
-        base = (base - base.min()) / (np.ptp(base) + 1e-6) * 160 + 40
-        for _ in range(3):  # a few flat-shaded rectangles give edges
-            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            base[y0:y0 + rng.integers(4, h // 2), x0:x0 + rng.integers(4, w // 2)] += rng.uniform(-50, 50, 3)
-        base += rng.normal(0, rng.uniform(0, 12), base.shape)
-        out[i] = np.clip(base, 0, 255).astype(np.uint8)
-    return out
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -377,21 +354,6 @@ def test_empty_batch(scorer):
 
 
 # ------------------------------------------------------------------------------------------ chunked scoring
-def _stream(images: dict[str, np.ndarray], calls: list | None = None, fail_after: int | None = None):
-    """(split, index, lazy loader) items; records loader calls; raises after ``fail_after`` items."""
-    n = 0
-    for split, arr in images.items():
-        for i in range(len(arr)):
-            if fail_after is not None and n >= fail_after:
-                raise KeyboardInterrupt("simulated kill")
-            n += 1
-
-            def load(split=split, i=i, arr=arr):
-                if calls is not None:
-                    calls.append((split, i))
-                return arr[i]
-
-            yield split, i, load
 
 
 @pytest.fixture(scope="module")
@@ -400,7 +362,7 @@ def small_sets():
 
 
 def test_score_items_table_and_parts(scorer, small_sets, tmp_path):
-    result = score_items(_stream(small_sets), scorer, tmp_path / ".parts", chunk_size=4, batch_size=3, progress=False)
+    result = score_items(image_stream(small_sets), scorer, tmp_path / ".parts", chunk_size=4, batch_size=3, progress=False)
     table = result.table()
     assert list(table.columns) == ["split", "index", "brisque", "iq"]
     assert table["split"].tolist() == ["train"] * 11 + ["bin:lfw"] * 5
@@ -418,15 +380,15 @@ def test_score_items_table_and_parts(scorer, small_sets, tmp_path):
 
 
 def test_resume_after_kill_gives_identical_table(scorer, small_sets, tmp_path):
-    fresh = score_items(_stream(small_sets), scorer, tmp_path / "fresh", chunk_size=4, batch_size=64,
+    fresh = score_items(image_stream(small_sets), scorer, tmp_path / "fresh", chunk_size=4, batch_size=64,
                         fingerprint={"v": 1}, progress=False).table()
     parts = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):  # killed while chunk 2 of train was being collected
-        score_items(_stream(small_sets, fail_after=9), scorer, parts, chunk_size=4, batch_size=64,
+        score_items(image_stream(small_sets, fail_after=9), scorer, parts, chunk_size=4, batch_size=64,
                     fingerprint={"v": 1}, progress=False)
     assert sorted(p.name for p in parts.glob("*.parquet")) == ["train-00000.parquet", "train-00001.parquet"]
     calls: list = []
-    result = score_items(_stream(small_sets, calls), scorer, parts, chunk_size=4, batch_size=64,
+    result = score_items(image_stream(small_sets, calls), scorer, parts, chunk_size=4, batch_size=64,
                          fingerprint={"v": 1}, progress=False)
     assert (result.reused_chunks, result.computed_chunks) == (2, 3)  # train chunk 2, bin:lfw chunks 0 and 1
     assert calls == [("train", 8), ("train", 9), ("train", 10)] + [("bin:lfw", i) for i in range(5)]
@@ -435,15 +397,15 @@ def test_resume_after_kill_gives_identical_table(scorer, small_sets, tmp_path):
 
 def test_changed_fingerprint_or_bad_part_is_recomputed(scorer, small_sets, tmp_path):
     parts = tmp_path / "p"
-    score_items(_stream(small_sets), scorer, parts, chunk_size=8, fingerprint={"v": 1}, progress=False)
+    score_items(image_stream(small_sets), scorer, parts, chunk_size=8, fingerprint={"v": 1}, progress=False)
     calls: list = []
-    again = score_items(_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 1}, progress=False)
+    again = score_items(image_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 1}, progress=False)
     assert calls == [] and again.reused_chunks == 3
-    changed = score_items(_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 2}, progress=False)
+    changed = score_items(image_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 2}, progress=False)
     assert changed.computed_chunks == 3 and len(calls) == 16
     part_path(parts, "train", 1).write_bytes(b"truncated")  # e.g. a disk-full leftover
     calls.clear()
-    fixed = score_items(_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 2}, progress=False)
+    fixed = score_items(image_stream(small_sets, calls), scorer, parts, chunk_size=8, fingerprint={"v": 2}, progress=False)
     assert calls == [("train", 8), ("train", 9), ("train", 10)]
     pd.testing.assert_frame_equal(fixed.table(), changed.table())
 
@@ -536,39 +498,13 @@ def test_spearman_reference_and_degenerate_cases():
 
 
 # ------------------------------------------------------------------------------------------ the stage
-def _write_prepared(root: Path) -> dict:
-    """A tiny prepared directory in the contract layout, written with the formats module."""
-    from marginlab.data.formats import encode_jpeg, encode_png, write_bin, write_ijb_meta, write_recordio
-
-    train = natural_images(6, seed=11)
-    write_recordio(root / "train.rec", [(encode_jpeg(img), i // 2) for i, img in enumerate(train)])
-    pd.DataFrame({"index": np.arange(6), "label": np.arange(6) // 2,
-                  "gt_quality": [1.0, 0.8, 0.6, 0.4, 0.2, 0.1],
-                  "degradations": ["", "noise", "noise", "blur", "blur+noise", "noise"]}).to_parquet(root / "train_meta.parquet")
-    ver = natural_images(4, seed=12)
-    write_bin(root / "verification" / "hq.bin", [encode_png(v) for v in ver], [True, False])
-    crops = natural_images(2, 128, 128, seed=13)
-    ijb = root / "ijb" / "ijb_syn"
-    (ijb / "loose_crop").mkdir(parents=True)
-    for i, c in enumerate(crops):
-        (ijb / "loose_crop" / f"{i}.png").write_bytes(encode_png(c))
-    lm = np.array([38.3, 51.7, 73.5, 51.5, 56.0, 71.7, 41.5, 92.4, 70.7, 92.2]) + 8
-    write_ijb_meta(ijb, "ijb_syn", pd.DataFrame({"image": ["0.png", "1.png"], "tid": [1, 2], "mid": [1, 2],
-                                                 "landmarks": [lm, lm], "score": [0.9, 0.9]}),
-                   pd.DataFrame({"tid1": [1], "tid2": [2], "label": [0]}))
-    tiny = natural_images(3, 24, 20, seed=14)
-    for part, names in (("Probe", ["1_0.png"]), ("Gallery_Match", ["1_1.png", "2_0.png"])):
-        (root / "tinyface" / part).mkdir(parents=True)
-        for n in names:
-            (root / "tinyface" / part / n).write_bytes(encode_png(tiny[len(list((root / "tinyface").rglob("*.png")))]))
-    return {"train": train, "bin:hq": ver}
 
 
 def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
     from marginlab.config import validate_params
     from marginlab.quality.stage import run_quality
 
-    images = _write_prepared(tmp_path / "prepared")
+    images = write_prepared_layout(tmp_path / "prepared")
     params = validate_params({"data": {"prepared_dir": str(tmp_path / "prepared")},
                               "quality": {"model_path": str(model_path), "output_dir": str(tmp_path / "quality"),
                                           "chunk_size": 4, "batch_size": 8, "device": "cpu"}})

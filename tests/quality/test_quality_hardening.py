@@ -15,14 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from brisque_inputs import image_stream, natural_images, write_prepared_layout
 from hostile import RunsTouch
-from test_quality import (  # noqa: F401 - fixtures are found by name (hence F811 on their use)
-    REPO,
-    _stream,
-    _write_prepared,
-    natural_images,
-    single_thread,
-)
 
 from marginlab.io import sha256_file
 from marginlab.quality import BrisqueScorer
@@ -82,8 +76,8 @@ def test_downscale_to_keeps_aspect_with_area_interpolation():
 
 def test_default_max_side_scores_prepared_size_images_bit_identically(scorer, tmp_path):
     faces = {"train": natural_images(6, seed=21), "bin:lfw": natural_images(3, seed=22)}
-    with_cap = score_items(_stream(faces), scorer, tmp_path / "a", chunk_size=4, max_side=512, progress=False)
-    without = score_items(_stream(faces), scorer, tmp_path / "b", chunk_size=4, max_side=None, progress=False)
+    with_cap = score_items(image_stream(faces), scorer, tmp_path / "a", chunk_size=4, max_side=512, progress=False)
+    without = score_items(image_stream(faces), scorer, tmp_path / "b", chunk_size=4, max_side=None, progress=False)
     assert with_cap.downscaled == without.downscaled == 0
     pd.testing.assert_frame_equal(with_cap.table(), without.table(), check_exact=True)
 
@@ -97,7 +91,7 @@ def test_larger_images_are_downscaled_before_scoring(scorer, tmp_path):
         seen.append(tuple(x.shape))
         return scorer(x)
 
-    result = score_items(_stream(images), spy, tmp_path / "p", chunk_size=8, max_side=96, progress=False)
+    result = score_items(image_stream(images), spy, tmp_path / "p", chunk_size=8, max_side=96, progress=False)
     assert result.downscaled == 2 and result.too_small == 0
     assert sorted(seen) == [(2, 3, 64, 96), (2, 3, 80, 60)]  # BRISQUE never sees the 200x300 originals
     expected = np.concatenate([
@@ -109,13 +103,13 @@ def test_larger_images_are_downscaled_before_scoring(scorer, tmp_path):
 def test_resumed_run_counts_downscaled_and_too_small_like_a_fresh_one(scorer, tmp_path):
     images = {"train": np.stack([natural_images(1, 150, 100, seed=s)[0] for s in range(5)]),
               "tinyface:Probe": np.stack([natural_images(1, 12, 40, seed=s)[0] for s in range(3)])}
-    fresh = score_items(_stream(images), scorer, tmp_path / "fresh", chunk_size=2, max_side=64,
+    fresh = score_items(image_stream(images), scorer, tmp_path / "fresh", chunk_size=2, max_side=64,
                         fingerprint={"v": 1}, progress=False)
     assert (fresh.downscaled, fresh.too_small) == (5, 3)
     with pytest.raises(KeyboardInterrupt):
-        score_items(_stream(images, fail_after=5), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
+        score_items(image_stream(images, fail_after=5), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
                     fingerprint={"v": 1}, progress=False)
-    resumed = score_items(_stream(images), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
+    resumed = score_items(image_stream(images), scorer, tmp_path / "resumed", chunk_size=2, max_side=64,
                           fingerprint={"v": 1}, progress=False)
     assert resumed.reused_chunks == 2
     assert (resumed.downscaled, resumed.too_small) == (5, 3)
@@ -129,7 +123,7 @@ def test_stage_records_max_side_and_does_not_mix_parts_across_it(model_path, tmp
     from marginlab.quality.stage import run_quality
 
     monkeypatch.setattr(score_dataset, "remove_parts", lambda parts_dir: None)
-    _write_prepared(tmp_path / "prepared")
+    write_prepared_layout(tmp_path / "prepared")
     out = tmp_path / "quality"
 
     def run(max_side):
@@ -222,7 +216,7 @@ def test_stage_refuses_unverified_model_and_accepts_it_when_named(zeroed_model, 
 
     from marginlab.quality.stage import QualityStageError, run_quality
 
-    _write_prepared(tmp_path / "prepared")
+    write_prepared_layout(tmp_path / "prepared")
     out = tmp_path / "q"
     with pytest.raises(QualityStageError, match=f"BRISQUE model {zeroed_model} is not the converted LIVE model"):
         run_quality(_params(tmp_path / "prepared", out, zeroed_model), progress=False)
@@ -256,7 +250,7 @@ def test_pickle_payload_in_model_file_is_refused_and_never_runs(model_path, tmp_
         load_converted_model(evil)
     with pytest.raises(BrisqueModelError, match="refused to load"):
         BrisqueScorer(evil)
-    _write_prepared(tmp_path / "prepared")
+    write_prepared_layout(tmp_path / "prepared")
     with pytest.raises(QualityStageError, match=rf"{evil}: refused to load"):
         run_quality(_params(tmp_path / "prepared", tmp_path / "q", evil), progress=False)
     assert not marker.exists()
