@@ -168,6 +168,7 @@ def test_head_ranges_are_the_heads_own():
                 _err({"heads": {name: {key: probe}}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["marginlab.config", "marginlab.report.render"])
 def test_reading_params_and_rendering_the_report_load_no_torch(module):
     """The schema reads the heads' torch-free declarations (marginlab.head_specs), so a stage that only

@@ -135,6 +135,7 @@ def test_unknown_timm_model_fails_at_validation_not_in_train():
     assert validate_params({"model": {"backbone": "timm/resnet18"}}).model.backbone == "timm/resnet18"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bomb", "deep"])
 def test_the_validator_ends_hostile_files_with_one_error_line(tmp_path, kind):
     """Before: the bomb hung `python -m marginlab.config` (and every stage); the nesting crashed it (SIGSEGV)."""

@@ -60,3 +60,40 @@ def test_tests_import_helpers_not_other_test_modules():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(tests)} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
     assert not offenders, offenders
+
+
+def _starts_processes(fn: ast.AST, helpers: set[str]) -> bool:
+    """``fn`` calls ``subprocess.*``, a data-parallel run (``nproc``/``nproc_per_node`` other than 1), or a
+    module-level helper that does."""
+    for n in ast.walk(fn):
+        if not isinstance(n, ast.Call):
+            continue
+        if isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name) and n.func.value.id == "subprocess":
+            return True
+        if any(k.arg in ("nproc", "nproc_per_node") and not (isinstance(k.value, ast.Constant) and k.value.value == 1)
+               for k in n.keywords):
+            return True
+        if isinstance(n.func, ast.Name) and n.func.id in helpers:
+            return True
+    return False
+
+
+def test_every_test_that_starts_processes_is_marked_slow():
+    """`make test-fast` skips what is marked slow; a test that starts processes (a stage, a DDP group, a tool)
+    takes seconds of start-up each, so it carries the mark (or its module does)."""
+    unmarked = []
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Assign) and "pytestmark" in ast.unparse(n.targets[0]) and "slow" in ast.unparse(n.value)
+               for n in tree.body):
+            continue
+        funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        helpers: set[str] = set()
+        while True:  # module-level helpers that start processes, directly or through each other
+            more = {name for name, f in funcs.items() if name not in helpers and _starts_processes(f, helpers)}
+            if not more:
+                break
+            helpers |= more
+        unmarked += [f"{path.relative_to(ROOT)}::{name}" for name in helpers & set(funcs) if name.startswith("test_")
+                     and not any("mark.slow" in ast.unparse(d) for d in funcs[name].decorator_list)]
+    assert not unmarked, unmarked

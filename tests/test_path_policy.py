@@ -155,6 +155,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prepared", ["data", "data/photos"])
 def test_prepare_refuses_to_replace_the_photos(project, prepared):
     before = _tree(project / "data")

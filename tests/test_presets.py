@@ -77,6 +77,7 @@ def _cli(*args: str, cwd: Path, stdout=subprocess.PIPE) -> subprocess.CompletedP
                           stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_cli_writes_atomically_and_refuses_invalid_results_and_its_own_input(tmp_path):
     base = tmp_path / "params.yaml"
     base.write_text((ROOT / "params.yaml").read_text())

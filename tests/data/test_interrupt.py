@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from pipeline_helpers import ROOT
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_prepare_is_clean(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # big enough to be mid-work for a few seconds
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -211,6 +211,7 @@ def test_bin_of_mixed_sizes_is_rewritten_at_one_size(tmp_path):
     assert {decode_image(g).shape for g in got} == {(112, 112, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs")
 def test_large_photo_is_decoded_one_at_a_time(tmp_path):
     """Four 6000x4000 photos: the peak memory of prepare grows by about one decoded photo, not four."""
@@ -380,6 +381,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 def test_kill_9_leaves_no_workers_and_the_rerun_cleans_up(tmp_path):
     synth = {**TINY_SYNTH, "train_identities": 20, "train_images_per_identity": 20}  # a pool that runs a few seconds

@@ -450,6 +450,7 @@ def test_pickle_round_trip_drops_handle(small_rec):
     assert clone.read_header(8).labels == (3.0, 5.0)  # key table re-read from the .idx on demand
 
 
+@pytest.mark.slow
 def test_read_in_fresh_process(small_rec):
     reader = open_recordio(small_rec)
     reader[0]  # parent has an open handle: must not travel

@@ -169,6 +169,7 @@ def check_deps(repo: Path, *flags: str) -> subprocess.CompletedProcess:
                           cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_dvc_yaml_declares_every_imported_file():
     """The acceptance check: every stage's code deps are complete (and none is unused)."""
     proc = check_deps(ROOT, "--strict")

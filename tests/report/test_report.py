@@ -413,6 +413,7 @@ def test_malformed_inputs_name_the_file(tree, tmp_path):
         run_report(root)
 
 
+@pytest.mark.slow
 def test_git_commit_and_dirty_flag(tree, tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git not installed")
@@ -485,6 +486,7 @@ def screenshot(html_path: Path, png: Path, profile: Path, size: str = "1400,3000
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_browser_screenshot_is_not_blank(tree, html, tmp_path):
     from PIL import Image
 

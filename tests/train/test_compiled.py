@@ -151,6 +151,7 @@ def test_compiled_backbone_inherits_torchs_deterministic_mode(monkeypatch):
     assert seen["options"]["deterministic"] is True and seen["options"]["fallback_random"] is True
 
 
+@pytest.mark.slow
 def test_determinism_sets_and_restores_torchs_flags_without_importing_inductor():
     code = (
         "import sys, torch\n"

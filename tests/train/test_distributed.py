@@ -180,6 +180,7 @@ def _fake_gather(values: torch.Tensor, rank: int, z: torch.Tensor, y: torch.Tens
 
 
 # --------------------------------------------------------------------------- two processes
+@pytest.mark.slow
 def test_two_processes_with_synchronised_statistics_equal_one_process(tiny_prepared, tmp_path):
     losses = {}
     states = {}
@@ -205,6 +206,7 @@ def test_two_processes_with_synchronised_statistics_equal_one_process(tiny_prepa
         assert float((weights["two"][key].double() - ref.double()).abs().max()) <= 3 * thread_spread + 1e-6, key
 
 
+@pytest.mark.slow
 def test_default_mode_runs_like_the_official_code_and_rank_0_writes_everything(tiny_prepared, tmp_path):
     """Without synchronised statistics every process normalises its own 8 images (as the official code
     on several GPUs): the run completes, and its first loss differs from the one-process run by far more
@@ -243,6 +245,7 @@ def _driver(tmp_path: Path, call: str) -> Path:
     return script
 
 
+@pytest.mark.slow
 def test_killed_at_two_processes_resumes_at_one(tiny_prepared, tmp_path):
     params = _params(tiny_prepared, tmp_path, nproc=2, threads=0, epochs=2)
     (tmp_path / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
@@ -262,6 +265,7 @@ def test_killed_at_two_processes_resumes_at_one(tiny_prepared, tmp_path):
     assert torch.isfinite(backbone.eval()(x)).all()
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_stops_the_others_with_a_clear_error(tiny_prepared, tmp_path):
     params = _params(tiny_prepared, tmp_path, nproc=2, threads=0, epochs=2)
     t0 = time.perf_counter()
@@ -270,6 +274,7 @@ def test_a_worker_that_dies_stops_the_others_with_a_clear_error(tiny_prepared, t
     assert time.perf_counter() - t0 < 90
 
 
+@pytest.mark.slow
 def test_a_group_started_by_torchrun_fails_instead_of_hanging(tiny_prepared, tmp_path):
     """No launcher of ours watches a torchrun/srun group: rank 0, waiting for rank 1's gradients when
     rank 1 vanishes, must fail (broken connection or the collective timeout), not hang."""

@@ -389,6 +389,7 @@ def test_select_probe_random_and_edge_cases():
 
 
 # --------------------------------------------------------------------------- logging
+@pytest.mark.slow
 def test_dvclive_falls_back_in_git_repo_without_commits(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
     monkeypatch.chdir(tmp_path / "repo")
