@@ -14,6 +14,7 @@ screenful what it changes. Rules, the same for every overlay:
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import sys
@@ -80,15 +81,24 @@ def _check_names(
     return name
 
 
+def _compose(
+    overlays: tuple[str | Path, ...], base_path: Path, explicit_base: bool
+) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any]]]]:
+    """The composed plain data and each overlay as read (each file is read and checked once)."""
+    merged = _read_mapping(base_path, "base params")
+    read = []
+    for i, overlay in enumerate(overlays):
+        path = Path(overlay)
+        ov = _read_mapping(path, "overlay")
+        _check_names(merged, ov, base_path, path, explicit_base or i > 0)
+        _merge(merged, copy.deepcopy(ov), "", path)  # a copy: a later overlay must not edit this one
+        read.append((path, ov))
+    return merged, read
+
+
 def compose_raw(*overlays: str | Path, base: str | Path = "params.yaml", explicit_base: bool = False) -> dict[str, Any]:
     """The composed params as plain data (no comments): ``base`` with every overlay applied in order."""
-    base_path = Path(base)
-    merged = _read_mapping(base_path, "base params")
-    for overlay in overlays:
-        ov = _read_mapping(Path(overlay), "overlay")
-        _check_names(merged, ov, base_path, Path(overlay), explicit_base or overlay is not overlays[0])
-        _merge(merged, ov, "", Path(overlay))
-    return merged
+    return _compose(overlays, Path(base), explicit_base)[0]
 
 
 def compose_text(*overlays: str | Path, base: str | Path = "params.yaml", explicit_base: bool = False) -> str:
@@ -97,7 +107,7 @@ def compose_text(*overlays: str | Path, base: str | Path = "params.yaml", explic
 
     from marginlab.config import ConfigError, validate_params
 
-    raw = compose_raw(*overlays, base=base, explicit_base=explicit_base)
+    raw, read = _compose(overlays, Path(base), explicit_base)
     try:
         validate_params(raw)
     except ConfigError as err:
@@ -107,9 +117,10 @@ def compose_text(*overlays: str | Path, base: str | Path = "params.yaml", explic
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
+    # The base was read with the bounded safe loader above; this second read only recovers its comments.
     doc = yaml.load(Path(base).read_text(encoding="utf-8"))
-    for overlay in overlays:
-        _merge(doc, _read_mapping(Path(overlay), "overlay"), "", Path(overlay))
+    for path, ov in read:
+        _merge(doc, ov, "", path)
     _one_line_per_run(doc)
     out = io.StringIO()
     names = " ".join(str(o) for o in overlays)
