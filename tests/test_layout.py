@@ -6,6 +6,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "marginlab"
 #: Module names that several packages use on purpose (each area's stage entry module).
@@ -36,7 +38,10 @@ def test_every_stage_is_registered_once_with_the_same_three_names():
         assert {"add_arguments", "run"} <= defined and "ERRORS" in assigned, name
         args = [a.arg for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "run" for a in fn.args.args]
         assert args == ["args"], (name, args)
-    assert {p.stem for p in (ROOT / "stages").glob("*.py")} == set(STAGES.names())
+    pipeline = {name for name, info in STAGES.items() if info.pipeline}
+    assert {p.stem for p in (ROOT / "stages").glob("*.py")} == pipeline == set(STAGES.names()) - {"compose"}
+    dvc_stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    assert dvc_stages == pipeline  # every pipeline stage is in dvc.yaml, and no tool is
     for script in sorted((ROOT / "stages").glob("*.py")):
         text = script.read_text()
         assert f'main(["{script.stem}", *sys.argv[1:]])' in text and len(text.splitlines()) <= 10, script.name

@@ -59,16 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     from marginlab.stages import STAGES, load_stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    listing = "\n".join(f"  {info.name:<14} {info.summary}" for _, info in STAGES.items())
     usage = "marginlab <stage> [RUN] [--params FILE] [options]   (python -m marginlab ...)"
     if not argv or argv[0] in ("-h", "--help"):
+        stages, tools = (
+            [f"  {i.name:<14} {i.summary}" for _, i in STAGES.items() if i.pipeline is kind] for kind in (True, False)
+        )
         print(
-            f"usage: {usage}\n\nstages:\n{listing}\n\nother commands:\n  {'compose':<14} {COMPOSE_SUMMARY}\n\n"
-            f"'marginlab <command> --help' lists a command's options."
+            f"usage: {usage}\n\nstages:\n"
+            + "\n".join(stages)
+            + "\n\nother commands:\n"
+            + "\n".join(tools)
+            + "\n\n'marginlab <command> --help' lists a command's options."
         )
         return 0 if argv else 2
-    if argv[0] == "compose":
-        return _compose(argv[1:])
     try:
         info = STAGES.get(argv[0])
     except ValueError as err:
@@ -88,33 +91,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_stage(lambda: module.run(args), module.ERRORS)
-
-
-COMPOSE_SUMMARY = "a preset overlay (configs/<name>.yaml) applied to the default params.yaml"
-
-
-def _compose(argv: list[str]) -> int:
-    """``marginlab compose OVERLAY... [--base FILE] [--out FILE]`` (:mod:`marginlab.presets`)."""
-    import argparse
-
-    from marginlab.presets import PresetError, compose
-
-    parser = argparse.ArgumentParser(prog="marginlab compose", description=COMPOSE_SUMMARY)
-    parser.add_argument("overlays", nargs="+", help="overlay files, applied in order (e.g. configs/smoke.yaml)")
-    parser.add_argument(
-        "--base", default=None, help="base params (default: params.yaml, which must be the default preset)"
-    )
-    parser.add_argument(
-        "--out",
-        default="-",
-        help="where to write the result (default: standard output; '--out params.yaml' replaces it atomically)",
-    )
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        written = compose(args.overlays, args.base, args.out)
-        if written is not None:
-            print(f"wrote {written} ({' + '.join(args.overlays)} on {args.base or 'params.yaml'})", file=sys.stderr)
-        return 0
-
-    return run_stage(body, (PresetError,))

@@ -7,7 +7,7 @@ screenful what it changes. Rules, the same for every overlay:
 - mappings merge key by key, recursively; any other value (a number, a list, ``null``) replaces;
 - ``runs`` (the grid) is replaced whole: a preset's grid is its own, never the default's runs plus its;
 - an overlay must name its ``preset``; the base must be the default (``preset: default``), so overlays
-  never stack by accident (``--base`` names another base on purpose);
+  never stack by accident (``--params`` names another base on purpose);
 - the result is validated (:func:`marginlab.config.validate_params`) before anything is written, and the
   base's comments are kept (DVC's round-trip YAML library).
 """
@@ -76,7 +76,7 @@ def _check_names(
     if not explicit_base and base.get("preset", DEFAULT_PRESET) != DEFAULT_PRESET:
         raise PresetError(
             f"{base_path} holds preset {base.get('preset')!r}, not the default: overlays apply to the "
-            f"default params (git checkout {base_path.name}, or name a base with --base)"
+            f"default params (git checkout {base_path.name}, or name a base with --params)"
         )
     return name
 

@@ -14,8 +14,7 @@ is run):
   (a computed ``import_module`` / ``__import__`` argument, ``pkgutil.iter_modules`` / ``walk_packages``)
   counts as importing every module of the calling module's own package (a registry importing its
   plug-ins), except in :data:`COMMAND_LOADER`, whose one dynamic import loads the stage that the command
-  names (:func:`stage_entries` lists that stage's module); and the command's own non-stage imports
-  (:data:`COMMAND_ONLY_IMPORTS`) are not followed;
+  names (:func:`stage_entries` lists that stage's module);
 - the non-Python files of an imported package's folder (templates, ...) are read by its code, so they
   count too.
 
@@ -40,9 +39,6 @@ from pathlib import Path, PurePosixPath
 PACKAGE = "marginlab"
 #: The stage registry of ``python -m marginlab <stage>``: it imports the named stage's module, not all.
 COMMAND_LOADER = f"{PACKAGE}.stages"
-#: Imports of the ``marginlab`` command (``cli.py``) that only its other commands run, never a stage:
-#: ``marginlab compose`` (presets). Left out of every closure, so editing them reruns no stage.
-COMMAND_ONLY_IMPORTS = {f"{PACKAGE}.cli": frozenset({f"{PACKAGE}.presets"})}
 _IGNORED_DIRS = {"__pycache__"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -222,10 +218,8 @@ def import_closure(entry: str | Path, repo_root: str | Path, package: str = PACK
         path, modname = todo.pop()
         is_pkg = path.name == "__init__.py"
         found = _file_imports(str(path), modname, is_pkg, *_stamp(path))
-        skipped = COMMAND_ONLY_IMPORTS.get(modname or "", frozenset()) if package == PACKAGE else frozenset()
         for name in sorted(found.names):
-            if not any(name == m or name.startswith(m + ".") for m in skipped):
-                add_module(name)
+            add_module(name)
         if is_pkg:
             files.update(_package_files(path, recursive=False))  # templates and other package data
         if found.dynamic and modname is not None and modname != f"{package}.stages":

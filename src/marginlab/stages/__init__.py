@@ -20,11 +20,13 @@ __all__ = ["STAGES", "StageInfo", "load_stage"]
 
 @dataclass(frozen=True)
 class StageInfo:
-    """A stage's name, one line for ``--help``, and whether it runs once per run of the grid (``RUN``)."""
+    """A command's name, one line for ``--help``, whether it runs once per run of the grid (``RUN``), and
+    whether it is a stage of the pipeline (``dvc.yaml``) or a tool beside it (``compose``)."""
 
     name: str
     summary: str
     per_run: bool = False
+    pipeline: bool = True
 
 
 STAGES: Registry[StageInfo] = Registry("stage")
@@ -37,6 +39,7 @@ for _info in (
     StageInfo("analyze", "correlations, Table 1, comparisons and the claim verdicts"),
     StageInfo("gst", "Fig. 3: the gradient scaling term of every head"),
     StageInfo("report", "the self-contained HTML report"),
+    StageInfo("compose", "a preset overlay (configs/<name>.yaml) applied to the default params.yaml", pipeline=False),
 ):
     STAGES.add(_info.name, _info)
 
