@@ -37,7 +37,7 @@ def test_every_stage_is_registered_once_with_the_same_three_names():
         assigned = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
         assert {"add_arguments", "run"} <= defined and "ERRORS" in assigned, name
         args = [a.arg for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "run" for a in fn.args.args]
-        assert args == ["args"], (name, args)
+        assert args == ["args", "params"], (name, args)
     pipeline = {name for name, info in STAGES.items() if info.pipeline}
     assert {p.stem for p in (ROOT / "stages").glob("*.py")} == pipeline == set(STAGES.names()) - {"compose"}
     dvc_stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])

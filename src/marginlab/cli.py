@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 
 from marginlab.io import WRITE_ERRNOS, OutputWriteError
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
+    from marginlab.config import ConfigError
     from marginlab.stages import STAGES, load_stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -84,10 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"marginlab {info.name}", description=(module.__doc__ or "").splitlines()[0])
     if info.per_run:
         parser.add_argument("run", help="run name (a key of 'runs' in params.yaml)")
-    parser.add_argument(
-        "--params", default="params.yaml", help="params file (default: params.yaml of the pipeline root)"
-    )
+    parser.add_argument("--params", default=None, help="params file (default: params.yaml of the pipeline root)")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_stage(lambda: module.run(args), module.ERRORS)
+
+    def body() -> int:
+        params = None
+        if info.params is not None:  # validated once, then narrowed to what the stage declares
+            from marginlab.config import load_params
+            from marginlab.params_view import restrict
+
+            # Relative paths in params resolve against the pipeline root: the working directory, or --root.
+            root = Path(getattr(args, "root", None) or ".")
+            path = Path(args.params) if args.params is not None else root / "params.yaml"
+            loaded = load_params(path, root=root, require_inputs=info.require_inputs)
+            params = restrict(loaded, info.declared, stage=info.name, run=getattr(args, "run", None))
+        return int(module.run(args, params))
+
+    return run_stage(body, (*module.ERRORS, ConfigError))

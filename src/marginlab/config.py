@@ -666,9 +666,8 @@ def validate_params(raw: dict[str, Any], source: str = "params", *, paths: Optio
     """Validate a params mapping; raise :class:`ConfigError` listing every problem.
 
     ``paths=(root, require_inputs)`` also applies the path policy (:mod:`marginlab.paths`). It runs here,
-    before the object is returned, because the params-usage tracker (:mod:`marginlab.pipeline.params_usage`)
-    records only what is read from the returned object: the policy guards every stage but is not an input
-    of any stage's outputs, so it must not make every stage depend on every path key."""
+    before a stage gets its view (:mod:`marginlab.params_view`), because the policy guards every stage but is
+    not an input of any stage's outputs: it must not make every stage depend on every path key."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -155,10 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", default=".", help="repository root holding dvc.yaml (default: .)")
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--check-deps", action="store_true",
-                        help="compare each stage's code deps in dvc.yaml with its import graph; exit 1 when a "
-                             "file the stage imports is not declared")
+                        help="compare each stage's code deps in dvc.yaml with its import graph and its params with "
+                             "its declaration; exit 1 when a file it imports or a key it reads is not declared")
     action.add_argument("--fix-deps", action="store_true",
-                        help="rewrite each stage's code deps in dvc.yaml to the derived ones (other deps kept)")
+                        help="rewrite each stage's code deps and params in dvc.yaml to the derived and declared ones "
+                             "(other deps kept)")
     action.add_argument("--print", action="store_true", help="print the resolved stages (name, inputs, params)")
     parser.add_argument("--strict", action="store_true",
                         help="with --check-deps: also fail on declared code deps the stage never imports")
@@ -171,13 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         for st in load_stages(args.repo):
             print(json.dumps({"name": st.name, "cmd": st.cmd, "inputs": st.inputs, "params": sorted(st.params)}))
         return 0
+    from marginlab.pipeline import stage_params
+
     if args.fix_deps:
         changed = deps.fix_dvc_yaml(args.repo)
         print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: code deps already complete")
+        changed = stage_params.fix(args.repo)
+        print(f"dvc.yaml: params rewritten for {', '.join(changed)}" if changed else "dvc.yaml: params as declared")
         args.strict = True  # then verify the result
     results = deps.check_repo(args.repo)
     print(deps.format_report(results, suggest=args.suggest, repo_root=args.repo))
-    failed = any(not r.ok or (args.strict and r.unused) for r in results)
+    params_problems = stage_params.check(args.repo)
+    print("\n".join(f"params: FAIL: {p}" for p in params_problems) or "params: every stage's dvc.yaml params are its declaration")
+    failed = any(not r.ok or (args.strict and r.unused) for r in results) or bool(params_problems)
     return 1 if failed else 0
 
 

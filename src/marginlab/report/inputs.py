@@ -172,16 +172,18 @@ def _run_outputs(params: Params, root: Path, name: str) -> RunOutputs:
 
 
 def load_inputs(root: str | Path = ".", params_path: str | Path | None = None,
-                analysis_dir: str | Path = "analysis") -> ReportInputs:
-    """Read every report input under ``root`` (relative paths in params resolve against ``root``)."""
+                analysis_dir: str | Path = "analysis", params: Params | None = None) -> ReportInputs:
+    """Read every report input under ``root`` (relative paths in params resolve against ``root``);
+    ``params``: the file at ``params_path`` already validated (the command loads it), else read here."""
     root = Path(root)
     params_path = Path(params_path) if params_path is not None else root / "params.yaml"
     if not params_path.is_file():
         raise ReportInputError(f"{params_path} not found: the report needs the params file the pipeline ran with")
-    try:
-        params = load_params(params_path, root=root)
-    except ConfigError as err:
-        raise ReportInputError(str(err)) from None
+    if params is None:
+        try:
+            params = load_params(params_path, root=root)
+        except ConfigError as err:
+            raise ReportInputError(str(err)) from None
     analysis = root / analysis_dir
     if not analysis.is_dir():
         raise ReportInputError(f"{analysis} not found: it is produced by {ANALYZE_HINT}; run it before the report")

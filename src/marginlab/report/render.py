@@ -54,6 +54,7 @@ from marginlab.analysis.paper_numbers import (
 from marginlab.analysis.images_seen import at_scale, paper_ratio, reference_images_seen, sci
 from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale import SCALE_FIGURE
+from marginlab.config import Params
 from marginlab.analysis.zhat import ZHAT_FIGURE
 from marginlab.io import atomic_path
 from marginlab.hyperparameters import format_hyperparameter
@@ -587,7 +588,7 @@ def render_html(context: Mapping[str, Any]) -> str:
 
 
 def run_report(root: str | Path = ".", out: str | Path = "reports/report.html", *,
-                  params_path: str | Path | None = None) -> Path:
+               params_path: str | Path | None = None, params: Params | None = None) -> Path:
     """Render the report of the pipeline outputs under ``root`` into ``out`` (relative to ``root``), atomically.
 
     Raises :class:`~marginlab.report.inputs.ReportInputError` when ``params.yaml`` or ``analysis/`` is
@@ -597,7 +598,7 @@ def run_report(root: str | Path = ".", out: str | Path = "reports/report.html", 
     root = Path(root)
     out = Path(out)
     out = out if out.is_absolute() else root / out
-    inputs = load_inputs(root, params_path)
+    inputs = load_inputs(root, params_path, params=params)
     context = build_context(inputs)
     context["render_seconds"] = round(time.perf_counter() - t0, 2)
     html = render_html(context)

@@ -10,36 +10,108 @@ its stage runs, so ``marginlab report`` never loads torch; this registry imports
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from marginlab.name_registry import Registry
+from marginlab.params_view import ALL
 
 __all__ = ["STAGES", "StageInfo", "load_stage"]
 
 
 @dataclass(frozen=True)
 class StageInfo:
-    """A command's name, one line for ``--help``, whether it runs once per run of the grid (``RUN``), and
-    whether it is a stage of the pipeline (``dvc.yaml``) or a tool beside it (``compose``)."""
+    """A command's name, one line for ``--help``, whether it runs once per run of the grid (``RUN``), whether
+    it is a stage of the pipeline (``dvc.yaml``) or a tool beside it (``compose``), and the params keys it
+    reads (:mod:`marginlab.params_view`: the stage sees only these; ``dvc.yaml``'s ``params:`` is generated
+    from them). ``params`` maps each key to why the stage reads it where that is not obvious; ``None``: the
+    command reads no validated params (``compose`` builds the file). ``require_inputs``: the configured
+    input data must exist (prepare reads it)."""
 
     name: str
     summary: str
     per_run: bool = False
     pipeline: bool = True
+    params: Mapping[str, str] | None = field(default_factory=dict)
+    require_inputs: bool = False
 
+    @property
+    def declared(self) -> tuple[str, ...]:
+        return tuple(self.params or ())
+
+
+#: Keys that locate a run's inputs and outputs (interpolated in dvc.yaml, so DVC tracks them there).
+_RUN_PATHS = {"runs_dir": "", "data.prepared_dir": "", "quality.output_dir": ""}
 
 STAGES: Registry[StageInfo] = Registry("stage")
 for _info in (
-    StageInfo("prepare", "build the prepared-data directory (synthetic faces, or your data)"),
-    StageInfo("brisque_model", "obtain the LIVE BRISQUE SVR and convert it for pyiqa"),
-    StageInfo("quality", "BRISQUE and IQ of every prepared image"),
-    StageInfo("train", "train one run of the grid into runs/<RUN>/", per_run=True),
-    StageInfo("evaluate", "evaluate one trained run on every benchmark", per_run=True),
-    StageInfo("analyze", "correlations, Table 1, comparisons and the claim verdicts"),
-    StageInfo("gst", "Fig. 3: the gradient scaling term of every head"),
-    StageInfo("report", "the self-contained HTML report"),
-    StageInfo("compose", "a preset overlay (configs/<name>.yaml) applied to the default params.yaml", pipeline=False),
+    StageInfo(
+        "prepare",
+        "build the prepared-data directory (synthetic faces, or your data)",
+        params={"seed": "", "data": ""},
+        require_inputs=True,
+    ),
+    StageInfo(
+        "brisque_model", "obtain the LIVE BRISQUE SVR and convert it for pyiqa", params={"quality.model_path": ""}
+    ),
+    StageInfo("quality", "BRISQUE and IQ of every prepared image", params={"quality": "", "data.prepared_dir": ""}),
+    StageInfo(
+        "train",
+        "train one run of the grid into runs/<RUN>/",
+        per_run=True,
+        params={
+            "seed": "the run's seed derives from it and runs.<run>.seed",
+            "model": "",
+            "train": "",
+            "augment": "",
+            "data.channel_order": "",
+            "data.skip_corrupt": "",
+            "heads.{head}": "",
+            "runs.{run}": "",
+            **_RUN_PATHS,
+        },
+    ),
+    StageInfo(
+        "evaluate",
+        "evaluate one trained run on every benchmark",
+        per_run=True,
+        params={
+            "evaluate": "",
+            "data.channel_order": "",
+            "runs.{run}": "the run must exist; label and tags come from model.pt",
+            "model": "model.pt must have been trained with the run's resolved configuration",
+            "train": "",
+            "heads.{head}": "",
+            **_RUN_PATHS,
+        },
+    ),
+    StageInfo(
+        "analyze",
+        "correlations, Table 1, comparisons and the claim verdicts",
+        params={
+            "seed": "",
+            "runs": "",
+            "analysis": "",
+            "heads": "the defaults of every run's head (is_default) and AdaFace's (the margin-form claim)",
+            "model": "runs are resolved with the shared model and train sections",
+            "train": "",
+            "runs_dir": "",
+            "quality.output_dir": "",
+        },
+    ),
+    StageInfo(
+        "gst",
+        "Fig. 3: the gradient scaling term of every head",
+        params={"heads": "", "gst": "", "preset": "written into the GST summary"},
+    ),
+    StageInfo("report", "the self-contained HTML report", params={ALL: "the report shows the params file verbatim"}),
+    StageInfo(
+        "compose",
+        "a preset overlay (configs/<name>.yaml) applied to the default params.yaml",
+        pipeline=False,
+        params=None,
+    ),
 ):
     STAGES.add(_info.name, _info)
 

@@ -16,7 +16,7 @@ import json
 
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.stage import run_analyze
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 
 ERRORS = (ConfigError, AnalysisInputError, ValueError)
 
@@ -39,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+def run(args: argparse.Namespace, params: Params) -> int:
     cfg = params.analysis
     summary = run_analyze(
         params,

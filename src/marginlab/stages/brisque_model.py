@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 from marginlab.quality.brisque_model import BrisqueModelError, run_brisque_model, sidecar_path
 
 ERRORS = (ConfigError, BrisqueModelError)
@@ -31,9 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="output .pth (default: quality.model_path from the params)")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params) if args.output is None else None
-    output, info = run_brisque_model(params, args.output, allmodel=args.allmodel, sdist=args.sdist)
+def run(args: argparse.Namespace, params: Params) -> int:
+    output, info = run_brisque_model(
+        params if args.output is None else None, args.output, allmodel=args.allmodel, sdist=args.sdist
+    )
     print(f"wrote {output} and {sidecar_path(output)}")
     print(json.dumps(info, indent=2, sort_keys=True))
     return 0

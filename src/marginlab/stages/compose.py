@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(params=None)  # None: params.yaml, required to be the default preset
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, params: None) -> int:
     written = compose(args.overlays, args.params, args.out)
     if written is not None:
         print(f"wrote {written} ({' + '.join(args.overlays)} on {args.params or 'params.yaml'})", file=sys.stderr)

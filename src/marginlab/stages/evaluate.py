@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.evaluate import run_evaluate
 from marginlab.models import ModelFileError
@@ -34,10 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, params: Params) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    params = load_params(args.params)
     metrics = run_evaluate(
         params, args.run, device=args.device, num_workers=args.workers, progress=not args.no_progress
     )

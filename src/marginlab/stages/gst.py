@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from marginlab.analysis.gst_study import panel_key, run_gst
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 
 ERRORS = (ConfigError, ValueError, KeyError)
 
@@ -34,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+def run(args: argparse.Namespace, params: Params) -> int:
     summary = run_gst(params, args.out, n=args.n, curve_n=args.curve_n, cos_nontarget=args.cos_nontarget)
     out = Path(args.out)
     sc = summary["special_cases"]

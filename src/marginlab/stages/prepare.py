@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.data.prepare import run_prepare
 
@@ -37,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params, require_inputs=True)  # prepare reads the inputs: they must exist
+def run(args: argparse.Namespace, params: Params) -> int:
     out = args.out or Path(params.data.prepared_dir)
     manifest = run_prepare(params, out, workers=args.workers, progress=not args.no_progress)
     summary = {k: manifest[k] for k in ("dataset", "source", "counts", "wall_time_s")}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 from marginlab.quality.stage import QualityStageError, run_quality
 
 ERRORS = (ConfigError, QualityStageError)
@@ -36,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+def run(args: argparse.Namespace, params: Params) -> int:
     if args.device:
         params.quality.device = args.device
     summary = run_quality(

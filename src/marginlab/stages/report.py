@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginlab.config import Params
 from marginlab.report.inputs import ReportInputError
 from marginlab.report.render import run_report
 
@@ -24,10 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="reports/report.html", help="output HTML, relative to --root (default: reports/report.html)"
     )
-    parser.set_defaults(params=None)  # None: the params file of --root, not of the working directory
 
 
-def run(args: argparse.Namespace) -> int:
-    path = run_report(args.root, args.out, params_path=args.params)
+def run(args: argparse.Namespace, params: Params) -> int:
+    path = run_report(args.root, args.out, params_path=args.params, params=params)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from marginlab.config import ConfigError, load_params
+from marginlab.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.train import DistributedTrainingError, TrainingDivergedError, run_train
 from marginlab.train.checkpoint import CheckpointError
@@ -33,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+def run(args: argparse.Namespace, params: Params) -> int:
     summary = run_train(params, args.run, resume=not args.no_resume)
     if summary is None:  # a rank > 0 of a group started by torchrun/srun: rank 0 reports
         return 0
