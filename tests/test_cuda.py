@@ -23,6 +23,7 @@ from marginlab.config import Params
 from marginlab.train import TrainHooks, TrainingDivergedError, load_model, run_train
 from marginlab.train import runtime
 from marginlab.train.context import build_context
+from marginlab.train.job import TrainJob
 from marginlab.train.loop import RunState, _check_losses, train_epoch
 
 DEVICE = os.environ.get("MARGINLAB_CUDA_TESTS_DEVICE", "cuda")
@@ -69,7 +70,7 @@ def make_params(tiny_prepared, tmp_path, **train) -> Params:
 def _context(params: Params):
     device = torch.device(DEVICE)
     with runtime.determinism(device):
-        return build_context(params, "ada")
+        return build_context(TrainJob.from_params(params, "ada"))
 
 
 def _first_batch_loss(ctx) -> float:

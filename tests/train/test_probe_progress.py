@@ -20,6 +20,7 @@ from marginlab.config import ConfigError, validate_params
 from marginlab.train import TrainHooks, run_train, runtime
 from marginlab.train.callbacks import Probing
 from marginlab.train.context import build_context
+from marginlab.train.job import TrainJob
 from marginlab.train.probe import PROBE_COLUMNS
 from marginlab.train.probe_schedule import (
     PROGRESS_COLUMNS,
@@ -163,7 +164,7 @@ def test_probe_inside_an_epoch_sees_the_weights_after_that_step(trained):
     """Step 7 (inside epoch 2), measured again from the weights a hook copied right after that step."""
     params, runs_dir, _, (backbone, head), _ = trained
     with runtime.determinism(torch.device("cpu")):
-        ctx = build_context(params, "probed")
+        ctx = build_context(TrainJob.from_params(params, "probed"))
         ctx.backbone.load_state_dict(backbone)
         ctx.head.load_state_dict(head)
         probe = Probing(ctx).probe

@@ -1,6 +1,6 @@
 """The training run context: everything one run needs, built once, in one small object.
 
-:func:`build_context` turns ``(params, run name)`` into a :class:`TrainContext`: the resolved run
+:func:`build_context` turns a :class:`~marginlab.train.job.TrainJob` into a :class:`TrainContext`: the resolved run
 (:class:`~marginlab.config.ResolvedRun`), the execution settings (device, AMP dtype, memory format,
 threads, seed), the data (:class:`TrainData`: the prepared RecordIO opened once, the loaders, the IQ
 and ground-truth tables), the modules, optimiser, schedule, gradient scaler and quality proxy. The
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marginlab.config import AugmentConfig, ConfigError, Params, ResolvedRun, TrainConfig
+from marginlab.config import AugmentConfig, ConfigError, ResolvedRun, TrainConfig
 from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
@@ -30,6 +30,7 @@ from marginlab.models import build_modules
 from marginlab.train import runtime
 from marginlab.train.compiled import compile_backbone
 from marginlab.train.distributed import SINGLE, DistEnv, gather_concat, worker_device
+from marginlab.train.job import TrainJob
 from marginlab.train.network import TrainingNetwork
 from marginlab.train.optim import build_optimizer, build_schedule, build_scheduler
 from marginlab.train.probe import load_gt_quality
@@ -121,23 +122,23 @@ class TrainContext:
             return self.backbone(x).float()
 
 
-def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> TrainContext:
-    """The context of run ``run_name``; seeds every generator first (call inside ``runtime.determinism``).
+def build_context(job: TrainJob, dist_env: DistEnv = SINGLE) -> TrainContext:
+    """The context of ``job``'s run; seeds every generator first (call inside ``runtime.determinism``).
 
     ``dist_env``: this process's place in a data-parallel group (joined already); every process builds
     the same modules from the same seed, loads its shard of each global batch, and trains through
     ``DistributedDataParallel``.
     """
-    resolved = params.run(run_name)
+    resolved, run_name = job.run, job.name
     cfg = resolved.train
     if cfg.selection == "val" and cfg.val_fraction <= 0:
         raise ConfigError(
             f"run {run_name!r}: train.selection is 'val' but train.val_fraction is {cfg.val_fraction}; "
             "set a held-out fraction of the training identities' images (e.g. 0.1) or use selection 'last'"
         )
-    run_dir = Path(params.runs_dir) / run_name
+    run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    seed = runtime.derive_seed(params.seed, resolved.seed)
+    seed = runtime.derive_seed(job.params_seed, resolved.seed)
     device = worker_device(resolve_device(cfg.device), dist_env)
     if cfg.batch_size % dist_env.world_size:
         raise ConfigError(f"run {run_name!r}: train.batch_size {cfg.batch_size} (the global batch) does not divide "
@@ -146,7 +147,7 @@ def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> 
     amp_dtype = runtime.resolve_amp(cfg.amp, device)
     channels_last = runtime.use_channels_last(cfg.channels_last, device)
     runtime.seed_everything(seed)
-    data = load_train_data(params, resolved, seed, device, dist_env)
+    data = load_train_data(job, seed, device, dist_env)
     backbone, head = build_modules(resolved, data.num_classes)
     if dist_env.active and cfg.distributed.sync_batchnorm:
         backbone = convert_sync_batchnorm(backbone, device)
@@ -171,18 +172,17 @@ def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> 
             network, device_ids=[device.index] if device.type == "cuda" else None)  # buffers synced from rank 0
     ctx = TrainContext(
         name=run_name, run_dir=run_dir, resolved=resolved, seed=seed, device=device, amp_dtype=amp_dtype,
-        channels_last=channels_last, threads=threads, channel_order=params.data.channel_order,
-        augment=params.augment, data=data, backbone=backbone, head=head, optimizer=optimizer,
+        channels_last=channels_last, threads=threads, channel_order=job.channel_order,
+        augment=job.augment, data=data, backbone=backbone, head=head, optimizer=optimizer,
         scheduler=build_scheduler(optimizer, schedule),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), proxy=proxy,
         network=network, dist=dist_env, fingerprint={},
     )
-    ctx.fingerprint = fingerprint(params, ctx)
+    ctx.fingerprint = fingerprint(job, ctx)
     return ctx
 
 
-def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: torch.device,
-                    dist_env: DistEnv = SINGLE) -> TrainData:
+def load_train_data(job: TrainJob, seed: int, device: torch.device, dist_env: DistEnv = SINGLE) -> TrainData:
     """Open the prepared RecordIO once, keep the run's identities (``train.identities``: the first N in label
     order, :func:`~marginlab.data.datasets.first_identities`), split off the validation images among them,
     build the loaders and tables. ``num_classes`` is the number of kept identities (the head's classes).
@@ -190,19 +190,20 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
     Under data parallelism every process reads its share of each global batch (``ShardedBatchSampler``);
     the decoded cache is kept when all processes of a node together stay within the cache limit.
     """
+    resolved = job.run
     cfg = resolved.train
-    prepared = Path(params.data.prepared_dir)
+    prepared = job.prepared_dir
     rec_path = prepared / "train.rec"
     if not rec_path.exists():
         raise FileNotFoundError(
-            f"training data {rec_path} not found (data.prepared_dir = {params.data.prepared_dir!r}); "
+            f"training data {rec_path} not found (data.prepared_dir = {str(prepared)!r}); "
             "run the prepare stage first: python -m marginlab prepare"
         )
-    reader = open_recordio(rec_path, skip_corrupt=params.data.skip_corrupt)
+    reader = open_recordio(rec_path, skip_corrupt=job.skip_corrupt)
     num_images = len(reader)
-    num_classes = _trained_identities(params, resolved, int(reader.num_classes), rec_path)
+    num_classes = _trained_identities(job, int(reader.num_classes), rec_path)
     input_size = resolved.model.input_size
-    common = dict(channel_order=params.data.channel_order, skip_corrupt=params.data.skip_corrupt, seed=seed)
+    common = dict(channel_order=job.channel_order, skip_corrupt=job.skip_corrupt, seed=seed)
     labels = np.asarray(reader.labels)
     kept = first_identities(labels, cfg.identities)
     if cfg.val_fraction > 0:
@@ -211,7 +212,7 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
     else:
         train_idx, val_idx = kept, np.empty(0, dtype=np.int64)
     cache = len(train_idx) * dist_env.local_world_size <= CACHE_DECODED_MAX_IMAGES
-    train_ds = FaceRecordDataset(rec_path, input_size, params.augment, indices=train_idx, cache_decoded=cache, **common)
+    train_ds = FaceRecordDataset(rec_path, input_size, job.augment, indices=train_idx, cache_decoded=cache, **common)
     train_idx = np.asarray(train_ds.indices, dtype=np.int64)  # without images skipped as corrupt
     loader = build_loader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                           device=device, seed=seed, rank=dist_env.rank, world_size=dist_env.world_size)
@@ -229,36 +230,36 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
                                    cache_decoded=len(val_idx) <= CACHE_DECODED_MAX_IMAGES, **common)
         val_loader = build_loader(val_ds, max(cfg.batch_size, 64), shuffle=False, drop_last=False,
                                   num_workers=cfg.num_workers, device=device, seed=seed)
-    scores_path = Path(params.quality.output_dir) / "scores.parquet"
+    scores_path = job.scores_path
     iq_table = load_iq_table(scores_path, num_images) if scores_path.exists() else None
     gt_table = load_gt_quality(prepared / "train_meta.parquet", num_images)
     return TrainData(rec_path, reader, num_images, num_classes, train_idx, val_idx, train_ds, loader, val_loader,
                      gt_table, iq_table, scores_path, cache)
 
 
-def _trained_identities(params: Params, resolved: ResolvedRun, available: int, rec_path: Path) -> int:
+def _trained_identities(job: TrainJob, available: int, rec_path: Path) -> int:
     """The head's number of classes: ``train.identities`` of the run, checked against ``rec_path``, or all."""
-    wanted = resolved.train.identities
+    wanted = job.run.train.identities
     if wanted is None:
         return available
     if wanted > available:
         raise ConfigError(
-            f"{params.train_key(resolved.name, 'identities')} = {wanted}, but {rec_path} holds {available} identities; "
+            f"{job.identities_key} = {wanted}, but {rec_path} holds {available} identities; "
             "lower it or set it to null (all identities)"
         )
     return wanted
 
 
-def fingerprint(params: Params, ctx: TrainContext) -> dict[str, Any]:
+def fingerprint(job: TrainJob, ctx: TrainContext) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (configuration and data identity)."""
     resolved = ctx.resolved.model_dump(mode="json")
     resolved["train"].pop("distributed")  # a checkpoint resumes with any number of processes
     resolved["train"].pop("compile")  # and with or without a compiled forward (same weights)
     return {
         "resolved_run": resolved,
-        "params_seed": params.seed,
-        "augment": params.augment.model_dump(mode="json"),
-        "channel_order": params.data.channel_order,
+        "params_seed": job.params_seed,
+        "augment": job.augment.model_dump(mode="json"),
+        "channel_order": job.channel_order,
         "num_images": ctx.data.num_images,
         "num_classes": ctx.data.num_classes,
         "rec_bytes": ctx.data.rec_path.stat().st_size,

@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from marginlab.config import ConfigError, DistributedConfig, Params
+from marginlab.train.job import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -180,47 +181,50 @@ def decorrelate_rng(seed: int, epoch: int, env: DistEnv) -> None:
 def run_train(params: Params, run_name: str, *, resume: bool = True, hooks: Any = None) -> Optional[dict]:
     """Train ``run_name`` with as many processes as configured or as the environment says; rank 0's summary.
 
-    Returns the train summary (None on ranks > 0 of a group started by torchrun/srun).
+    The stage boundary: the run is resolved here, once, into a :class:`~marginlab.train.job.TrainJob` that
+    everything below takes. Returns the train summary (None on ranks > 0 of a group started by torchrun/srun).
     """
     from marginlab.train.loop import train_process
 
-    cfg = params.run(run_name).train.distributed
+    job = TrainJob.from_params(params, run_name)
+    cfg = job.run.train.distributed
     env = env_from_environ()
     if env is not None:  # started by torchrun / srun: join that group
-        return _run_in_group(params, run_name, env, resume, hooks)
+        return _run_in_group(job, env, resume, hooks)
     if cfg.nproc_per_node == 1:
-        return train_process(params, run_name, resume=resume, hooks=hooks)
-    return _launch_workers(params, run_name, cfg.nproc_per_node, resume, hooks)
+        return train_process(job, resume=resume, hooks=hooks)
+    return _launch_workers(job, cfg.nproc_per_node, resume, hooks)
 
 
-def _run_in_group(params: Params, run_name: str, env: DistEnv, resume: bool, hooks: Any) -> Optional[dict]:
+def _run_in_group(job: TrainJob, env: DistEnv, resume: bool, hooks: Any) -> Optional[dict]:
     from marginlab.train.loop import train_process
 
     try:
-        return train_process(params, run_name, resume=resume, hooks=hooks, dist_env=env)
+        return train_process(job, resume=resume, hooks=hooks, dist_env=env)
     except Exception as err:
         # A collective that failed (a peer died: broken connection, or the timeout) raises a plain
         # RuntimeError from gloo/NCCL or a DistError; marginlab's own errors are subclasses and pass.
         if env.active and (type(err) is RuntimeError or isinstance(err, dist.DistError)):
-            raise DistributedTrainingError(lost_group_message(run_name, env, params, err)) from err
+            raise DistributedTrainingError(lost_group_message(job, env, err)) from err
         raise
     finally:
         close_group()
 
 
 @record  # the worker's exception (type and message) reaches the launcher
-def _worker(params_json: dict, run_name: str, resume: bool, hooks: Any) -> Optional[dict]:
+def _worker(job: TrainJob, resume: bool, hooks: Any) -> Optional[dict]:
     """Entry point of one launched worker (module level: started with the ``spawn`` method)."""
     env = env_from_environ()
     assert env is not None, "the elastic launcher sets WORLD_SIZE and RANK"
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s rank{env.rank} %(name)s: %(message)s")
-    return _run_in_group(Params.model_validate(params_json), run_name, env, resume, hooks)
+    return _run_in_group(job, env, resume, hooks)
 
 
-def _launch_workers(params: Params, run_name: str, nproc: int, resume: bool, hooks: Any) -> Optional[dict]:
+def _launch_workers(job: TrainJob, nproc: int, resume: bool, hooks: Any) -> Optional[dict]:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    run_name = job.name
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"marginlab-{run_name}-{uuid.uuid4().hex[:8]}",
         rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
@@ -228,16 +232,16 @@ def _launch_workers(params: Params, run_name: str, nproc: int, resume: bool, hoo
     )
     log.info("run %s: starting %d data-parallel workers", run_name, nproc)
     try:
-        results = elastic_launch(config, _worker)(params.model_dump(mode="json"), run_name, resume, hooks)
+        results = elastic_launch(config, _worker)(job, resume, hooks)  # pickled to the spawned workers
     except ChildFailedError as err:
         raise DistributedTrainingError(failure_message(run_name, nproc, err)) from None
     return results.get(0)
 
 
-def lost_group_message(run_name: str, env: DistEnv, params: Params, err: BaseException) -> str:
+def lost_group_message(job: TrainJob, env: DistEnv, err: BaseException) -> str:
     first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-    timeout = params.run(run_name).train.distributed.timeout_s
-    return (f"run {run_name!r}: data-parallel process rank {env.rank} of {env.world_size} lost its process group "
+    timeout = job.run.train.distributed.timeout_s
+    return (f"run {job.name!r}: data-parallel process rank {env.rank} of {env.world_size} lost its process group "
             f"({first}). Another process probably failed or died: see its log. A collective waits at most "
             f"train.distributed.timeout_s = {timeout} s. The last checkpoint written (end of the last complete "
             "epoch) is kept and the run resumes from it with any number of processes")

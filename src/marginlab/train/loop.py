@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from marginlab.config import Params
+from marginlab.train.job import TrainJob
 from marginlab.device import resolve_device
 from marginlab.io import write_json
 from marginlab.models import save_model
@@ -94,9 +94,9 @@ class TrainHooks:
 
 
 # --------------------------------------------------------------------------- public API
-def train_process(params: Params, run_name: str, *, resume: bool = True, hooks: Optional[TrainHooks] = None,
+def train_process(job: TrainJob, *, resume: bool = True, hooks: Optional[TrainHooks] = None,
                   dist_env: DistEnv = SINGLE) -> Optional[dict]:
-    """Train run ``run_name`` of ``params`` into ``<runs_dir>/<run_name>/``; return the train summary.
+    """Train ``job``'s run into ``<runs_dir>/<run>/``; return the train summary.
 
     Writes ``checkpoint.pt`` (every epoch), ``probe/epoch_XX.parquet``, ``live/`` (dvclive),
     ``model.pt`` (selected weights, see :mod:`marginlab.models`) and ``train_summary.json``.
@@ -107,12 +107,12 @@ def train_process(params: Params, run_name: str, *, resume: bool = True, hooks: 
     """
     t_call = time.perf_counter()
     hooks = hooks or TrainHooks()
-    resolved = params.run(run_name)
+    resolved, run_name = job.run, job.name
     device = worker_device(resolve_device(resolved.train.device), dist_env)
     if dist_env.active:
         dist_env = init_group(dist_env, resolved.train.distributed, device)
     with runtime.determinism(device):
-        ctx = build_context(params, run_name, dist_env)
+        ctx = build_context(job, dist_env)
         main = dist_env.is_main
         checkpointing = Checkpointing()
         live = LiveLogging()
