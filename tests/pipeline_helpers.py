@@ -83,6 +83,31 @@ def small_params() -> dict:
     return raw
 
 
+def workspace_params() -> dict:
+    """:func:`small_params` with a second run, so that a change to one run can be seen to rerun only that run."""
+    raw = small_params()
+    raw["runs"]["cosface-s0"] = {"head": "cosface", "seed": 0, "tags": ["main"]}
+    return raw
+
+
+def build_workspace(dest: Path) -> str:
+    """A copy of the repository at ``dest`` on :func:`workspace_params`, run end to end by ``dvc repro``, as
+    ``make repro`` does on a fresh clone; returns DVC's output."""
+    import yaml
+
+    params_file = dest.parent / f"{dest.name}.params.yaml"
+    params_file.write_text(yaml.safe_dump(workspace_params(), sort_keys=False))
+    copy_repo(dest, params_file)
+    run("mkdir -p data && dvc add -q data && git add -A && (git diff --cached --quiet || git commit -qm 'data')", dest)
+    return run(["dvc", "repro"], dest, timeout=900).stdout
+
+
+def copy_workspace(workspace: Path, dest: Path) -> Path:
+    """A private copy of the shared workspace (git, DVC cache and outputs included) for one test to change."""
+    shutil.copytree(workspace, dest, symlinks=True)
+    return dest
+
+
 def stage_command(name: str):
     """The ``marginlab <name>`` command in this process: ``stage_command("quality").main(argv)``."""
     from types import SimpleNamespace

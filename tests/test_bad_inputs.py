@@ -1,7 +1,7 @@
-"""Bad-input suite: the stage CLIs on damaged copies of a small smoke workspace.
+"""Bad-input suite: the stage CLIs on damaged copies of the shared pipeline workspace.
 
-One workspace is built once (prepare → BRISQUE model → quality → one 1-epoch run → evaluate, all through
-the stage CLIs); every test copies it, damages one thing (a truncated or garbled ``.rec``, a wrong
+The workspace is the whole pipeline run once by ``dvc repro`` on small params (tests/conftest.py); every
+test copies it, damages one thing (a truncated or garbled ``.rec``, a wrong
 ``.idx`` offset, a corrupt JPEG, a hostile pickle or torch file, a hostile run name, a read-only or full
 output folder, mixed image sizes, a wrong BRISQUE model) and runs one stage. A failure must end with
 exit status 2, one ``error:`` line naming the file or key, no traceback, and no partial output; the
@@ -132,17 +132,11 @@ def full_dir(path: Path, size: str = "384k"):
 
 # ----------------------------------------------------------------------------------------- workspace
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory, model_path) -> Path:
-    """A complete small workspace: prepared/, models/, quality/, runs/<RUN>/ (trained and evaluated)."""
-    ws = tmp_path_factory.mktemp("bad_inputs") / "ws"
-    ws.mkdir()
-    write_params(ws, small_params())
-    (ws / "models").mkdir()
-    shutil.copy2(model_path, ws / "models" / model_path.name)  # model_path: tests/conftest.py
-    for name, args in (("prepare", ()), ("quality", ()), ("train", (RUN,)), ("evaluate", (RUN,))):
-        proc = stage(ws, name, *args)
-        assert proc.returncode == 0, f"{name}: {proc.stderr[-4000:]}"
-    return ws
+def workspace(pipeline_workspace) -> Path:
+    """The shared small workspace (tests/conftest.py): prepared/, models/, quality/, runs/<RUN>/ trained and
+    evaluated by ``dvc repro`` on :func:`pipeline_helpers.workspace_params`."""
+    assert (pipeline_workspace / "runs" / RUN / "metrics.json").is_file()
+    return pipeline_workspace
 
 
 @pytest.fixture
@@ -207,7 +201,7 @@ def test_hostile_model_file_is_refused_and_never_runs(ws):
 def test_hostile_verification_bin_is_refused_and_never_runs(ws):
     marker = ws / "PWNED"
     bad = ws / "data" / "evil.bin"
-    bad.parent.mkdir()
+    bad.parent.mkdir(exist_ok=True)
     bad.write_bytes(pickle.dumps(([b"x", b"y"], [True, _Hostile(marker)])))
     raw = small_params()
     raw["data"]["val_bins"] = ["data/evil.bin"]
@@ -399,7 +393,7 @@ def _bin_from_cv2(path: Path, n_pairs: int, shape=(112, 112)) -> None:
 
 
 def test_bin_of_cv2_arrays_is_read_and_evaluated(ws):
-    (ws / "data").mkdir()
+    (ws / "data").mkdir(exist_ok=True)
     _bin_from_cv2(ws / "data" / "wild.bin", 10, shape=(120, 120))
     raw = small_params()
     raw["data"]["val_bins"] = ["data/wild.bin"]
@@ -416,7 +410,7 @@ def test_bin_of_cv2_arrays_is_read_and_evaluated(ws):
 
 
 def test_bin_with_zero_pairs_is_rejected_at_prepare(ws):
-    (ws / "data").mkdir()
+    (ws / "data").mkdir(exist_ok=True)
     with open(ws / "data" / "empty.bin", "wb") as fh:
         pickle.dump(([], []), fh)
     raw = small_params()
@@ -463,7 +457,7 @@ def test_read_only_quality_folder(ws):
 
 
 def test_read_only_reports_folder(ws):
-    assert stage(ws, "analyze", "--no-figures").returncode == 0
+    (ws / "reports" / "report.html").unlink()  # the workspace's own report (dvc repro): none must be written
     with readonly_dir(ws / "reports"):
         err = assert_clean_failure(stage(ws, "report"), "cannot write", "reports/report.html")
     assert "read-only file system" in err or "permission denied" in err
