@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from marginlab.backbone_specs import BACKBONE_SPECS
 from marginlab.head_specs import HEAD_SPECS, HeadSpec, head_names
+from marginlab.proxy_specs import PROXY_SPECS
 from marginlab.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, YamlLimitError, load_bounded
-
-PROXIES = ("norm", "brisque", "p_yi")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -402,7 +401,7 @@ class RunSpec(Strict):
 
     head: str
     head_params: dict[str, float | str] = {}
-    proxy: Literal["norm", "brisque", "p_yi"] = "norm"
+    proxy: str = "norm"
     seed: NonNegInt = 0
     # Runs sharing a label are seeds of one configuration (default: the name without a "-s<N>" suffix).
     label: Optional[str] = None
@@ -416,6 +415,12 @@ class RunSpec(Strict):
     def _known_head(cls, v: str) -> str:
         if v not in HEAD_NAMES:
             raise ValueError(f"unknown head {v!r}; allowed: {', '.join(HEAD_NAMES)}")
+        return v
+
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        PROXY_SPECS.get(v)
         return v
 
     @model_validator(mode="after")
