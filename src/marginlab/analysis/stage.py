@@ -41,7 +41,7 @@ and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@
 ``claims.json`` — ``{"reference": label, "reference_runs": [...], "missing": {run: [absent outputs]},
 "decision_protocols": [...], "n_resamples", "confidence", "claims": [{id, title, statement, paper,
 verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5;
-``verdict`` ∈ supported | not supported | inconclusive (:mod:`.claims` states every rule).
+``verdict`` ∈ supported | not supported | inconclusive (:mod:`.verdict_rules` states every rule).
 
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
 ``runs_with_metrics``, ``runs_with_probe``, ``adaface_final_{pearson,spearman}_norm_iq``,
@@ -94,11 +94,11 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis import augmentation as aug
-from marginlab.analysis import claims as cl
 from marginlab.analysis import figures as fg
 from marginlab.analysis import scale as sc
 from marginlab.analysis import zhat as zh
 from marginlab.analysis.images_seen import reference_images_seen, summary_keys
+from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
@@ -109,6 +109,8 @@ from marginlab.analysis.correlation import (
     nonlinearity_test,
     progress_correlation_table,
 )
+from marginlab.analysis.margin_form_claim import claim_margin_form
+from marginlab.analysis.probe_claims import claim_augmentation, claim_norm_quality
 from marginlab.analysis.progress import early_rows, training_progress_rows
 from marginlab.analysis.tables import (
     ablation_table,
@@ -297,11 +299,11 @@ def run_analyze(
 
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
     claims = [
-        cl.claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
-        cl.claim_margin_form(params.heads.adaface.model_dump()),
-        cl.claim_ablations(ablation, agg),
-        cl.claim_augmentation(gaps, changes, bins=norm_bins),
-        cl.claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
+        claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
+        claim_margin_form(params.heads.adaface.model_dump()),
+        claim_ablations(ablation, agg),
+        claim_augmentation(gaps, changes, bins=norm_bins),
+        claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
                            comparator=params.analysis.comparator, margin=params.analysis.noninferiority_margin),
     ]
     summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr,
