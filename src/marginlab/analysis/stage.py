@@ -69,7 +69,7 @@ interval (the ``correlation.csv`` rows). ``scale_fit.json`` — ``method``, ``he
 data size as a second factor; slope intervals and statements, and with a paper value the slope needed to reach
 it at the paper's images seen and whether the slope's interval includes it), ``training_length_pairs`` (runs
 that differ only in epochs and share their probe images: the Spearman difference per pair with a paired
-identity bootstrap, and a t over the pairs; :func:`.scale.training_length_pairs`) and ``skipped`` runs with
+identity bootstrap, and a t over the pairs; :func:`.training_length.training_length_pairs`) and ``skipped`` runs with
 their reasons.
 
 ``zhat.csv`` — AdaFace's ẑ over the probe images per run, probe point and pass (n, mean, std, quantiles 5/25/50/
@@ -96,6 +96,8 @@ import pandas as pd
 from marginlab.analysis import augmentation as aug
 from marginlab.analysis import figures as fg
 from marginlab.analysis import scale as sc
+from marginlab.analysis import scale_fit as sf
+from marginlab.analysis import training_length as tl
 from marginlab.analysis import zhat as zh
 from marginlab.analysis.images_seen import reference_images_seen, summary_keys
 from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
@@ -310,7 +312,7 @@ def run_analyze(
                        agg[agg["label"].isin([reference, *compared])])
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
-    scale_pairs = sc.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
+    scale_pairs = tl.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
                                            seed=seed)
     # ẑ per probe point (did AdaFace's margin adapt?) and the images seen against the paper's (the "at this scale" ratio)
     zhat = zh.zhat_table(col.probe, col.progress_probe, col.train_summaries)
@@ -325,7 +327,7 @@ def run_analyze(
     _write_csv(out_dir / "comparison.csv", comparison)
     _write_csv(out_dir / "scale.csv", scale)
     _write_csv(out_dir / "zhat.csv", zhat)
-    write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence, pairs=scale_pairs))
+    write_json(out_dir / "scale_fit.json", sf.scale_summary(scale_fits, scale_skipped, confidence, pairs=scale_pairs))
     write_json(out_dir / "claims.json", {
         "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
         "decision_protocols": decision_protocols(list(agg["protocol"])) if len(agg) else [],
