@@ -51,12 +51,9 @@ from tqdm.auto import tqdm
 
 from marginlab.data.align.detector import Detections, Detector
 from marginlab.data.formats import CorruptImageError, decode_image_checked
-from marginlab.data.formats.images import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    arcface_template,
-    image_header_size,
-    is_jpeg,
-)
+from marginlab.data.formats.five_point_alignment import arcface_template
+from marginlab.data.formats.image_header import image_header_size, is_jpeg
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
 from marginlab.io import OutputWriteError, atomic_path, write_json
 from marginlab.ownership import ALIGN_CACHE_MARKER, write_marker
 
@@ -204,7 +201,7 @@ _GRID = (np.arange(8) + 0.5) * (_CROP / 8)  # 8 x 8 points spread over the align
 
 def _crop_coverage(landmarks: np.ndarray, height: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Per face, the share of its aligned crop that shows the image: the crop's 8 x 8 grid mapped back
-    through the least-squares similarity (as :func:`~marginlab.data.formats.images.align_face` fits it)."""
+    through the least-squares similarity (as :func:`~marginlab.data.formats.five_point_alignment.align_face` fits it)."""
     template = arcface_template(_CROP)
     src = landmarks - landmarks.mean(axis=1, keepdims=True)
     dst = template - template.mean(axis=0)
