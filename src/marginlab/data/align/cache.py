@@ -27,6 +27,10 @@ row is checked (64-hex sha256, sizes, finite values, lengths 4n/n/10n, scores in
 landmarks where an MTCNN face of that image can lie), and an entry is used only when its image, read
 again, has the recorded size (or is still undecodable).  Anything else is detected again and counted
 (``stats["rejected"]``, ``stats["rejected_parts"]``), with a warning naming the part.
+
+The module is one thing, the cache's part-file format with its writer, the checks that let a part be
+read back and :func:`detect_all` that fills it (the checks are only meaningful against this format),
+hence its length.
 """
 
 from __future__ import annotations
