@@ -128,12 +128,13 @@ def zhat_frame(epochs: int = 3) -> pd.DataFrame:
 def write_scale(analysis: Path) -> None:
     """``scale.csv``, ``scale_fit.json`` (the real scale code on :func:`correlation_frame`) and a scale PNG."""
     from marginlab.analysis import scale as sc
+    from marginlab.analysis import scale_fit as sf
 
     runs = pd.DataFrame([{"run": r, "label": lab, "head": h} for r, (lab, h) in CORRELATION_RUNS.items()]
                         + [{"run": "curricularface-s0", "label": "curricularface", "head": "curricularface"}])
     table, skipped = sc.scale_table(correlation_frame(), runs, SCALE_SUMMARIES)
     table.to_csv(analysis / "scale.csv", index=False)
-    (analysis / "scale_fit.json").write_text(json.dumps(sc.scale_summary(sc.fit_trends(table), skipped, 0.95)))
+    (analysis / "scale_fit.json").write_text(json.dumps(sf.scale_summary(sc.fit_trends(table), skipped, 0.95)))
     _png(analysis / "figures" / sc.SCALE_FIGURE, (90, 90, 90))
 
 

@@ -53,7 +53,7 @@ def _err(raw) -> str:
         ({"runs": {"x": {"head": "adaface", "head_params": {"m": 3.5}}}}, "runs.x.head_params.m", "less than 3.14159"),
         ({"heads": {"cosface": {"m": 2.5}}}, "heads.cosface.m", "less than or equal to 2"),
         ({"runs": {"x": {"head": "arcface", "proxy": "brisque"}}}, "runs.x", "only applies to head 'adaface'"),
-        ({"runs": {"x": {"head": "adaface", "proxy": "entropy"}}}, "runs.x.proxy", "'norm', 'brisque' or 'p_yi'"),
+        ({"runs": {"x": {"head": "adaface", "proxy": "entropy"}}}, "runs.x.proxy", "allowed: norm, brisque, p_yi"),
         ({"runs": {"a/b": {"head": "adaface"}}}, "runs", "is not allowed"),
         ({"trian": {"epochs": 3}}, "trian", "unknown key"),
         ({"train": {"epochs": 3, "lr_decay": 2}}, "train.lr_decay", "unknown key"),

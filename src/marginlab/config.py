@@ -21,11 +21,10 @@ from typing import Annotated, Any, ClassVar, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from marginlab.backbone_specs import BACKBONE_SPECS
 from marginlab.head_specs import HEAD_SPECS, HeadSpec, head_names
+from marginlab.proxy_specs import PROXY_SPECS
 from marginlab.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, YamlLimitError, load_bounded
-
-IR_BACKBONES = ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
-PROXIES = ("norm", "brisque", "p_yi")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -134,17 +133,10 @@ class ModelConfig(Strict):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
-        if v in IR_BACKBONES:
-            return v
-        if v.startswith("timm/") and len(v) > 5:
-            import timm  # only when a timm backbone is configured (a second to import)
-
-            if not timm.is_model(v[5:]):  # else training would fail on it after prepare and quality
-                close = timm.list_models(f"*{v[5:].split('_')[0]}*")[:10]
-                raise ValueError(f"unknown timm model {v[5:]!r} (see timm.list_models())"
-                                 + (f"; similar names: {', '.join(close)}" if close else ""))
-            return v
-        raise ValueError(f"unknown backbone {v!r}; allowed: {', '.join(IR_BACKBONES)} or 'timm/<model_name>'")
+        spec = BACKBONE_SPECS.get(v)
+        if spec.check_name is not None:  # a timm model timm lacks would fail training after prepare and quality
+            spec.check_name(v)
+        return v
 
 
 # --------------------------------------------------------------------------- data
@@ -409,7 +401,7 @@ class RunSpec(Strict):
 
     head: str
     head_params: dict[str, float | str] = {}
-    proxy: Literal["norm", "brisque", "p_yi"] = "norm"
+    proxy: str = "norm"
     seed: NonNegInt = 0
     # Runs sharing a label are seeds of one configuration (default: the name without a "-s<N>" suffix).
     label: Optional[str] = None
@@ -423,6 +415,12 @@ class RunSpec(Strict):
     def _known_head(cls, v: str) -> str:
         if v not in HEAD_NAMES:
             raise ValueError(f"unknown head {v!r}; allowed: {', '.join(HEAD_NAMES)}")
+        return v
+
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        PROXY_SPECS.get(v)
         return v
 
     @model_validator(mode="after")

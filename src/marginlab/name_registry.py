@@ -57,6 +57,17 @@ class Registry(Generic[T]):
         """The exact names, in declaration order (prefix families excluded)."""
         return tuple(self._entries)
 
+    def families(self) -> tuple[str, ...]:
+        """The prefixes of the name families, in declaration order."""
+        return tuple(self._prefixes)
+
+    def remove(self, name: str) -> T:
+        """Undo :meth:`add` of ``name`` (a name or a family's prefix), e.g. a test's temporary entry."""
+        for table in (self._entries, self._prefixes):
+            if name in table:
+                return table.pop(name)
+        raise ValueError(f"unknown {self.kind} {name!r}; allowed: {self.allowed()}")
+
     def items(self) -> Iterator[tuple[str, T]]:
         return iter(self._entries.items())
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.analysis import claims as cl
+from marginlab.analysis.probe_claims import claim_norm_quality
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
     PROGRESS_CORRELATION_COLUMNS,
@@ -138,7 +138,7 @@ def test_claim_1b_is_decided_at_epoch_1_and_keeps_the_curve():
                      ignore_index=True)
     progress = pd.concat([_rows(r, STEPS, lambda p, r=r: tuple(v + shift[r] for v in _weak_at_epoch_1(p))) for r in runs],
                          ignore_index=True)
-    c = cl.claim_norm_quality(corr, runs, None, progress_correlation=progress)
+    c = claim_norm_quality(corr, runs, None, progress_correlation=progress)
     b = c["parts"][1]
     assert b["name"] == "b: early (end of epoch 1)"
     assert b["verdict"] == "not supported"  # 0.02 ± 0.01 over 3 seeds: t-CI [-0.005, 0.045] < 0.1
@@ -153,7 +153,7 @@ def test_claim_1b_is_decided_at_epoch_1_and_keeps_the_curve():
     assert step4["spearman_mean"] == pytest.approx(0.3) and step4["ci"][0] > 0  # not the decision point any more
     json.dumps(c)
     # the same runs without progress probes: still epoch 1 (steps unknown)
-    fallback = cl.claim_norm_quality(corr, runs, None)
+    fallback = claim_norm_quality(corr, runs, None)
     assert fallback["parts"][1]["name"] == "b: early (end of epoch 1)" and fallback["numbers"]["early_step"] is None
 
 

@@ -14,6 +14,8 @@ from fixtures_runs import build_fixture_tree
 from scipy import stats
 
 from marginlab.analysis import scale as sc
+from marginlab.analysis import scale_fit as sf
+from marginlab.analysis import training_length as tl
 from marginlab.analysis.correlation import cluster_bootstrap_counts, group_rng
 from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION as PAPER
 from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
@@ -160,10 +162,10 @@ def test_per_size_fits_and_data_size_as_a_second_factor():
 def test_headline_summary_and_json_safety():
     table = _table({"cosface": _line(0.2, 0.0), "adaface": _line(-0.3, 0.001, seen=(1e4, 1e5, 1e6))}, half_width=1e-5)
     fits = sc.fit_trends(table)
-    assert sc.headline(fits, {}).startswith("adaface (all sizes)")
-    assert sc.headline([], {"a": "why"}) == ("No scale trend can be stated: no run has both a train summary and "
+    assert sf.headline(fits, {}).startswith("adaface (all sizes)")
+    assert sf.headline([], {"a": "why"}) == ("No scale trend can be stated: no run has both a train summary and "
                                              "clean-probe correlations (1 run skipped).")
-    summary = sc.scale_summary(fits, {"x": "no train_summary.json (not trained yet)"}, 0.95)
+    summary = sf.scale_summary(fits, {"x": "no train_summary.json (not trained yet)"}, 0.95)
     text = json.dumps(summary, allow_nan=False)  # the far-away crossing (10^824) is written as null
     assert summary["method"] == sc.FIT_METHOD and summary["reference"] == {"iq": PAPER}
     ada = next(f for f in summary["fits"] if f["head"] == "adaface" and f["model"] == "log10(images_seen)")
@@ -190,7 +192,7 @@ def test_slope_needed_to_reach_the_paper_at_the_paper_scale():
                                                             spearman_gt_quality_hi=lambda t: t["spearman_iq_hi"])
     gt = next(f for f in sc.fit_trends(table) if f["target"] == "gt_quality" and f["scope"] == "all sizes")
     assert gt["slope_needed"] is None and gt["reference_images_seen"] is None
-    summary = sc.scale_summary(sc.fit_trends(table), {}, 0.95)
+    summary = sf.scale_summary(sc.fit_trends(table), {}, 0.95)
     assert summary["reference_images_seen"] == PAPER_IMAGES_SEEN and "excludes the +0.149" in summary["headline"]
 
 
@@ -232,8 +234,8 @@ def _pair_tree():
 
 def test_training_length_pairs_paired_identity_bootstrap_and_t_over_pairs():
     probe, table, runs = _pair_tree()
-    out = sc.training_length_pairs(probe, table, runs, n_resamples=400, seed=3)
-    assert out["method"] == sc.PAIR_METHOD
+    out = tl.training_length_pairs(probe, table, runs, n_resamples=400, seed=3)
+    assert out["method"] == tl.PAIR_METHOD
     assert [(p["short_run"], p["long_run"]) for p in out["pairs"]] == [
         (f"adaface-n{n}-e6-s0", f"adaface-n{n}-e24-s0") for n in (10, 20, 40)]
     assert out["not_paired"] == {"adaface-n80-e6-s0 / adaface-n80-e24-s0": "probe images differ (119 shared of 120 and 120)"}
@@ -270,10 +272,10 @@ def test_training_length_pairs_paired_identity_bootstrap_and_t_over_pairs():
             f"{first['difference_hi']:+.3f}]") in summary["statement"] and "bootstrap CI over identities" in summary["statement"]
     # into scale_fit.json (JSON-safe) and the headline after the trend sentence
     fits = sc.fit_trends(table)
-    written = json.loads(json.dumps(sc.scale_summary(fits, {}, 0.95, pairs=out), allow_nan=False))
+    written = json.loads(json.dumps(sf.scale_summary(fits, {}, 0.95, pairs=out), allow_nan=False))
     assert written["training_length_pairs"]["summary"][0]["mean"] == pytest.approx(d.mean())
     assert len(written["training_length_pairs"]["pairs"]) == 3
-    assert written["headline"] == sc.headline(fits, {}) + " " + summary["statement"]
+    assert written["headline"] == sf.headline(fits, {}) + " " + summary["statement"]
 
 
 def test_training_length_pairs_need_matching_runs_and_identical_images():
@@ -281,19 +283,19 @@ def test_training_length_pairs_need_matching_runs_and_identical_images():
     # another head's parameters, or an unknown seed: not a candidate pair at all
     changed = runs.copy()
     changed.loc[changed["run"] == "adaface-n10-e24-s0", "head_params"] = [{"m": 0.5, "h": 0.333}]
-    out = sc.training_length_pairs(probe, table, changed, n_resamples=200)
+    out = tl.training_length_pairs(probe, table, changed, n_resamples=200)
     assert [p["identities"] for p in out["pairs"]] == [20, 40]
-    out = sc.training_length_pairs(probe, table, runs.drop(columns="seed"), n_resamples=200)
+    out = tl.training_length_pairs(probe, table, runs.drop(columns="seed"), n_resamples=200)
     assert out["pairs"] == [] and out["summary"] == [] and out["not_paired"] == {}
-    assert sc.headline([], {}, out) == sc.headline([], {})
+    assert sf.headline([], {}, out) == sf.headline([], {})
     # no identities: the paired image bootstrap, and it says so
-    out = sc.training_length_pairs(probe.drop(columns="class_label"), table, runs, n_resamples=200)
+    out = tl.training_length_pairs(probe.drop(columns="class_label"), table, runs, n_resamples=200)
     assert {p["bootstrap"] for p in out["pairs"]} == {"image"} and "bootstrap CI over images" in out["summary"][0]["statement"]
     # one pair: no t over pairs
-    one = sc.training_length_pairs(probe, table[table["identities"].isin([10, 80])], runs, n_resamples=200)
+    one = tl.training_length_pairs(probe, table[table["identities"].isin([10, 80])], runs, n_resamples=200)
     assert one["summary"][0]["n_pairs"] == 1 and one["summary"][0]["p"] is None
     assert "in the one pair" in one["summary"][0]["statement"]
-    assert sc.training_length_pairs(probe.iloc[:0], table, runs)["pairs"] == []
+    assert tl.training_length_pairs(probe.iloc[:0], table, runs)["pairs"] == []
 
 
 # --------------------------------------------------------------------------- scale.csv from correlation rows

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from marginlab.analysis.claims import claim_ablations, claim_augmentation, claim_baselines, claim_margin_form
+from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
+from marginlab.analysis.margin_form_claim import claim_margin_form
+from marginlab.analysis.probe_claims import claim_augmentation
 from marginlab.analysis.decision import (
     claim_decision,
     decision,
@@ -98,7 +100,7 @@ def test_claim_decision_combines_parts_like_combine():
     d = claim_decision([a, b, c], "not supported")
     assert d["p_refute"] == pytest.approx(min(holm([0.9, 0.8, 0.02])))  # Holm over the parts: 0.06
     assert d["distance_se"] < 0  # ... which is why such a claim is not 'not supported' (claims.combine agrees)
-    from marginlab.analysis.claims import combine
+    from marginlab.analysis.verdict_rules import combine
 
     assert combine(["supported", "supported", "not supported"], [0.9, 0.8, 0.02]) == "inconclusive"
     assert claim_decision([{"verdict": "inconclusive", "decision": None}], "inconclusive")["distance_se"] is None

@@ -232,7 +232,7 @@ def test_summary_checks_and_emphasis(stage_out):
 
 def test_emphasis_is_one_definition_for_figure_and_claim(stage_out, params_file):
     """The figure's emphasis table and claim 2 are both marginlab.analysis.gst.emphasis; neither redefines it."""
-    from marginlab.analysis import claims
+    from marginlab.analysis.margin_form_claim import claim_margin_form
 
     s = json.loads((stage_out / "summary.json").read_text())
     heads = load_params(params_file).heads
@@ -240,13 +240,13 @@ def test_emphasis_is_one_definition_for_figure_and_claim(stage_out, params_file)
         entry = s["emphasis"]["panels"][p.key]
         assert {k: entry[k] for k in ("easy_abs_gst", "hard_abs_gst", "hard_over_easy")} == pytest.approx(
             emphasis(p.head, p.variant, hyperparameters=p.hyperparameters), rel=1e-12)
-    claim = claims.claim_margin_form(heads.adaface.model_dump())["parts"][0]["numbers"]
+    claim = claim_margin_form(heads.adaface.model_dump())["parts"][0]["numbers"]
     assert claim["easy_point"] == s["emphasis"]["easy_point"] and claim["hard_point"] == s["emphasis"]["hard_point"]
     for z, key in ((1.0, ADA_HIGH), (-1.0, ADA_LOW)):
         assert claim["ratios"][f"adaface z_hat={z:+g}"]["hard_over_easy"] == pytest.approx(
             s["emphasis"]["panels"][key]["hard_over_easy"], abs=1e-6)
     src = ROOT / "src" / "marginlab" / "analysis"
-    for module in ("claims.py", "gst_study.py", "figures.py"):
+    for module in ("margin_form_claim.py", "gst_study.py", "gst_figures.py", "figures.py"):
         text = (src / module).read_text()
         assert "EASY_POINT =" not in text and "HARD_POINT =" not in text and "hard_offset" not in text, module
 
@@ -319,7 +319,7 @@ def test_errors(tmp_path, capsys):
 
 
 def test_failed_write_leaves_previous_output(tmp_path, monkeypatch):
-    import marginlab.analysis.figures as gf
+    import marginlab.analysis.gst_figures as gf
 
     out = tmp_path / "gst"
     out.mkdir()

@@ -84,12 +84,12 @@ def test_threshold_distance_and_borderline():
 def test_claim_comparisons_report_what_they_could_see():
     import pandas as pd
 
-    from marginlab.analysis.claims import _versus
+    from marginlab.analysis.benchmark_claims import versus
 
     agg = pd.DataFrame({"protocol": ["lq", "lq"], "std": [1.0, 2.0], "n_seeds": [3, 3]})
     a = {"label": "adaface", "mean": 80.0, "n_seeds": 3, "se": 0.5}
     b = {"label": "arcface", "mean": 77.5, "n_seeds": 3, "se": 0.5}
-    out = _versus(agg, "lq", a, b)
+    out = versus(agg, "lq", a, b)
     s = math.sqrt((2 * 1.0**2 + 2 * 2.0**2) / 4)  # pooled seed std
     se = s * math.sqrt(2 / 3)
     assert out["seed_std_pooled"] == pytest.approx(s) and out["noise_se"] == pytest.approx(se)

@@ -1,4 +1,4 @@
-"""Simulation-calibrated error rates of the claim rules (marginlab.analysis.claims / significance / power).
+"""Simulation-calibrated error rates of the claim rules (marginlab.analysis.verdict_rules / significance / power).
 
 Each rule is run, vectorised, on data simulated under its null hypothesis: the false-positive rate must stay
 within nominal + 3 Monte-Carlo standard errors, and where the verdict audit found the former rule
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marginlab.analysis import claims as cl
+from marginlab.analysis.verdict_rules import benchmark_pvalues, best_setting_rule, low_quality_rule, noninferiority_rule, seed_interval_rule
 from marginlab.analysis.power import paired_t_mde, t_test_mde, t_test_power
 from marginlab.analysis.significance import critical_value, difference_test, directional_p, dunnett_pvalues, holm
 
@@ -74,14 +74,14 @@ def test_seed_interval_rule_false_positive_rates():
     rng = np.random.default_rng(11)
     for k in (2, 4, 8):
         # seed SD 1 against a SESOI of 0.1: the two bounds rarely decide together, so each side's rate is its own
-        null0 = cl.seed_interval_rule(rng.normal(0.0, 1.0, size=(R, k)), 0.1)["verdict"]
-        at_effect = cl.seed_interval_rule(rng.normal(0.1, 1.0, size=(R, k)), 0.1)["verdict"]
+        null0 = seed_interval_rule(rng.normal(0.0, 1.0, size=(R, k)), 0.1)["verdict"]
+        at_effect = seed_interval_rule(rng.normal(0.1, 1.0, size=(R, k)), 0.1)["verdict"]
         fp_sup, fp_ref = (null0 == "supported").mean(), (at_effect == "not supported").mean()
         # one-sided 2.5 % each, exact for a t interval
         assert fp_sup <= mc_bound(0.025) and near(fp_sup, 0.025), (k, fp_sup)
         assert fp_ref <= mc_bound(0.025) and near(fp_ref, 0.025), (k, fp_ref)
         # with a narrow seed SD, 'not supported' (upper bound below 0.1) takes precedence: fewer false 'supported'
-        narrow = cl.seed_interval_rule(rng.normal(0.0, 0.06, size=(R, k)), 0.1)["verdict"]
+        narrow = seed_interval_rule(rng.normal(0.0, 0.06, size=(R, k)), 0.1)["verdict"]
         assert (narrow == "supported").mean() <= mc_bound(0.025)
 
 
@@ -89,13 +89,13 @@ def test_seed_interval_rule_power_at_its_mde_and_against_the_old_every_run_rule(
     rng = np.random.default_rng(12)
     sd, k = 0.061, 4  # the audit's claim-4 seed SD over 4 seeds
     mde = t_test_mde(sd / math.sqrt(k), k - 1, sides=1)
-    power = (cl.seed_interval_rule(rng.normal(mde, sd, size=(R, k)), 0.10)["verdict"] == "supported").mean()
+    power = (seed_interval_rule(rng.normal(mde, sd, size=(R, k)), 0.10)["verdict"] == "supported").mean()
     assert near(power, 0.8), power  # measured 0.803
     # the audit's case: true gap 0.135, per-run bootstrap SE 0.047. Old rule (every run's own CI above 0):
     # ≈ 0.30; the seed-level t: ≈ 0.8 (audit: 0.82)
     est = rng.normal(0.135, sd, size=(R, k))
     old = (est - 1.959964 * 0.047 > 0).all(axis=1).mean()
-    new = (cl.seed_interval_rule(est, 0.10)["verdict"] == "supported").mean()
+    new = (seed_interval_rule(est, 0.10)["verdict"] == "supported").mean()
     assert old < 0.45 and new > 0.7 and new - old > 0.3, (old, new)  # measured 0.33 vs 0.83
 
 
@@ -146,7 +146,7 @@ def test_claim3_part_false_positive_rate():
     means, s = x.mean(axis=2), np.sqrt(x.var(axis=2, ddof=1).mean(axis=1))
     se = s * 1.0  # sqrt(1/2 + 1/2)
     t = (means[:, :1] - means[:, 1:4]) / se[:, None]
-    verdict = cl.best_setting_rule(t, 5)["verdict"]
+    verdict = best_setting_rule(t, 5)["verdict"]
     refuted = (verdict == "not supported").mean()
     assert refuted <= mc_bound(0.05), refuted  # measured 0.024 (directional, Holm)
     assert (verdict == "supported").mean() <= mc_bound(0.05)
@@ -160,7 +160,7 @@ def test_claim3_part_power_at_the_mde_with_one_comparison():
     x = rng.normal(size=(R, 5, 2))
     x[:, 0] += mde
     means, s = x.mean(axis=2), np.sqrt(x.var(axis=2, ddof=1).mean(axis=1))
-    verdict = cl.best_setting_rule(((means[:, 0] - means[:, 1]) / s)[:, None], 5)["verdict"]
+    verdict = best_setting_rule(((means[:, 0] - means[:, 1]) / s)[:, None], 5)["verdict"]
     assert near((verdict == "supported").mean(), 0.8), (verdict == "supported").mean()
 
 
@@ -179,8 +179,8 @@ def test_claim5a_holm_with_the_prespecified_comparator_false_positive_rates():
     means, s, df = _heads(rng, R, 3)
     se = s * math.sqrt(0.5)
     t = (means[:, :, 0] - means[:, :, 1]) / se  # AdaFace vs the comparator (baseline 1) on 3 LQ benchmarks
-    pb, pw = cl.benchmark_pvalues(t[..., None], df, 0.25, [0.25], dunnett=False)
-    verdict = cl.low_quality_rule(pb, pw)["verdict"]
+    pb, pw = benchmark_pvalues(t[..., None], df, 0.25, [0.25], dunnett=False)
+    verdict = low_quality_rule(pb, pw)["verdict"]
     assert (verdict == "not supported").mean() <= mc_bound(0.05)  # measured 0.026
     assert (verdict == "supported").mean() <= mc_bound(0.05)  # measured 0.025
     # the former rule: the best of 4 baselines by sample mean, any LQ benchmark clearly worse (|d| > 2·SE) refutes
@@ -194,8 +194,8 @@ def test_claim5a_dunnett_false_positive_rate():
     reps = 1500
     means, s, df = _heads(rng, reps, 3)
     t = (means[:, :, :1] - means[:, :, 1:]) / (s[..., None] * math.sqrt(0.5))  # (reps, 3 benchmarks, 4 baselines)
-    pb, pw = cl.benchmark_pvalues(t, df, 0.25, [0.25] * 4, dunnett=True)
-    verdict = cl.low_quality_rule(pb, pw)["verdict"]
+    pb, pw = benchmark_pvalues(t, df, 0.25, [0.25] * 4, dunnett=True)
+    verdict = low_quality_rule(pb, pw)["verdict"]
     refuted = (verdict == "not supported").mean()
     assert refuted <= mc_bound(0.05, reps), refuted  # measured 0.023
     unadjusted = (np.where(t < 0, directional_p(np.abs(t), df), 1.0).min(axis=2) <= 0.05).any(axis=1).mean()
@@ -208,8 +208,8 @@ def test_claim5a_power_at_the_mde_of_one_benchmark():
     mde = t_test_mde(math.sqrt(0.5), df)  # seed SD 1, 4 seeds per head
     means, s, _ = _heads(rng, R, 1, ada_shift=mde)
     t = (means[:, :, 0] - means[:, :, 1]) / (s * math.sqrt(0.5))
-    pb, pw = cl.benchmark_pvalues(t[..., None], df, 0.25, [0.25], dunnett=False)
-    power = (cl.low_quality_rule(pb, pw)["verdict"] == "supported").mean()
+    pb, pw = benchmark_pvalues(t[..., None], df, 0.25, [0.25], dunnett=False)
+    power = (low_quality_rule(pb, pw)["verdict"] == "supported").mean()
     assert near(power, 0.8), power
 
 
@@ -221,7 +221,7 @@ def test_claim5b_noninferiority_false_positive_rate_and_the_old_not_clearly_wors
     sd = 1.52  # the audit's HQ seed SD (points)
     se = sd * s[:, 0] * math.sqrt(0.5)
     d = sd * (means[:, 0, 0] - means[:, 0, 1]) - margin  # AdaFace truly loses exactly the margin
-    verdict = cl.noninferiority_rule(d[:, None], se[:, None], df, margin)["verdict"]
+    verdict = noninferiority_rule(d[:, None], se[:, None], df, margin)["verdict"]
     assert (verdict == "supported").mean() <= mc_bound(0.025), (verdict == "supported").mean()  # measured 0.023
     old = (d / se >= -2.0).mean()  # the former rule: 'not clearly worse' counted as supported
     assert old > 0.5, old  # measured 0.84 (audit: 72 % at a 0.75-point loss)
@@ -235,13 +235,13 @@ def test_claim5b_power_at_the_reported_noninferiority_mde():
     se_true = math.sqrt(0.5)
     margin = t_test_mde(se_true, df, sides=1)  # ni_mde_margin: the margin established with 80 % power when equal
     d = means[:, 0, 0] - means[:, 0, 1]
-    verdict = cl.noninferiority_rule(d[:, None], (s[:, 0] * se_true)[:, None], df, margin)["verdict"]
+    verdict = noninferiority_rule(d[:, None], (s[:, 0] * se_true)[:, None], df, margin)["verdict"]
     assert near((verdict == "supported").mean(), 0.8), (verdict == "supported").mean()  # measured 0.806
 
 
 def test_claim5b_holm_over_several_high_quality_benchmarks():
     rng = np.random.default_rng(53)
     d = rng.normal(-1.0, 1.0, size=(R, 3))  # truly at -margin on 3 benchmarks, known SE 1
-    verdict = cl.noninferiority_rule(d, np.ones_like(d), math.inf, 1.0)["verdict"]
+    verdict = noninferiority_rule(d, np.ones_like(d), math.inf, 1.0)["verdict"]
     assert (verdict == "not supported").mean() <= mc_bound(0.025)  # Holm: ≈ 0.025·(a bit less)
     assert critical_value(math.inf) == pytest.approx(1.959964, abs=1e-6)

@@ -22,7 +22,8 @@ from marginlab.config import ConfigError, Params, validate_params
 from marginlab.data.align import Detections, Detector, choose_face, detect_all
 from marginlab.data.align.evaluation import aligned_landmark_error, alignment_floor
 from marginlab.data.formats import encode_jpeg, open_recordio, read_bin_encoded
-from marginlab.data.formats.images import ARCFACE_TEMPLATE_112, arcface_template, decode_image
+from marginlab.data.formats.five_point_alignment import ARCFACE_TEMPLATE_112, arcface_template
+from marginlab.data.formats.images import decode_image
 from marginlab.data.prepare import run_prepare
 from marginlab.data.scenes import render_scene, write_scene_dataset
 

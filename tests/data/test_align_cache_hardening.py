@@ -23,7 +23,8 @@ from marginlab.config import Params
 from marginlab.data.align import Detections, Detector, detect_all
 from marginlab.data.align.policy import aligned_crop
 from marginlab.data.formats import encode_jpeg, open_recordio
-from marginlab.data.formats.images import arcface_template, decode_image
+from marginlab.data.formats.five_point_alignment import arcface_template
+from marginlab.data.formats.images import decode_image
 from marginlab.data.prepare import run_prepare
 from marginlab.data.scenes import render_scene
 from marginlab.io import OutputWriteError

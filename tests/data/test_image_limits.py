@@ -35,11 +35,8 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.formats.errors import ImageTooLargeError
-from marginlab.data.formats.images import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    decode_image,
-    image_header_size,
-)
+from marginlab.data.formats.image_header import image_header_size
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 from marginlab.data.prepare import run_prepare
 from marginlab.data.prepare.subset import (
     MAX_INDEX_BYTES,

@@ -15,7 +15,7 @@ import pytest
 
 from marginlab.config import ConfigError, Params, validate_params
 from marginlab.data.formats import CorruptImageError, DataFormatError, decode_image, read_identification_set
-from marginlab.data.formats.images import is_jpeg
+from marginlab.data.formats.image_header import is_jpeg
 from marginlab.data.prepare import run_prepare
 from marginlab.quality.sources import prepared_sources
 

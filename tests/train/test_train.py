@@ -33,7 +33,6 @@ from marginlab.train.checkpoint import (
 )
 from marginlab.train.live import EpochLogger, PlainLive, logged_steps, truncate_history
 from marginlab.train.probe import PROBE_COLUMNS, plain_target_stats, select_probe
-from marginlab.train.proxy import ProxyError, QualityProxy, build_proxy, load_iq_table
 from marginlab.train.runtime import derive_seed, resolve_amp
 from marginlab.train.selection import centre_accuracy
 
@@ -297,55 +296,7 @@ def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
     assert "run 'nope' is not in params" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- proxies
-def _scores(tmp_path, rows):
-    path = tmp_path / "scores.parquet"
-    pd.DataFrame(rows).to_parquet(path, index=False)
-    return path
-
-
-def test_brisque_proxy_looks_up_iq_by_reader_index(tmp_path):
-    path = _scores(tmp_path, {
-        "split": ["train", "bin:lfw", "train", "train", "train"],
-        "index": [2, 0, 0, 3, 1],
-        "brisque": [30.0, 99.0, 10.0, 50.0, 80.0],
-        "iq": [0.7, 0.01, 0.9, 0.5, 0.2],
-    })
-    table = load_iq_table(path, 4)
-    np.testing.assert_allclose(table, [0.9, 0.2, 0.7, 0.5], rtol=1e-6)  # bin rows ignored
-    proxy = build_proxy("brisque", scores_path=path, num_images=4)
-    q = proxy(None, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.tensor([3, 0, 3]))
-    np.testing.assert_allclose(q.numpy(), [0.5, 0.9, 0.5], rtol=1e-6)
-    assert QualityProxy("norm")(None, torch.zeros(2, 2), torch.zeros(2), torch.zeros(2)) is None
-
-
-def test_brisque_proxy_errors(tmp_path):
-    with pytest.raises(ProxyError, match="not found"):
-        build_proxy("brisque", scores_path=tmp_path / "missing.parquet", num_images=3)
-    path = _scores(tmp_path, {"split": ["train"], "index": [0], "iq": [0.5]})
-    with pytest.raises(ProxyError, match="2 of 3 training images have no finite 'iq'"):
-        build_proxy("brisque", scores_path=path, num_images=3)
-    assert build_proxy("brisque", scores_path=path, num_images=3, train_indices=np.array([0])).name == "brisque"
-    with pytest.raises(ProxyError, match="outside the 1 training images"):
-        load_iq_table(_scores(tmp_path, {"split": ["train"], "index": [5], "iq": [0.5]}), 1)
-    with pytest.raises(ProxyError, match="lacks columns"):
-        load_iq_table(_scores(tmp_path, {"split": ["train"], "index": [0]}), 1)
-    with pytest.raises(ProxyError, match="unknown quality proxy"):
-        QualityProxy("entropy")
-
-
-def test_p_yi_proxy_is_the_heads_definition():
-    from marginlab.heads import build_head
-    from marginlab.heads.p_yi import p_yi_quality
-
-    torch.manual_seed(0)
-    head = build_head("adaface", 8, 5)
-    z, y = torch.randn(6, 8), torch.randint(0, 5, (6,))
-    q = QualityProxy("p_yi")(head, z, y, torch.arange(6))
-    torch.testing.assert_close(q, p_yi_quality(head, z, y))
-    assert not q.requires_grad and ((q > 0) & (q < 1)).all()
-
-
+# --------------------------------------------------------------------------- proxies (unit tests: test_proxy.py)
 def test_brisque_run_uses_scores(prepared, tmp_path):
     qdir = tmp_path / "quality"
     qdir.mkdir()

@@ -12,9 +12,11 @@ dependencies never load with another's:
 - :mod:`~marginlab.analysis.augmentation` — share of augmented samples per feature-norm bin.
 - :mod:`~marginlab.analysis.significance` — seed aggregation and paired tests.
 - :mod:`~marginlab.analysis.tables` — Table 1 (ablations) and the main comparison.
-- :mod:`~marginlab.analysis.claims` — verdicts on the paper's claims, with the rule and the numbers.
+- :mod:`~marginlab.analysis.verdict_rules` — the decision rules of the verdicts on the paper's claims; the claims
+  with their numbers: :mod:`~marginlab.analysis.probe_claims` (1, 4), :mod:`~marginlab.analysis.margin_form_claim`
+  (2), :mod:`~marginlab.analysis.benchmark_claims` (3, 5), assembled by :mod:`~marginlab.analysis.claim_parts`.
 - :mod:`~marginlab.analysis.figures` — Fig. 2 panels, correlation vs epoch, augmentation bars, training
-  curves, and the Fig. 3 GST maps and curves.
+  curves; :mod:`~marginlab.analysis.gst_figures` — the Fig. 3 GST maps and curves.
 - :mod:`~marginlab.analysis.paper_numbers` — the paper's published numbers, with sources.
 - :mod:`~marginlab.analysis.stage` — the analysis stage (``analyze``) and its output schema.
 """

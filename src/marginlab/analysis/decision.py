@@ -2,7 +2,7 @@
 
 A verdict computed on one machine must say how robust it is, because float results differ across
 CPU types (issue #14), and a reader wants to know how close the data came to the other verdicts. Every
-rule of :mod:`.claims` now decides through tests, so each part records two p-values on one scale — the
+rule of :mod:`.verdict_rules` now decides through tests, so each part records two p-values on one scale — the
 *two-sided-equivalent* p, which is ≤ α = 0.05 exactly when the part's own 95 % criterion is met:
 
 - ``p_support``: the p-value of the test whose rejection makes the part *supported* (e.g. 2·P(T > t) of
@@ -20,7 +20,7 @@ and for a normal statistic it equals |d|/SE - 1.96. ``distance_se`` of the verdi
 when supported, ``to_not_supported`` when not supported, and for *inconclusive* the larger of the sides
 that are short of their threshold (None when no side is short). ``borderline``: ``|distance_se| < 1``
 (:data:`marginlab.analysis.power.BORDERLINE_SE`): one standard error of noise — another seed or CPU —
-could flip it. :func:`claim_decision` combines parts as :func:`.claims.combine` does: supported needs
+could flip it. :func:`claim_decision` combines parts as :func:`.verdict_rules.combine` does: supported needs
 every part (the largest ``p_support``), not supported one part after Holm's adjustment over the
 refutable parts (the smallest adjusted ``p_refute``).
 

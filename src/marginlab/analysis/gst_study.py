@@ -346,7 +346,7 @@ def write_gst_outputs(
     ``gst.parquet`` (:data:`GST_TABLE_COLUMNS`), ``figures/`` (:data:`FIGURE_FILES`) and ``summary.json``
     (settings, the panels of each figure, :func:`gst_checks`, wall time).
     """
-    from marginlab.analysis import figures as fig
+    from marginlab.analysis import gst_figures as fig
     from marginlab.io import atomic_dir, write_json
 
     t0 = time.perf_counter()

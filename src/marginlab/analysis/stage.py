@@ -41,7 +41,7 @@ and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@
 ``claims.json`` — ``{"reference": label, "reference_runs": [...], "missing": {run: [absent outputs]},
 "decision_protocols": [...], "n_resamples", "confidence", "claims": [{id, title, statement, paper,
 verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5;
-``verdict`` ∈ supported | not supported | inconclusive (:mod:`.claims` states every rule).
+``verdict`` ∈ supported | not supported | inconclusive (:mod:`.verdict_rules` states every rule).
 
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
 ``runs_with_metrics``, ``runs_with_probe``, ``adaface_final_{pearson,spearman}_norm_iq``,
@@ -69,7 +69,7 @@ interval (the ``correlation.csv`` rows). ``scale_fit.json`` — ``method``, ``he
 data size as a second factor; slope intervals and statements, and with a paper value the slope needed to reach
 it at the paper's images seen and whether the slope's interval includes it), ``training_length_pairs`` (runs
 that differ only in epochs and share their probe images: the Spearman difference per pair with a paired
-identity bootstrap, and a t over the pairs; :func:`.scale.training_length_pairs`) and ``skipped`` runs with
+identity bootstrap, and a t over the pairs; :func:`.training_length.training_length_pairs`) and ``skipped`` runs with
 their reasons.
 
 ``zhat.csv`` — AdaFace's ẑ over the probe images per run, probe point and pass (n, mean, std, quantiles 5/25/50/
@@ -94,11 +94,13 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis import augmentation as aug
-from marginlab.analysis import claims as cl
 from marginlab.analysis import figures as fg
 from marginlab.analysis import scale as sc
+from marginlab.analysis import scale_fit as sf
+from marginlab.analysis import training_length as tl
 from marginlab.analysis import zhat as zh
 from marginlab.analysis.images_seen import reference_images_seen, summary_keys
+from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
@@ -109,6 +111,8 @@ from marginlab.analysis.correlation import (
     nonlinearity_test,
     progress_correlation_table,
 )
+from marginlab.analysis.margin_form_claim import claim_margin_form
+from marginlab.analysis.probe_claims import claim_augmentation, claim_norm_quality
 from marginlab.analysis.progress import early_rows, training_progress_rows
 from marginlab.analysis.tables import (
     ablation_table,
@@ -297,18 +301,18 @@ def run_analyze(
 
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
     claims = [
-        cl.claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
-        cl.claim_margin_form(params.heads.adaface.model_dump()),
-        cl.claim_ablations(ablation, agg),
-        cl.claim_augmentation(gaps, changes, bins=norm_bins),
-        cl.claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
+        claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
+        claim_margin_form(params.heads.adaface.model_dump()),
+        claim_ablations(ablation, agg),
+        claim_augmentation(gaps, changes, bins=norm_bins),
+        claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
                            comparator=params.analysis.comparator, margin=params.analysis.noninferiority_margin),
     ]
     summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr,
                        agg[agg["label"].isin([reference, *compared])])
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
-    scale_pairs = sc.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
+    scale_pairs = tl.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
                                            seed=seed)
     # ẑ per probe point (did AdaFace's margin adapt?) and the images seen against the paper's (the "at this scale" ratio)
     zhat = zh.zhat_table(col.probe, col.progress_probe, col.train_summaries)
@@ -323,7 +327,7 @@ def run_analyze(
     _write_csv(out_dir / "comparison.csv", comparison)
     _write_csv(out_dir / "scale.csv", scale)
     _write_csv(out_dir / "zhat.csv", zhat)
-    write_json(out_dir / "scale_fit.json", sc.scale_summary(scale_fits, scale_skipped, confidence, pairs=scale_pairs))
+    write_json(out_dir / "scale_fit.json", sf.scale_summary(scale_fits, scale_skipped, confidence, pairs=scale_pairs))
     write_json(out_dir / "claims.json", {
         "reference": reference, "reference_runs": ref_runs, "missing": col.missing,
         "decision_protocols": decision_protocols(list(agg["protocol"])) if len(agg) else [],

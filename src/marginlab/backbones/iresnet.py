@@ -37,6 +37,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from marginlab.backbones.backbone_registry import register_backbone
+
 __all__ = [
     "IR_UNITS",
     "STAGE_CHANNELS",
@@ -172,6 +174,7 @@ class IResNet(nn.Module):
         return f"units={list(self.units)}, width={self.width}, input_size={self.input_size}"
 
 
+@register_backbone("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
 def build_iresnet(
     name: str,
     embedding_size: int = 512,

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginlab.backbone_specs import TIMM_PREFIX, check_timm_model
+from marginlab.backbones.backbone_registry import register_backbone
 from marginlab.backbones.iresnet import as_pair
 
 __all__ = ["FORBIDDEN_TIMM_KWARGS", "TimmBackbone", "build_timm_backbone"]
@@ -50,10 +52,7 @@ class TimmBackbone(nn.Module):
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         height, width = _pair(input_size)
-        if not timm.is_model(model_name):
-            close = timm.list_models(f"*{model_name.split('_')[0]}*")[:10]
-            hint = f"; similar names: {', '.join(close)}" if close else ""
-            raise ValueError(f"unknown timm model {model_name!r} (see timm.list_models()){hint}")
+        check_timm_model(model_name)
         kwargs = dict(timm_kwargs or {})
         bad = sorted(set(kwargs) & set(FORBIDDEN_TIMM_KWARGS))
         if bad:
@@ -108,6 +107,11 @@ def build_timm_backbone(
             "(pick a smaller timm variant instead, e.g. mobilenetv3_small_050)"
         )
     return TimmBackbone(model_name, embedding_size=embedding_size, input_size=input_size, dropout=dropout, timm_kwargs=timm_kwargs)
+
+
+@register_backbone(TIMM_PREFIX)
+def _build_registered(name: str, embedding_size: int, input_size: int | tuple[int, int], **options: Any) -> TimmBackbone:
+    return build_timm_backbone(name[len(TIMM_PREFIX):], embedding_size, input_size, **options)
 
 
 def _probe_width(model: nn.Module, name: str, height: int, width: int) -> int:

@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from marginlab.data.augment import AdaFaceAugment
+from marginlab.proxy_specs import PROXY_SPECS
 from marginlab.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -42,9 +43,6 @@ from marginlab.train.context import TrainContext
 from marginlab.train.distributed import barrier
 from marginlab.train.live import EpochLogger, logged_steps, truncate_history
 from marginlab.train.probe import PASSES, ProbeSet, probe_path, select_probe, write_probe
-
-#: The probe's ẑ uses the signal the run's AdaFace head trains with (``runs.<name>.proxy``).
-Z_HAT_SIGNAL_OF_PROXY = {"norm": "norm", "brisque": "iq", "p_yi": "p_yi"}
 from marginlab.train.probe_schedule import progress_dir, progress_path, with_progress, write_progress_table
 from marginlab.train.selection import centre_accuracy
 
@@ -175,7 +173,7 @@ class Probing(Callback):
     def _table(self, ctx: TrainContext, epoch: int, passes: tuple[str, ...] = PASSES) -> pd.DataFrame:
         return self.probe.measure(epoch, ctx.backbone, ctx.head, batch_size=max(ctx.cfg.batch_size, 64),
                                   device=ctx.device, autocast_dtype=ctx.amp_dtype, channels_last=ctx.channels_last,
-                                  passes=passes, z_hat_signal=Z_HAT_SIGNAL_OF_PROXY[ctx.resolved.proxy],
+                                  passes=passes, z_hat_signal=PROXY_SPECS[ctx.resolved.proxy].probe_signal,
                                   recalibrate_batch=(ctx.cfg.batch_size // ctx.dist.world_size
                                                      if ctx.cfg.probe_recalibrate_bn else None))
 

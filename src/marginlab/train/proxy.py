@@ -9,19 +9,22 @@
   ``marginlab.heads.p_yi.p_yi_quality(head, embeddings, labels)`` (detached).
 
 Whatever the signal, the head normalises it with its running batch statistics, ``h`` and the clip,
-exactly as it does the norm.
+exactly as it does the norm. Each proxy is declared in :mod:`marginlab.proxy_specs` (what the config
+reads, torch-free) and implemented here by a :class:`QualityProxy` subclass decorated with
+:func:`register_proxy`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
-from marginlab.config import PROXIES
+from marginlab.name_registry import Registry
+from marginlab.proxy_specs import PROXY_SPECS
 
 
 class ProxyError(ValueError):
@@ -54,26 +57,86 @@ def load_iq_table(scores_path: str | Path, num_images: int, split: str = "train"
 
 
 class QualityProxy:
-    """Callable ``proxy(head, embeddings, labels, indices) -> (B,) tensor or None``."""
+    """Callable ``proxy(head, embeddings, labels, indices) -> (B,) tensor or None``; ``for_run`` builds one."""
 
-    def __init__(self, name: str, iq_table: Optional[np.ndarray] = None):
-        if name not in PROXIES:
-            raise ProxyError(f"unknown quality proxy {name!r}; allowed: {', '.join(PROXIES)}")
-        if name == "brisque" and iq_table is None:
-            raise ProxyError("proxy 'brisque' needs the IQ table (load_iq_table)")
-        self.name = name
-        self._iq = torch.as_tensor(iq_table, dtype=torch.float32) if iq_table is not None else None
-        self._iq_device: Optional[torch.Tensor] = None
+    name: ClassVar[str]
+
+    @classmethod
+    def for_run(
+        cls, *, scores_path: str | Path | None = None, num_images: int = 0, train_indices: Optional[np.ndarray] = None
+    ) -> "QualityProxy":
+        """The proxy for a run, from the inputs it may need (the quality scores of the training images)."""
+        return cls()
 
     def __call__(
         self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
     ) -> Optional[torch.Tensor]:
-        if self.name == "norm":
-            return None
-        if self.name == "brisque":
-            if self._iq_device is None or self._iq_device.device != embeddings.device:
-                self._iq_device = self._iq.to(embeddings.device)
-            return self._iq_device[indices.to(embeddings.device, non_blocking=True).long()]
+        raise NotImplementedError
+
+
+#: name -> proxy class, filled by :func:`register_proxy`.
+PROXIES: Registry[type[QualityProxy]] = Registry("quality proxy")
+
+
+def register_proxy(cls: type[QualityProxy]) -> type[QualityProxy]:
+    """Class decorator: register ``cls`` under its declared ``name`` (``PROXY_SPECS``)."""
+    if cls.name not in PROXY_SPECS.names():
+        raise ValueError(f"quality proxy {cls.name!r} ({cls.__qualname__}) has no declaration: add a ProxySpec for it "
+                         f"to marginlab/proxy_specs.py (declared: {PROXY_SPECS.allowed()})")
+    PROXIES.add(cls.name, cls)
+    return cls
+
+
+@register_proxy
+class FeatureNormProxy(QualityProxy):
+    name = "norm"
+
+    def __call__(
+        self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> Optional[torch.Tensor]:
+        return None  # the head reads ||z|| itself
+
+
+@register_proxy
+class BrisqueProxy(QualityProxy):
+    name = "brisque"
+
+    def __init__(self, iq_table: np.ndarray):
+        self._iq = torch.as_tensor(iq_table, dtype=torch.float32)
+        self._iq_device: Optional[torch.Tensor] = None
+
+    @classmethod
+    def for_run(
+        cls, *, scores_path: str | Path | None = None, num_images: int = 0, train_indices: Optional[np.ndarray] = None
+    ) -> "BrisqueProxy":
+        """Checks every training index has a finite IQ score."""
+        if scores_path is None:
+            raise ProxyError("proxy 'brisque' needs scores_path (data/quality/scores.parquet)")
+        table = load_iq_table(scores_path, num_images)
+        check = table if train_indices is None else table[np.asarray(train_indices, dtype=np.int64)]
+        bad = int((~np.isfinite(check)).sum())
+        if bad:
+            raise ProxyError(
+                f"{scores_path}: {bad} of {len(check)} training images have no finite 'iq' score for split 'train'; "
+                "re-run the quality stage on the current data/prepared/train.rec"
+            )
+        return cls(table)
+
+    def __call__(
+        self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> Optional[torch.Tensor]:
+        if self._iq_device is None or self._iq_device.device != embeddings.device:
+            self._iq_device = self._iq.to(embeddings.device)
+        return self._iq_device[indices.to(embeddings.device, non_blocking=True).long()]
+
+
+@register_proxy
+class TargetProbabilityProxy(QualityProxy):
+    name = "p_yi"
+
+    def __call__(
+        self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> Optional[torch.Tensor]:
         from marginlab.heads.p_yi import p_yi_quality
 
         return p_yi_quality(head, embeddings, labels)
@@ -82,17 +145,9 @@ class QualityProxy:
 def build_proxy(
     name: str, *, scores_path: str | Path | None = None, num_images: int = 0, train_indices: Optional[np.ndarray] = None
 ) -> QualityProxy:
-    """The proxy for a run; for ``brisque`` checks every training index has a finite IQ score."""
-    if name != "brisque":
-        return QualityProxy(name)
-    if scores_path is None:
-        raise ProxyError("proxy 'brisque' needs scores_path (data/quality/scores.parquet)")
-    table = load_iq_table(scores_path, num_images)
-    check = table if train_indices is None else table[np.asarray(train_indices, dtype=np.int64)]
-    bad = int((~np.isfinite(check)).sum())
-    if bad:
-        raise ProxyError(
-            f"{scores_path}: {bad} of {len(check)} training images have no finite 'iq' score for split 'train'; "
-            "re-run the quality stage on the current data/prepared/train.rec"
-        )
-    return QualityProxy("brisque", table)
+    """The proxy ``name`` for a run; an unknown name raises :class:`ProxyError` listing the known ones."""
+    try:
+        cls = PROXIES.get(name)
+    except ValueError as err:
+        raise ProxyError(str(err)) from None
+    return cls.for_run(scores_path=scores_path, num_images=num_images, train_indices=train_indices)

@@ -5,7 +5,7 @@
 * :mod:`.cache`: detections stored in chunks keyed by image sha256 and detector settings (resumable,
   reused by every later prepare).
 * :mod:`.policy`: which face to keep (``min_score``, ``multiple_faces``, ``no_face``) and the warp to
-  the ArcFace template (:func:`marginlab.data.formats.images.align_face`).
+  the ArcFace template (:func:`marginlab.data.formats.five_point_alignment.align_face`).
 
 The prepare side (folders and ``.bin`` files in, ``train.rec``/``.bin`` + ``alignment.parquet`` out) is
 :mod:`marginlab.data.prepare.ingest_aligned`.

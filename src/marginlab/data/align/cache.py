@@ -27,6 +27,10 @@ row is checked (64-hex sha256, sizes, finite values, lengths 4n/n/10n, scores in
 landmarks where an MTCNN face of that image can lie), and an entry is used only when its image, read
 again, has the recorded size (or is still undecodable).  Anything else is detected again and counted
 (``stats["rejected"]``, ``stats["rejected_parts"]``), with a warning naming the part.
+
+The module is one thing, the cache's part-file format with its writer, the checks that let a part be
+read back and :func:`detect_all` that fills it (the checks are only meaningful against this format),
+hence its length.
 """
 
 from __future__ import annotations
@@ -51,12 +55,9 @@ from tqdm.auto import tqdm
 
 from marginlab.data.align.detector import Detections, Detector
 from marginlab.data.formats import CorruptImageError, decode_image_checked
-from marginlab.data.formats.images import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    arcface_template,
-    image_header_size,
-    is_jpeg,
-)
+from marginlab.data.formats.five_point_alignment import arcface_template
+from marginlab.data.formats.image_header import image_header_size, is_jpeg
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
 from marginlab.io import OutputWriteError, atomic_path, write_json
 from marginlab.ownership import ALIGN_CACHE_MARKER, write_marker
 
@@ -204,7 +205,7 @@ _GRID = (np.arange(8) + 0.5) * (_CROP / 8)  # 8 x 8 points spread over the align
 
 def _crop_coverage(landmarks: np.ndarray, height: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Per face, the share of its aligned crop that shows the image: the crop's 8 x 8 grid mapped back
-    through the least-squares similarity (as :func:`~marginlab.data.formats.images.align_face` fits it)."""
+    through the least-squares similarity (as :func:`~marginlab.data.formats.five_point_alignment.align_face` fits it)."""
     template = arcface_template(_CROP)
     src = landmarks - landmarks.mean(axis=1, keepdims=True)
     dst = template - template.mean(axis=0)

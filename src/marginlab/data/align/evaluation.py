@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from marginlab.data.formats.images import arcface_template, estimate_similarity, transform_points
+from marginlab.data.formats.five_point_alignment import (
+    arcface_template,
+    estimate_similarity,
+    transform_points,
+)
 
 __all__ = ["aligned_landmark_error", "alignment_floor"]
 

@@ -10,7 +10,7 @@
   box whose centre is nearest the image centre (``central``) is kept.
 
 :func:`aligned_crop` warps the kept face to the ArcFace template at ``size`` with
-:func:`~marginlab.data.formats.images.align_face` (the similarity fit the IJB path uses).
+:func:`~marginlab.data.formats.five_point_alignment.align_face` (the similarity fit the IJB path uses).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from marginlab.data.align.detector import Detections
-from marginlab.data.formats.images import align_face, square_resize
+from marginlab.data.formats.five_point_alignment import align_face
+from marginlab.data.formats.images import square_resize
 
 __all__ = ["STATUSES", "Choice", "aligned_crop", "choose_face"]
 

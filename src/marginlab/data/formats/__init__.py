@@ -46,19 +46,21 @@ from marginlab.data.formats.ijb import (
     write_ijb_meta,
     write_image_dir_ref,
 )
-from marginlab.data.formats.images import (
+from marginlab.data.formats.five_point_alignment import (
     ARCFACE_TEMPLATE_112,
-    ImagePolicy,
     align_face,
     arcface_template,
+    estimate_similarity,
+    transform_points,
+)
+from marginlab.data.formats.images import (
+    ImagePolicy,
     conform_encoded,
     decode_image,
     decode_image_checked,
     encode_jpeg,
     encode_png,
-    estimate_similarity,
     square_resize,
-    transform_points,
 )
 from marginlab.data.formats.recordio import IRHeader, frame_record, idx_path_for, pack_payload, unpack_payload
 from marginlab.data.formats.recordio_reader import RecordIOReader, open_recordio

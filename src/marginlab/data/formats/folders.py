@@ -55,13 +55,13 @@ from marginlab.data.formats.errors import (
     FolderFormatError,
     MissingFileError,
 )
+from marginlab.data.formats.image_header import is_jpeg
 from marginlab.data.formats.images import (
     Conformed,
     ImagePolicy,
     conform_encoded,
     decode_image_checked,
     encode_jpeg,
-    is_jpeg,
 )
 from marginlab.data.formats.recordio_writer import write_recordio
 

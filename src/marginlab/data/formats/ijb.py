@@ -15,7 +15,7 @@ either. (A symlink would not do: DVC neither hashes nor restores symlinks inside
 Fields are separated by single spaces.  The two face files list the same images in the same order
 (row i of both is face i).  Landmarks are pixel coordinates in the loose crop in the order left eye,
 right eye, nose, left and right mouth corner; :meth:`IJBSet.load_aligned` warps face i to the ArcFace
-112x112 template with :func:`marginlab.data.formats.images.align_face`.  Images are returned RGB ``uint8``.
+112x112 template with :func:`marginlab.data.formats.five_point_alignment.align_face`.  Images are returned RGB ``uint8``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from marginlab.data.formats.errors import IJBFormatError, MissingFileError
-from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS, align_face, decode_image
+from marginlab.data.formats.five_point_alignment import align_face
+from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 from marginlab.io import atomic_path
 
 __all__ = ["IMAGE_DIR_FILE", "IJBSet", "ijb_meta_paths", "image_dir_of", "read_ijb", "write_image_dir_ref", "write_ijb_meta"]

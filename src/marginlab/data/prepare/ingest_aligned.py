@@ -46,7 +46,7 @@ from marginlab.data.formats import (
 )
 from marginlab.data.formats.errors import ImageTooLargeError
 from marginlab.data.formats.folders import list_image_folder
-from marginlab.data.formats.images import check_image_size
+from marginlab.data.formats.image_header import check_image_size
 from marginlab.data.prepare.files import require_file, resolve_input, write_train_meta
 from marginlab.data.prepare.ingest_tinyface import list_tinyface, write_tinyface
 from marginlab.device import resolve_device
