@@ -26,6 +26,7 @@ from marginlab.config import AugmentConfig, ConfigError, Params, ResolvedRun, Tr
 from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
+from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
 from marginlab.models import build_modules
 from marginlab.train import runtime
 from marginlab.train.compiled import compile_backbone
@@ -90,8 +91,12 @@ class TrainContext:
         return self.resolved.train
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.layout.checkpoint
 
     @property
     def steps_per_epoch(self) -> int:
@@ -135,7 +140,7 @@ def build_context(params: Params, run_name: str, dist_env: DistEnv = SINGLE) -> 
             f"run {run_name!r}: train.selection is 'val' but train.val_fraction is {cfg.val_fraction}; "
             "set a held-out fraction of the training identities' images (e.g. 0.1) or use selection 'last'"
         )
-    run_dir = Path(params.runs_dir) / run_name
+    run_dir = RunLayout.of(params, run_name).root
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = runtime.derive_seed(params.seed, resolved.seed)
     device = worker_device(resolve_device(cfg.device), dist_env)
@@ -191,8 +196,8 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
     the decoded cache is kept when all processes of a node together stay within the cache limit.
     """
     cfg = resolved.train
-    prepared = Path(params.data.prepared_dir)
-    rec_path = prepared / "train.rec"
+    prepared = PreparedLayout.of(params)
+    rec_path = prepared.train_rec
     if not rec_path.exists():
         raise FileNotFoundError(
             f"training data {rec_path} not found (data.prepared_dir = {params.data.prepared_dir!r}); "
@@ -229,9 +234,9 @@ def load_train_data(params: Params, resolved: ResolvedRun, seed: int, device: to
                                    cache_decoded=len(val_idx) <= CACHE_DECODED_MAX_IMAGES, **common)
         val_loader = build_loader(val_ds, max(cfg.batch_size, 64), shuffle=False, drop_last=False,
                                   num_workers=cfg.num_workers, device=device, seed=seed)
-    scores_path = Path(params.quality.output_dir) / "scores.parquet"
+    scores_path = QualityLayout.of(params).scores
     iq_table = load_iq_table(scores_path, num_images) if scores_path.exists() else None
-    gt_table = load_gt_quality(prepared / "train_meta.parquet", num_images)
+    gt_table = load_gt_quality(prepared.train_meta, num_images)
     return TrainData(rec_path, reader, num_images, num_classes, train_idx, val_idx, train_ds, loader, val_loader,
                      gt_table, iq_table, scores_path, cache)
 
