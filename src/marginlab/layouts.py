@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from marginlab.config import Params
 
-__all__ = ["PreparedLayout", "QualityLayout", "RunLayout"]
+__all__ = ["EVAL_TIMING_FILE", "TIMING_FILE", "PreparedLayout", "QualityLayout", "RunLayout"]
+
+#: File name of a stage's timing record inside its output directory (:mod:`marginlab.timing`).
+TIMING_FILE = "timing.json"
+#: ``evaluate@RUN`` shares the run directory with training, so its record has its own name.
+EVAL_TIMING_FILE = "eval_timing.json"
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,6 @@ class QualityLayout:
 
     @property
     def timing(self) -> Path:
-        from marginlab.timing import TIMING_FILE
-
         return self.root / TIMING_FILE
 
 
@@ -221,6 +224,4 @@ class RunLayout:
 
     @property
     def eval_timing(self) -> Path:
-        from marginlab.timing import EVAL_TIMING_FILE
-
         return self.root / EVAL_TIMING_FILE
