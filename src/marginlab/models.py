@@ -26,6 +26,7 @@ from torch import nn
 
 from marginlab.config import ResolvedRun
 from marginlab.io import RefusedFileError, torch_load_data, torch_save
+from marginlab.layouts import RunLayout
 
 MODEL_FORMAT = "marginlab-model"
 MODEL_VERSION = 1
@@ -235,7 +236,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     a file trained with another configuration is refused (:func:`check_trained_config`); every weight is
     checked against the rebuilt modules first (:func:`check_state_dict`). Failures are ModelFileError.
     """
-    path = Path(run_dir) / "model.pt"
+    path = RunLayout(run_dir).model
     payload = read_model_file(path)
     try:
         resolved = ResolvedRun.model_validate(payload.get("resolved_run"))
@@ -265,5 +266,5 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
 
 def model_info(run_dir: str | Path) -> dict[str, Any]:
     """The non-weight entries of ``model.pt`` (input_size, channel_order, epoch, selection, ...)."""
-    payload = read_model_file(Path(run_dir) / "model.pt")
+    payload = read_model_file(RunLayout(run_dir).model)
     return {k: v for k, v in payload.items() if k not in ("backbone", "head")}

@@ -71,6 +71,13 @@ class Registry(Generic[T]):
     def items(self) -> Iterator[tuple[str, T]]:
         return iter(self._entries.items())
 
+    def values(self) -> Iterator[T]:
+        return iter(self._entries.values())
+
+    def discard(self, name: str) -> None:
+        """Unregister exact name ``name`` if present (tests that register an entry for a while)."""
+        self._entries.pop(name, None)
+
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 

@@ -22,13 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from marginlab.io import write_json
+from marginlab.layouts import EVAL_TIMING_FILE, TIMING_FILE
 
 __all__ = ["EVAL_TIMING_FILE", "TIMING_FILE", "StageTimer"]
-
-#: File name of a stage's timing record inside its output directory.
-TIMING_FILE = "timing.json"
-#: ``evaluate@RUN`` shares the run directory with training, so its record has its own name.
-EVAL_TIMING_FILE = "eval_timing.json"
 
 
 def _utc_now() -> str:

@@ -31,4 +31,4 @@ def test_the_train_declaration_is_exactly_what_the_job_reads():
 def test_the_job_pickles_for_spawned_workers():
     job = TrainJob.from_params(validate_params(RAW), "cos-s0")
     assert pickle.loads(pickle.dumps(job)) == job
-    assert job.name == "cos-s0" and job.run_dir.as_posix() == "runs/cos-s0"
+    assert job.name == "cos-s0" and job.run_layout.root.as_posix() == "runs/cos-s0"

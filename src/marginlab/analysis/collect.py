@@ -16,7 +16,8 @@ proxy); outputs are read from ``<runs_dir>/<run>/``:
   ``rank<k>`` (``identification/<set> rank1``). ``se`` is the test-set sampling error of the value (%):
   fold std / sqrt(folds) for 10-fold accuracy, sqrt(p(1-p)/N) with N genuine pairs (IJB) or probes
   (identification). ``quality`` is ``low`` for the low/mixed-quality protocols (a verification set
-  named ``lq``/``*_lq``/``lq_*``, every IJB set and identification set) and ``high`` otherwise.
+  named ``lq``/``*_lq``/``lq_*``, every IJB set and identification set) and ``high`` otherwise. Each
+  section is read by its evaluation-set format (:mod:`marginlab.evalsets`), in table order.
 - ``eval_norms.parquet`` → :attr:`Collection.eval_norms` (+ ``run, label, head, epoch``: the
   evaluated epoch from metrics.json);
 - ``live/plots/metrics/**/*.tsv`` (dvclive or the plain writer) → :attr:`Collection.live`
@@ -34,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 from marginlab.config import Params
+from marginlab.evalsets.evalset import by_family, eval_sets, low_quality_name
+from marginlab.layouts import QualityLayout, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,12 @@ class AnalysisInputError(ValueError):
 
 
 def protocol_quality(family: str, set_name: str) -> str:
-    """``"low"`` for low/mixed-quality protocols (``lq`` verification sets, IJB, identification), else ``"high"``."""
-    if family in ("ijb", "identification"):
-        return "low"
-    name = set_name.lower()
-    return "low" if (name == "lq" or name.startswith("lq_") or name.endswith("_lq")) else "high"
+    """``"low"`` for low/mixed-quality protocols, else ``"high"``: as the family's evaluation-set format says
+    (``lq`` verification sets, every IJB and identification set); by the set's name for an unknown family."""
+    fmt = by_family(family)
+    if fmt is not None:
+        return fmt.quality(set_name)
+    return "low" if low_quality_name(set_name) else "high"
 
 
 def run_table(params: Params) -> pd.DataFrame:
@@ -128,53 +131,27 @@ def _read_probe_files(files: list[Path], required: tuple[str, ...], schema: str)
 
 def read_probe(run_dir: Path) -> pd.DataFrame | None:
     """All ``probe/epoch_XX.parquet`` of one run, concatenated (None when there are none)."""
-    return _read_probe_files(sorted((run_dir / "probe").glob("epoch_*.parquet")), PROBE_REQUIRED, "marginlab.train.probe")
+    return _read_probe_files(RunLayout(run_dir).probe_epochs(), PROBE_REQUIRED, "marginlab.train.probe")
 
 
 def read_progress_probe(run_dir: Path) -> pd.DataFrame | None:
     """All ``probe/progress/step_XXXXXXX.parquet`` of one run, concatenated (None when there are none)."""
-    out = _read_probe_files(sorted((run_dir / "probe" / "progress").glob("step_*.parquet")), PROGRESS_REQUIRED,
+    out = _read_probe_files(RunLayout(run_dir).progress_steps(), PROGRESS_REQUIRED,
                             "marginlab.train.probe_schedule")
     if out is not None:
         out["step"] = out["step"].astype("int64")
     return out
 
 
-def _pct(x: Any) -> float:
-    return float(x) * 100.0 if x is not None and np.isfinite(float(x)) else np.nan
-
-
-def _binomial_se(p: Any, n: Any) -> float:
-    if p is None or not n:
-        return np.nan
-    p = float(p)
-    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / float(n))
-
-
 def flatten_metrics(metrics: dict, source: str = "metrics.json") -> list[dict[str, Any]]:
     """Long rows ``protocol, family, set, metric, value, se, quality`` of one run's metrics.json."""
     rows: list[dict[str, Any]] = []
     try:
-        for name, m in (metrics.get("verification") or {}).items():
-            folds = m.get("fold_accuracies") or []
-            k = len(folds) or 10
-            std = m.get("accuracy_std")
-            rows.append({"protocol": f"verification/{name}", "family": "verification", "set": name, "metric": "accuracy",
-                         "value": _pct(m["accuracy_mean"]),
-                         "se": _pct(std) / math.sqrt(k) if std is not None else np.nan})
-        for name, m in (metrics.get("ijb") or {}).items():
-            supported = m.get("supported_fars")
-            for key, tar in (m.get("tar_at_far") or {}).items():
-                if tar is None or (supported is not None and key not in supported):
-                    continue
-                rows.append({"protocol": f"ijb/{name} TAR@FAR={key}", "family": "ijb", "set": name,
-                             "metric": f"TAR@FAR={key}", "value": _pct(tar), "se": _binomial_se(tar, m.get("genuine"))})
-        for name, m in (metrics.get("identification") or {}).items():
-            for key in sorted((k for k in m if re.fullmatch(r"rank\d+", k)), key=lambda k: int(k[4:])):
-                if m[key] is None:
-                    continue
-                rows.append({"protocol": f"identification/{name} {key}", "family": "identification", "set": name,
-                             "metric": key, "value": _pct(m[key]), "se": _binomial_se(m[key], m.get("probes"))})
+        for fmt in eval_sets():  # each format reads its own section of metrics.json, in table order
+            for name, m in (metrics.get(fmt.family) or {}).items():
+                for row in fmt.metric_rows(name, m):
+                    rows.append({"protocol": row["protocol"], "family": fmt.family, "set": name, "metric": row["metric"],
+                                 "value": row["value"], "se": row["se"]})
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise AnalysisInputError(f"{source}: unexpected metrics layout ({type(err).__name__}: {err}); "
                                  "expected the schema of marginlab.evaluate.stage") from None
@@ -185,7 +162,7 @@ def flatten_metrics(metrics: dict, source: str = "metrics.json") -> list[dict[st
 
 def read_live(live_dir: Path) -> pd.DataFrame | None:
     """``step, metric, value`` of every ``plots/metrics/**/*.tsv`` under a dvclive directory."""
-    plots = live_dir / "plots" / "metrics"
+    plots = RunLayout.live_plots_of(live_dir)
     files = sorted(plots.rglob("*.tsv")) if plots.is_dir() else []
     if not files:
         return None
@@ -239,7 +216,8 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
 
         iterator = tqdm(records, desc="collect runs", unit="run")
     for info in iterator:
-        run_dir = runs_dir / info["run"]
+        run = RunLayout(runs_dir / info["run"])
+        run_dir = run.root
         absent = []
         probe = read_probe(run_dir)
         if probe is None:
@@ -249,13 +227,13 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
         progress_probe = read_progress_probe(run_dir)  # optional: runs with train.probe_progress = [] have none
         if progress_probe is not None:
             progress_probes.append(_identity(progress_probe.rename(columns={"label": "class_label"}), info))
-        mpath = run_dir / "metrics.json"
+        mpath = run.metrics
         if mpath.exists():
             m = _read_json(mpath)
             metrics_json[info["run"]] = m
             for row in flatten_metrics(m, source=str(mpath)):
                 metrics_rows.append({"run": info["run"], "label": info["label"], "head": info["head"], "seed": info["seed"], **row})
-            npath = run_dir / "eval_norms.parquet"
+            npath = run.eval_norms
             if npath.exists():
                 frame = pd.read_parquet(npath)
                 if not {"split", "norm"} <= set(frame.columns):
@@ -264,12 +242,12 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
                 norms.append(_identity(frame, info))
         else:
             absent.append("metrics.json")
-        live = read_live(run_dir / "live")
+        live = read_live(run.live_dir)
         if live is None:
             absent.append("live")
         else:
             lives.append(_identity(live, info))
-        spath = run_dir / "train_summary.json"
+        spath = run.train_summary
         if spath.exists():
             summaries[info["run"]] = _read_json(spath)
         else:
@@ -279,7 +257,7 @@ def collect(params: Params, *, progress: bool = False) -> Collection:
     if missing:
         log.warning("runs with missing outputs (left out where needed): %s",
                     "; ".join(f"{r}: {', '.join(v)}" for r, v in missing.items()))
-    qpath = Path(params.quality.output_dir) / "summary.json"
+    qpath = QualityLayout.of(params).summary
     return Collection(
         runs=runs,
         probe=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(columns=PROBE_IDENTITY),

@@ -27,13 +27,12 @@ with CurricularFace's default parameters. ``set`` is the protocol string of the 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from marginlab.analysis.paper_numbers import paper_value
 from marginlab.analysis.significance import describe, paired_difference
+from marginlab.evalsets import eval_sets
 from marginlab.heads import HEAD_NAMES
 
 __all__ = [
@@ -49,7 +48,6 @@ COMPARISON_COLUMNS = [
 ]
 ABLATION_COLUMNS = ["factor", "setting", "label", "is_reference", "set", "mean", "std", "n_seeds"]
 ABLATION_FACTORS = ("h", "m", "proxy")
-_FAMILY_ORDER = {"verification": 0, "ijb": 1, "identification": 2}
 HEAD_DISPLAY = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace",
                 "curricularface": "CurricularFace", "magface": "MagFace", "adaface": "AdaFace"}
 
@@ -69,8 +67,13 @@ def aggregate(metrics: pd.DataFrame) -> pd.DataFrame:
     return _sorted(pd.DataFrame(rows, columns=AGGREGATE_COLUMNS))
 
 
+def _family_order() -> dict[str, int]:
+    """Table order of the evaluation-set families (verification, ijb, identification, then added ones)."""
+    return {fmt.family: i for i, fmt in enumerate(eval_sets())}
+
+
 def _protocol_key(protocol: pd.Series) -> pd.Series:
-    fam = protocol.str.split("/").str[0].map(_FAMILY_ORDER).fillna(9)
+    fam = protocol.str.split("/").str[0].map(_family_order()).fillna(9)
     return fam.astype(int).astype(str) + protocol
 
 
@@ -201,31 +204,18 @@ def decision_protocols(protocols: list[str] | pd.Series) -> list[str]:
     """One protocol per benchmark set for verdicts: each verification set's accuracy, each IJB set's
     TAR@FAR=1e-04 (or its lowest supported FAR when 1e-4 is not supported), each identification set's rank-1."""
     protocols = list(dict.fromkeys(protocols))
-    chosen: dict[str, str] = {}
-    ijb: dict[str, list[tuple[float, str]]] = {}
-    for p in protocols:
-        family, _, rest = p.partition("/")
-        if family == "verification":
-            chosen[p] = p
-        elif family == "ijb":
-            name, _, metric = rest.partition(" TAR@FAR=")
-            try:
-                ijb.setdefault(name, []).append((float(metric), p))
-            except ValueError:
-                continue
-        elif family == "identification" and rest.endswith(" rank1"):
-            chosen[p] = p
-    for name, entries in ijb.items():
-        exact = [p for far, p in entries if math.isclose(far, 1e-4)]
-        chosen[f"ijb/{name}"] = exact[0] if exact else min(entries)[1]
-    return sorted(chosen.values(), key=lambda p: (_FAMILY_ORDER.get(p.partition("/")[0], 9), p))
+    order = _family_order()
+    chosen: list[str] = []
+    for fmt in eval_sets():  # each format picks among its own family's protocols
+        chosen += fmt.decision_protocols([p for p in protocols if p.partition("/")[0] == fmt.family])
+    return sorted(dict.fromkeys(chosen), key=lambda p: (order.get(p.partition("/")[0], 9), p))
 
 
 def primary_low_quality_protocol(protocols: list[str] | pd.Series, quality: dict[str, str]) -> str | None:
     """The protocol the ablation verdicts are decided on: the first low-quality verification set, else
     the first IJB set (TAR@FAR=1e-04 or lowest supported FAR), else the first identification rank-1."""
     candidates = [p for p in decision_protocols(protocols) if quality.get(p) == "low"]
-    for family in ("verification", "ijb", "identification"):
+    for family in (fmt.family for fmt in eval_sets()):
         for p in candidates:
             if p.startswith(family + "/"):
                 return p

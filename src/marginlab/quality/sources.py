@@ -1,7 +1,9 @@
 """The images of a prepared data directory as lazy ``(split, index, loader)`` streams, and their
 synthetic ground truth.
 
-Layout (written by the prepare stage; see the project contracts):
+The training split and every set of every registered evaluation-set format (:mod:`marginlab.evalsets`,
+which owns its files and split names), in table order. The built-in ones
+(:class:`~marginlab.layouts.PreparedLayout` names the files):
 
 =========================  ===================================  ==========================================
 split                      images                               index
@@ -12,10 +14,10 @@ split                      images                               index
 ``tinyface:<part>``        ``tinyface/<part>/``                 position in the part's sorted path list
 =========================  ===================================  ==========================================
 
-Ground truth (synthetic data only): ``train_meta.parquet`` (``index``), ``verification/<name>_meta.parquet``,
-``ijb/<name>/meta.parquet`` (``index`` column or one row per image in order), ``tinyface/meta.parquet``
-(``part`` or ``split`` column plus ``index``); columns ``gt_quality`` and, where present,
-``degradations`` ('+'-joined type names, '' for a clean image).
+Ground truth (synthetic data only; each format's ``ground_truth_files``): ``train_meta.parquet`` (``index``),
+``verification/<name>_meta.parquet``, ``ijb/<name>/meta.parquet`` (``index`` column or one row per image in
+order), ``tinyface/meta.parquet`` (``part`` or ``split`` column plus ``index``); columns ``gt_quality`` and,
+where present, ``degradations`` ('+'-joined type names, '' for a clean image).
 
 Each :class:`SplitSource` opens its file lazily and decodes one image per ``load(i)`` call, so a
 stream of them holds one chunk of decoded images at a time (each already downscaled to
@@ -28,12 +30,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
+
+from marginlab.evalsets import SplitSource, eval_sets
+from marginlab.layouts import PreparedLayout
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +48,8 @@ class PreparedDataError(ValueError):
     """The prepared directory lacks what the quality stage needs; the message names the path."""
 
 
-@dataclass
-class SplitSource:
-    """One split: ``length`` images, ``load(i)`` → RGB uint8 (H, W, 3); ``files`` it reads (for fingerprints)."""
-
-    split: str
-    length: int
-    load: Callable[[int], np.ndarray]
-    files: tuple[Path, ...] = ()
-
-
-def _train_source(prepared: Path) -> Optional[SplitSource]:
-    rec = prepared / "train.rec"
+def _train_source(prepared: PreparedLayout) -> Optional[SplitSource]:
+    rec = prepared.train_rec
     if not rec.exists():
         return None
     from marginlab.data.formats import decode_image, open_recordio
@@ -66,75 +60,22 @@ def _train_source(prepared: Path) -> Optional[SplitSource]:
         data, _label = reader[i]
         return decode_image(data, source=f"{rec}[{i}]")
 
-    return SplitSource("train", len(reader), load, (rec, rec.with_suffix(".idx")))
-
-
-def _bin_sources(prepared: Path) -> list[SplitSource]:
-    from marginlab.data.formats import decode_image, read_bin_encoded
-
-    out = []
-    for path in sorted((prepared / "verification").glob("*.bin")):
-        encoded, _ = read_bin_encoded(path)  # for the length; released before scoring
-        length = len(encoded)
-        del encoded
-        state: dict[str, list] = {}
-
-        def load(i: int, path: Path = path, state: dict = state, last: int = length - 1) -> np.ndarray:
-            if "encoded" not in state:  # read the pickle when the split is scored...
-                state["encoded"] = read_bin_encoded(path)[0]
-            image = decode_image(bytes(state["encoded"][i]), source=f"{path}[{i}]")
-            if i == last:  # ...and release it after its last image (images are loaded in order)
-                state.clear()
-            return image
-
-        out.append(SplitSource(f"bin:{path.stem}", length, load, (path,)))
-    return out
-
-
-def _ijb_sources(prepared: Path) -> list[SplitSource]:
-    root = prepared / "ijb"
-    if not root.is_dir():
-        return []
-    from marginlab.data.formats import read_ijb
-
-    out = []
-    for set_dir in sorted(p for p in root.iterdir() if p.is_dir() and (p / "meta").is_dir()):
-        ijb = read_ijb(set_dir, set_dir.name)
-        files = tuple(sorted(p for p in (set_dir / "meta").iterdir() if p.is_file()))
-        out.append(SplitSource(f"ijb:{set_dir.name}", len(ijb.faces), ijb.load_aligned, files))
-    return out
-
-
-def _tinyface_sources(prepared: Path) -> list[SplitSource]:
-    root = prepared / "tinyface"
-    if not root.is_dir():
-        return []
-    from marginlab.data.formats import IDENTIFICATION_PARTS, decode_image, read_identification_set
-
-    parts = read_identification_set(root)  # paths sorted per part: positions are the index
-    out = []
-    for part in IDENTIFICATION_PARTS:
-        paths = list(parts.get(part, ([], None))[0])
-        if not paths:
-            continue
-
-        def load(i: int, paths: list = paths) -> np.ndarray:
-            return decode_image(Path(paths[i]).read_bytes(), source=str(paths[i]))
-
-        out.append(SplitSource(f"tinyface:{part}", len(paths), load, tuple(Path(p) for p in paths)))
-    return out
+    return SplitSource("train", len(reader), load, (rec, prepared.train_idx))
 
 
 def prepared_sources(prepared_dir: str | Path) -> list[SplitSource]:
-    """Every scorable split of ``prepared_dir``: train, verification bins, IJB sets, TinyFace parts."""
-    prepared = Path(prepared_dir)
-    if not prepared.is_dir():
-        raise PreparedDataError(f"prepared data directory {prepared} not found (run the prepare stage first)")
-    sources = [s for s in [_train_source(prepared)] if s is not None]
-    sources += _bin_sources(prepared) + _ijb_sources(prepared) + _tinyface_sources(prepared)
+    """Every scorable split of ``prepared_dir``: train, then every set of every registered evaluation-set format."""
+    layout = PreparedLayout(prepared_dir)
+    if not layout.root.is_dir():
+        raise PreparedDataError(f"prepared data directory {layout.root} not found (run the prepare stage first)")
+    sources = [s for s in [_train_source(layout)] if s is not None]
+    for fmt in eval_sets():
+        for name in fmt.instances(layout):
+            sources += fmt.splits(layout, name)
     if not sources:
-        raise PreparedDataError(f"{prepared}: no images found (expected train.rec, verification/*.bin, ijb/<name>/ "
-                                "or tinyface/)")
+        expected = ", ".join(["train.rec", *(fmt.expects for fmt in eval_sets())])
+        head, _, last = expected.rpartition(", ")
+        raise PreparedDataError(f"{layout.root}: no images found (expected {head} or {last})")
     return sources
 
 
@@ -168,7 +109,7 @@ def _meta_frame(path: Path, split: str, n: Optional[int] = None, part: Optional[
         if col is None or "index" not in meta.columns:
             log.warning("%s: needs 'part' (or 'split') and 'index' columns for ground truth; skipped", path)
             return None
-        meta = meta[meta[col].astype(str).isin([part, f"tinyface:{part}"])]
+        meta = meta[meta[col].astype(str).isin([part, split])]  # the part, or the split it names
     if "index" in meta.columns:
         index = meta["index"].to_numpy(np.int64)
     elif n is None or len(meta) == n:
@@ -183,23 +124,12 @@ def _meta_frame(path: Path, split: str, n: Optional[int] = None, part: Optional[
 
 def load_ground_truth(prepared_dir: str | Path, sources: Optional[list[SplitSource]] = None) -> pd.DataFrame:
     """Synthetic ground truth of every split that has a meta file (columns ``GT_COLUMNS``); empty on real data."""
-    prepared = Path(prepared_dir)
+    layout = PreparedLayout(prepared_dir)
     lengths = {s.split: s.length for s in sources} if sources else {}
-    frames = [_meta_frame(prepared / "train_meta.parquet", "train", lengths.get("train"))]
-    for path in sorted((prepared / "verification").glob("*_meta.parquet")):
-        split = f"bin:{path.name[: -len('_meta.parquet')]}"
-        frames.append(_meta_frame(path, split, lengths.get(split)))
-    ijb_root = prepared / "ijb"
-    if ijb_root.is_dir():
-        for set_dir in sorted(p for p in ijb_root.iterdir() if p.is_dir()):
-            split = f"ijb:{set_dir.name}"
-            frames.append(_meta_frame(set_dir / "meta.parquet", split, lengths.get(split)))
-    tiny_meta = prepared / "tinyface" / "meta.parquet"
-    if tiny_meta.is_file():
-        from marginlab.data.formats import IDENTIFICATION_PARTS
-
-        for part in IDENTIFICATION_PARTS:
-            frames.append(_meta_frame(tiny_meta, f"tinyface:{part}", part=part))
+    frames = [_meta_frame(layout.train_meta, "train", lengths.get("train"))]
+    for fmt in eval_sets():
+        for gt in fmt.ground_truth_files(layout):
+            frames.append(_meta_frame(gt.path, gt.split, lengths.get(gt.split), part=gt.part))
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in

@@ -23,7 +23,8 @@ import pandas as pd
 
 from marginlab.config import Params
 from marginlab.io import write_json
-from marginlab.timing import TIMING_FILE, StageTimer
+from marginlab.layouts import QualityLayout
+from marginlab.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ def run_quality(params: Params, *, progress: bool = True, threads: int = 0) -> d
     if threads:
         torch.set_num_threads(threads)
     timer = StageTimer("quality")
-    out_dir = Path(cfg.output_dir)
-    parts_dir = out_dir / ".parts"
+    out = QualityLayout.of(params)
+    parts_dir = out.parts_dir
     prepared = Path(params.data.prepared_dir)
     try:
         device = resolve_device(cfg.device)
@@ -92,8 +93,8 @@ def run_quality(params: Params, *, progress: bool = True, threads: int = 0) -> d
                              batch_size=cfg.batch_size, total=total, fingerprint=fingerprint, progress=progress,
                              max_side=cfg.max_side)
         elapsed = time.perf_counter() - start
-        result.write(out_dir / "scores.parquet")
-        scores = pd.read_parquet(out_dir / "scores.parquet")
+        result.write(out.scores)
+        scores = pd.read_parquet(out.scores)
         summary = summarize_scores(scores, load_ground_truth(prepared, sources))
     except (BrisqueModelError, PreparedDataError, ImageReadError, ScoreStreamError, DataFormatError) as err:
         raise QualityStageError(str(err)) from err
@@ -105,9 +106,9 @@ def run_quality(params: Params, *, progress: bool = True, threads: int = 0) -> d
         "max_side": cfg.max_side,
         "downscaled": result.downscaled,
     }
-    write_json(out_dir / "summary.json", summary)
+    write_json(out.summary, summary)
     remove_parts(parts_dir)
-    timer.write(out_dir / TIMING_FILE, device=str(device), images=int(result.num_images),
+    timer.write(out.timing, device=str(device), images=int(result.num_images),
                 scoring_s=round(elapsed, 3), computed_chunks=result.computed_chunks, reused_chunks=result.reused_chunks)
     rate = result.num_images / elapsed if elapsed > 0 else float("nan")
     log.info("scored %d images in %.1f s (%.1f images/s; %d chunks computed, %d reused)", result.num_images, elapsed,

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from marginlab.config import ConfigError, Params, load_params
-from marginlab.timing import EVAL_TIMING_FILE, TIMING_FILE
+from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
+from marginlab.timing import TIMING_FILE
 
 __all__ = [
     "ANALYSIS_SCHEMAS",
@@ -151,21 +152,22 @@ def _pngs(directory: Path) -> dict[str, Path]:
 
 def _run_outputs(params: Params, root: Path, name: str) -> RunOutputs:
     resolved = params.run(name)
-    run_dir = root / params.runs_dir / name
+    run = RunLayout(root / params.runs_dir / name)
+    run_dir = run.root
     train_hint = f"the 'train@{name}' stage"
-    probe_dir = run_dir / "probe"
+    probe_dir = run.probe_dir
     if probe_dir.is_dir():
-        epochs = sorted(int(p.stem.split("_")[-1]) for p in probe_dir.glob("epoch_*.parquet") if p.stem.split("_")[-1].isdigit())
+        epochs = sorted(int(p.stem.split("_")[-1]) for p in run.probe_epochs() if p.stem.split("_")[-1].isdigit())
         probe = epochs or Missing(f"{probe_dir} holds no epoch_XX.parquet (written by {train_hint})")
     else:
         probe = Missing(f"{probe_dir} not found (written by {train_hint})")
-    live = run_dir / "live" / "plots" / "metrics"
+    live = run.live_plots
     return RunOutputs(
         name=name, label=resolved.label, head=resolved.head, seed=resolved.seed, tags=list(resolved.tags),
         head_params=dict(resolved.head_params), proxy=resolved.proxy, directory=run_dir,
-        metrics=read_json(run_dir / "metrics.json", f"the 'evaluate@{name}' stage"),
-        train_summary=read_json(run_dir / "train_summary.json", train_hint),
-        eval_timing=read_json(run_dir / EVAL_TIMING_FILE, f"the 'evaluate@{name}' stage"),
+        metrics=read_json(run.metrics, f"the 'evaluate@{name}' stage"),
+        train_summary=read_json(run.train_summary, train_hint),
+        eval_timing=read_json(run.eval_timing, f"the 'evaluate@{name}' stage"),
         probe_epochs=probe,
         live_dir=live if live.is_dir() else Missing(f"{live} not found (written by {train_hint})"),
     )
@@ -199,12 +201,12 @@ def load_inputs(root: str | Path = ".", params_path: str | Path | None = None,
     inputs.gst_figures = _pngs(gst / "figures")
     if not inputs.gst_figures:
         inputs.gst_note = Missing(f"no figures in {gst / 'figures'} (written by {GST_HINT})")
-    quality_dir = root / params.quality.output_dir
-    inputs.quality_summary = read_json(quality_dir / "summary.json", "the 'quality' stage")
-    inputs.quality_timing = read_json(quality_dir / TIMING_FILE, "the 'quality' stage")
-    prepared = root / params.data.prepared_dir
-    inputs.manifest = read_json(prepared / "manifest.json", "the 'prepare' stage")
-    samples = prepared / "samples.png"
+    quality = QualityLayout(root / params.quality.output_dir)
+    inputs.quality_summary = read_json(quality.summary, "the 'quality' stage")
+    inputs.quality_timing = read_json(quality.timing, "the 'quality' stage")
+    prepared = PreparedLayout(root / params.data.prepared_dir)
+    inputs.manifest = read_json(prepared.manifest, "the 'prepare' stage")
+    samples = prepared.samples_png
     inputs.samples_png = samples if samples.is_file() else Missing(f"{samples} not found (written by the 'prepare' stage)")
     inputs.runs = [_run_outputs(params, root, name) for name in params.runs]
     return inputs

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marginlab.evalsets import eval_sets
+
 __all__ = ["PNG_MAGIC", "figure_png", "png_data_uri", "quality_histograms", "read_live_history", "training_curves"]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +49,7 @@ def figure_png(fig) -> bytes:
 
 
 def _split_order(splits: Sequence[str]) -> list[str]:
-    order = {"train": 0, "bin": 1, "ijb": 2, "tinyface": 3}
+    order = {"train": 0, **{fmt.split_prefix: i + 1 for i, fmt in enumerate(eval_sets())}}
     return sorted((s for s in splits if s != "all"), key=lambda s: (order.get(s.split(":")[0], 9), s))
 
 

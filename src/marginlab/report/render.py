@@ -56,6 +56,7 @@ from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale import SCALE_FIGURE
 from marginlab.config import Params
 from marginlab.analysis.zhat import ZHAT_FIGURE
+from marginlab.evalsets import eval_sets
 from marginlab.io import atomic_path
 from marginlab.hyperparameters import format_hyperparameter
 from marginlab.report import plots as rfig
@@ -117,8 +118,6 @@ GST_FIGURES = (
                                    "e.g. AdaFace from ẑ = −1 (ArcFace) through 0 (CosFace) to +1, MagFace from l_a to u_a.")),
 )
 VERDICT_CLASS = {"supported": "ok", "not supported": "bad", "inconclusive": "warn"}
-FAMILY_NAMES = {"verification": "verification (10-fold accuracy)", "ijb": "IJB-style template verification (TAR@FAR)",
-                "identification": "identification (TinyFace-style rank-k)"}
 
 
 # --------------------------------------------------------------------------- sections
@@ -256,18 +255,11 @@ def _families_missing(inputs: ReportInputs, protocols: list[str]) -> list[str]:
     have = {str(p).split("/")[0] for p in protocols}
     notes = []
     d = inputs.params.data
-    for family, name in FAMILY_NAMES.items():
-        if family in have:
+    for fmt in eval_sets():
+        if fmt.family in have:
             continue
-        if family == "ijb" and d.source != "synthetic" and not d.ijb:
-            why = "no IJB set configured (params data.ijb is empty)"
-        elif family == "verification" and d.source != "synthetic" and not d.val_bins:
-            why = "no verification .bin configured (params data.val_bins is empty)"
-        elif family == "identification" and d.source != "synthetic":
-            why = "no TinyFace-style identification set in the prepared data"
-        else:
-            why = "no rows for it in analysis/comparison.csv (no run evaluated on such a set)"
-        notes.append(f"{name}: not available: {why}")
+        why = fmt.unavailable(d) or "no rows for it in analysis/comparison.csv (no run evaluated on such a set)"
+        notes.append(f"{fmt.title}: not available: {why}")
     return notes
 
 
@@ -426,7 +418,7 @@ def _data(inputs: ReportInputs) -> dict[str, Any]:
                  ("training images", c.get("train_images", "—")), ("training identities", c.get("train_classes", "—"))]
         if c.get("train_degraded_share") is not None:
             facts.append(("degraded share of training images", fmt_value(c.get("train_degraded_share"), 3)))
-        for key in ("verification", "ijb", "tinyface"):
+        for key in (fmt.name for fmt in eval_sets()):  # each format's counts in the manifest
             v = c.get(key)
             if isinstance(v, Mapping) and v:
                 facts.append((key, ", ".join(f"{k}: {fmt_number(x) if not isinstance(x, Mapping) else _short(x)}"

@@ -141,9 +141,9 @@ class Checkpointing(Callback):
 
 def clear_outputs(ctx: TrainContext) -> None:
     """A fresh start: remove the previous run's products so nothing stale is mixed in."""
-    for name in ("checkpoint.pt", "model.pt", "train_summary.json"):
-        (ctx.run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(ctx.run_dir / "probe", ignore_errors=True)
+    for path in (ctx.layout.checkpoint, ctx.layout.model, ctx.layout.train_summary):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(ctx.layout.probe_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- probe
@@ -273,7 +273,7 @@ class LiveLogging(Callback):
 
     def start(self, ctx: TrainContext, progress: Progress) -> None:
         """Continue the dvclive history when it matches the checkpoint, else rewrite it from the checkpoint."""
-        live_dir = ctx.run_dir / "live"
+        live_dir = ctx.layout.live_dir
         done = progress.epoch
         if done > 0:
             truncate_history(live_dir, keep_below=done + 1)

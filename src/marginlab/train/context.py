@@ -26,6 +26,7 @@ from marginlab.config import AugmentConfig, ConfigError, ResolvedRun, TrainConfi
 from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
 from marginlab.device import resolve_device
+from marginlab.layouts import RunLayout
 from marginlab.models import build_modules
 from marginlab.train import runtime
 from marginlab.train.compiled import compile_backbone
@@ -91,8 +92,12 @@ class TrainContext:
         return self.resolved.train
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.layout.checkpoint
 
     @property
     def steps_per_epoch(self) -> int:
@@ -136,7 +141,7 @@ def build_context(job: TrainJob, dist_env: DistEnv = SINGLE) -> TrainContext:
             f"run {run_name!r}: train.selection is 'val' but train.val_fraction is {cfg.val_fraction}; "
             "set a held-out fraction of the training identities' images (e.g. 0.1) or use selection 'last'"
         )
-    run_dir = job.run_dir
+    run_dir = job.run_layout.root
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = runtime.derive_seed(job.params_seed, resolved.seed)
     device = worker_device(resolve_device(cfg.device), dist_env)
@@ -192,11 +197,11 @@ def load_train_data(job: TrainJob, seed: int, device: torch.device, dist_env: Di
     """
     resolved = job.run
     cfg = resolved.train
-    prepared = job.prepared_dir
-    rec_path = prepared / "train.rec"
+    prepared = job.prepared
+    rec_path = prepared.train_rec
     if not rec_path.exists():
         raise FileNotFoundError(
-            f"training data {rec_path} not found (data.prepared_dir = {str(prepared)!r}); "
+            f"training data {rec_path} not found (data.prepared_dir = {str(prepared.root)!r}); "
             "run the prepare stage first: python -m marginlab prepare"
         )
     reader = open_recordio(rec_path, skip_corrupt=job.skip_corrupt)
@@ -232,7 +237,7 @@ def load_train_data(job: TrainJob, seed: int, device: torch.device, dist_env: Di
                                   num_workers=cfg.num_workers, device=device, seed=seed)
     scores_path = job.scores_path
     iq_table = load_iq_table(scores_path, num_images) if scores_path.exists() else None
-    gt_table = load_gt_quality(prepared / "train_meta.parquet", num_images)
+    gt_table = load_gt_quality(prepared.train_meta, num_images)
     return TrainData(rec_path, reader, num_images, num_classes, train_idx, val_idx, train_ds, loader, val_loader,
                      gt_table, iq_table, scores_path, cache)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marginlab.config import AugmentConfig, Params, ResolvedRun
+from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
 
 __all__ = ["TrainJob"]
 
@@ -23,9 +24,9 @@ class TrainJob:
     augment: AugmentConfig
     channel_order: str
     skip_corrupt: bool
-    prepared_dir: Path
+    prepared: PreparedLayout
     scores_path: Path  # the quality stage's per-image scores (the BRISQUE proxy, the probe's IQ)
-    run_dir: Path
+    run_layout: RunLayout
     identities_key: str  # the params key that sets train.identities for this run (for error messages)
 
     @classmethod
@@ -33,9 +34,9 @@ class TrainJob:
         data = params.data
         return cls(
             run=params.run(run_name), params_seed=params.seed, augment=params.augment,
-            channel_order=data.channel_order, skip_corrupt=data.skip_corrupt, prepared_dir=Path(data.prepared_dir),
-            scores_path=Path(params.quality.output_dir) / "scores.parquet",
-            run_dir=Path(params.runs_dir) / run_name, identities_key=params.train_key(run_name, "identities"),
+            channel_order=data.channel_order, skip_corrupt=data.skip_corrupt, prepared=PreparedLayout.of(params),
+            scores_path=QualityLayout.of(params).scores, run_layout=RunLayout.of(params, run_name),
+            identities_key=params.train_key(run_name, "identities"),
         )
 
     @property

@@ -321,7 +321,7 @@ def write_run_outputs(ctx: TrainContext, progress: Progress, *, live_backend: st
     else:
         sel_epoch, b_state, h_state = progress.epoch, ctx.backbone.state_dict(), ctx.head.state_dict()
     data = ctx.data
-    save_model(ctx.run_dir / "model.pt", backbone_state=b_state, head_state=h_state, resolved=ctx.resolved,
+    save_model(ctx.layout.model, backbone_state=b_state, head_state=h_state, resolved=ctx.resolved,
                num_classes=data.num_classes, channel_order=ctx.channel_order, epoch=sel_epoch,
                selection=cfg.selection)
     last = progress.history[-1] if progress.history else {}
@@ -372,5 +372,5 @@ def write_run_outputs(ctx: TrainContext, progress: Progress, *, live_backend: st
         "live_backend": live_backend,
         "torch": torch.__version__,
     }
-    write_json(ctx.run_dir / "train_summary.json", summary)
+    write_json(ctx.layout.train_summary, summary)
     return summary

@@ -57,6 +57,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from marginlab.heads import MarginHead
 from marginlab.heads.p_yi import p_yi_quality
 from marginlab.io import write_parquet
+from marginlab.layouts import RunLayout
 
 FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
 #: The probe's passes: the stored images, and the same images through the training augmentations.
@@ -381,7 +382,7 @@ class ProbeSet:
 
 
 def probe_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "probe" / f"epoch_{epoch:02d}.parquet"
+    return RunLayout(run_dir).probe_epoch(epoch)
 
 
 def write_probe(run_dir: str | Path, epoch: int, frame: pd.DataFrame) -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.io import atomic_path
+from marginlab.layouts import RunLayout
 from marginlab.train.probe import PROBE_COLUMNS
 
 PROGRESS_COLUMNS = (*PROBE_COLUMNS, "step", "images_seen", "progress")
@@ -84,11 +85,11 @@ def with_progress(frame: pd.DataFrame, step: int, schedule: ProbeSchedule) -> pd
 
 
 def progress_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "probe" / "progress"
+    return RunLayout(run_dir).progress_dir
 
 
 def progress_path(run_dir: str | Path, step: int) -> Path:
-    return progress_dir(run_dir) / f"step_{step:07d}.parquet"
+    return RunLayout(run_dir).progress_step(step)
 
 
 def write_progress_table(run_dir: str | Path, step: int, blob: bytes) -> Path:

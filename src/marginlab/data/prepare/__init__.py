@@ -1,6 +1,7 @@
 """The prepare stage: build the prepared-data directory from ``params.data``.
 
-Layout of ``<out_dir>`` (the cross-module contract)::
+Layout of ``<out_dir>`` (the cross-module contract; every path is named by :class:`marginlab.layouts.PreparedLayout`,
+and each evaluation-set folder is read by its format in :mod:`marginlab.evalsets`)::
 
     train.rec, train.idx          InsightFace RecordIO (JPEG payloads)
     train_meta.parquet            index (reader position), label [, synthetic ground truth]

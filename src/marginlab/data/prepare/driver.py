@@ -34,6 +34,7 @@ from marginlab.data.prepare.subset import ingest_subset
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
 from marginlab.io import atomic_dir, check_replaceable, write_json
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["MANIFEST_VERSION", "image_policy", "run_prepare"]
 
@@ -90,7 +91,7 @@ def run_prepare(
             held.append(lock_dir(tmp))  # held until the output is renamed into place
             _build(tmp, params, base, workers, progress, manifest)
             manifest["wall_time_s"] = round(time.perf_counter() - t0, 3)
-            write_json(tmp / "manifest.json", manifest)
+            write_json(PreparedLayout(tmp).manifest, manifest)
             apply_umask(tmp)
     finally:
         for fd in held:
@@ -132,7 +133,7 @@ def _build(tmp: Path, params: Params, base: Path, workers: int, progress: bool, 
     manifest["counts"] = counts
     manifest["skipped"] = skipped
     manifest["warnings"] = warnings
-    files, links = hash_tree(tmp, exclude=("manifest.json",), progress=progress)
+    files, links = hash_tree(tmp, exclude=(PreparedLayout(tmp).manifest.name,), progress=progress)
     manifest["files"] = files
     manifest["links"] = links
     manifest["environment"] = {"python": platform.python_version(), "numpy": np.__version__, "opencv": _cv2_version()}
@@ -209,14 +210,14 @@ def _real_samples_png(out: Path, cell: int, per_row: int = 8, n_identities: int 
     def decode(data: bytes, i: int) -> np.ndarray:  # decoder warnings were recorded by the ingest pass
         return decode_image_checked(data, source=f"train.rec position {i}")[0]
 
-    reader = open_recordio(out / "train.rec")
+    reader = open_recordio(PreparedLayout(out).train_rec)
     labels = np.asarray(reader.labels)
     rows = []
     for c in np.unique(labels)[:n_identities].tolist():
         pos = np.flatnonzero(labels == c)[:per_row]
         rows.append((f"class {c}", [decode(reader[int(i)][0], int(i)) for i in pos]))
     reader.close()
-    write_image_grid(out / "samples.png", rows, title="Training set: first images of the first identities", per_row=per_row, cell=cell)
+    write_image_grid(PreparedLayout(out).samples_png, rows, title="Training set: first images of the first identities", per_row=per_row, cell=cell)
 
 
 def _policy_json(p: Any) -> dict:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from marginlab.data.formats import MissingFileError
 from marginlab.io import sha256_file, write_parquet
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["apply_umask", "hash_tree", "link_or_copy", "require_file", "resolve_input", "write_train_meta"]
 
@@ -51,7 +52,7 @@ def write_train_meta(out: Path, labels: np.ndarray) -> pd.DataFrame:
     """``train_meta.parquet`` of a real training set: ``index`` (reader position) and ``label``."""
     labels = np.asarray(labels, dtype=np.int64)
     meta = pd.DataFrame({"index": np.arange(len(labels), dtype=np.int64), "label": labels})
-    write_parquet(out / "train_meta.parquet", meta)
+    write_parquet(PreparedLayout(out).train_meta, meta)
     return meta
 
 

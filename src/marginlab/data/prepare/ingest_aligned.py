@@ -51,6 +51,7 @@ from marginlab.data.prepare.files import require_file, resolve_input, write_trai
 from marginlab.data.prepare.ingest_tinyface import list_tinyface, write_tinyface
 from marginlab.device import resolve_device
 from marginlab.io import write_parquet
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["ingest_aligned", "make_detector"]
 
@@ -165,7 +166,7 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
         written = write_tinyface(out, tiny_images, lambda i: crop(tiny_rows[i]) if tiny_rows[i]["kept"] else None, progress)
         tinyface = {"source": str(tiny_src), **written, "ingest": "align_detect", "statuses": _counts(tiny_rows)}
     frame = _frame(rows)
-    write_parquet(out / "alignment.parquet", frame)
+    write_parquet(PreparedLayout(out).alignment, frame)
     summary = summarise(frame)
     summary.update({
         "mode": "detect",
@@ -236,10 +237,10 @@ def _write_train(out: Path, root: Path, rows: list[dict], class_names: list[str]
             f"data.train_folders: {root}: no face kept in any of its {len(rows)} images "
             f"(statuses: {_counts(rows)}); see data.alignment (min_score, no_face)"
         )
-    info = write_recordio(out / "train.rec", samples(), with_header=True)
+    info = write_recordio(PreparedLayout(out).train_rec, samples(), with_header=True)
     labels = np.asarray([r["label"] for r in rows if r["label"] >= 0], dtype=np.int64)
     write_train_meta(out, labels)
-    write_parquet(out / "train_classes.parquet", pd.DataFrame({"label": np.arange(len(kept_names)), "class_name": kept_names}))
+    write_parquet(PreparedLayout(out).train_classes, pd.DataFrame({"label": np.arange(len(kept_names)), "class_name": kept_names}))
     return {
         "images": int(info["num_images"]),
         "classes": int(info["num_classes"]),
@@ -254,7 +255,7 @@ def _write_bin(out: Path, src: Path, rows: list[dict], issame: np.ndarray, crop:
     keep = [p for p in range(len(issame)) if rows[2 * p]["kept"] and rows[2 * p + 1]["kept"]]
     if not keep:
         raise DataFormatError(f"data.val_bins: {src}: no pair has a face kept in both images (statuses: {_counts(rows)})")
-    write_bin(out / "verification" / f"{src.stem}.bin", [crop(rows[2 * p + j]) for p in keep for j in (0, 1)], issame[keep])
+    write_bin(PreparedLayout(out).verification_bin(src.stem), [crop(rows[2 * p + j]) for p in keep for j in (0, 1)], issame[keep])
     return {
         "source": str(src),
         "pairs": len(keep),

@@ -23,6 +23,7 @@ from marginlab.data.formats import (
     write_bin,
 )
 from marginlab.data.prepare.files import link_or_copy, require_file
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["ingest_bin"]
 
@@ -33,7 +34,7 @@ def ingest_bin(out: Path, src: Path, policy: ImagePolicy, skip_corrupt: bool, pr
     ``warnings`` lists for the manifest)."""
     require_file(src, "data.val_bins")
     name = src.stem
-    dst = out / "verification" / f"{name}.bin"
+    dst = PreparedLayout(out).verification_bin(name)
     if dst.exists():
         raise DataFormatError(f"data.val_bins: two files are named {name}.bin; their stems must differ (second: {src})")
     try:

@@ -16,6 +16,7 @@ import pandas as pd
 from marginlab.data.formats import DataFormatError, ImagePolicy, MissingFileError, folders_to_recordio, open_recordio
 from marginlab.data.prepare.files import write_train_meta
 from marginlab.io import write_parquet
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["ingest_folders"]
 
@@ -25,13 +26,13 @@ def ingest_folders(out: Path, root: Path, policy: ImagePolicy, skip_corrupt: boo
     if not root.is_dir():
         raise MissingFileError(f"data.train_folders: directory {root} not found")
     try:
-        info = folders_to_recordio(root, out / "train.rec", skip_corrupt=skip_corrupt, policy=policy, progress=progress)
+        info = folders_to_recordio(root, PreparedLayout(out).train_rec, skip_corrupt=skip_corrupt, policy=policy, progress=progress)
     except DataFormatError as exc:  # the message names the image file
         raise type(exc)(f"data.train_folders: {exc}") from None
-    labels = _labels_of(out / "train.rec")
+    labels = _labels_of(PreparedLayout(out).train_rec)
     write_train_meta(out, labels)
     pd.DataFrame({"label": np.arange(len(info["class_names"])), "class_name": info["class_names"]}).pipe(
-        lambda f: write_parquet(out / "train_classes.parquet", f)
+        lambda f: write_parquet(PreparedLayout(out).train_classes, f)
     )
     return {
         "images": int(len(labels)),

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from marginlab.data.formats import IMAGE_DIR_FILE, IJBFormatError, MissingFileError, ijb_meta_paths, read_ijb, write_image_dir_ref
 from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
 from marginlab.data.prepare.files import resolve_input
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["ingest_ijb"]
 
@@ -31,7 +32,7 @@ def ingest_ijb(out: Path, entry: Any, base: Path, progress: bool, max_pixels: in
     image_dir = resolve_input(entry.image_dir, base).resolve()
     if not image_dir.is_dir():
         raise MissingFileError(f"data.ijb[{entry.name}].image_dir: directory {image_dir} not found")
-    root = out / "ijb" / entry.name
+    root = PreparedLayout(out).ijb_set(entry.name)
     if root.exists():
         raise IJBFormatError(f"data.ijb: two entries are named {entry.name!r}; names must be unique")
     for key, dst in ijb_meta_paths(root, entry.name).items():

@@ -29,6 +29,7 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.prepare.files import link_or_copy, require_file, write_train_meta
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["ingest_recordio"]
 
@@ -124,12 +125,12 @@ def ingest_recordio(out: Path, rec: Path, policy: ImagePolicy, skip_corrupt: boo
                 break
             unchanged += 1
     if first is None and not skipped:
-        how = link_or_copy(rec, out / "train.rec")
-        link_or_copy(idx, out / "train.idx")
+        how = link_or_copy(rec, PreparedLayout(out).train_rec)
+        link_or_copy(idx, PreparedLayout(out).train_idx)
         reader.close()
         final_labels, dropped, resized = labels, [], 0
     else:
-        final_labels, dropped, resized = _rewrite_records(out / "train.rec", reader, labels, unchanged, first, records, skipped)
+        final_labels, dropped, resized = _rewrite_records(PreparedLayout(out).train_rec, reader, labels, unchanged, first, records, skipped)
         how = "rewritten"
         reader.close()
     write_train_meta(out, final_labels)

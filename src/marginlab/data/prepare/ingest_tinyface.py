@@ -31,6 +31,7 @@ from marginlab.data.formats import (
     conform_encoded,
     read_identification_set,
 )
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["TinyFaceImage", "list_tinyface", "ingest_tinyface", "write_tinyface"]
 
@@ -81,7 +82,7 @@ def write_tinyface(out: Path, images: list[TinyFaceImage], encoded: Callable[[in
     matched: set[int] = set()
     written = [False] * len(images)
     without_match = 0
-    root = out / "tinyface"
+    root = PreparedLayout(out).tinyface
     for i in tqdm(order, desc="tinyface", unit="img", disable=not progress):
         im = images[i]
         if im.part == "Probe" and im.label not in matched:

@@ -73,6 +73,7 @@ from marginlab.data.formats import (
 )
 from marginlab.data.prepare.files import require_file, write_train_meta
 from marginlab.io import write_parquet
+from marginlab.layouts import PreparedLayout
 
 __all__ = [
     "IMAGEFOLDER_EXTENSIONS",
@@ -397,15 +398,15 @@ def _write_selected(out: Path, sel: SubsetSelection, classes: list[str], describ
             yield result.data, len(kept_names) - 1
 
     try:
-        info = write_recordio(out / "train.rec", samples(), with_header=True)
+        info = write_recordio(PreparedLayout(out).train_rec, samples(), with_header=True)
     except DataFormatError:
         if state["written"] == 0 and skipped:
             raise DataFormatError(f"{_KEY}: every selected image was skipped as corrupt; nothing left to train on") from None
         raise
-    with open_recordio(out / "train.rec") as reader:
+    with open_recordio(PreparedLayout(out).train_rec) as reader:
         final = np.asarray(reader.labels, dtype=np.int64)
     write_train_meta(out, final)
-    write_parquet(out / "train_classes.parquet",
+    write_parquet(PreparedLayout(out).train_classes,
                   pd.DataFrame({"label": np.arange(len(kept_names), dtype=np.int64), "class_name": kept_names}))
     emptied = sorted({classes[int(c)] for c in sel.kept_classes} - set(kept_names))
     return {

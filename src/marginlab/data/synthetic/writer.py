@@ -30,6 +30,7 @@ from marginlab.data.synthetic.layout import (
     verification_specs,
 )
 from marginlab.io import write_parquet
+from marginlab.layouts import PreparedLayout
 
 __all__ = ["render_samples_png", "write_synthetic"]
 
@@ -37,27 +38,28 @@ __all__ = ["render_samples_png", "write_synthetic"]
 # --------------------------------------------------------------------------- writing
 def _write_train(out: Path, images: list[SyntheticImage], specs: list[ImageSpec], first_id: int) -> dict:
     labels = [s.identity - first_id for s in specs]
-    info = write_recordio(out / "train.rec", ((im.jpeg, lab) for im, lab in zip(images, labels)), with_header=True)
+    info = write_recordio(PreparedLayout(out).train_rec, ((im.jpeg, lab) for im, lab in zip(images, labels)), with_header=True)
     meta = pd.DataFrame(
         [{"index": i, "label": lab, "identity": s.identity, "image": s.image, **im.meta()} for i, (im, s, lab) in enumerate(zip(images, specs, labels))]
     )
-    write_parquet(out / "train_meta.parquet", meta)
+    write_parquet(PreparedLayout(out).train_meta, meta)
     return {"images": info["num_images"], "classes": info["num_classes"], "gt_quality_mean": float(meta["gt_quality"].mean()),
             "degraded_share": float((meta["degradations"] != "").mean())}
 
 
 def _write_bin(out: Path, name: str, images: list[SyntheticImage], issame: np.ndarray, identities: list[int]) -> dict:
-    (out / "verification").mkdir(parents=True, exist_ok=True)
-    write_bin(out / "verification" / f"{name}.bin", [im.jpeg for im in images], issame)
+    prepared = PreparedLayout(out)
+    prepared.verification.mkdir(parents=True, exist_ok=True)
+    write_bin(prepared.verification_bin(name), [im.jpeg for im in images], issame)
     meta = pd.DataFrame(
         [{"index": i, "pair": i // 2, "issame": bool(issame[i // 2]), "identity": ident, **im.meta()} for i, (im, ident) in enumerate(zip(images, identities))]
     )
-    write_parquet(out / "verification" / f"{name}_meta.parquet", meta)
+    write_parquet(prepared.verification_meta(name), meta)
     return {"pairs": int(len(issame)), "genuine": int(issame.sum()), "images": len(images), "gt_quality_mean": float(meta["gt_quality"].mean())}
 
 
 def _write_ijb(out: Path, layout: IJBLayout, images: list[SyntheticImage], seed: int) -> dict:
-    root = out / "ijb" / IJB_NAME
+    root = PreparedLayout(out).ijb_set(IJB_NAME)
     crops = root / "loose_crop"
     crops.mkdir(parents=True, exist_ok=True)
     rng = rng_for(seed, "ijb", "detector_score")
@@ -72,7 +74,7 @@ def _write_ijb(out: Path, layout: IJBLayout, images: list[SyntheticImage], seed:
         [{"index": i, "image": r.image, "tid": r.tid, "mid": r.mid, "identity": r.identity, "width": im.size[0], "height": im.size[1], **im.meta()}
          for i, (r, im) in enumerate(zip(layout.faces.itertuples(index=False), images))]
     )
-    write_parquet(root / "meta.parquet", meta)
+    write_parquet(PreparedLayout.set_meta(root), meta)
     return {
         "faces": len(faces),
         "templates": int(faces["tid"].nunique()),
@@ -83,7 +85,7 @@ def _write_ijb(out: Path, layout: IJBLayout, images: list[SyntheticImage], seed:
 
 
 def _write_tinyface(out: Path, parts: dict[str, list[tuple[str, ImageSpec, int]]], images: dict[str, list[SyntheticImage]]) -> dict:
-    root = out / "tinyface"
+    root = PreparedLayout(out).tinyface
     rows = []
     for part, entries in parts.items():
         folder = root / part
@@ -95,7 +97,7 @@ def _write_tinyface(out: Path, parts: dict[str, list[tuple[str, ImageSpec, int]]
             im = images[part][i]
             (folder / fname).write_bytes(im.jpeg)
             rows.append({"part": part, "index": pos, "file": f"{part}/{fname}", "label": label, "identity": spec.identity, **im.meta()})
-    write_parquet(root / "meta.parquet", pd.DataFrame(rows))
+    write_parquet(PreparedLayout.set_meta(root), pd.DataFrame(rows))
     return {part: len(entries) for part, entries in parts.items()}
 
 
@@ -134,7 +136,7 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, seed: int, *, wor
     summary["verification"] = {name: _write_bin(out, name, by_split[name], bins[name][1], bins[name][2]) for name in VERIFICATION_BINS}
     summary["ijb"] = {IJB_NAME: _write_ijb(out, ijb, by_split["ijb"], seed)}
     summary["tinyface"] = _write_tinyface(out, tiny, {p: by_split.get(f"tinyface:{p}", []) for p in tiny})
-    render_samples_png(out / "samples.png", by_split["train"], tr_specs)
+    render_samples_png(PreparedLayout(out).samples_png, by_split["train"], tr_specs)
     return summary
 
 
