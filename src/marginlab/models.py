@@ -238,10 +238,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     """
     path = RunLayout(run_dir).model
     payload = read_model_file(path)
-    try:
-        resolved = ResolvedRun.model_validate(payload.get("resolved_run"))
-    except ValueError as err:  # pydantic's ValidationError
-        raise ModelFileError(f"{path} records no valid run configuration ({' '.join(str(err).split())})") from None
+    resolved = _recorded_run(payload, path)
     if expected is not None:
         check_trained_config(resolved, expected, path)
     num_classes = payload.get("num_classes")
@@ -262,6 +259,20 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     head.load_state_dict(payload["head"])
     device = torch.device(device)
     return backbone.to(device).eval(), head.to(device).eval(), resolved
+
+
+def trained_run(run_dir: str | Path) -> ResolvedRun:
+    """The run configuration ``run_dir/model.pt`` was trained with: the run's identity for every stage after
+    training (the params file may have changed since; the model is what was measured)."""
+    path = RunLayout(run_dir).model
+    return _recorded_run(read_model_file(path), path)
+
+
+def _recorded_run(payload: dict[str, Any], path: Path) -> ResolvedRun:
+    try:
+        return ResolvedRun.model_validate(payload.get("resolved_run"))
+    except ValueError as err:  # pydantic's ValidationError
+        raise ModelFileError(f"{path} records no valid run configuration ({' '.join(str(err).split())})") from None
 
 
 def model_info(run_dir: str | Path) -> dict[str, Any]:

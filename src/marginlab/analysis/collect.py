@@ -1,7 +1,8 @@
 """Load every run's outputs into tidy frames (one source for tables, claims and figures).
 
-The experiment grid comes from ``params.runs`` (label, head, seed, tags, resolved head parameters,
-proxy); outputs are read from ``<runs_dir>/<run>/``:
+The experiment grid is ``params.runs``; each run's identity (label, head, seed, tags, resolved head
+parameters, proxy) is the one its ``model.pt`` recorded (:func:`run_table`); outputs are read from
+``<runs_dir>/<run>/``:
 
 - ``probe/epoch_XX.parquet`` → :attr:`Collection.probe` (probe rows + ``run, label, head``; the
   probe's identity column ``label`` is renamed ``class_label`` so that ``label`` is the run's label);
@@ -37,12 +38,13 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marginlab.config import Params
+from marginlab.config import Params, default_label
 from marginlab.evalsets.evalset import by_family, eval_sets, low_quality_name
 from marginlab.layouts import QualityLayout, RunLayout
 
@@ -83,14 +85,18 @@ def protocol_quality(family: str, set_name: str) -> str:
 
 
 def run_table(params: Params) -> pd.DataFrame:
-    """One row per run of ``params.runs`` with its resolved identity (see ``RUN_COLUMNS``).
+    """One row per run of ``params.runs`` with its identity (see ``RUN_COLUMNS``): as recorded in its
+    ``model.pt`` once trained (what was measured, whatever the params file says now), else as configured.
 
     ``is_default``: the head's parameters equal the ``heads.<head>`` defaults and the proxy is the
     feature norm, i.e. the configuration the paper reports for that head.
     """
+    from marginlab.models import trained_run  # torch: only where a trained model is read
+
     rows = []
     for name in params.runs:
-        r = params.run(name)
+        run_dir = RunLayout.of(params, name).root
+        r = trained_run(run_dir) if RunLayout(run_dir).model.is_file() else _configured(params, name)
         defaults = getattr(params.heads, r.head).model_dump()
         is_default = all(r.head_params[k] == v if isinstance(v, str) else math.isclose(float(r.head_params[k]), float(v))
                          for k, v in defaults.items()) and r.proxy == "norm"
@@ -100,6 +106,14 @@ def run_table(params: Params) -> pd.DataFrame:
             "setting_h": r.head_params.get("h", np.nan), "setting_m": r.head_params.get("m", np.nan),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _configured(params: Params, name: str) -> SimpleNamespace:
+    """The identity of a run not trained yet, from its params entry and its head's defaults."""
+    spec = params.runs[name]
+    head_params = {**getattr(params.heads, spec.head).model_dump(), **spec.head_params}
+    return SimpleNamespace(head=spec.head, head_params=head_params, proxy=spec.proxy, seed=spec.seed,
+                           label=spec.label or default_label(name), tags=list(spec.tags))
 
 
 def _read_json(path: Path) -> dict:

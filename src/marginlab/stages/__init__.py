@@ -91,11 +91,9 @@ for _info in (
         "correlations, Table 1, comparisons and the claim verdicts",
         params={
             "seed": "",
-            "runs": "",
+            "runs": "the grid; a trained run's identity comes from its model.pt",
             "analysis": "",
             "heads": "the defaults of every run's head (is_default) and AdaFace's (the margin-form claim)",
-            "model": "runs are resolved with the shared model and train sections",
-            "train": "",
             "runs_dir": "",
             "quality.output_dir": "",
         },
