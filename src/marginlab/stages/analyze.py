@@ -17,8 +17,9 @@ import json
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.stage import run_analyze
 from marginlab.config import ConfigError, Params
+from marginlab.models import ModelFileError
 
-ERRORS = (ConfigError, AnalysisInputError, ValueError)
+ERRORS = (ConfigError, AnalysisInputError, ModelFileError, ValueError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
