@@ -58,7 +58,7 @@ CHUNK_CELLS = 2_000_000
 
 
 def group_rng(seed: int, *keys: object) -> np.random.Generator:
-    """A generator seeded by ``seed`` and a stable hash (CRC-32) of ``keys``."""
+    """A generator for one group: ``seed`` and a CRC-32 of ``keys`` (unlike ``hash``, the same in every process)."""
     tag = zlib.crc32("|".join(str(k) for k in keys).encode("utf-8"))
     return np.random.default_rng([int(seed), tag])
 

@@ -84,7 +84,7 @@ class MergedTrain:
 
 
 def is_overridden(own: dict[str, Any], loc: tuple) -> bool:
-    """True when the key path ``loc`` is set in a run's own overrides ``own``."""
+    """Whether a run sets the key path ``loc`` itself, so that an error can name the shared section otherwise."""
     node: Any = own
     for part in loc:
         if not isinstance(node, dict) or part not in node:
@@ -113,6 +113,7 @@ def default_label(run_name: str) -> str:
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``, nested mappings key by key (``train.distributed``)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):

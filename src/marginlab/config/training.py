@@ -41,7 +41,7 @@ HeadDefaults = create_model(
 
 # --------------------------------------------------------------------------- model
 class ModelConfig(Strict):
-    """Backbone. ``name`` is an IR-ResNet (ir_18 ... ir_200) or ``timm/<model_name>``."""
+    """Backbone. ``backbone`` is an IR-ResNet (ir_18 ... ir_200) or ``timm/<model_name>``."""
 
     # Schema defaults = the paper's Table 1 backbone (full-width IR-18 at 112x112); params.yaml
     # sets the small CPU default (quarter width at 64x64).
