@@ -25,7 +25,7 @@ from marginlab.analysis.cluster_bootstrap import (
     bootstrap_correlations,
     cluster_codes,
     column_sums,
-    group_rng,
+    group_rng,  # .stage imports it from here too
     item_major_counts,
     percentile_interval,
 )
