@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from marginlab.analysis.probe_claims import claim_norm_quality
+from marginlab.analysis.cluster_bootstrap import group_rng
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
     PROGRESS_CORRELATION_COLUMNS,
     correlation_table,
     correlation_with_ci,
-    group_rng,
     progress_correlation_table,
 )
 from marginlab.analysis.progress import curve_rows, early_rows, training_progress_rows

@@ -16,7 +16,7 @@ from scipy import stats
 from marginlab.analysis import scale as sc
 from marginlab.analysis import scale_fit as sf
 from marginlab.analysis import training_length as tl
-from marginlab.analysis.correlation import cluster_bootstrap_counts, group_rng
+from marginlab.analysis.cluster_bootstrap import cluster_bootstrap_counts, group_rng
 from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION as PAPER
 from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale_figure import scale_figure

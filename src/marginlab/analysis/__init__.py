@@ -8,7 +8,8 @@ dependencies never load with another's:
 - :mod:`~marginlab.analysis.gst_study` — the ``gst`` stage: Fig. 3 panels from the head registry, the
   GST table, its checks and the stage's outputs (``analysis/gst``).
 - :mod:`~marginlab.analysis.collect` — every run's outputs (probe, metrics, live, summaries) as tidy frames.
-- :mod:`~marginlab.analysis.correlation` — Pearson/Spearman with bootstrap CIs (Fig. 2), P_yi non-linearity.
+- :mod:`~marginlab.analysis.correlation` — Pearson/Spearman with bootstrap CIs (Fig. 2), P_yi non-linearity;
+  the identity-cluster bootstrap behind the intervals is :mod:`~marginlab.analysis.cluster_bootstrap`.
 - :mod:`~marginlab.analysis.augmentation` — share of augmented samples per feature-norm bin.
 - :mod:`~marginlab.analysis.significance` — seed aggregation and paired tests.
 - :mod:`~marginlab.analysis.tables` — Table 1 (ablations) and the main comparison.

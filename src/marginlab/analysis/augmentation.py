@@ -19,7 +19,7 @@ augmentations drawn from a fixed per-image seed, and records what was applied (`
 Both intervals come from an **identity-cluster bootstrap** when the rows carry the probe's identity
 (:data:`.correlation.IDENTITY_COLUMN`): the probe holds about 10 images per identity, whose norms share
 an identity effect, so resampling images one by one would understate the run's uncertainty (the same
-reasoning and the same resamples as :mod:`.correlation`). Each resample draws the identities with
+reasoning and the same resamples as :mod:`.cluster_bootstrap`). Each resample draws the identities with
 replacement and takes all their images; without identities (or with every label distinct) the images are
 resampled (``bootstrap`` says which). The gap's resample recomputes the norm bins on the resampled
 images, as the statistic itself does: with the items sorted by norm (ties by probe order) and the
@@ -34,13 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from marginlab.analysis.correlation import (
-    _CHUNK_CELLS,
-    IDENTITY_COLUMN,
-    _interval,
-    _resample_counts,
-    cluster_codes,
-)
+from marginlab.analysis.cluster_bootstrap import CHUNK_CELLS, cluster_codes, percentile_interval, resample_counts
+from marginlab.analysis.correlation import IDENTITY_COLUMN
 
 __all__ = [
     "AUGMENTATION_COLUMNS", "QUALITY_FLAGS", "augmentation_by_norm", "augmentation_table", "low_high_gap",
@@ -120,7 +115,7 @@ def augmentation_table(probe: pd.DataFrame, bins: int = 5, epoch: int | None = N
 
 
 def _identities(frame: pd.DataFrame) -> np.ndarray | None:
-    """Cluster codes of the frame's identities (:func:`.correlation.cluster_codes`), or None: image bootstrap."""
+    """Cluster codes of the frame's identities (:func:`.cluster_bootstrap.cluster_codes`), or None: image bootstrap."""
     return cluster_codes(frame[IDENTITY_COLUMN].to_numpy()) if IDENTITY_COLUMN in frame.columns else None
 
 
@@ -182,11 +177,11 @@ def low_high_gap(
     rng = np.random.default_rng(seed)
     n = len(norm)
     boot = np.empty(n_resamples)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
+    chunk = max(1, min(n_resamples, CHUNK_CELLS // max(n, 1)))
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        boot[start:stop] = _gap_resamples(norm, augmented, bins, _resample_counts(ids, n, stop - start, rng))
-    lo, hi = _interval(boot, confidence)
+        boot[start:stop] = _gap_resamples(norm, augmented, bins, resample_counts(ids, n, stop - start, rng))
+    lo, hi = percentile_interval(boot, confidence)
     return {"gap": p_low - p_high, "lo": lo, "hi": hi, "share_low": p_low, "share_high": p_high,
             "n_low": len(low), "n_high": len(high), **kind}
 
@@ -223,19 +218,19 @@ def norm_change(clean: pd.DataFrame, augmented: pd.DataFrame, *, n_resamples: in
     n = len(merged)
     if n:
         rng = np.random.default_rng(seed)
-        chunk = max(1, min(n_resamples, _CHUNK_CELLS // max(n, 1)))
+        chunk = max(1, min(n_resamples, CHUNK_CELLS // max(n, 1)))
         for start in range(0, n_resamples, chunk):
             stop = min(n_resamples, start + chunk)
-            counts_t = _resample_counts(ids, n, stop - start, rng)  # (n, B)
+            counts_t = resample_counts(ids, n, stop - start, rng)  # (n, B)
             with np.errstate(invalid="ignore", divide="ignore"):
-                # einsum, not @: a threaded BLAS call this small busy-waits on a loaded CPU (.correlation._colsum)
+                # einsum, not @: a threaded BLAS call this small busy-waits on a loaded CPU (cluster_bootstrap.column_sums)
                 boot[start:stop] = (np.einsum("ib,ig->bg", counts_t, masks * value[:, None])
                                     / np.einsum("ib,ig->bg", counts_t, masks))
     labels = merged[IDENTITY_COLUMN].to_numpy() if ids is not None else None
     rows = []
     for j, (name, mask) in enumerate(groups.items()):
         v = log_ratio[mask & finite]
-        lo, hi = _interval(boot[:, j], confidence) if v.size else (np.nan, np.nan)
+        lo, hi = percentile_interval(boot[:, j], confidence) if v.size else (np.nan, np.nan)
         rows.append({"augmentation": name, "n": int(v.size),
                      "mean_log_ratio": float(v.mean()) if v.size else np.nan,
                      "median_ratio": float(np.exp(np.median(v))) if v.size else np.nan,

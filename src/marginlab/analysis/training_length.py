@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from marginlab.analysis.correlation import (
-    IDENTITY_COLUMN,
-    MIN_N,
-    _interval,
+from marginlab.analysis.cluster_bootstrap import (
     bootstrap_correlations,
     cluster_codes,
     group_rng,
+    percentile_interval,
 )
+from marginlab.analysis.correlation import IDENTITY_COLUMN, MIN_N
 from marginlab.analysis.scale import TARGETS
 
 __all__ = ["PAIR_METHOD", "pairs_sentence", "training_length_pairs", "training_length_statement"]
@@ -75,7 +74,7 @@ def _pair_difference(short: Mapping[str, Any], long: Mapping[str, Any], merged: 
     rng = group_rng(seed, "training_length", short["run"], long["run"], target)
     boot = bootstrap_correlations({"short": xs[ok], "long": xl[ok]}, ts[ok], n_resamples=n_resamples, rng=rng,
                                   clusters=ids)
-    lo, hi = _interval(boot["long"]["spearman"] - boot["short"]["spearman"], confidence)
+    lo, hi = percentile_interval(boot["long"]["spearman"] - boot["short"]["spearman"], confidence)
     rho_s = float(stats.spearmanr(xs[ok], ts[ok]).statistic)
     rho_l = float(stats.spearmanr(xl[ok], ts[ok]).statistic)
     return {"head": short["head"], "target": target, "identities": int(short["identities"]),
@@ -141,7 +140,7 @@ def training_length_pairs(probe: pd.DataFrame, table: pd.DataFrame, runs: pd.Dat
     ``table``: :func:`scale_table` rows (sizes and the last probe epoch); ``runs``: the run table (``seed``, and
     ``proxy`` / ``head_params`` when present, must match too). Candidate pairs are consecutive training lengths
     within one key; a candidate whose probes do not hold the same images is listed in ``not_paired`` with why.
-    Bootstraps are seeded per pair and target (:func:`.correlation.group_rng`).
+    Bootstraps are seeded per pair and target (:func:`.cluster_bootstrap.group_rng`).
     """
     out: dict[str, Any] = {"method": PAIR_METHOD, "pairs": [], "summary": [], "not_paired": {}}
     if table.empty or probe.empty:

@@ -24,7 +24,8 @@ Only modules of the package itself (``marginlab``) are followed; third-party cod
 file under it): *missing* files make the check fail (a change to them would not rerun the stage);
 *unused* code deps (a declared file or folder under the code roots that the stage never imports) and
 folder deps broader than the import graph are reported as information (they only cause needless
-reruns). :func:`minimal_deps` gives the smallest dep list covering a closure exactly.
+reruns). :func:`minimal_deps` gives the smallest dep list covering a closure exactly, which
+:mod:`marginlab.pipeline.fix_deps` writes into ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -272,7 +273,8 @@ def covers(dep: str, path: str) -> bool:
     return p == d or d in p.parents
 
 
-def _overlaps(a: str, b: str) -> bool:
+def overlaps(a: str, b: str) -> bool:
+    """One path covers the other (a dep and a code root, either way round)."""
     return covers(a, b) or covers(b, a)
 
 
@@ -311,7 +313,7 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
 
     ``exempt`` (the stage's ``meta.deps_exempt`` in dvc.yaml) lists code paths the stage imports but whose
     changes cannot change its outputs; they are left out of the closure. The only use today: the params
-    schema (``config.py``) imports the heads' declarations (``head_specs.py``) to validate ``heads`` and
+    schema (:mod:`marginlab.config`) imports the heads' declarations (``head_specs.py``) to validate ``heads`` and
     ``runs``, so every stage imports them, but prepare, brisque_model and quality compute nothing with a
     head — without the exemption, changing a head's default would re-prepare and re-score the dataset.
     """
@@ -326,7 +328,7 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
     code_roots = {pkg_rel} | {PurePosixPath(e).parent.as_posix() for e in entries if e.endswith(".py")}
     code_roots.discard(".")
     deps = list(dict.fromkeys(deps))
-    declared = [d for d in deps if d.endswith(".py") or any(_overlaps(d, r) for r in code_roots)]
+    declared = [d for d in deps if d.endswith(".py") or any(overlaps(d, r) for r in code_roots)]
     missing = sorted(f for f in closure if not any(covers(d, f) for d in deps))
     unused = [d for d in declared if not any(covers(d, f) for f in closure)]
     broader = {}
@@ -407,63 +409,3 @@ def format_report(results: list[StageDeps], *, suggest: bool = False, repo_root:
     else:
         lines.append("code deps: every stage declares every file it imports")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------- fix
-def _dep_path(entry) -> str:
-    return next(iter(entry)) if isinstance(entry, dict) else str(entry)
-
-
-def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[str]:
-    """Rewrite every stage's code deps in ``dvc.yaml`` to the derived ones; return the changed stages.
-
-    Code deps (paths under the code roots, or ``.py`` files, without ``${...}``) are replaced by
-    :func:`minimal_deps` of the stage's import closure (the stage script first); every other dep keeps
-    its place after them, and the rest of the file (comments included) is left as it is.
-    """
-    import io as _io
-
-    # DVC's own YAML library: a round trip keeps comments and layout
-    from ruamel.yaml import YAML
-
-    root = Path(repo_root).resolve()
-    results = check_repo(root, package)
-    by_group: dict[str, list[StageDeps]] = {}
-    for r in results:
-        by_group.setdefault(r.stage.split("@", 1)[0], []).append(r)
-    yaml = YAML(typ="rt")  # round-trip loader: plain mappings, sequences and scalars, never Python objects
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    path = root / "dvc.yaml"
-    text = path.read_text()
-    doc = yaml.load(text)
-    changed = []
-    for name, stage in (doc.get("stages") or {}).items():
-        group = by_group.get(name)
-        if not group:
-            continue
-        body = stage.get("do", stage) if ("foreach" in stage or "matrix" in stage) else stage
-        deps = body.get("deps")
-        if deps is None:
-            continue
-        closure = sorted(set().union(*(r.closure for r in group)))
-        roots = sorted(set().union(*(r.code_roots for r in group)))
-        entries = list(dict.fromkeys(e for r in group for e in r.entries))
-
-        def is_code(entry, roots=roots) -> bool:
-            p = _dep_path(entry)
-            return "${" not in p and (p.endswith(".py") or any(_overlaps(p, r) for r in roots))
-
-        new = minimal_deps(closure, root, entries) + [e for e in deps if not is_code(e)]
-        if [_dep_path(e) for e in deps] != [_dep_path(e) for e in new]:
-            deps.clear()
-            deps.extend(new)
-            changed.append(name)
-    if changed:
-        out = _io.StringIO()
-        yaml.dump(doc, out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(out.getvalue())
-        tmp.replace(path)
-    return changed

@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     from marginlab.pipeline import stage_params
 
     if args.fix_deps:
-        changed = deps.fix_dvc_yaml(args.repo)
+        from marginlab.pipeline.fix_deps import fix_dvc_yaml
+
+        changed = fix_dvc_yaml(args.repo)
         print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: code deps already complete")
         changed = stage_params.fix(args.repo)
         print(f"dvc.yaml: params rewritten for {', '.join(changed)}" if changed else "dvc.yaml: params as declared")
