@@ -173,7 +173,7 @@ def ingest_aligned(out: Path, params: Params, base: Path, progress: bool) -> dic
         "settings": cfg.model_dump(mode="json"),
         "cache": {**stats, "dir": str(cache_dir)},
         "image_size": int(data.image_size),
-        "template": "ArcFace 5-point, scaled by image_size/112 (marginlab.data.formats.images.arcface_template)",
+        "template": "ArcFace 5-point, scaled by image_size/112 (marginlab.data.formats.five_point_alignment.arcface_template)",
         "wall_time_s": round(time.perf_counter() - t0, 3),
     })
     return {"train": train, "verification": verification, "tinyface": tinyface, "alignment": summary, "skipped": skipped,
