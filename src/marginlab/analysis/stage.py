@@ -100,19 +100,16 @@ from marginlab.analysis import scale_fit as sf
 from marginlab.analysis import training_length as tl
 from marginlab.analysis import zhat as zh
 from marginlab.analysis.images_seen import reference_images_seen, summary_keys
-from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
+from marginlab.analysis.claims import ClaimEvidence, claim_by_id, evaluate_claims
+from marginlab.analysis.claims.claim_evidence import build_evidence
 from marginlab.analysis.collect import Collection, collect
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
     PROGRESS_CORRELATION_COLUMNS,
     correlation_table,
     eval_correlation_table,
-    group_rng,
-    nonlinearity_test,
     progress_correlation_table,
 )
-from marginlab.analysis.margin_form_claim import claim_margin_form
-from marginlab.analysis.probe_claims import claim_augmentation, claim_norm_quality
 from marginlab.analysis.progress import early_rows, training_progress_rows
 from marginlab.analysis.tables import (
     ablation_table,
@@ -154,20 +151,15 @@ def _reference_runs(col: Collection, reference: str | None) -> list[str]:
     return list(col.runs[col.runs["label"] == reference].sort_values("seed")["run"])
 
 
-def _last_epoch_rows(probe: pd.DataFrame, run: str, pass_: str) -> pd.DataFrame:
-    rows = probe[(probe["run"] == run) & (probe["pass"] == pass_)]
-    return rows[rows["epoch"] == rows["epoch"].max()] if len(rows) else rows
-
-
 def _finite_mean(values) -> float | None:
     v = np.asarray(list(values), dtype=np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else None
 
 
-def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: pd.DataFrame, claims: list[dict],
-             gaps: dict[str, dict], claim5: dict, progress_corr: pd.DataFrame,
-             compared_agg: pd.DataFrame | None = None) -> dict[str, Any]:
+def _summary(ev: ClaimEvidence, claims: list[dict]) -> dict[str, Any]:
+    col, reference, ref_runs, corr = ev.collection, ev.reference, list(ev.reference_runs), ev.correlation
+    gaps, claim5 = ev.augmentation_gaps, claim_by_id(claims, "5")  # claim 5's own comparisons feed the summary
     out: dict[str, Any] = {
         "runs": len(col.runs),
         "runs_with_metrics": int(col.metrics["run"].nunique()) if len(col.metrics) else 0,
@@ -181,12 +173,12 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
                                             ("norm", "gt_quality", "spearman", "adaface_final_spearman_norm_gt_quality"),
                                             ("p_yi", "iq", "spearman", "adaface_final_spearman_pyi_iq")):
             out[key] = _finite_mean(clean[last & (clean["quantity"] == quantity) & (clean["target"] == target)][coef])
-        early = early_rows(corr, progress_corr, ref_runs)
+        early = early_rows(corr, ev.progress_correlation, ref_runs)
         early = early[(early["pass"] == "clean") & (early["quantity"] == "norm") & (early["target"] == "iq")]
         out["adaface_early_spearman_norm_iq"] = _finite_mean(early["spearman"])
         out["adaface_early_progress"] = _finite_mean(early["progress"])
     # Descriptive (no verdict rests on it): AdaFace minus the best baseline by sample mean per decision protocol.
-    best = _minus_best_baseline(compared_agg, reference) if compared_agg is not None else {}
+    best = _minus_best_baseline(ev.compared_aggregate, reference)
     for quality in ("low", "high"):
         values = [d for (_, q), d in best.items() if q == quality]
         if values:
@@ -280,36 +272,12 @@ def run_analyze(
     comparison = comparison_table(col.metrics, col.runs, reference)
     ablation = ablation_table(col.metrics, col.runs, reference)
 
-    # Per reference run: P_yi linearity gap and augmentation evidence at the last epoch.
-    target = "iq" if len(col.probe) and "iq" in col.probe and np.isfinite(col.probe["iq"].astype(float)).any() else "gt_quality"
-    pyi_nonlinearity, gaps, changes = {}, {}, {}
-    for run in ref_runs:
-        clean = _last_epoch_rows(col.probe, run, "clean") if len(col.probe) else pd.DataFrame()
-        augmented = _last_epoch_rows(col.probe, run, "augmented") if len(col.probe) else pd.DataFrame()
-        if len(clean) and target in clean:
-            g = nonlinearity_test(clean[target].to_numpy(float), clean["p_yi"].to_numpy(float), n_resamples=n_resamples,
-                                  confidence=confidence, seed=int(group_rng(seed, run, "pyi_nonlinearity").integers(2**31)))
-            if np.isfinite(g["gain"]):
-                pyi_nonlinearity[run] = {**g, "target": target}
-        if len(augmented):
-            gaps[run] = {**aug.low_high_gap(augmented, norm_bins, n_resamples=n_resamples, confidence=confidence,
-                                            seed=int(group_rng(seed, run, "aug_gap").integers(2**31))),
-                         "epoch": int(augmented["epoch"].iloc[0])}
-            if len(clean):
-                changes[run] = aug.norm_change(clean, augmented, n_resamples=n_resamples, confidence=confidence,
-                                               seed=int(group_rng(seed, run, "norm_change").integers(2**31)))
-
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
-    claims = [
-        claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
-        claim_margin_form(params.heads.adaface.model_dump()),
-        claim_ablations(ablation, agg),
-        claim_augmentation(gaps, changes, bins=norm_bins),
-        claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
-                           comparator=params.analysis.comparator, margin=params.analysis.noninferiority_margin),
-    ]
-    summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr,
-                       agg[agg["label"].isin([reference, *compared])])
+    evidence = build_evidence(params, col, reference=reference, reference_runs=ref_runs, compared=compared,
+                              correlation=corr, progress_correlation=progress_corr, aggregate=agg, ablation=ablation,
+                              n_resamples=n_resamples, norm_bins=norm_bins, confidence=confidence)
+    claims = evaluate_claims(evidence)
+    summary = _summary(evidence, claims)
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
     scale_pairs = tl.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
