@@ -40,7 +40,8 @@ and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@
 
 ``claims.json`` — ``{"reference": label, "reference_runs": [...], "missing": {run: [absent outputs]},
 "decision_protocols": [...], "n_resamples", "confidence", "claims": [{id, title, statement, paper,
-verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5;
+verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for every claim registered in
+:mod:`.claims` (1–5), in its order, each computed from one :class:`.claims.ClaimEvidence`;
 ``verdict`` ∈ supported | not supported | inconclusive (:mod:`.verdict_rules` states every rule).
 
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
@@ -56,10 +57,11 @@ protocols), ``adaface_minus_comparator_<protocol-slug>`` and ``adaface_minus_com
 / ``augmented_share_high_norm`` (reference runs, lowest / highest norm bin), ``claims_supported``,
 ``claims_not_supported``, ``claims_inconclusive``, ``quality_spearman_iq_gt`` (from the quality summary).
 
-``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_progress.png`` and, when
-ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
-``correlation_vs_progress_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
-(:mod:`.figures`); ``scale_vs_images_seen.png`` (:mod:`.scale_figure`). The directory is replaced as a whole.
+``figures/`` — every figure registered in :mod:`.figure_specs`, in its order: ``fig2_norm_vs_iq.png``,
+``fig2_pyi_vs_iq.png``, ``correlation_vs_progress.png`` and, when ground truth exists, ``fig2_norm_vs_gt_quality.png``,
+``fig2_pyi_vs_gt_quality.png``, ``correlation_vs_progress_gt_quality.png``; ``augmentation_by_norm.png``,
+``scale_vs_images_seen.png``, ``zhat_by_progress.png``, ``training_curves.png`` (drawn by :mod:`.figures` and
+:mod:`.scale_figure`). The directory is replaced as a whole; ``figures=False`` (``--no-figures``) leaves it alone.
 
 ``scale.csv`` — the scale study (:mod:`.scale`), one row per run with a train summary and clean-probe
 correlations: data size (``identities``, ``train_images``), training length (``epochs``, ``steps``,
@@ -103,6 +105,7 @@ from marginlab.analysis.images_seen import reference_images_seen, summary_keys
 from marginlab.analysis.claims import ClaimEvidence, claim_by_id, evaluate_claims
 from marginlab.analysis.claims.claim_evidence import build_evidence
 from marginlab.analysis.collect import Collection, collect
+from marginlab.analysis.figure_specs import FigureInputs, draw_figures
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
     PROGRESS_CORRELATION_COLUMNS,
@@ -119,7 +122,6 @@ from marginlab.analysis.tables import (
     main_labels,
     reference_label,
 )
-from marginlab.analysis.scale_figure import scale_figure
 from marginlab.config import Params
 from marginlab.io import atomic_dir, atomic_path, write_json
 from marginlab.timing import TIMING_FILE, StageTimer
@@ -312,25 +314,15 @@ def run_analyze(
 
 
 def _figures(col: Collection, axis_rows: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
-             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]], zhat: pd.DataFrame | None = None) -> None:
+             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]], zhat: pd.DataFrame) -> None:
+    """Every registered analysis figure (:mod:`.figure_specs`) into ``fig_dir``, replaced as a whole."""
     labels = main_labels(col.runs)
     if reference is not None and reference not in labels:
         labels = [reference, *labels]
     with_probe = list(col.probe["run"].unique()) if len(col.probe) else []
-    reps = fg.representative_runs(col.runs, labels, with_probe)
     has_gt = len(col.probe) > 0 and "gt_quality" in col.probe and np.isfinite(col.probe["gt_quality"].astype(float)).any()
+    inputs = FigureInputs(collection=col, labels=labels, representatives=fg.representative_runs(col.runs, labels, with_probe),
+                          has_ground_truth=bool(has_gt), progress_rows=axis_rows, augmentation=augmentation,
+                          scale=scale[0], scale_fits=scale[1], scale_skipped=scale[2], zhat=zhat)
     with atomic_dir(fig_dir) as tmp:
-        for quantity, stem in (("norm", "norm"), ("p_yi", "pyi")):
-            fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_iq.png", quantity=quantity, target="iq")
-            if has_gt:
-                fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_gt_quality.png", quantity=quantity, target="gt_quality")
-        fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress.png", target="iq")
-        if has_gt:
-            fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress_gt_quality.png",
-                                       target="gt_quality")
-        fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
-        fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
-        scale_figure(scale[0], scale[1], tmp / sc.SCALE_FIGURE, skipped=scale[2])
-        fg.zhat_by_progress(zhat if zhat is not None else pd.DataFrame(columns=zh.ZHAT_COLUMNS), col.runs, labels,
-                            tmp / zh.ZHAT_FIGURE)
-
+        draw_figures(inputs, tmp)

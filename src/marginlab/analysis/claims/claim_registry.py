@@ -69,9 +69,11 @@ CLAIMS: Registry[ClaimSpec] = Registry("claim")
 
 def register_claim(claim_id: str, *, order: float) -> Callable[[ClaimFn], ClaimFn]:
     """Register ``fn`` as claim ``claim_id`` (the ``id`` its dict carries); ``order`` places it in ``claims.json``."""
+
     def add(fn: ClaimFn) -> ClaimFn:
         CLAIMS.add(str(claim_id), ClaimSpec(str(claim_id), order, fn))
         return fn
+
     return add
 
 
