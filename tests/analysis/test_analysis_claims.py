@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
-from marginlab.analysis.margin_form_claim import claim_margin_form
-from marginlab.analysis.probe_claims import claim_augmentation, claim_norm_quality
+from marginlab.analysis.claims.benchmark_claims import claim_ablations, claim_baselines
+from marginlab.analysis.claims.margin_form_claim import claim_margin_form
+from marginlab.analysis.claims.probe_claims import claim_augmentation, claim_norm_quality
 from marginlab.analysis.verdict_rules import NORM_CHANGE_EFFECT, combine, interval_verdict, seed_interval_rule
 from marginlab.analysis.correlation import CORRELATION_COLUMNS
 from marginlab.analysis.tables import ABLATION_COLUMNS, AGGREGATE_COLUMNS

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.analysis.probe_claims import claim_norm_quality
+from marginlab.analysis.claims.probe_claims import claim_norm_quality
 from marginlab.analysis.cluster_bootstrap import group_rng
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
-from marginlab.analysis.margin_form_claim import claim_margin_form
-from marginlab.analysis.probe_claims import claim_augmentation
+from marginlab.analysis.claims.benchmark_claims import claim_ablations, claim_baselines
+from marginlab.analysis.claims.margin_form_claim import claim_margin_form
+from marginlab.analysis.claims.probe_claims import claim_augmentation
 from marginlab.analysis.decision import (
     claim_decision,
     decision,

@@ -232,7 +232,7 @@ def test_summary_checks_and_emphasis(stage_out):
 
 def test_emphasis_is_one_definition_for_figure_and_claim(stage_out, params_file):
     """The figure's emphasis table and claim 2 are both marginlab.analysis.gst.emphasis; neither redefines it."""
-    from marginlab.analysis.margin_form_claim import claim_margin_form
+    from marginlab.analysis.claims.margin_form_claim import claim_margin_form
 
     s = json.loads((stage_out / "summary.json").read_text())
     heads = load_params(params_file).heads
@@ -246,7 +246,7 @@ def test_emphasis_is_one_definition_for_figure_and_claim(stage_out, params_file)
         assert claim["ratios"][f"adaface z_hat={z:+g}"]["hard_over_easy"] == pytest.approx(
             s["emphasis"]["panels"][key]["hard_over_easy"], abs=1e-6)
     src = ROOT / "src" / "marginlab" / "analysis"
-    for module in ("margin_form_claim.py", "gst_study.py", "gst_figures.py", "figures.py"):
+    for module in ("claims/margin_form_claim.py", "gst_study.py", "gst_figures.py", "figures.py"):
         text = (src / module).read_text()
         assert "EASY_POINT =" not in text and "HARD_POINT =" not in text and "hard_offset" not in text, module
 

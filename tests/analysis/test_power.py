@@ -84,7 +84,7 @@ def test_threshold_distance_and_borderline():
 def test_claim_comparisons_report_what_they_could_see():
     import pandas as pd
 
-    from marginlab.analysis.benchmark_claims import versus
+    from marginlab.analysis.claims.benchmark_claims import versus
 
     agg = pd.DataFrame({"protocol": ["lq", "lq"], "std": [1.0, 2.0], "n_seeds": [3, 3]})
     a = {"label": "adaface", "mean": 80.0, "n_seeds": 3, "se": 0.5}

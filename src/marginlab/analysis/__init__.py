@@ -14,8 +14,8 @@ dependencies never load with another's:
 - :mod:`~marginlab.analysis.significance` — seed aggregation and paired tests.
 - :mod:`~marginlab.analysis.tables` — Table 1 (ablations) and the main comparison.
 - :mod:`~marginlab.analysis.verdict_rules` — the decision rules of the verdicts on the paper's claims; the claims
-  with their numbers: :mod:`~marginlab.analysis.probe_claims` (1, 4), :mod:`~marginlab.analysis.margin_form_claim`
-  (2), :mod:`~marginlab.analysis.benchmark_claims` (3, 5), assembled by :mod:`~marginlab.analysis.claim_parts`.
+  with their numbers: :mod:`~marginlab.analysis.claims`, one registered module each (1 and 4, 2, 3 and 5 today),
+  read one evidence object and are assembled by :mod:`~marginlab.analysis.claim_parts`.
 - :mod:`~marginlab.analysis.figures` — Fig. 2 panels, correlation vs epoch, augmentation bars, training
   curves; :mod:`~marginlab.analysis.gst_figures` — the Fig. 3 GST maps and curves.
 - :mod:`~marginlab.analysis.paper_numbers` — the paper's published numbers, with sources.

@@ -40,7 +40,8 @@ and intervals are in percent; protocols ``verification/<set>``, ``ijb/<set> TAR@
 
 ``claims.json`` — ``{"reference": label, "reference_runs": [...], "missing": {run: [absent outputs]},
 "decision_protocols": [...], "n_resamples", "confidence", "claims": [{id, title, statement, paper,
-verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for claims 1–5;
+verdict, rule, numbers, parts: [{name, verdict, rule, numbers}], note?}, ...]}`` for every claim registered in
+:mod:`.claims` (1–5), in its order, each computed from one :class:`.claims.ClaimEvidence`;
 ``verdict`` ∈ supported | not supported | inconclusive (:mod:`.verdict_rules` states every rule).
 
 ``summary.json`` (DVC metrics; numbers only, a key is absent when its data is): ``runs``,
@@ -56,10 +57,11 @@ protocols), ``adaface_minus_comparator_<protocol-slug>`` and ``adaface_minus_com
 / ``augmented_share_high_norm`` (reference runs, lowest / highest norm bin), ``claims_supported``,
 ``claims_not_supported``, ``claims_inconclusive``, ``quality_spearman_iq_gt`` (from the quality summary).
 
-``figures/`` — ``fig2_norm_vs_iq.png``, ``fig2_pyi_vs_iq.png``, ``correlation_vs_progress.png`` and, when
-ground truth exists, ``fig2_norm_vs_gt_quality.png``, ``fig2_pyi_vs_gt_quality.png``,
-``correlation_vs_progress_gt_quality.png``; ``augmentation_by_norm.png``, ``training_curves.png``
-(:mod:`.figures`); ``scale_vs_images_seen.png`` (:mod:`.scale_figure`). The directory is replaced as a whole.
+``figures/`` — every figure registered in :mod:`.figure_specs`, in its order: ``fig2_norm_vs_iq.png``,
+``fig2_pyi_vs_iq.png``, ``correlation_vs_progress.png`` and, when ground truth exists, ``fig2_norm_vs_gt_quality.png``,
+``fig2_pyi_vs_gt_quality.png``, ``correlation_vs_progress_gt_quality.png``; ``augmentation_by_norm.png``,
+``scale_vs_images_seen.png``, ``zhat_by_progress.png``, ``training_curves.png`` (drawn by :mod:`.figures` and
+:mod:`.scale_figure`). The directory is replaced as a whole; ``figures=False`` (``--no-figures``) leaves it alone.
 
 ``scale.csv`` — the scale study (:mod:`.scale`), one row per run with a train summary and clean-probe
 correlations: data size (``identities``, ``train_images``), training length (``epochs``, ``steps``,
@@ -100,19 +102,17 @@ from marginlab.analysis import scale_fit as sf
 from marginlab.analysis import training_length as tl
 from marginlab.analysis import zhat as zh
 from marginlab.analysis.images_seen import reference_images_seen, summary_keys
-from marginlab.analysis.benchmark_claims import claim_ablations, claim_baselines
+from marginlab.analysis.claims import ClaimEvidence, claim_by_id, evaluate_claims
+from marginlab.analysis.claims.claim_evidence import build_evidence
 from marginlab.analysis.collect import Collection, collect
+from marginlab.analysis.figure_specs import FigureInputs, draw_figures
 from marginlab.analysis.correlation import (
     CORRELATION_COLUMNS,
     PROGRESS_CORRELATION_COLUMNS,
     correlation_table,
     eval_correlation_table,
-    group_rng,
-    nonlinearity_test,
     progress_correlation_table,
 )
-from marginlab.analysis.margin_form_claim import claim_margin_form
-from marginlab.analysis.probe_claims import claim_augmentation, claim_norm_quality
 from marginlab.analysis.progress import early_rows, training_progress_rows
 from marginlab.analysis.tables import (
     ablation_table,
@@ -122,7 +122,6 @@ from marginlab.analysis.tables import (
     main_labels,
     reference_label,
 )
-from marginlab.analysis.scale_figure import scale_figure
 from marginlab.config import Params
 from marginlab.io import atomic_dir, atomic_path, write_json
 from marginlab.timing import TIMING_FILE, StageTimer
@@ -154,20 +153,15 @@ def _reference_runs(col: Collection, reference: str | None) -> list[str]:
     return list(col.runs[col.runs["label"] == reference].sort_values("seed")["run"])
 
 
-def _last_epoch_rows(probe: pd.DataFrame, run: str, pass_: str) -> pd.DataFrame:
-    rows = probe[(probe["run"] == run) & (probe["pass"] == pass_)]
-    return rows[rows["epoch"] == rows["epoch"].max()] if len(rows) else rows
-
-
 def _finite_mean(values) -> float | None:
     v = np.asarray(list(values), dtype=np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else None
 
 
-def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: pd.DataFrame, claims: list[dict],
-             gaps: dict[str, dict], claim5: dict, progress_corr: pd.DataFrame,
-             compared_agg: pd.DataFrame | None = None) -> dict[str, Any]:
+def _summary(ev: ClaimEvidence, claims: list[dict]) -> dict[str, Any]:
+    col, reference, ref_runs, corr = ev.collection, ev.reference, list(ev.reference_runs), ev.correlation
+    gaps, claim5 = ev.augmentation_gaps, claim_by_id(claims, "5")  # claim 5's own comparisons feed the summary
     out: dict[str, Any] = {
         "runs": len(col.runs),
         "runs_with_metrics": int(col.metrics["run"].nunique()) if len(col.metrics) else 0,
@@ -181,12 +175,12 @@ def _summary(col: Collection, reference: str | None, ref_runs: list[str], corr: 
                                             ("norm", "gt_quality", "spearman", "adaface_final_spearman_norm_gt_quality"),
                                             ("p_yi", "iq", "spearman", "adaface_final_spearman_pyi_iq")):
             out[key] = _finite_mean(clean[last & (clean["quantity"] == quantity) & (clean["target"] == target)][coef])
-        early = early_rows(corr, progress_corr, ref_runs)
+        early = early_rows(corr, ev.progress_correlation, ref_runs)
         early = early[(early["pass"] == "clean") & (early["quantity"] == "norm") & (early["target"] == "iq")]
         out["adaface_early_spearman_norm_iq"] = _finite_mean(early["spearman"])
         out["adaface_early_progress"] = _finite_mean(early["progress"])
     # Descriptive (no verdict rests on it): AdaFace minus the best baseline by sample mean per decision protocol.
-    best = _minus_best_baseline(compared_agg, reference) if compared_agg is not None else {}
+    best = _minus_best_baseline(ev.compared_aggregate, reference)
     for quality in ("low", "high"):
         values = [d for (_, q), d in best.items() if q == quality]
         if values:
@@ -280,36 +274,12 @@ def run_analyze(
     comparison = comparison_table(col.metrics, col.runs, reference)
     ablation = ablation_table(col.metrics, col.runs, reference)
 
-    # Per reference run: P_yi linearity gap and augmentation evidence at the last epoch.
-    target = "iq" if len(col.probe) and "iq" in col.probe and np.isfinite(col.probe["iq"].astype(float)).any() else "gt_quality"
-    pyi_nonlinearity, gaps, changes = {}, {}, {}
-    for run in ref_runs:
-        clean = _last_epoch_rows(col.probe, run, "clean") if len(col.probe) else pd.DataFrame()
-        augmented = _last_epoch_rows(col.probe, run, "augmented") if len(col.probe) else pd.DataFrame()
-        if len(clean) and target in clean:
-            g = nonlinearity_test(clean[target].to_numpy(float), clean["p_yi"].to_numpy(float), n_resamples=n_resamples,
-                                  confidence=confidence, seed=int(group_rng(seed, run, "pyi_nonlinearity").integers(2**31)))
-            if np.isfinite(g["gain"]):
-                pyi_nonlinearity[run] = {**g, "target": target}
-        if len(augmented):
-            gaps[run] = {**aug.low_high_gap(augmented, norm_bins, n_resamples=n_resamples, confidence=confidence,
-                                            seed=int(group_rng(seed, run, "aug_gap").integers(2**31))),
-                         "epoch": int(augmented["epoch"].iloc[0])}
-            if len(clean):
-                changes[run] = aug.norm_change(clean, augmented, n_resamples=n_resamples, confidence=confidence,
-                                               seed=int(group_rng(seed, run, "norm_change").integers(2**31)))
-
     compared = [lab for lab in main_labels(col.runs) if lab != reference]
-    claims = [
-        claim_norm_quality(corr, [r for r in ref_runs if r in set(corr["run"])], pyi_nonlinearity, progress_corr),
-        claim_margin_form(params.heads.adaface.model_dump()),
-        claim_ablations(ablation, agg),
-        claim_augmentation(gaps, changes, bins=norm_bins),
-        claim_baselines(agg[agg["label"].isin([reference, *compared])], reference, compared,
-                           comparator=params.analysis.comparator, margin=params.analysis.noninferiority_margin),
-    ]
-    summary = _summary(col, reference, ref_runs, corr, claims, gaps, claims[4], progress_corr,
-                       agg[agg["label"].isin([reference, *compared])])
+    evidence = build_evidence(params, col, reference=reference, reference_runs=ref_runs, compared=compared,
+                              correlation=corr, progress_correlation=progress_corr, aggregate=agg, ablation=ablation,
+                              n_resamples=n_resamples, norm_bins=norm_bins, confidence=confidence)
+    claims = evaluate_claims(evidence)
+    summary = _summary(evidence, claims)
     scale, scale_skipped = sc.scale_table(corr, col.runs, col.train_summaries)
     scale_fits = sc.fit_trends(scale, confidence)
     scale_pairs = tl.training_length_pairs(col.probe, scale, col.runs, n_resamples=n_resamples, confidence=confidence,
@@ -344,25 +314,15 @@ def run_analyze(
 
 
 def _figures(col: Collection, axis_rows: pd.DataFrame, augmentation: pd.DataFrame, reference: str | None, fig_dir: Path,
-             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]], zhat: pd.DataFrame | None = None) -> None:
+             *, scale: tuple[pd.DataFrame, list[dict], dict[str, str]], zhat: pd.DataFrame) -> None:
+    """Every registered analysis figure (:mod:`.figure_specs`) into ``fig_dir``, replaced as a whole."""
     labels = main_labels(col.runs)
     if reference is not None and reference not in labels:
         labels = [reference, *labels]
     with_probe = list(col.probe["run"].unique()) if len(col.probe) else []
-    reps = fg.representative_runs(col.runs, labels, with_probe)
     has_gt = len(col.probe) > 0 and "gt_quality" in col.probe and np.isfinite(col.probe["gt_quality"].astype(float)).any()
+    inputs = FigureInputs(collection=col, labels=labels, representatives=fg.representative_runs(col.runs, labels, with_probe),
+                          has_ground_truth=bool(has_gt), progress_rows=axis_rows, augmentation=augmentation,
+                          scale=scale[0], scale_fits=scale[1], scale_skipped=scale[2], zhat=zhat)
     with atomic_dir(fig_dir) as tmp:
-        for quantity, stem in (("norm", "norm"), ("p_yi", "pyi")):
-            fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_iq.png", quantity=quantity, target="iq")
-            if has_gt:
-                fg.fig2_panels(col.probe, reps, tmp / f"fig2_{stem}_vs_gt_quality.png", quantity=quantity, target="gt_quality")
-        fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress.png", target="iq")
-        if has_gt:
-            fg.correlation_vs_progress(axis_rows, col.runs, labels, tmp / "correlation_vs_progress_gt_quality.png",
-                                       target="gt_quality")
-        fg.augmentation_bars(augmentation, reps, tmp / "augmentation_by_norm.png")
-        fg.training_curves(col.live, col.runs, tmp / "training_curves.png")
-        scale_figure(scale[0], scale[1], tmp / sc.SCALE_FIGURE, skipped=scale[2])
-        fg.zhat_by_progress(zhat if zhat is not None else pd.DataFrame(columns=zh.ZHAT_COLUMNS), col.runs, labels,
-                            tmp / zh.ZHAT_FIGURE)
-
+        draw_figures(inputs, tmp)

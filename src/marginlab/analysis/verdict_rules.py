@@ -24,7 +24,7 @@ seed-to-seed variation). The inverse-variance pooled estimate is shown as inform
 k - 1 df at the observed seed SD, :func:`.power.t_test_mde` one-sided).
 
 **Difference rule** (claims 3 and 5; :func:`.significance.difference_test`, applied by
-:func:`.benchmark_claims.versus`). d = mean_a - mean_b with SE = s_p·sqrt(1/n_a + 1/n_b), s_p the seed SD pooled over every label on that protocol; *clear* when
+:func:`.claims.benchmark_claims.versus`). d = mean_a - mean_b with SE = s_p·sqrt(1/n_a + 1/n_b), s_p the seed SD pooled over every label on that protocol; *clear* when
 |d|/SE exceeds the Student-t critical value on the pooled df Σ(n_i - 1), so the two-sided α is 0.05 at
 any df (the former |d| > 2·SE had α ≈ 0.10 at df 5). With no repeated seeds the SE is the test-set
 sampling error and the normal quantile is used (stated as ``noise_source`` = ``test set``; it ignores
@@ -34,8 +34,8 @@ seeds), and the unpaired test needs no assumption about the pairing correlation 
 when the correlation is positive). The paired t-test is in ``comparison.csv`` as a secondary analysis.
 MDE: :func:`.power.t_test_mde` of this very test (noncentral t on those df at that SE, 80 % power).
 
-The claims: :mod:`.probe_claims` (1 and 4), :mod:`.margin_form_claim` (2) and :mod:`.benchmark_claims`
-(3 and 5), each assembled by :mod:`.claim_parts`.
+The claims (:mod:`.claims`): :mod:`~.claims.probe_claims` (1 and 4), :mod:`~.claims.margin_form_claim` (2) and
+:mod:`~.claims.benchmark_claims` (3 and 5), each assembled by :mod:`.claim_parts`.
 """
 
 from __future__ import annotations

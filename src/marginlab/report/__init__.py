@@ -2,7 +2,10 @@
 
 - :mod:`.inputs` — reading the stage outputs (``analysis/``, ``analysis/gst/`` written by the ``gst``
   stage from :mod:`marginlab.analysis.gst_study`, ...), with "not available: <why>" for optional ones;
-- :mod:`.figures` — figures the report draws itself and PNG data URIs;
+- :mod:`.plots` — figures the report draws itself and PNG data URIs; :mod:`.figure_list` — which figure
+  files each section shows, with captions (the analysis figures from their registry);
+- :mod:`.claims_section` — every claim of ``claims.json``, part by part; :mod:`.scale_banner` — our scale
+  against the paper's;
 - :mod:`.evidence` — a claim's nested numbers laid out as key-values and tables;
 - :mod:`.provenance` — git commit, params, dvc.lock input hashes, versions, hardware, wall times;
 - :mod:`.render` — ``run_report(root=".", out="reports/report.html")``.

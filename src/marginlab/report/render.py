@@ -4,17 +4,18 @@ One HTML file, rendered with Jinja2 (autoescape on) from ``templates/report.html
 figure a base64 PNG data URI, no scripts, fonts or external URLs, so it opens from disk anywhere.
 Sections, in order:
 
-1. summary of claims (``analysis/claims.json``): a verdict badge per *part* of each claim, each qualified
-   "at this scale: N images seen, R× fewer than the paper" (:func:`images_seen`: steps × global batch of the
-   reference runs against :data:`~marginlab.analysis.paper_numbers.PAPER_IMAGES_SEEN`), the claim's combined
-   verdict as secondary text, the rule and the deciding numbers of every part; claim 1's early part shows the
-   whole correlation-vs-progress curve;
+1. summary of claims (``analysis/claims.json``, :mod:`.claims_section`): a verdict badge per *part* of each
+   claim, each qualified "at this scale: N images seen, R× fewer than the paper" (:func:`.scale_banner.images_seen`:
+   steps × global batch of the reference runs against :data:`~marginlab.analysis.paper_numbers.PAPER_IMAGES_SEEN`),
+   the claim's combined verdict as secondary text, the rule and the deciding numbers of every part; a claim with
+   a registered figure (claim 1: the whole correlation-vs-progress curve) shows it beside its curve part;
 2. Table 1, the ablations (``analysis/ablation.csv``): mean ± std over seeds per factor, setting and
    benchmark, beside the paper's qualitative conclusion (its numbers are not available);
 3. main comparison (``analysis/comparison.csv``): our mean ± std, Δ vs AdaFace with its 95 % CI and
    paired test, and the paper's number in its own columns, with the scale difference (data, backbone,
    epochs) stated above the table;
-4. Fig. 2 (``analysis/figures``): norm / P_yi vs quality, correlation over epochs, final-epoch
+4. Fig. 2 (``analysis/figures``; every analysis figure is shown in the section, order and caption it is
+   registered with, :mod:`.figure_list`): norm / P_yi vs quality, correlation over epochs, final-epoch
    correlations with CIs (``correlation.csv``), augmentation by norm (``augmentation.csv``);
    4b. scale: final norm–quality correlation against images seen, its fits and the one-sentence answer
    (``scale.csv``, ``scale_fit.json``; :mod:`.scale`);
@@ -30,9 +31,9 @@ Displayed rounding (the tests compare the HTML with the CSV/JSON values through 
 in percent with 2 decimals (``mean ± std``; std omitted with one seed), p-values with 3 significant
 digits, correlations with 3 decimals, GST values with 2 decimals.
 
-The scale banner (model, input size, data, epochs, images seen against the paper) is shown for every data
-source. The module is one cohesive thing, the mapping from the study's outputs to the template's sections
-(number formatting lives in :mod:`.formatting`), which is why it runs a little over 450 lines.
+The scale banner (model, input size, data, epochs, images seen against the paper; :mod:`.scale_banner`) is
+shown for every data source. Number formatting lives in :mod:`.formatting`; sections with their own logic
+in their own modules (claims, scale, ẑ, figure lists).
 """
 
 from __future__ import annotations
@@ -47,22 +48,19 @@ import pandas as pd
 from marginlab.analysis.paper_numbers import (
     ABLATION_CONCLUSIONS,
     FIG2_NORM_IQ_CORRELATION,
-    PAPER_EARLY_PROGRESS,
-    PAPER_EPOCHS,
     PAPER_SCALE,
 )
-from marginlab.analysis.images_seen import at_scale, paper_ratio, reference_images_seen, sci
-from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
-from marginlab.analysis.scale import SCALE_FIGURE
 from marginlab.config import Params
-from marginlab.analysis.zhat import ZHAT_FIGURE
 from marginlab.evalsets import eval_sets
 from marginlab.io import atomic_path
 from marginlab.hyperparameters import format_hyperparameter
 from marginlab.report import plots as rfig
-from marginlab.report.evidence import layout_evidence
+from marginlab.analysis.figure_specs import figure_specs
+from marginlab.report.claims_section import claims_section
+from marginlab.report.figure_list import GST_FIGURES, claim_figures, figure_entries, section_figures
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
+from marginlab.report.scale_banner import banner, images_seen, scale_text
 from marginlab.report.scale_section import scale_section
 from marginlab.report.zhat_section import zhat_section
 from marginlab.report.formatting import (  # noqa: F401 - re-exported for the template filters and tests
@@ -77,7 +75,6 @@ from marginlab.report.formatting import (  # noqa: F401 - re-exported for the te
 )
 
 __all__ = [
-    "FIG2_FIGURES",
     "PAPER_SCALE",
     "build_context",
     "fmt_corr",
@@ -89,130 +86,11 @@ __all__ = [
 ]
 
 TEMPLATE = "report.html.j2"
-#: Known analysis figures in display order, with captions; other PNGs there are appended.
-FIG2_FIGURES = (
-    ("fig2_norm_vs_iq.png", "Feature norm vs IQ (1 − BRISQUE/100) over epochs (Fig. 2a)"),
-    ("fig2_pyi_vs_iq.png", "P_yi vs IQ over epochs (Fig. 2b)"),
-    ("correlation_vs_progress.png", ("Correlation of norm / P_yi with IQ across training, 95 % bootstrap CIs. x: training "
-                                    "progress, the share of the run's optimiser steps (symmetric-log axis, linear below "
-                                    "1 %), measured by the probes at fractions of training (train.probe_progress; a run "
-                                    "without them at its epoch ends); dotted: the paper's early point, epoch 1 of 26 = "
-                                    f"{PAPER_EARLY_PROGRESS:.1%}; dashed: the paper's {FIG2_NORM_IQ_CORRELATION} for reference")),
-    ("fig2_norm_vs_gt_quality.png", "Feature norm vs the synthetic ground-truth quality"),
-    ("fig2_pyi_vs_gt_quality.png", "P_yi vs the synthetic ground-truth quality"),
-    ("correlation_vs_progress_gt_quality.png", "Correlation with the ground-truth quality across training (x as above)"),
-    ("augmentation_by_norm.png", "Share of augmented probe images per feature-norm bin (claim 4)"),
-)
-TRAINING_FIGURE = "training_curves.png"
-#: Claim 1's whole curve: shown beside its early part too.
-CURVE_FIGURE = "correlation_vs_progress.png"
-GST_FIGURES = (
-    ("fig3_gst_maps.png", ("Fig. 3: |GST| maps of every registered head in each of its GST states (bold titles: the "
-                           "paper's Fig. 3 panels). x: target cos θ_y, y: non-target cos θ_j (the cosine plane of issue "
-                           "#24, not the paper's angle drawing); ○ easy and △ hard sample; colour scale shared, clipped "
-                           "at the 99th percentile.")),
-    ("fig3_gst_curves.png", ("(a) |GST| against cos θ_y at the fixed non-target cosine of params gst.cos_nontarget; "
-                             "(b) AdaFace at ẑ = +1 for the configured m and larger margins: the head code clips the "
-                             "shifted angle at θ − m ≥ eps, so GST = 0 beyond cos m (dotted).")),
-    ("fig3_gst_state_levels.png", ("Every head with several GST states, at its levels and the midpoints between them: "
-                                   "e.g. AdaFace from ẑ = −1 (ArcFace) through 0 (CosFace) to +1, MagFace from l_a to u_a.")),
-)
-VERDICT_CLASS = {"supported": "ok", "not supported": "bad", "inconclusive": "warn"}
 
 
 # --------------------------------------------------------------------------- sections
 def _note(value: Any) -> str | None:
     return value.why if is_missing(value) else None
-
-
-def _decision(d: Any, verdict: str) -> dict[str, Any]:
-    """How far a verdict lies from flipping (``decision`` of claims.json) as a short text and a borderline flag."""
-    if not isinstance(d, Mapping):
-        return {"text": "", "borderline": False}
-    dist = d.get("distance_se")
-    if dist is None:
-        if "analytic" in str(d.get("deciding", "")):
-            text = "exact (no sampling noise)"
-        elif d.get("to_supported_se") is not None or d.get("to_not_supported_se") is not None:
-            text = "held back by a condition that is not a noise threshold"
-        else:
-            text = "distance unknown (no noise estimate)"
-    elif verdict in ("supported", "not supported"):
-        text = f"{fmt_number(abs(dist))} SE {'past' if dist >= 0 else 'short of'} the threshold"
-    else:
-        text = f"{fmt_number(abs(dist))} SE short of the nearer decisive verdict"
-    return {"text": text, "borderline": bool(d.get("borderline"))}
-
-
-def _curve_part(parts: list[dict[str, Any]], raw: list[Any]) -> int | None:
-    """Index of the part the training-progress figure goes with: the first whose numbers hold a list of records
-    (a per-probe curve), else the first that speaks of "early", else the second part, else the first."""
-    for i, p in enumerate(raw):
-        numbers = p.get("numbers") if isinstance(p, Mapping) else None
-        if isinstance(numbers, Mapping) and any(isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)
-                                                 for v in _nested_values(numbers)):
-            return i
-    for i, p in enumerate(parts):
-        if "early" in f"{p['name']} {p['rule']}".lower():
-            return i
-    return (1 if len(parts) > 1 else 0) if parts else None
-
-
-def _nested_values(numbers: Mapping[str, Any]) -> list[Any]:
-    """The values of ``numbers`` and of the mappings inside it (one level down: per-run curves)."""
-    out = []
-    for v in numbers.values():
-        out.append(v)
-        if isinstance(v, Mapping):
-            out += list(v.values())
-    return out
-
-
-def _claims(claims: Any, scale_text: str = "", curve: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The claims' context: per claim its parts, each with its own verdict badge qualified by ``scale_text``
-    ("at this scale: …"); the combined verdict is kept as secondary text. ``curve``: the training-progress figure
-    (``{"uri", "caption"}``) shown with claim 1's early part."""
-    empty = {"items": [], "counts": {}, "claim_counts": {}, "reference": None, "missing_runs": [], "at_scale": scale_text}
-    if is_missing(claims):
-        return {**empty, "note": claims.why}
-    items = claims.get("claims") if isinstance(claims, Mapping) else claims
-    if not isinstance(items, list):
-        return {**empty, "note": "claims.json holds neither a list of claims nor a {'claims': [...]} object"}
-    out = []
-    for c in items:
-        if not isinstance(c, Mapping):
-            continue
-        verdict = str(c.get("verdict", "not available"))
-        numbers = c.get("numbers", c.get("evidence"))
-        parts = []
-        for p in c.get("parts", []) or []:
-            pv = str(p.get("verdict", "not available"))
-            scalars, tables = layout_evidence(p.get("numbers"), fmt_number)
-            parts.append({"name": p.get("name", ""), "verdict": pv, "cls": VERDICT_CLASS.get(pv, "na"),
-                          "rule": p.get("rule", ""), "numbers": scalars, "tables": tables,
-                          "decision": _decision(p.get("decision"), pv), "at_scale": scale_text, "figure": None})
-        raw_parts = [p for p in c.get("parts", []) or [] if isinstance(p, Mapping)]
-        if curve and str(c.get("id", "")) == "1":
-            at = _curve_part(parts, raw_parts)
-            if at is not None:
-                parts[at]["figure"] = curve
-        headline = parts or [{"name": "", "verdict": verdict, "cls": VERDICT_CLASS.get(verdict, "na"), "rule": "",
-                              "decision": _decision(c.get("decision"), verdict), "at_scale": scale_text}]
-        scalars, tables = layout_evidence(numbers, fmt_number)
-        out.append({
-            "id": c.get("id", ""), "title": c.get("title", ""), "statement": c.get("statement", ""),
-            "paper": c.get("paper", ""), "verdict": verdict, "cls": VERDICT_CLASS.get(verdict, "na"),
-            "rule": c.get("rule", ""), "note": c.get("note", ""),
-            "numbers": scalars, "tables": tables,
-            "evidence_text": numbers if isinstance(numbers, str) else "",
-            "parts": parts, "headline": headline, "decision": _decision(c.get("decision"), verdict),
-        })
-    counts = {v: sum(1 for c in out for p in c["headline"] if p["verdict"] == v) for v in VERDICT_CLASS}
-    claim_counts = {v: sum(1 for c in out if c["verdict"] == v) for v in VERDICT_CLASS}
-    meta = claims if isinstance(claims, Mapping) else {}
-    return {"note": None if out else "claims.json lists no claims", "items": out, "counts": counts,
-            "claim_counts": claim_counts, "reference": meta.get("reference"), "missing_runs": meta.get("missing") or [],
-            "at_scale": scale_text}
 
 
 def _ablation(frame: Any) -> dict[str, Any]:
@@ -237,20 +115,6 @@ def _ablation(frame: Any) -> dict[str, Any]:
     return {"note": None, "groups": groups}
 
 
-def _scale(inputs: ReportInputs) -> str:
-    p = inputs.params
-    counts = inputs.manifest.get("counts", {}) if isinstance(inputs.manifest, Mapping) else {}
-    images, classes = counts.get("train_images"), counts.get("train_classes")
-    size = f"{images:,} images of {classes:,} identities" if images and classes else ""
-    if p.data.source == "synthetic":
-        data = "synthetic faces" + (f" ({size})" if size else "")
-    else:
-        data = f"{p.data.name} ({p.data.source}" + (f", {size}" if size else "") + ")"
-    width = f", width ×{p.model.width:g}" if p.model.backbone.startswith("ir_") and p.model.width != 1.0 else ""
-    return (f"{p.model.backbone.upper().replace('_', '-')}{width} at {p.model.input_size}×{p.model.input_size} on {data}, "
-            f"{p.train.epochs} epochs, batch {p.train.batch_size}")
-
-
 def _families_missing(inputs: ReportInputs, protocols: list[str]) -> list[str]:
     have = {str(p).split("/")[0] for p in protocols}
     notes = []
@@ -265,7 +129,7 @@ def _families_missing(inputs: ReportInputs, protocols: list[str]) -> list[str]:
 
 def _comparison(inputs: ReportInputs) -> dict[str, Any]:
     frame = inputs.tables.get("comparison.csv")
-    out: dict[str, Any] = {"ours_scale": _scale(inputs), "paper_scale": PAPER_SCALE["main"], "protocols": [],
+    out: dict[str, Any] = {"ours_scale": scale_text(inputs), "paper_scale": PAPER_SCALE["main"], "protocols": [],
                            "family_notes": [], "labels": []}
     if is_missing(frame):
         return {**out, "note": frame.why}
@@ -288,18 +152,6 @@ def _comparison(inputs: ReportInputs) -> dict[str, Any]:
     return {**out, "note": None, "protocols": protocols,
             "family_notes": _families_missing(inputs, [p["protocol"] for p in protocols]),
             "labels": list(dict.fromkeys(frame["label"]))}
-
-
-def _figure_entries(paths: Mapping[str, Path], known: tuple[tuple[str, str], ...], skip: tuple[str, ...] = ()) -> list[dict]:
-    out, seen = [], set(skip)
-    for name, caption in known:
-        if name in paths:
-            out.append({"name": name, "caption": caption, "uri": rfig.png_data_uri(paths[name])})
-            seen.add(name)
-    for name, path in paths.items():
-        if name not in seen and name not in {k for k, _ in known}:
-            out.append({"name": name, "caption": name, "uri": rfig.png_data_uri(path)})
-    return out
 
 
 CORRELATION_PAIRS = (("norm", "iq"), ("norm", "gt_quality"), ("p_yi", "iq"), ("p_yi", "gt_quality"))
@@ -348,7 +200,7 @@ def _augmentation(frame: Any) -> dict[str, Any]:
 
 
 def _fig3(inputs: ReportInputs) -> dict[str, Any]:
-    out: dict[str, Any] = {"figures": _figure_entries(inputs.gst_figures, GST_FIGURES), "note": None, "summary_note": None,
+    out: dict[str, Any] = {"figures": figure_entries(inputs.gst_figures, GST_FIGURES), "note": None, "summary_note": None,
                            "emphasis": [], "points": {"easy": None, "hard": None}, "special": [], "flat": [], "layout": ""}
     if not out["figures"]:
         out["note"] = inputs.gst_note.why if inputs.gst_note else "no GST figures"
@@ -396,16 +248,17 @@ def _run_rows(inputs: ReportInputs) -> list[dict[str, Any]]:
 
 
 def _training(inputs: ReportInputs) -> dict[str, Any]:
-    if TRAINING_FIGURE in inputs.analysis_figures:
-        return {"note": None, "uri": rfig.png_data_uri(inputs.analysis_figures[TRAINING_FIGURE]),
-                "caption": "Training loss, accuracy and feature norm per epoch (analysis stage)"}
+    figures = section_figures(inputs.analysis_figures, "training")
+    if figures:
+        return {"note": None, "figures": figures}
     histories = {r.name: rfig.read_live_history(r.live_dir, ("train/loss", "train/acc", "train/norm_mean"))
                  for r in inputs.runs if not is_missing(r.live_dir)}
     png = rfig.training_curves({k: v for k, v in histories.items() if len(v)}) if histories else None
     if png is None:
-        return {"note": f"no {TRAINING_FIGURE} in {inputs.analysis_dir / 'figures'} and no run has live/ metrics",
-                "uri": None, "caption": ""}
-    return {"note": None, "uri": rfig.png_data_uri(png), "caption": "Training loss, accuracy and feature norm per epoch (from the runs' live/ logs)"}
+        names = " / ".join(s.name for s in figure_specs("training")) or "training figure"
+        return {"note": f"no {names} in {inputs.analysis_dir / 'figures'} and no run has live/ metrics", "figures": []}
+    return {"note": None, "figures": [{"name": "training curves", "uri": rfig.png_data_uri(png),
+                                       "caption": "Training loss, accuracy and feature norm per epoch (from the runs' live/ logs)"}]}
 
 
 def _data(inputs: ReportInputs) -> dict[str, Any]:
@@ -486,68 +339,21 @@ def _short(d: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k} {d[k]}" for k in keys) + "}" if keys else "{…}"
 
 
-def _reference_runs(inputs: ReportInputs) -> list[str]:
-    """The reference AdaFace runs: claims.json's ``reference_runs``, else the runs of its ``reference`` label,
-    else every AdaFace run, else every run."""
-    meta = inputs.claims if isinstance(inputs.claims, Mapping) else {}
-    runs = [r for r in meta.get("reference_runs") or [] if isinstance(r, str)]
-    if runs:
-        return runs
-    ref = meta.get("reference")
-    return ([r.name for r in inputs.runs if ref is not None and r.label == ref]
-            or [r.name for r in inputs.runs if r.head == "adaface"] or [r.name for r in inputs.runs])
-
-
-def images_seen(inputs: ReportInputs) -> dict[str, Any]:
-    """Images seen by the reference runs (steps × global batch of their train summaries; the analysis
-    ``summary.json``'s ``images_seen_reference`` when no summary is there), the ratio to the paper and the
-    "at this scale: …" qualifier of every verdict badge."""
-    runs = _reference_runs(inputs)
-    images = reference_images_seen({r.name: r.train_summary for r in inputs.runs}, runs)
-    summary = inputs.analysis_summary if isinstance(inputs.analysis_summary, Mapping) else {}
-    if images is None and _finite(summary.get("images_seen_reference")) is not None:
-        images = int(summary["images_seen_reference"])
-    ratio = paper_ratio(images)
-    return {"images": images, "ratio": ratio, "runs": runs, "text": at_scale(images),
-            "images_text": sci(images) if images else "—", "ratio_text": sci(ratio) if ratio else "—",
-            "paper_text": sci(PAPER_IMAGES_SEEN)}
-
-
-def _banner(inputs: ReportInputs, seen: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The scale banner, for every data source: model, input size, data, epochs and images seen against the paper."""
-    p = inputs.params
-    seen = seen or images_seen(inputs)
-    title = "Scale: synthetic data, small models" if p.data.source == "synthetic" else "Scale: small models, short training"
-    if seen["ratio"] is None:
-        amount = "an unknown number of images (the reference runs have no train_summary.json)"
-    elif seen["ratio"] >= 1:
-        amount = (f"{seen['images_text']} training images seen by the reference runs, {seen['ratio_text']}× fewer than the "
-                  f"paper's {seen['paper_text']} (MS1MV2's 5.8 M images × {PAPER_EPOCHS} epochs)")
-    else:
-        amount = (f"{seen['images_text']} training images seen by the reference runs, {sci(1 / seen['ratio'])}× more than the "
-                  f"paper's {seen['paper_text']}")
-    text = (f"Every number below comes from {_scale(inputs)}: {amount} — not from an IR-100 trained on MS1MV2 for "
-            f"{PAPER_EPOCHS} epochs as in the paper. Every verdict holds at this scale only: the report tests the pipeline and "
-            "whether the direction of each claim reproduces; absolute accuracies are not comparable with the paper's.")
-    return {"title": title, "text": text}
-
-
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the template shows (plain dicts/lists/strings; numbers already formatted)."""
     p = inputs.params
     seen = images_seen(inputs)
-    figs2 = _figure_entries(inputs.analysis_figures, FIG2_FIGURES, skip=(TRAINING_FIGURE, SCALE_FIGURE, ZHAT_FIGURE))
-    curve = next(({"uri": f["uri"], "caption": f["caption"]} for f in figs2 if f["name"] == CURVE_FIGURE), None)
-    claims = _claims(inputs.claims, seen["text"], curve)
+    figs2 = section_figures(inputs.analysis_figures, "fig2")
+    claims = claims_section(inputs.claims, seen["text"], claim_figures(inputs.analysis_figures))
     provenance = collect_provenance(inputs)
     return {
         "title": f"marginlab report — {p.data.name}, preset {p.preset}",
         "dataset": p.data.name, "source": p.data.source, "preset": p.preset,
         "git": provenance["git"], "generated": provenance["generated_utc"],
-        "banner": _banner(inputs, seen),
+        "banner": banner(inputs, seen),
         "images_seen": seen,
         "claims": claims,
-        "ablation": {**_ablation(inputs.tables.get("ablation.csv")), "scale_ours": _scale(inputs),
+        "ablation": {**_ablation(inputs.tables.get("ablation.csv")), "scale_ours": scale_text(inputs),
                      "scale_paper": PAPER_SCALE["table1"]},
         "comparison": _comparison(inputs),
         "fig2": {"figures": figs2, "note": None if figs2 else f"no figures in {inputs.analysis_dir / 'figures'} "

@@ -1,7 +1,8 @@
 """The report's scale-study section: the figure, the per-run table, the fits and the one-sentence answer.
 
 Reads ``analysis/scale.csv`` (through :data:`.inputs.ANALYSIS_SCHEMAS`), ``analysis/scale_fit.json`` and
-``analysis/figures/scale_vs_images_seen.png``, all written by the analysis stage
+``analysis/figures/scale_vs_images_seen.png`` (its caption: :mod:`marginlab.analysis.figure_specs.scale_figures`),
+all written by the analysis stage
 (:mod:`marginlab.analysis.scale`). Any preset renders: a single run gives one table row and the "no trend"
 sentence; runs skipped by the analysis are listed with the reason; an analysis without the scale outputs
 gives a "not available" note.
@@ -21,19 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from marginlab.analysis.scale import SCALE_FIGURE, TARGETS
-from marginlab.report import plots as rfig
+from marginlab.analysis.scale import TARGETS
+from marginlab.report.figure_list import section_figures, section_note
 from marginlab.report.formatting import _finite, fmt_corr
 from marginlab.report.inputs import ANALYZE_HINT, ReportInputs, is_missing, read_json
 
-__all__ = ["SCALE_CAPTION", "scale_section"]
-
-SCALE_CAPTION = ("Final Spearman(norm, quality) of each run (last epoch, clean probe, 95 % bootstrap CI over identities "
-                 "where the probe records them, else over images) against images "
-                 "seen (log scale); colour = head, marker = number of training identities; lines = weighted fits over "
-                 "the fitted runs' range only (solid: slope CI excludes 0; dotted: no trend); dashed: the paper's "
-                 "final-epoch norm–IQ correlation")
-
+__all__ = ["scale_section"]
 
 def _ci(row: Mapping[str, Any], target: str) -> dict[str, str]:
     col = f"spearman_{target}"
@@ -65,12 +59,10 @@ def scale_section(inputs: ReportInputs) -> dict[str, Any]:
     """The template's ``scale`` context (module docstring); ``note`` says why a part is not available."""
     table = inputs.tables.get("scale.csv")
     fit = read_json(inputs.analysis_dir / "scale_fit.json", ANALYZE_HINT)
-    figure = inputs.analysis_figures.get(SCALE_FIGURE)
+    figures = section_figures(inputs.analysis_figures, "scale")
     out: dict[str, Any] = {
-        "targets": list(TARGETS.values()), "caption": SCALE_CAPTION,
-        "figure": rfig.png_data_uri(figure) if figure is not None else None,
-        "figure_note": None if figure is not None else f"no {SCALE_FIGURE} in {inputs.analysis_dir / 'figures'} "
-                                                       f"(written by {ANALYZE_HINT})",
+        "targets": list(TARGETS.values()), "figures": figures,
+        "figure_note": None if figures else section_note("scale", inputs.analysis_dir / "figures", ANALYZE_HINT),
         "note": table.why if is_missing(table) else None, "rows": [], "fit_note": fit.why if is_missing(fit) else None,
         "headline": "", "method": "", "fits": [], "skipped": [],
         "training_length": {"statements": [], "pairs": [], "not_paired": []},

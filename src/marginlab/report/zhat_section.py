@@ -12,17 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marginlab.analysis.zhat import ZHAT_FIGURE, final_ranges
-from marginlab.report import plots as rfig
+from marginlab.analysis.zhat import final_ranges
+from marginlab.report.figure_list import section_figures, section_note
 from marginlab.report.formatting import _finite, fmt_value
 from marginlab.report.inputs import ANALYZE_HINT, ReportInputs, is_missing
 
-__all__ = ["ZHAT_CAPTION", "margin_sentence", "zhat_section"]
+__all__ = ["margin_sentence", "zhat_section"]
 
-ZHAT_CAPTION = ("ẑ = clip(h·(‖z‖ − μ)/σ, −1, 1) of every clean probe image with the head's running statistics at "
-                "probe time, against training progress (share of the run's optimiser steps, symmetric-log axis): median "
-                "(line) and 5–95 % band per run; colour = configuration, line style = seed. ẑ = 0 is CosFace's margin, "
-                "ẑ = −1 ArcFace's, ẑ = +1 a negative angular margin with a larger additive one")
 NOT_RECORDED = "ẑ not recorded by this run's training code (its probe tables have no finite z_hat)"
 
 
@@ -53,11 +49,10 @@ def _margin_m(inputs: ReportInputs, label: str) -> float:
 def zhat_section(inputs: ReportInputs) -> dict[str, Any]:
     """The template's ``zhat`` context (module docstring)."""
     table = inputs.tables.get("zhat.csv")
-    figure = inputs.analysis_figures.get(ZHAT_FIGURE)
+    figures = section_figures(inputs.analysis_figures, "zhat")
     out: dict[str, Any] = {
-        "caption": ZHAT_CAPTION, "figure": rfig.png_data_uri(figure) if figure is not None else None,
-        "figure_note": None if figure is not None else f"no {ZHAT_FIGURE} in {inputs.analysis_dir / 'figures'} "
-                                                       f"(written by {ANALYZE_HINT})",
+        "figures": figures,
+        "figure_note": None if figures else section_note("zhat", inputs.analysis_dir / "figures", ANALYZE_HINT),
         "note": None, "rows": [], "sentence": "", "unrecorded": [],
     }
     if table is None or is_missing(table):

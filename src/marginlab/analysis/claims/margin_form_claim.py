@@ -1,5 +1,5 @@
 """Claim 2 (the margin form controls sample emphasis): analytic, through the head code over a grid
-stated in advance (:data:`.gst.EMPHASIS_GRID`); no training data involved.
+stated in advance (:data:`..gst.EMPHASIS_GRID`); no training data involved.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 
 from marginlab.analysis.decision import decision
+from marginlab.analysis.claims.claim_registry import ClaimEvidence, register_claim
 from marginlab.analysis.claim_parts import make_claim, make_part
 
 
@@ -17,17 +18,17 @@ def claim_margin_form(adaface_params: Mapping[str, float]) -> dict[str, Any]:
 
     The emphasis ratio R = |g(hard)| / |g(easy)| (:func:`marginlab.analysis.gst.emphasis`; autograd through the
     head code) of AdaFace with ``adaface_params`` at ẑ = +1 (high norm) and ẑ = -1 (low norm), evaluated over
-    the grid stated in advance, :data:`.gst.EMPHASIS_GRID`: every (easy cos θ_y ∈ {0.3 … 0.7}, hard cos θ_y ∈
+    the grid stated in advance, :data:`..gst.EMPHASIS_GRID`: every (easy cos θ_y ∈ {0.3 … 0.7}, hard cos θ_y ∈
     {-0.4 … 0.0}) pair at cos θ_j ∈ {0, 0.2, 0.4} — 75 comparisons. The paper's ordering is R(+1) > 1 and
     R(-1) < 1.
 
     Rule, fixed before the grid was evaluated: a grid point counts only where neither sample's softmax is
-    saturated at either ẑ (1 - P_y ≥ :data:`.gst.SATURATION` = 0.01): a saturated sample's |GST| is set by
+    saturated at either ẑ (1 - P_y ≥ :data:`..gst.SATURATION` = 0.01): a saturated sample's |GST| is set by
     how deep it sits in the softmax tail at s = 64 (a factor exp(-s·Δcos)), not by the margin form the claim
     is about. *Supported* if the ordering holds at every unsaturated point; *not supported* if it fails at
     more than half of them; *inconclusive* otherwise (it holds in part of the plane) or with no unsaturated
     point. The share over all 75 points and over the unsaturated ones is shown either way, with the ratios
-    at the named example points (:data:`.gst.EASY_POINT` / :data:`.gst.HARD_POINT`) and CosFace/ArcFace
+    at the named example points (:data:`..gst.EASY_POINT` / :data:`..gst.HARD_POINT`) and CosFace/ArcFace
     for contrast.
     """
     from marginlab.analysis.gst import EASY_POINT, EMPHASIS_GRID, HARD_POINT, SATURATION, emphasis, emphasis_grid
@@ -71,3 +72,9 @@ def claim_margin_form(adaface_params: Mapping[str, float]) -> dict[str, Any]:
     return make_claim(2, "Margin form controls sample emphasis", statement, "Fig. 3 and issue #24", [part],
                   "the single part's verdict", note="analytic: evaluates the margin function through the head code over a "
                   "stated grid; no training data involved")
+
+
+@register_claim("2", order=20)
+def claim_2(ev: ClaimEvidence) -> dict[str, Any]:
+    """Claim 2 with the configured AdaFace hyperparameters."""
+    return claim_margin_form(ev.params.heads.adaface.model_dump())

@@ -1,5 +1,5 @@
 """Claims 1 (the feature norm as a quality proxy) and 4 (augmentation and the norm): decided from the
-reference AdaFace runs' probe tables, each part by the seed-level interval rule (:mod:`.verdict_rules`).
+reference AdaFace runs' probe tables, each part by the seed-level interval rule (:mod:`..verdict_rules`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from marginlab.analysis.verdict_rules import (
     SHARE_EFFECT,
     seed_interval_rule,
 )
+from marginlab.analysis.claims.claim_registry import ClaimEvidence, register_claim
 from marginlab.analysis.claim_parts import COMBINE_RULE, make_claim, make_part, seed_part
 
 _AUG_PAPER = "the paper's augmentation analysis: share of augmented samples among low- vs high-norm features"
@@ -86,9 +87,9 @@ def claim_norm_quality(
     """Claim 1: feature norm ~ IQ (final epoch and early), and a non-linear P_yi ~ IQ relation.
 
     ``correlation``: rows of ``correlation.csv``; ``reference_runs``: the reference AdaFace runs (one per seed);
-    ``pyi_nonlinearity``: per run :func:`.correlation.nonlinearity_test` of final-epoch clean P_yi against the target;
+    ``pyi_nonlinearity``: per run :func:`..correlation.nonlinearity_test` of final-epoch clean P_yi against the target;
     ``progress_correlation``: rows of ``correlation_progress.csv`` (part b's curve; the decision uses epoch 1,
-    :func:`.progress.early_rows`). Parts a and b: the seed-level interval rule on the clean-probe Spearman
+    :func:`..progress.early_rows`). Parts a and b: the seed-level interval rule on the clean-probe Spearman
     (module docstring); part c: every run's cross-validated isotonic gain CI above 0 (cannot refute).
     """
     statement = ("The feature norm is a proxy for image quality: it correlates positively with the BRISQUE-based IQ "
@@ -166,8 +167,8 @@ def claim_augmentation(gaps: Mapping[str, Mapping[str, float]], norm_changes: Ma
                        bins: int = 5) -> dict[str, Any]:
     """Claim 4: low-norm features are more often augmented.
 
-    ``gaps``: per reference run :func:`.augmentation.low_high_gap` (last epoch); ``norm_changes``: per run
-    :func:`.augmentation.norm_change`. Part a (the paper's analysis): the seed-level interval rule on the
+    ``gaps``: per reference run :func:`..augmentation.low_high_gap` (last epoch); ``norm_changes``: per run
+    :func:`..augmentation.norm_change`. Part a (the paper's analysis): the seed-level interval rule on the
     per-run gap share_any(lowest norm bin) - share_any(highest), SESOI 0.10. Part b (paired, within image):
     the seed-level rule on the per-run mean log(norm augmented / norm clean) over the images that were
     augmented (``norm_change``'s ``any`` row): supported if the CI's upper bound < 0 (augmented images have
@@ -203,3 +204,17 @@ def claim_augmentation(gaps: Mapping[str, Mapping[str, float]], norm_changes: Ma
         b = make_part("b: paired norm change", "inconclusive", f"no data: {why}; seed-level t rule on {what_b}",
                   {"by_augmentation": by_group})
     return make_claim(4, title, statement, _AUG_PAPER, [a, b], COMBINE_RULE)
+
+
+@register_claim("1", order=10)
+def claim_1(ev: ClaimEvidence) -> dict[str, Any]:
+    """Claim 1 over the reference runs that have correlation rows."""
+    with_rows = set(ev.correlation["run"])
+    return claim_norm_quality(ev.correlation, [r for r in ev.reference_runs if r in with_rows], ev.pyi_nonlinearity,
+                              ev.progress_correlation)
+
+
+@register_claim("4", order=40)
+def claim_4(ev: ClaimEvidence) -> dict[str, Any]:
+    """Claim 4 from the reference runs' augmentation gaps and paired norm changes."""
+    return claim_augmentation(ev.augmentation_gaps, ev.norm_changes, bins=ev.norm_bins)

@@ -1,5 +1,5 @@
 """Claims 3 (Table 1's ablations) and 5 (gains on low-quality benchmarks): decided on the benchmark
-accuracies by the difference rule (:mod:`.verdict_rules`).
+accuracies by the difference rule (:mod:`..verdict_rules`).
 
 **Claim 3** holds Table 1's h, m and proxy ablations only: "every h beats CurricularFace" moved to claim 5
 (AdaFace vs CurricularFace is counted in one claim only). **Claim 5** compares AdaFace with a comparator
@@ -39,6 +39,7 @@ from marginlab.analysis.verdict_rules import (
     low_quality_rule,
     noninferiority_rule,
 )
+from marginlab.analysis.claims.claim_registry import ClaimEvidence, register_claim
 from marginlab.analysis.claim_parts import COMBINE_RULE, make_claim, make_part
 
 #: ``analysis.comparator`` values: a baseline head (claim 5 compares AdaFace with it alone) or ``dunnett``.
@@ -82,9 +83,9 @@ def _matches(factor: str, setting: str) -> bool:
 def claim_ablations(ablation: pd.DataFrame, agg: pd.DataFrame) -> dict[str, Any]:
     """Claim 3 (Table 1): h = 0.33 is the best h, m = 0.4 the best m, the norm the best proxy.
 
-    ``ablation``: rows of ``ablation.csv``; ``agg``: :func:`.tables.aggregate` of all runs (for the pooled
+    ``ablation``: rows of ``ablation.csv``; ``agg``: :func:`..tables.aggregate` of all runs (for the pooled
     seed std and test-set errors). Decided on the primary low-quality protocol
-    (:func:`.tables.primary_low_quality_protocol`), one part per factor, :func:`best_setting_rule` on the
+    (:func:`..tables.primary_low_quality_protocol`), one part per factor, :func:`best_setting_rule` on the
     difference rule's t statistics. The paper's "every h beats CurricularFace" is not tested here: AdaFace vs
     CurricularFace belongs to claim 5, so no comparison is counted in two claims.
     """
@@ -139,7 +140,7 @@ def claim_baselines(agg: pd.DataFrame, reference: str | None, baselines: Sequenc
                     comparator: str = "curricularface", margin: float = 1.0) -> dict[str, Any]:
     """Claim 5: AdaFace gains on low/mixed-quality benchmarks while matching the baselines on high-quality ones.
 
-    ``agg``: :func:`.tables.aggregate` over the compared labels; ``baselines``: the other main labels;
+    ``agg``: :func:`..tables.aggregate` over the compared labels; ``baselines``: the other main labels;
     ``comparator``: ``analysis.comparator`` — a baseline head fixed in advance (default CurricularFace, the
     paper's Tables 4-5 comparator; its first label among ``baselines``), or ``dunnett`` (every baseline, with
     Dunnett's many-to-one adjustment within a benchmark); a comparator head that is not in the grid makes both
@@ -250,3 +251,16 @@ def claim_baselines(agg: pd.DataFrame, reference: str | None, baselines: Sequenc
                              "supported: the least clear non-inferiority; not supported: the clearest Holm-adjusted "
                              "inferiority"))
     return make_claim(5, title, statement, paper, [a, b], COMBINE_RULE, numbers)
+
+
+@register_claim("3", order=30)
+def claim_3(ev: ClaimEvidence) -> dict[str, Any]:
+    """Claim 3 from Table 1 and every run's aggregated metrics."""
+    return claim_ablations(ev.ablation, ev.aggregate)
+
+
+@register_claim("5", order=50)
+def claim_5(ev: ClaimEvidence) -> dict[str, Any]:
+    """Claim 5: the reference against the compared main labels, with the configured comparator and margin."""
+    return claim_baselines(ev.compared_aggregate, ev.reference, list(ev.compared), comparator=ev.params.analysis.comparator,
+                           margin=ev.params.analysis.noninferiority_margin)
