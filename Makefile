@@ -69,7 +69,7 @@ test-fast: $(STAMP)
 # params.yaml is validated before DVC runs: DVC deletes a stage's outputs before its command starts,
 # so an invalid config must stop here, not inside the first stage (and a run name is a shell argument).
 repro: $(STAMP)
-	$(BIN)/python -m marginlab.config params.yaml
+	$(BIN)/python -m marginlab.core.config params.yaml
 	@mkdir -p data
 	$(BIN)/dvc add -q data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.align import Detector, choose_face
 from marginlab.data.align.evaluation import aligned_landmark_error, alignment_floor
 from marginlab.data.formats import encode_jpeg

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     print(f"\nload average before {env['loadavg_before']}, after {env['loadavg_after']}")
     if args.json:
-        from marginlab.io import write_json
+        from marginlab.core.io import write_json
 
         write_json(args.json, {"environment": env, "rows": rows})
     return 0

@@ -5,8 +5,8 @@ or fails in under 2 s).
 
 Writes into a temporary folder: the default params.yaml with a grid of ``--runs`` runs (each with its own
 ``train`` override, ~1 MB), the same with every run sharing one override, a 9-level billion-laughs file,
-and 400,000 nested brackets; times :func:`marginlab.config.load_params` on each (median of ``--rounds``,
-path policy included) and the parts of the 1 MB load: PyYAML's ``safe_load`` (libyaml parser) beside :func:`marginlab.safe_yaml.load_bounded`
+and 400,000 nested brackets; times :func:`marginlab.core.config.load_params` on each (median of ``--rounds``,
+path policy included) and the parts of the 1 MB load: PyYAML's ``safe_load`` (libyaml parser) beside :func:`marginlab.core.safe_yaml.load_bounded`
 (same result, asserted), and validation alone.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from marginlab.config import ConfigError, load_params, validate_params
-from marginlab.safe_yaml import load_bounded
+from marginlab.core.config import ConfigError, load_params, validate_params
+from marginlab.core.safe_yaml import load_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 

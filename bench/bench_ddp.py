@@ -25,7 +25,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from marginlab.config import Params  # noqa: E402
+from marginlab.core.config import Params  # noqa: E402
 from marginlab.train import run_train  # noqa: E402
 
 from bench_loader import make_recordio  # noqa: E402  (bench/ is on sys.path when run as a script)

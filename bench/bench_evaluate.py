@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from marginlab.backbones import build_backbone, count_parameters
-from marginlab.device import resolve_device
+from marginlab.core.device import resolve_device
 from marginlab.evaluate import accuracy_from_distances, embed_images, pair_distances, ten_fold_accuracy, val_far_from_distances
 from marginlab.evaluate.verification import ACCURACY_THRESHOLDS, fold_slices
 
@@ -143,7 +143,7 @@ def main() -> None:
         results["load_after"] = os.getloadavg()
         print(json.dumps(results, indent=2))
         if args.out:
-            from marginlab.io import write_json
+            from marginlab.core.io import write_json
 
             write_json(args.out, results)
         return
@@ -162,7 +162,7 @@ def main() -> None:
     torch.set_num_threads(default_threads)
     results["load_after"] = os.getloadavg()
     if args.out:
-        from marginlab.io import write_json
+        from marginlab.core.io import write_json
 
         write_json(args.out, results)
     print(json.dumps({"load_before": results["load_before"], "load_after": results["load_after"]}))

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from marginlab.config import HEAD_PARAM_MODELS, AugmentConfig, ModelConfig
+from marginlab.core.config import HEAD_PARAM_MODELS, AugmentConfig, ModelConfig
 from marginlab.data.datasets import FaceRecordDataset, build_loader
 
 
@@ -51,7 +51,7 @@ def make_recordio(path: Path, n: int, classes: int) -> str:
     from marginlab.data.formats import write_recordio
 
     try:
-        from marginlab.config import SyntheticConfig
+        from marginlab.core.config import SyntheticConfig
         from marginlab.data.synthetic import generate_images, train_specs
     except ImportError:
         def encoded():
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"goal loader >= 2x train: {'met' if best['ratio_to_train'] >= 2 else 'NOT met'} (best {best['ratio_to_train']:.1f}x)")
     results["load_after"] = os.getloadavg()
     if args.json:
-        from marginlab.io import write_json
+        from marginlab.core.io import write_json
 
         write_json(args.json, results)
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from marginlab.config import validate_params
+from marginlab.core.config import validate_params
 from marginlab.data.formats import write_recordio
 from marginlab.data.prepare import run_prepare
 

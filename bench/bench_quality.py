@@ -41,7 +41,7 @@ MS1MV2_IMAGES = 5_822_653
 def face_images(n: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """(n, 112, 112, 3) RGB uint8 faces and a description of where they come from."""
     try:
-        from marginlab.config import SyntheticConfig
+        from marginlab.core.config import SyntheticConfig
         from marginlab.data.formats import decode_image
         from marginlab.data.synthetic import generate_images, train_specs
     except ImportError:
@@ -72,7 +72,7 @@ def timed(fn, n_images: int) -> float:
 
 def default_dataset_size() -> dict[str, int]:
     """Image counts of the default synthetic dataset (from its generator when available)."""
-    from marginlab.config import SyntheticConfig
+    from marginlab.core.config import SyntheticConfig
 
     cfg = SyntheticConfig()
     sizes = {"train": cfg.train_identities * cfg.train_images_per_identity}
@@ -89,7 +89,7 @@ def default_dataset_size() -> dict[str, int]:
 
 def run_full_dataset(device: str) -> dict:
     """Generate the default synthetic set and time the quality stage on it."""
-    from marginlab.config import SyntheticConfig, validate_params
+    from marginlab.core.config import SyntheticConfig, validate_params
     from marginlab.data.synthetic import write_synthetic
     from marginlab.quality.scorer import default_model_path
     from marginlab.quality.stage import run_quality

@@ -340,7 +340,7 @@ def e2e_default_run(threads: int, workers: int, epochs: int | None, probe_size: 
     Data: ``prepared`` (e.g. the pipeline's ``prepared/``, with ``quality/``) or, when not given, a
     synthetic-looking set of ``data.synthetic.train_identities x train_images_per_identity`` images.
     """
-    from marginlab.config import Params, load_params
+    from marginlab.core.config import Params, load_params
     from marginlab.train import runtime, run_train
 
     if cpu_channels_last is not None:

@@ -2,7 +2,7 @@
 
 import sys
 
-from marginlab.cli import main
+from marginlab.core.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["prepare", *sys.argv[1:]]))

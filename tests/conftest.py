@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marginlab.config import QualityConfig
+from marginlab.core.config import QualityConfig
 from marginlab.quality.brisque_model import (
     ALLMODEL_SHA256,
     BrisqueModelError,

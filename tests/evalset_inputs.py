@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from marginlab.config import EvaluateConfig
+from marginlab.core.config import EvaluateConfig
 from marginlab.data.formats import ARCFACE_TEMPLATE_112
 from marginlab.evalsets import EvalTools
 

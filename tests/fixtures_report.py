@@ -259,7 +259,7 @@ def write_analysis(root: Path, *, gst: bool = True) -> None:
     write_scale(analysis)
     if gst:
         from marginlab.analysis.gst_study import write_gst_outputs
-        from marginlab.config import load_params
+        from marginlab.core.config import load_params
 
         heads = load_params(root / "params.yaml").heads
         write_gst_outputs(heads, analysis / "gst", n=21, curve_n=41)

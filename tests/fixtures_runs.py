@@ -5,7 +5,7 @@
     params.yaml                         a small grid (DEFAULT_RUNS) with relative output dirs
     runs/<run>/probe/epoch_XX.parquet   probe rows (marginlab.train.probe.PROBE_COLUMNS), epochs 0..E
     runs/<run>/metrics.json             marginlab.evaluate.stage schema (hq/lq bins, ijb_syn, tinyface)
-    runs/<run>/eval_timing.json         marginlab.timing record (7.5 s)
+    runs/<run>/eval_timing.json         marginlab.core.timing record (7.5 s)
     runs/<run>/eval_norms.parquet       split, index, norm, iq, brisque, gt_quality
     runs/<run>/roc.parquet              protocol, set, fpr, tpr, threshold
     runs/<run>/train_summary.json       marginlab.train summary keys (sizes from the run's train overrides:

@@ -112,6 +112,6 @@ def stage_command(name: str):
     """The ``marginlab <name>`` command in this process: ``stage_command("quality").main(argv)``."""
     from types import SimpleNamespace
 
-    from marginlab.cli import main
+    from marginlab.core.cli import main
 
     return SimpleNamespace(main=lambda argv: main([name, *argv]))

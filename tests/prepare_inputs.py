@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marginlab.config import validate_params
+from marginlab.core.config import validate_params
 
 TINY_SYNTH = {
     "image_size": 64,

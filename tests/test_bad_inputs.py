@@ -230,7 +230,7 @@ def test_hostile_run_names_stop_every_entry_point(tmp_path, name):
     raw["runs"] = {name: {"head": "adaface"}}
     write_params(tmp_path, raw)
     for proc in (stage(tmp_path, "train", "--", name), stage(tmp_path, "prepare"),
-                 subprocess.run([sys.executable, "-m", "marginlab.config", "params.yaml"], cwd=tmp_path,
+                 subprocess.run([sys.executable, "-m", "marginlab.core.config", "params.yaml"], cwd=tmp_path,
                                 capture_output=True, text=True)):
         assert_clean_failure(proc, "- runs", "is not allowed")
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "prepared").exists()
@@ -254,7 +254,7 @@ def test_make_repro_validates_params_before_dvc_runs(tmp_path):
     proc = subprocess.run(["make", "repro", f"VENV={venv}", f"STAMP={stamp}"], cwd=ws, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
     assert proc.returncode != 0
-    assert "is not allowed" in proc.stderr and "dvc" not in proc.stdout.split("marginlab.config")[-1]
+    assert "is not allowed" in proc.stderr and "dvc" not in proc.stdout.split("marginlab.core.config")[-1]
     assert not (ws / "PWNED").exists() and (ws / "prepared" / "keep.txt").read_text() == "user results"
 
 

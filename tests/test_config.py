@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from marginlab.config import ConfigError, Params, load_params, validate_params
+from marginlab.core.config import ConfigError, Params, load_params, validate_params
 
 
 def test_defaults_are_the_paper_values():
@@ -145,7 +145,7 @@ def test_run_names_on_the_allow_list_are_accepted(name):
 
 def test_head_ranges_are_the_heads_own():
     """The schema derives every head hyperparameter's range from the head class: both reject the same values."""
-    from marginlab.config import HEAD_PARAM_MODELS
+    from marginlab.core.config import HEAD_PARAM_MODELS
     from marginlab.heads import HEADS, build_head
 
     for name, cls in HEADS.items():
@@ -169,7 +169,7 @@ def test_head_ranges_are_the_heads_own():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["marginlab.config", "marginlab.report.render"])
+@pytest.mark.parametrize("module", ["marginlab.core.config", "marginlab.report.render"])
 def test_reading_params_and_rendering_the_report_load_no_torch(module):
     """The schema reads the heads' torch-free declarations (marginlab.head_specs), so a stage that only
     reads params or renders the report starts without torch's multi-second import."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marginlab.config import MAX_YAML_VALUES, ConfigError, load_params, load_yaml_bounded, short_repr, validate_params
+from marginlab.core.config import MAX_YAML_VALUES, ConfigError, load_params, load_yaml_bounded, short_repr, validate_params
 from pipeline_helpers import ROOT
 
 DEFAULT = (ROOT / "params.yaml").read_text()
@@ -138,7 +138,7 @@ def test_unknown_timm_model_fails_at_validation_not_in_train():
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bomb", "deep"])
 def test_the_validator_ends_hostile_files_with_one_error_line(tmp_path, kind):
-    """Before: the bomb hung `python -m marginlab.config` (and every stage); the nesting crashed it (SIGSEGV)."""
+    """Before: the bomb hung `python -m marginlab.core.config` (and every stage); the nesting crashed it (SIGSEGV)."""
     import os
     import subprocess
     import sys
@@ -148,7 +148,7 @@ def test_the_validator_ends_hostile_files_with_one_error_line(tmp_path, kind):
         else "seed: " + "[" * 400_000 + "]" * 400_000)
     (tmp_path / "params.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-m", "marginlab.config", "params.yaml"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "marginlab.core.config", "params.yaml"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

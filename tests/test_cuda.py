@@ -19,7 +19,7 @@ import torch
 
 from tiny_train import SIZE
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.train import TrainHooks, TrainingDivergedError, load_model, run_train
 from marginlab.train import runtime
 from marginlab.train.context import build_context
@@ -176,7 +176,7 @@ def test_channels_last_forward_matches_contiguous(record_property):
 
 # --------------------------------------------------------------------------- BRISQUE
 def test_brisque_on_cuda_matches_cpu(model_path, record_property):
-    from marginlab.config import SyntheticConfig
+    from marginlab.core.config import SyntheticConfig
     from marginlab.data.formats import decode_image
     from marginlab.data.synthetic import generate_images, train_specs
     from marginlab.quality import BrisqueScorer

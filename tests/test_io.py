@@ -6,7 +6,7 @@ import stat
 import pandas as pd
 import pytest
 
-from marginlab.io import HASH_CHUNK, atomic_dir, atomic_path, sha256_file, write_json, write_parquet
+from marginlab.core.io import HASH_CHUNK, atomic_dir, atomic_path, sha256_file, write_json, write_parquet
 
 
 def test_atomic_path_publishes_on_success_and_keeps_old_on_failure(tmp_path):
@@ -54,8 +54,8 @@ def test_write_failures_name_the_output_not_the_temporary(tmp_path, monkeypatch)
     as 'cannot write <final path>: no space left on device', and nothing is left behind."""
     import errno
 
-    from marginlab.cli import describe_os_error
-    from marginlab.io import OutputWriteError, torch_save
+    from marginlab.core.cli import describe_os_error
+    from marginlab.core.io import OutputWriteError, torch_save
 
     target = tmp_path / "out" / "table.json"
     with pytest.raises(OutputWriteError) as exc:
@@ -96,7 +96,7 @@ def test_write_failures_name_the_output_not_the_temporary(tmp_path, monkeypatch)
 
 
 def test_unwritable_folder_is_a_write_error(tmp_path):
-    from marginlab.io import OutputWriteError
+    from marginlab.core.io import OutputWriteError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -1,4 +1,4 @@
-"""The prepared-data, quality and run layouts (marginlab.layouts) agree with dvc.yaml and with what the writers write."""
+"""The prepared-data, quality and run layouts (marginlab.core.layouts) agree with dvc.yaml and with what the writers write."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
+from marginlab.core.layouts import PreparedLayout, QualityLayout, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_the_layouts_name_every_file_the_synthetic_prepare_writes(tmp_path):
     """Every file of a prepared synthetic set lies at a layout path (or inside an evaluation-set folder)."""
     from marginlab.data.synthetic import IJB_NAME
     from marginlab.data.prepare import run_prepare
-    from marginlab.ownership import OUTPUT_MARKER
+    from marginlab.core.ownership import OUTPUT_MARKER
     from prepare_inputs import TINY_SYNTH, tiny_params
 
     lay = PreparedLayout(tmp_path / "prepared")

@@ -1,4 +1,4 @@
-"""A stage sees only the params keys it declares (marginlab.params_view)."""
+"""A stage sees only the params keys it declares (marginlab.core.params_view)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from marginlab.config import ConfigError, validate_params
-from marginlab.params_view import ALL, UndeclaredParamError, covered, expand, restrict, unrestricted
+from marginlab.core.config import ConfigError, validate_params
+from marginlab.core.params_view import ALL, UndeclaredParamError, covered, expand, restrict, unrestricted
 from marginlab.stages import STAGES
 
 RAW = {"runs": {"ada-s0": {"head": "adaface", "seed": 1}, "cos-s0": {"head": "cosface"}}}

@@ -1,4 +1,4 @@
-"""The path policy (marginlab.paths) and its second line of defence (marginlab.io.atomic_dir's marker).
+"""The path policy (marginlab.core.paths) and its second line of defence (marginlab.core.io.atomic_dir's marker).
 
 Issue #21's findings, each as a test that failed before: a params file pointed ``data.prepared_dir`` at
 the user's photos (prepare replaced them, exit 0), ``runs_dir`` inside ``prepared_dir`` (the next prepare
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
-from marginlab.config import ConfigError, load_params, validate_params
+from marginlab.core.config import ConfigError, load_params, validate_params
 from marginlab.data.formats import encode_jpeg
-from marginlab.io import OutputWriteError, atomic_dir, check_replaceable
-from marginlab.ownership import ALIGN_CACHE_MARKER, OUTPUT_MARKER
-from marginlab.paths import PathPolicyError, check_paths
+from marginlab.core.io import OutputWriteError, atomic_dir, check_replaceable
+from marginlab.core.ownership import ALIGN_CACHE_MARKER, OUTPUT_MARKER
+from marginlab.core.paths import PathPolicyError, check_paths
 from pipeline_helpers import ROOT
 from pipeline_helpers import preset as preset_params
 
@@ -160,7 +160,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_prepare_refuses_to_replace_the_photos(project, prepared):
     before = _tree(project / "data")
     (project / "params.yaml").write_text(yaml.safe_dump({**_folders(prepared_dir=prepared), "quality": {"threads": 1}}))
-    for args in (["-m", "marginlab.config", "params.yaml"], [str(ROOT / "stages" / "prepare.py"), "--no-progress"]):
+    for args in (["-m", "marginlab.core.config", "params.yaml"], [str(ROOT / "stages" / "prepare.py"), "--no-progress"]):
         proc = _cli(args, project)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
@@ -212,7 +212,7 @@ def test_run_prepare_refuses_the_photo_folder_even_without_the_validator(project
 
 
 def test_marker_is_never_written_through_a_planted_link(tmp_path):
-    from marginlab.ownership import write_marker
+    from marginlab.core.ownership import write_marker
 
     target = tmp_path / "elsewhere.txt"
     folder = tmp_path / "cache"

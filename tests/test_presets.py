@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pipeline_helpers import ROOT, preset, tool_env
 
-from marginlab.config import validate_params
+from marginlab.core.config import validate_params
 from marginlab.presets import PresetError, compose_raw, compose_text
 
 PRESETS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))

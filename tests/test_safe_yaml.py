@@ -1,4 +1,4 @@
-"""marginlab.safe_yaml.load_bounded returns exactly what yaml.safe_load returns, for every params file of the
+"""marginlab.core.safe_yaml.load_bounded returns exactly what yaml.safe_load returns, for every params file of the
 project and for the YAML features params files use (and the rarer ones it hands back to PyYAML)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import datetime
 import pytest
 import yaml
 
-from marginlab.safe_yaml import YamlLimitError, load_bounded
+from marginlab.core.safe_yaml import YamlLimitError, load_bounded
 from pipeline_helpers import ROOT
 
 CASES = [

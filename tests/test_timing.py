@@ -1,11 +1,11 @@
-"""marginlab.timing: the stage wall-time record."""
+"""marginlab.core.timing: the stage wall-time record."""
 
 import json
 import time
 
 import pytest
 
-from marginlab.timing import TIMING_FILE, StageTimer
+from marginlab.core.timing import TIMING_FILE, StageTimer
 
 
 def test_stage_timer_writes_elapsed_and_facts(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.formats import encode_jpeg, write_recordio
 
 N_CLASSES, PER_CLASS, SIZE = 8, 12, 32

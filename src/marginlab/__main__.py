@@ -1,7 +1,7 @@
-"""``python -m marginlab <stage> ...``: see :func:`marginlab.cli.main`."""
+"""``python -m marginlab <stage> ...``: see :func:`marginlab.core.cli.main`."""
 
 import sys
 
-from marginlab.cli import main
+from marginlab.core.cli import main
 
 sys.exit(main())

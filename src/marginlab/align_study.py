@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.align.evaluation import aligned_landmark_error, alignment_floor
 from marginlab.data.prepare import run_prepare
 from marginlab.data.scenes import write_scene_dataset

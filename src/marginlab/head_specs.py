@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from marginlab.hyperparameters import Choice, Hyperparameter, Range, check_values
-from marginlab.name_registry import Registry
+from marginlab.core.hyperparameters import Choice, Hyperparameter, Range, check_values
+from marginlab.core.name_registry import Registry
 
 __all__ = ["HEAD_SPECS", "HeadSpec", "STATS_INIT", "head_names", "magface_lambda_bound"]
 

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from marginlab.config import ResolvedRun
-from marginlab.io import RefusedFileError, torch_load_data, torch_save
-from marginlab.layouts import RunLayout
+from marginlab.core.config import ResolvedRun
+from marginlab.core.io import RefusedFileError, torch_load_data, torch_save
+from marginlab.core.layouts import RunLayout
 
 MODEL_FORMAT = "marginlab-model"
 MODEL_VERSION = 1

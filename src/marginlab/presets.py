@@ -8,7 +8,7 @@ screenful what it changes. Rules, the same for every overlay:
 - ``runs`` (the grid) is replaced whole: a preset's grid is its own, never the default's runs plus its;
 - an overlay must name its ``preset``; the base must be the default (``preset: default``), so overlays
   never stack by accident (``--params`` names another base on purpose);
-- the result is validated (:func:`marginlab.config.validate_params`) before anything is written, and the
+- the result is validated (:func:`marginlab.core.config.validate_params`) before anything is written, and the
   base's comments are kept (DVC's round-trip YAML library).
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from marginlab.safe_yaml import YamlLimitError, load_bounded
+from marginlab.core.safe_yaml import YamlLimitError, load_bounded
 
 __all__ = ["REPLACED_WHOLE", "PresetError", "compose", "compose_raw", "compose_text"]
 
@@ -105,7 +105,7 @@ def compose_text(*overlays: str | Path, base: str | Path = "params.yaml", explic
     """The composed params as YAML text, the base's comments kept, validated first."""
     from ruamel.yaml import YAML
 
-    from marginlab.config import ConfigError, validate_params
+    from marginlab.core.config import ConfigError, validate_params
 
     raw, read = _compose(overlays, Path(base), explicit_base)
     try:
@@ -154,7 +154,7 @@ def _one_line_per_run(doc: Any) -> None:
 
 def compose(overlays: list[str], base: str | None, out: str) -> Path | None:
     """``marginlab compose``: write the composed params to ``out`` (``-``: standard output) atomically."""
-    from marginlab.io import atomic_path
+    from marginlab.core.io import atomic_path
 
     base_path = Path(base or "params.yaml")
     if out == "-" and not sys.stdout.isatty():

@@ -164,7 +164,7 @@ def test_stage_writes_progress_rows_and_states_claim_1b_there(tmp_path, monkeypa
     from fixtures_runs import DEFAULT_RUNS, build_fixture_tree
 
     from marginlab.analysis.stage import run_analyze
-    from marginlab.config import load_params
+    from marginlab.core.config import load_params
     from marginlab.train.probe_schedule import (
         probe_schedule,
         progress_path,

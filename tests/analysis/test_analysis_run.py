@@ -14,7 +14,7 @@ from fixtures_runs import DEFAULT_RUNS, build_fixture_tree
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.correlation import CORRELATION_COLUMNS
 from marginlab.analysis.stage import OUTPUT_FILES, run_analyze
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {k: DEFAULT_RUNS[k] for k in ("adaface-s0", "adaface-s1", "cosface-s0", "cosface-s1", "curricularface-s0",

@@ -21,7 +21,7 @@ from marginlab.analysis.paper_numbers import FIG2_NORM_IQ_CORRELATION as PAPER
 from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.scale_figure import scale_figure
 from marginlab.analysis.stage import run_analyze
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 from marginlab.report.render import run_report
 
 

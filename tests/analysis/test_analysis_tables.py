@@ -28,7 +28,7 @@ from marginlab.analysis.tables import (
     primary_low_quality_protocol,
     reference_label,
 )
-from marginlab.config import validate_params
+from marginlab.core.config import validate_params
 
 
 # --------------------------------------------------------------------------- significance

@@ -17,7 +17,7 @@ from marginlab.analysis.claims import CLAIMS, ClaimEvidence, evaluate_claims, re
 from marginlab.analysis.decision import decision
 from marginlab.analysis.figure_specs import FIGURES, FigureInputs, figure_specs, register_figure
 from marginlab.analysis.stage import run_analyze
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 from marginlab.report.render import run_report
 
 RUNS = {k: DEFAULT_RUNS[k] for k in ("adaface-s0", "adaface-s1", "cosface-s0", "curricularface-s0")}
@@ -125,7 +125,7 @@ def test_no_figures_writes_the_claims_but_no_figure(registered, tmp_path, monkey
 
 def test_registries_check_what_they_are_given(monkeypatch):
     from marginlab.analysis.claims import claim_registry
-    from marginlab.name_registry import Registry
+    from marginlab.core.name_registry import Registry
 
     monkeypatch.setattr(claim_registry, "CLAIMS", Registry("claim"))  # only the bad claim, for this test
     register_claim("bad", order=1)(lambda ev: {"id": "other"})

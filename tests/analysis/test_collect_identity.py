@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from marginlab.analysis.collect import run_table
-from marginlab.config import validate_params
-from marginlab.io import torch_save
+from marginlab.core.config import validate_params
+from marginlab.core.io import torch_save
 from marginlab.models import MODEL_FORMAT, MODEL_VERSION, ModelFileError
 
 

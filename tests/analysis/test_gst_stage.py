@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from marginlab.ownership import write_marker
+from marginlab.core.ownership import write_marker
 from pipeline_helpers import stage_command
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, target_gst
 from marginlab.analysis.gst_study import (
@@ -27,7 +27,7 @@ from marginlab.analysis.gst_study import (
     write_gst_outputs,
 )
 from marginlab.analysis.paper_numbers import FIG3_PANELS
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -335,11 +335,11 @@ def test_failed_write_leaves_previous_output(tmp_path, monkeypatch):
 
 def test_grid_settings_come_from_params_gst(tmp_path):
     """params.gst sets the grid; the CLI flags override it for one run; every params file carries the section."""
-    from marginlab.config import ConfigError, GstConfig
+    from marginlab.core.config import ConfigError, GstConfig
 
     from pipeline_helpers import preset
 
-    from marginlab.config import validate_params
+    from marginlab.core.config import validate_params
 
     for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
         raw = yaml.safe_load(path.read_text()) if path.name == "params.yaml" else preset(path.stem)
@@ -369,7 +369,7 @@ def test_grid_settings_come_from_params_gst(tmp_path):
 def test_magface_panels_follow_its_configured_magnitude_range():
     """MagFace's GST states are l_a, the middle and u_a of *its* params, not fixed numbers."""
     from marginlab.analysis.gst_study import gst_panels
-    from marginlab.config import Params
+    from marginlab.core.config import Params
 
     heads = Params().heads.model_copy(deep=True)
     heads.magface = type(heads.magface)(l_a=20.0, u_a=100.0)

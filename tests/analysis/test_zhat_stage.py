@@ -15,7 +15,7 @@ from fixtures_runs import DEFAULT_RUNS, build_fixture_tree, run_size
 from marginlab.analysis.paper_numbers import PAPER_IMAGES_SEEN
 from marginlab.analysis.stage import OUTPUT_FILES, run_analyze
 from marginlab.analysis.zhat import ZHAT_COLUMNS, zhat_stats
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 
 RUNS = {k: DEFAULT_RUNS[k] for k in ("adaface-s0", "adaface-s1", "cosface-s0", "adaface-h022-s0")}
 EPOCHS = 2

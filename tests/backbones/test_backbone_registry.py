@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from marginlab.backbone_specs import BACKBONE_SPECS, BackboneSpec
+from marginlab.core.backbone_specs import BACKBONE_SPECS, BackboneSpec
 from marginlab.backbones import BACKBONES, build_backbone
 from marginlab.backbones.backbone_registry import register_backbone
-from marginlab.config import ConfigError, validate_params
+from marginlab.core.config import ConfigError, validate_params
 from marginlab.models import build_modules
 
 #: One member of each declared family, built like the exact names.

@@ -232,7 +232,7 @@ def test_wrong_input_shape_is_a_clear_error():
 def test_default_params_model_is_cpu_sized():
     from pathlib import Path
 
-    from marginlab.config import load_params
+    from marginlab.core.config import load_params
 
     m = load_params(Path(__file__).resolve().parents[2] / "params.yaml").model
     model = build_backbone(m.backbone, embedding_size=m.embedding_size, input_size=m.input_size, width=m.width, dropout=m.dropout)

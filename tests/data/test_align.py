@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from marginlab.config import ConfigError, Params, validate_params
+from marginlab.core.config import ConfigError, Params, validate_params
 from marginlab.data.align import Detections, Detector, choose_face, detect_all
 from marginlab.data.align.evaluation import aligned_landmark_error, alignment_floor
 from marginlab.data.formats import encode_jpeg, open_recordio, read_bin_encoded

@@ -19,7 +19,7 @@ import pytest
 import torch
 from hostile import RunsTouch
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.align import Detections, Detector, detect_all
 from marginlab.data.align.policy import aligned_crop
 from marginlab.data.formats import encode_jpeg, open_recordio
@@ -27,8 +27,8 @@ from marginlab.data.formats.five_point_alignment import arcface_template
 from marginlab.data.formats.images import decode_image
 from marginlab.data.prepare import run_prepare
 from marginlab.data.scenes import render_scene
-from marginlab.io import OutputWriteError
-from marginlab.ownership import ALIGN_CACHE_MARKER
+from marginlab.core.io import OutputWriteError
+from marginlab.core.ownership import ALIGN_CACHE_MARKER
 
 SCHEMA = pa.schema([
     ("sha256", pa.string()), ("height", pa.int64()), ("width", pa.int64()), ("error", pa.string()),

@@ -13,7 +13,7 @@ import torchvision.transforms.functional as TF
 from scipy import stats
 from torchvision.transforms import RandomResizedCrop
 
-from marginlab.config import AugmentConfig
+from marginlab.core.config import AugmentConfig
 from marginlab.data.augment import (
     INTERPOLATIONS,
     AdaFaceAugment,

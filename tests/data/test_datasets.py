@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from marginlab.config import AugmentConfig
+from marginlab.core.config import AugmentConfig
 from marginlab.data.datasets import (
     EpochSampler,
     FaceRecordDataset,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marginlab.config import DataConfig, Params, validate_params
+from marginlab.core.config import DataConfig, Params, validate_params
 from marginlab.data.align.detector import Detections
 from marginlab.data.formats import (
     CorruptImageError,

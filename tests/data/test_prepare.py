@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from prepare_inputs import TINY_SYNTH, tiny_params
 
-from marginlab.config import validate_params
+from marginlab.core.config import validate_params
 from marginlab.data.formats import (
     IMAGE_DIR_FILE,
     CorruptImageError,
@@ -33,7 +33,7 @@ from marginlab.data.formats import (
 from marginlab.data.model_input import NORMALISATION
 from marginlab.data.prepare import run_prepare
 from marginlab.data.prepare.files import hash_tree, link_or_copy
-from marginlab.io import sha256_file
+from marginlab.core.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 

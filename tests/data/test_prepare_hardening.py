@@ -226,7 +226,7 @@ def test_large_photo_is_decoded_one_at_a_time(tmp_path):
     # the child resets its peak-RSS mark (VmHWM) after the imports, so only prepare's own peak counts
     script = (
         "import json, sys, time\n"
-        "from marginlab.config import load_params\n"
+        "from marginlab.core.config import load_params\n"
         "from marginlab.data.prepare import run_prepare\n"
         "def kib(field):\n"
         "    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(field))\n"

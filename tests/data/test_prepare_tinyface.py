@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from marginlab.config import ConfigError, Params, validate_params
+from marginlab.core.config import ConfigError, Params, validate_params
 from marginlab.data.formats import CorruptImageError, DataFormatError, decode_image, read_identification_set
 from marginlab.data.formats.image_header import is_jpeg
 from marginlab.data.prepare import run_prepare

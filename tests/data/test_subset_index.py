@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.config import ConfigError, validate_params
+from marginlab.core.config import ConfigError, validate_params
 from marginlab.data.formats import (
     CorruptImageError,
     EmptyFolderError,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marginlab.config import SyntheticConfig
+from marginlab.core.config import SyntheticConfig
 from marginlab.data.formats import (
     ARCFACE_TEMPLATE_112,
     decode_image,

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from evalset_inputs import toy_tools, write_tool_prepared
-from marginlab.config import DataConfig, EvaluateConfig
+from marginlab.core.config import DataConfig, EvaluateConfig
 from marginlab.evalsets import EVAL_SETS, EvalSet, SetResult, eval_sets
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 FORMATS = eval_sets()
 #: The metrics.json entry of each built-in family (a new format states its own keys in its test).

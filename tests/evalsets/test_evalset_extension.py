@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from evalset_inputs import face_bgr
-from marginlab.config import DataConfig, validate_params
+from marginlab.core.config import DataConfig, validate_params
 from marginlab.evalsets import EVAL_SETS, EvalSet, GroundTruthFile, SetResult, SplitSource, eval_sets, register_eval_set
 from marginlab.evalsets.evalset import l2, norm_rows, pct
-from marginlab.layouts import PreparedLayout, RunLayout
+from marginlab.core.layouts import PreparedLayout, RunLayout
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from marginlab.config import EvaluateConfig, validate_params
+from marginlab.core.config import EvaluateConfig, validate_params
 from marginlab.data.model_input import to_model_input
 from marginlab.data.formats import ARCFACE_TEMPLATE_112, encode_jpeg, write_bin, write_ijb_meta
 from marginlab.evaluate import embed_images, evaluate_prepared, run_evaluate
@@ -281,7 +281,7 @@ def test_evaluate_run_writes_metrics_roc_and_norms(prepared, tmp_path):
 
 def test_evaluate_run_errors(prepared, tmp_path):
     params = validate_params(tiny_params(tmp_path, prepared))
-    from marginlab.config import ConfigError
+    from marginlab.core.config import ConfigError
     from marginlab.models import ModelFileError
 
     with pytest.raises(ConfigError, match="not in params 'runs'"):

@@ -64,7 +64,7 @@ def test_margin_draws_have_the_configured_mean_and_spread():
 
 
 def test_registered_with_paper_defaults_and_ranges_in_the_schema():
-    from marginlab.config import ConfigError, Params, validate_params
+    from marginlab.core.config import ConfigError, Params, validate_params
 
     assert HEAD_NAMES.index("arcface") < HEAD_NAMES.index("elasticface") < HEAD_NAMES.index("curricularface")
     assert Params().heads.elasticface.model_dump() == {"s": 64.0, "m": 0.5, "sigma": 0.05}

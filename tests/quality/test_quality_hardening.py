@@ -18,7 +18,7 @@ import torch
 from brisque_inputs import image_stream, natural_images, write_prepared_layout
 from hostile import RunsTouch
 
-from marginlab.io import sha256_file
+from marginlab.core.io import sha256_file
 from marginlab.quality import BrisqueScorer
 from marginlab.quality.brisque_model import (
     LIVE_TENSORS_SHA256,
@@ -32,7 +32,7 @@ from marginlab.quality.score_dataset import downscale_to, score_items
 
 # ------------------------------------------------------------------------------------------ helpers
 def _params(prepared: Path, out: Path, model: Path, **quality):
-    from marginlab.config import validate_params
+    from marginlab.core.config import validate_params
 
     return validate_params({"data": {"prepared_dir": str(prepared)},
                             "quality": {"model_path": str(model), "output_dir": str(out), "chunk_size": 4,

@@ -516,7 +516,7 @@ def test_report_from_the_real_analysis_stage(tmp_path, monkeypatch):
 
     from marginlab.analysis.gst_study import write_gst_outputs
     from marginlab.analysis.stage import run_analyze
-    from marginlab.config import load_params
+    from marginlab.core.config import load_params
 
     root = tmp_path / "study"
     root.mkdir()

@@ -18,7 +18,7 @@ from torch import nn
 
 from marginlab.backbones import build_backbone
 from marginlab.backbones.iresnet import IResNet
-from marginlab.config import TrainConfig, load_params
+from marginlab.core.config import TrainConfig, load_params
 from marginlab.heads import build_head
 from marginlab.train import compiled
 from marginlab.train.compiled import CPU_MIN_WORK, CUDA_MIN_STEPS, compile_backbone, cpu_work, decide, is_compiled
@@ -57,7 +57,7 @@ def test_the_default_sets_train_compile_and_every_preset_keeps_a_valid_choice():
     assert load_params(REPO / "params.yaml").train.compile in ("auto", "on", "off")
     from pipeline_helpers import preset
 
-    from marginlab.config import validate_params
+    from marginlab.core.config import validate_params
 
     for name in PRESETS:
         assert validate_params(preset(name)).train.compile in ("auto", "on", "off"), name

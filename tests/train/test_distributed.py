@@ -28,7 +28,7 @@ import torch
 from ddp_hooks import RecordLosses, read_losses
 from tiny_train import make_params
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.data.datasets import EpochSampler, ShardedBatchSampler
 from marginlab.heads import build_head
 from marginlab.models import load_model, model_info
@@ -236,7 +236,7 @@ def _driver(tmp_path: Path, call: str) -> Path:
         "import json, sys",
         f"sys.path[:0] = [{str(TESTS)!r}]",
         "import ddp_hooks",
-        "from marginlab.config import Params",
+        "from marginlab.core.config import Params",
         "from marginlab.train import TrainHooks, run_train",
         "if __name__ == '__main__':",
         f"    params = Params.model_validate(json.loads(open({str(tmp_path / 'params.json')!r}).read()))",

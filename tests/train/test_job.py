@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from marginlab.config import validate_params
-from marginlab.params_view import UndeclaredParamError, restrict
+from marginlab.core.config import validate_params
+from marginlab.core.params_view import UndeclaredParamError, restrict
 from marginlab.stages import STAGES
 from marginlab.train.job import TrainJob
 

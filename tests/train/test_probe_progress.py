@@ -16,7 +16,7 @@ import pytest
 import torch
 from tiny_train import make_params
 
-from marginlab.config import ConfigError, validate_params
+from marginlab.core.config import ConfigError, validate_params
 from marginlab.train import TrainHooks, run_train, runtime
 from marginlab.train.callbacks import Probing
 from marginlab.train.context import build_context

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from marginlab.config import ConfigError, validate_params
+from marginlab.core.config import ConfigError, validate_params
 from marginlab.heads import build_head
 from marginlab.heads.p_yi import p_yi_quality
-from marginlab.proxy_specs import PROXY_SPECS, ProxySpec
+from marginlab.core.proxy_specs import PROXY_SPECS, ProxySpec
 from marginlab.train.proxy import PROXIES, ProxyError, QualityProxy, build_proxy, load_iq_table, register_proxy
 
 

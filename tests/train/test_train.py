@@ -15,7 +15,7 @@ import torch
 from hostile import RunsTouch
 from tiny_train import N_CLASSES, N_IMAGES, PER_CLASS, SIZE, make_params
 
-from marginlab.config import ConfigError
+from marginlab.core.config import ConfigError
 from marginlab.models import ModelFileError
 from marginlab.train import (
     TrainHooks,
@@ -287,7 +287,7 @@ def test_stage_cli(prepared, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = make_params(tmp_path / "prepared", tmp_path, train={"epochs": 1})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
-    from marginlab.cli import main
+    from marginlab.core.cli import main
 
     assert main(["train", "cos", "--params", str(tmp_path / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)

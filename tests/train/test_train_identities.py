@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny_train import N_CLASSES, PER_CLASS, make_params
 
-from marginlab.config import ConfigError, validate_params
+from marginlab.core.config import ConfigError, validate_params
 from marginlab.data.datasets import first_identities, train_val_split
 from marginlab.train import load_model, run_train
 from marginlab.train.runtime import derive_seed

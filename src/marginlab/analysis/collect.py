@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from marginlab.config import Params, default_label
+from marginlab.core.config import Params, default_label
 from marginlab.evalsets.evalset import by_family, eval_sets, low_quality_name
-from marginlab.layouts import QualityLayout, RunLayout
+from marginlab.core.layouts import QualityLayout, RunLayout
 
 log = logging.getLogger(__name__)
 

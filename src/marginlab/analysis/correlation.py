@@ -29,7 +29,7 @@ from marginlab.analysis.cluster_bootstrap import (
     item_major_counts,
     percentile_interval,
 )
-from marginlab.device import available_cores
+from marginlab.core.device import available_cores
 
 __all__ = [
     "CORRELATION_COLUMNS",

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.analysis.gst import EASY_POINT, HARD_POINT, emphasis, gst_grid, target_gst, variant_label
-from marginlab.hyperparameters import format_hyperparameter
+from marginlab.core.hyperparameters import format_hyperparameter
 from marginlab.analysis.paper_numbers import FIG3_PANELS
 from marginlab.heads import HEAD_NAMES, HEADS, AdaFace, head_defaults
 
@@ -347,7 +347,7 @@ def write_gst_outputs(
     (settings, the panels of each figure, :func:`gst_checks`, wall time).
     """
     from marginlab.analysis import gst_figures as fig
-    from marginlab.io import atomic_dir, write_json
+    from marginlab.core.io import atomic_dir, write_json
 
     t0 = time.perf_counter()
     table = compute_gst_table(heads, n=n, limit=limit, curve_n=curve_n, curve_limit=curve_limit,

@@ -81,7 +81,7 @@ paper (:mod:`.images_seen`): ``images_seen_reference`` (steps × global batch of
 ``paper_images_seen`` and ``paper_images_seen_ratio`` (paper / ours: how many times fewer images);
 ``figures/zhat_by_progress.png`` (:func:`.figures.zhat_by_progress`).
 
-``timing.json`` — the stage's wall time (:mod:`marginlab.timing`), written last and kept out of the
+``timing.json`` — the stage's wall time (:mod:`marginlab.core.timing`), written last and kept out of the
 deterministic outputs above.
 """
 
@@ -122,9 +122,9 @@ from marginlab.analysis.tables import (
     main_labels,
     reference_label,
 )
-from marginlab.config import Params
-from marginlab.io import atomic_dir, atomic_path, write_json
-from marginlab.timing import TIMING_FILE, StageTimer
+from marginlab.core.config import Params
+from marginlab.core.io import atomic_dir, atomic_path, write_json
+from marginlab.core.timing import TIMING_FILE, StageTimer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Names: ``ir_18``, ``ir_34``, ``ir_50``, ``ir_100``, ``ir_200`` (IR-ResNets, options ``width`` and
 ``dropout``; see :mod:`marginlab.backbones.iresnet`) and ``timm/<model_name>`` (any timm model,
 random init, options ``dropout`` and ``timm_kwargs``; see :mod:`marginlab.backbones.timm_backbone`).
-Each is declared in :mod:`marginlab.backbone_specs` (what the config reads, torch-free) and built by a
+Each is declared in :mod:`marginlab.core.backbone_specs` (what the config reads, torch-free) and built by a
 module of this folder that registers its builder (:mod:`marginlab.backbones.backbone_registry`).
 
 Every backbone is built for one input size (an int for square inputs, or ``(height, width)``) and
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from marginlab.backbone_specs import BACKBONE_SPECS
+from marginlab.core.backbone_specs import BACKBONE_SPECS
 from marginlab.backbones.backbone_registry import BACKBONES, build_backbone, discover
 
 discover()  # import every backbone module of this folder: each registers its builders

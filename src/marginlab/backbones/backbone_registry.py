@@ -1,4 +1,4 @@
-"""The backbone registry: the torch builder of each name declared in :mod:`marginlab.backbone_specs`.
+"""The backbone registry: the torch builder of each name declared in :mod:`marginlab.core.backbone_specs`.
 
 A backbone is a builder ``(name, embedding_size, input_size, **options) -> nn.Module`` in a module of
 this package, decorated with :func:`register_backbone`, plus its declaration (name or family prefix,
@@ -13,8 +13,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from marginlab.backbone_specs import BACKBONE_SPECS
-from marginlab.name_registry import Registry
+from marginlab.core.backbone_specs import BACKBONE_SPECS
+from marginlab.core.name_registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -34,7 +34,7 @@ def register_backbone(*names: str) -> Callable[[BackboneBuilder], BackboneBuilde
             family = name in BACKBONE_SPECS.families()
             if not family and name not in BACKBONE_SPECS.names():
                 raise ValueError(f"backbone {name!r} has no declaration: add a BackboneSpec for it to "
-                                 f"marginlab/backbone_specs.py (declared: {BACKBONE_SPECS.allowed()})")
+                                 f"marginlab/core/backbone_specs.py (declared: {BACKBONE_SPECS.allowed()})")
             BACKBONES.add(name, builder, prefix=family)
         return builder
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from marginlab.backbone_specs import TIMM_PREFIX, check_timm_model
+from marginlab.core.backbone_specs import TIMM_PREFIX, check_timm_model
 from marginlab.backbones.backbone_registry import register_backbone
 from marginlab.backbones.iresnet import as_pair
 

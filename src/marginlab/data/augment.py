@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from marginlab.config import AugmentConfig
+from marginlab.core.config import AugmentConfig
 
 __all__ = [
     "FLAG_NAMES",

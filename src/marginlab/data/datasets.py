@@ -37,11 +37,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from marginlab.config import AugmentConfig
+from marginlab.core.config import AugmentConfig
 from marginlab.data.augment import FLAG_NAMES, AdaFaceAugment
 from marginlab.data.formats import CorruptImageError, decode_image, open_recordio
 from marginlab.data.model_input import check_channel_order, normalised_chw, resize_to
-from marginlab.device import resolve_device
+from marginlab.core.device import resolve_device
 
 __all__ = [
     "EpochSampler",

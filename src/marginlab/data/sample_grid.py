@@ -8,7 +8,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from marginlab.io import atomic_path
+from marginlab.core.io import atomic_path
 
 __all__ = ["write_image_grid"]
 

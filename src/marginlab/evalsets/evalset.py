@@ -2,7 +2,7 @@
 
 A format (verification ``.bin``, IJB, TinyFace, ...) is one :class:`EvalSet` subclass in its own module of
 this package, registered with :func:`register_eval_set`. It says where its instances lie in a
-:class:`~marginlab.layouts.PreparedLayout`, how quality scoring reads their images, how evaluation turns an
+:class:`~marginlab.core.layouts.PreparedLayout`, how quality scoring reads their images, how evaluation turns an
 embedding function into metrics, ROC rows and norms, and how analysis and the report name and rank its
 results. Quality scoring, evaluation, analysis and the report loop over :func:`eval_sets`, so a new format
 touches no other module. Torch-free at import (analysis and the report load this); the evaluate stage hands
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 import numpy as np
 import pandas as pd
 
-from marginlab.layouts import PreparedLayout
-from marginlab.name_registry import Registry
+from marginlab.core.layouts import PreparedLayout
+from marginlab.core.name_registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from marginlab.config import DataConfig, EvaluateConfig
+    from marginlab.core.config import DataConfig, EvaluateConfig
 
 __all__ = [
     "EVAL_SETS",

@@ -29,10 +29,10 @@ from marginlab.evalsets.evalset import (
     register_eval_set,
     roc_rows,
 )
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from marginlab.config import DataConfig
+    from marginlab.core.config import DataConfig
 
 log = logging.getLogger(__name__)
 

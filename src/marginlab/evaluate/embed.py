@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from marginlab.data.model_input import to_model_input
-from marginlab.device import resolve_device
+from marginlab.core.device import resolve_device
 
 __all__ = ["embed_images", "iter_batches"]
 

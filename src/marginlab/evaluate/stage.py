@@ -21,7 +21,7 @@ The model is fed the way it was trained (input size of its ResolvedRun, channel 
 (``split``, ``index``, ``norm`` of the flip-fused embedding, ``iq``/``brisque`` joined from
 ``<quality.output_dir>/scores.parquet`` and the synthetic ``gt_quality`` when those exist, NaN
 otherwise), ``metrics.json`` with the stable schema below, and last ``eval_timing.json`` (wall time,
-device and image count; :mod:`marginlab.timing`), kept apart so the metrics stay deterministic::
+device and image count; :mod:`marginlab.core.timing`), kept apart so the metrics stay deterministic::
 
     {"run", "head", "label", "tags", "epoch", "selection",
      "protocol": {"flip", "fusion", "channel_order", "input_size", "fars", "ranks"},
@@ -52,15 +52,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from marginlab.config import EvaluateConfig, Params, ResolvedRun
-from marginlab.device import resolve_device
+from marginlab.core.config import EvaluateConfig, Params, ResolvedRun
+from marginlab.core.device import resolve_device
 from marginlab.evalsets import EvalSet, EvalTools, SetResult, eval_sets
 from marginlab.evaluate import identification, ijb_protocol, verification
 from marginlab.evaluate.embed import embed_images
 from marginlab.evaluate.ijb_protocol import far_key
-from marginlab.io import write_json, write_parquet
-from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
-from marginlab.timing import StageTimer
+from marginlab.core.io import write_json, write_parquet
+from marginlab.core.layouts import PreparedLayout, QualityLayout, RunLayout
+from marginlab.core.timing import StageTimer
 
 log = logging.getLogger(__name__)
 

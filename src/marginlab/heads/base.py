@@ -40,7 +40,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from marginlab.head_specs import STATS_INIT, HeadSpec
-from marginlab.hyperparameters import format_hyperparameter
+from marginlab.core.hyperparameters import format_hyperparameter
 
 __all__ = ["MarginHead", "NormalizedLinear", "compute_dtype", "cos_shifted_angle", "ema_rate"]
 

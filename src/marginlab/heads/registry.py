@@ -13,7 +13,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from marginlab.head_specs import HEAD_SPECS, head_names
-from marginlab.name_registry import Registry
+from marginlab.core.name_registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from marginlab.heads.base import MarginHead

@@ -313,7 +313,7 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
 
     ``exempt`` (the stage's ``meta.deps_exempt`` in dvc.yaml) lists code paths the stage imports but whose
     changes cannot change its outputs; they are left out of the closure. The only use today: the params
-    schema (:mod:`marginlab.config`) imports the heads' declarations (``head_specs.py``) to validate ``heads`` and
+    schema (:mod:`marginlab.core.config`) imports the heads' declarations (``head_specs.py``) to validate ``heads`` and
     ``runs``, so every stage imports them, but prepare, brisque_model and quality compute nothing with a
     head — without the exemption, changing a head's default would re-prepare and re-score the dataset.
     """

@@ -62,8 +62,8 @@ def load_stages(repo_root: str | Path = ".") -> list[PipelineStage]:
     """Resolved stages of ``repo_root/dvc.yaml`` in DVC's order (topologically valid)."""
     from dvc.repo import Repo  # heavy import; keep it local
 
-    from marginlab.config import load_params
-    from marginlab.safe_yaml import load_bounded
+    from marginlab.core.config import load_params
+    from marginlab.core.safe_yaml import load_bounded
 
     root = Path(repo_root).resolve()
     params_file = root / "params.yaml"

@@ -1,6 +1,6 @@
 """``dvc.yaml``'s ``params:`` lists, generated from the stages' declarations (:mod:`marginlab.stages`).
 
-A stage reads only the keys it declares (:mod:`marginlab.params_view` raises on any other), and DVC
+A stage reads only the keys it declares (:mod:`marginlab.core.params_view` raises on any other), and DVC
 reruns it when one of them changes, as long as ``dvc.yaml`` lists the same keys: :func:`check` compares
 them, :func:`fix` rewrites the lists (with each key's reason as a comment) and leaves the rest of the file
 as it is.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from marginlab.params_view import ALL
+from marginlab.core.params_view import ALL
 
 __all__ = ["check", "dvc_params", "fix"]
 

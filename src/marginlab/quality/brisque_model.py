@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from marginlab.io import RefusedFileError, atomic_path, sha256_file, torch_load_data, write_json
+from marginlab.core.io import RefusedFileError, atomic_path, sha256_file, torch_load_data, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -356,7 +356,7 @@ def verify_model_identity(path: str | Path, sv_coef: "torch.Tensor | np.ndarray"
     ``expected_sha256`` None: the model must be the converted LIVE model, i.e. its tensors must hash
     to :data:`LIVE_TENSORS_SHA256` (:func:`tensors_sha256`) and ``gamma``/``rho`` must be the LIVE
     constants. ``expected_sha256`` given (``quality.model_sha256``): the file's sha256,
-    ``file_sha256`` (:func:`marginlab.io.sha256_file` of ``path``), must equal it, and the LIVE check is skipped.
+    ``file_sha256`` (:func:`marginlab.core.io.sha256_file` of ``path``), must equal it, and the LIVE check is skipped.
     The message names the file, the expected and the actual identity, and how to proceed.
     """
     use_this = f"set `{MODEL_SHA256_HINT}: {file_sha256}` in params.yaml to score with this model on purpose"

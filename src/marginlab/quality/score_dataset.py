@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from marginlab.io import write_json, write_parquet
+from marginlab.core.io import write_json, write_parquet
 from marginlab.quality.scorer import MIN_SIDE, iq_from_brisque, uint8_to_tensor
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class ScoreResult:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from marginlab.io import atomic_path
+        from marginlab.core.io import atomic_path
 
         schema = pa.schema([("split", pa.string()), ("index", pa.int64()), ("brisque", pa.float64()),
                             ("iq", pa.float64())])

@@ -93,7 +93,7 @@ def iq_from_brisque(brisque: Any) -> Any:
 def default_model_path() -> Path:
     """The pipeline's converted model: ``QualityConfig().model_path`` relative to the CWD if it exists
     there, else relative to the repository root (this package's checkout)."""
-    from marginlab.config import QualityConfig
+    from marginlab.core.config import QualityConfig
 
     rel = Path(QualityConfig().model_path)
     if rel.is_absolute():

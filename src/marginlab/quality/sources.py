@@ -3,7 +3,7 @@ synthetic ground truth.
 
 The training split and every set of every registered evaluation-set format (:mod:`marginlab.evalsets`,
 which owns its files and split names), in table order. The built-in ones
-(:class:`~marginlab.layouts.PreparedLayout` names the files):
+(:class:`~marginlab.core.layouts.PreparedLayout` names the files):
 
 =========================  ===================================  ==========================================
 split                      images                               index
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.evalsets import SplitSource, eval_sets
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 log = logging.getLogger(__name__)
 

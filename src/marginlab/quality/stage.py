@@ -8,7 +8,7 @@ are downscaled to it on loading; resumable, fingerprinted by model sha256, chunk
 device type, library versions and the input files' sizes and mtimes), stream the parts into
 ``scores.parquet``, summarise (:mod:`.summary`, with the synthetic ground truth when present) into
 ``summary.json`` (its ``settings`` name the model, ``max_side`` and how many images were downscaled
-or too small), then delete the parts. The wall time goes to ``timing.json`` (:mod:`marginlab.timing`),
+or too small), then delete the parts. The wall time goes to ``timing.json`` (:mod:`marginlab.core.timing`),
 not into the deterministic summary.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from marginlab.config import Params
-from marginlab.io import write_json
-from marginlab.layouts import QualityLayout
-from marginlab.timing import StageTimer
+from marginlab.core.config import Params
+from marginlab.core.io import write_json
+from marginlab.core.layouts import QualityLayout
+from marginlab.core.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def run_quality(params: Params, *, progress: bool = True, threads: int = 0) -> d
     import torch
 
     from marginlab.data.formats import DataFormatError
-    from marginlab.device import resolve_device
+    from marginlab.core.device import resolve_device
     from marginlab.quality.brisque_model import BrisqueModelError
     from marginlab.quality.score_dataset import ImageReadError, ScoreStreamError, remove_parts, score_items
     from marginlab.quality.scorer import CPU_FORWARD_BATCH, BrisqueScorer

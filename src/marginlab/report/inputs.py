@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from marginlab.config import ConfigError, Params, load_params
-from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
-from marginlab.timing import TIMING_FILE
+from marginlab.core.config import ConfigError, Params, load_params
+from marginlab.core.layouts import PreparedLayout, QualityLayout, RunLayout
+from marginlab.core.timing import TIMING_FILE
 
 __all__ = [
     "ANALYSIS_SCHEMAS",

@@ -11,7 +11,7 @@
 - wall time per stage, as each stage recorded it: ``prepare`` (manifest ``wall_time_s``), ``train@RUN``
   (train summary ``wall_time_s``), ``gst`` (its summary), and ``quality`` / ``evaluate@RUN`` /
   ``analyze`` from the ``timing.json`` / ``eval_timing.json`` records they write beside their
-  deterministic outputs (:mod:`marginlab.timing`); "not recorded" where a record is absent.
+  deterministic outputs (:mod:`marginlab.core.timing`); "not recorded" where a record is absent.
 
 Nothing here fails the report: an unavailable item becomes :class:`~marginlab.report.inputs.Missing`.
 """
@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from marginlab.report.inputs import Missing, ReportInputs, is_missing
-from marginlab.timing import EVAL_TIMING_FILE, TIMING_FILE
+from marginlab.core.timing import EVAL_TIMING_FILE, TIMING_FILE
 
 __all__ = [
     "PACKAGES", "collect_provenance", "dvc_lock_inputs", "git_state", "hardware", "package_versions", "stage_wall_times",

@@ -50,10 +50,10 @@ from marginlab.analysis.paper_numbers import (
     FIG2_NORM_IQ_CORRELATION,
     PAPER_SCALE,
 )
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.evalsets import eval_sets
-from marginlab.io import atomic_path
-from marginlab.hyperparameters import format_hyperparameter
+from marginlab.core.io import atomic_path
+from marginlab.core.hyperparameters import format_hyperparameter
 from marginlab.report import plots as rfig
 from marginlab.analysis.figure_specs import figure_specs
 from marginlab.report.claims_section import claims_section

@@ -2,7 +2,7 @@
 
 Each stage is the module ``marginlab.stages.<name>`` with the same three names: ``ERRORS`` (the library's
 errors that mean bad input: printed as ``error: ...``, exit 2), ``add_arguments(parser)`` (its own options)
-and ``run(args) -> int``. :func:`marginlab.cli.main` parses the command line, sets logging and the OpenMP
+and ``run(args) -> int``. :func:`marginlab.core.cli.main` parses the command line, sets logging and the OpenMP
 wait policy, and applies the error contract once for all of them. A stage module is imported only when
 its stage runs, so ``marginlab report`` never loads torch; this registry imports nothing heavy.
 """
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from marginlab.name_registry import Registry
-from marginlab.params_view import ALL
+from marginlab.core.name_registry import Registry
+from marginlab.core.params_view import ALL
 
 __all__ = ["STAGES", "StageInfo", "load_stage"]
 
@@ -24,7 +24,7 @@ __all__ = ["STAGES", "StageInfo", "load_stage"]
 class StageInfo:
     """A command's name, one line for ``--help``, whether it runs once per run of the grid (``RUN``), whether
     it is a stage of the pipeline (``dvc.yaml``) or a tool beside it (``compose``), and the params keys it
-    reads (:mod:`marginlab.params_view`: the stage sees only these; ``dvc.yaml``'s ``params:`` is generated
+    reads (:mod:`marginlab.core.params_view`: the stage sees only these; ``dvc.yaml``'s ``params:`` is generated
     from them). ``params`` maps each key to why the stage reads it where that is not obvious; ``None``: the
     command reads no validated params (``compose`` builds the file). ``require_inputs``: the configured
     input data must exist (prepare reads it)."""

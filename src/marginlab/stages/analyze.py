@@ -16,7 +16,7 @@ import json
 
 from marginlab.analysis.collect import AnalysisInputError
 from marginlab.analysis.stage import run_analyze
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.models import ModelFileError
 
 ERRORS = (ConfigError, AnalysisInputError, ModelFileError, ValueError)

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.quality.brisque_model import BrisqueModelError, run_brisque_model, sidecar_path
 
 ERRORS = (ConfigError, BrisqueModelError)

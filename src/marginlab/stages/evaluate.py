@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.evaluate import run_evaluate
 from marginlab.models import ModelFileError

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from marginlab.analysis.gst_study import panel_key, run_gst
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 
 ERRORS = (ConfigError, ValueError, KeyError)
 

@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.data.prepare import run_prepare
 

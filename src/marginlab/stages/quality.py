@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.quality.stage import QualityStageError, run_quality
 
 ERRORS = (ConfigError, QualityStageError)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.report.inputs import ReportInputError
 from marginlab.report.render import run_report
 

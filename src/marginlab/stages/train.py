@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from marginlab.config import ConfigError, Params
+from marginlab.core.config import ConfigError, Params
 from marginlab.data.formats import DataFormatError
 from marginlab.train import DistributedTrainingError, TrainingDivergedError, run_train
 from marginlab.train.checkpoint import CheckpointError

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from marginlab.data.augment import AdaFaceAugment
-from marginlab.proxy_specs import PROXY_SPECS
+from marginlab.core.proxy_specs import PROXY_SPECS
 from marginlab.train.checkpoint import (
     CheckpointError,
     capture_rng_state,

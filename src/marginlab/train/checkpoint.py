@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marginlab.io import RefusedFileError, torch_load_data, torch_save
+from marginlab.core.io import RefusedFileError, torch_load_data, torch_save
 from marginlab.models import (
     WeightsMismatchError,
     raise_problems,

@@ -1,7 +1,7 @@
 """The training run context: everything one run needs, built once, in one small object.
 
 :func:`build_context` turns a :class:`~marginlab.train.job.TrainJob` into a :class:`TrainContext`: the resolved run
-(:class:`~marginlab.config.ResolvedRun`), the execution settings (device, AMP dtype, memory format,
+(:class:`~marginlab.core.config.ResolvedRun`), the execution settings (device, AMP dtype, memory format,
 threads, seed), the data (:class:`TrainData`: the prepared RecordIO opened once, the loaders, the IQ
 and ground-truth tables), the modules, optimiser, schedule, gradient scaler and quality proxy. The
 epoch loop (:mod:`.loop`) and the callbacks (:mod:`.callbacks`) take only the context, so no list of a
@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from marginlab.config import AugmentConfig, ConfigError, ResolvedRun, TrainConfig
+from marginlab.core.config import AugmentConfig, ConfigError, ResolvedRun, TrainConfig
 from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
-from marginlab.device import resolve_device
-from marginlab.layouts import RunLayout
+from marginlab.core.device import resolve_device
+from marginlab.core.layouts import RunLayout
 from marginlab.models import build_modules
 from marginlab.train import runtime
 from marginlab.train.compiled import compile_backbone

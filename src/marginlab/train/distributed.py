@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from marginlab.config import ConfigError, DistributedConfig, Params
+from marginlab.core.config import ConfigError, DistributedConfig, Params
 from marginlab.train.job import TrainJob
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from marginlab.config import AugmentConfig, Params, ResolvedRun
-from marginlab.layouts import PreparedLayout, QualityLayout, RunLayout
+from marginlab.core.config import AugmentConfig, Params, ResolvedRun
+from marginlab.core.layouts import PreparedLayout, QualityLayout, RunLayout
 
 __all__ = ["TrainJob"]
 

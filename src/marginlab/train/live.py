@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from marginlab.io import atomic_path, write_json
+from marginlab.core.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

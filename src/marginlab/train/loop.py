@@ -46,8 +46,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from marginlab.train.job import TrainJob
-from marginlab.device import resolve_device
-from marginlab.io import write_json
+from marginlab.core.device import resolve_device
+from marginlab.core.io import write_json
 from marginlab.models import save_model
 from marginlab.train import runtime
 from marginlab.train.callbacks import (

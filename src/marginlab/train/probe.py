@@ -56,8 +56,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from marginlab.heads import MarginHead
 from marginlab.heads.p_yi import p_yi_quality
-from marginlab.io import write_parquet
-from marginlab.layouts import RunLayout
+from marginlab.core.io import write_parquet
+from marginlab.core.layouts import RunLayout
 
 FLAG_NAMES = ("crop", "lowres", "photometric", "flip")
 #: The probe's passes: the stored images, and the same images through the training augmentations.

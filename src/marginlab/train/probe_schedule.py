@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marginlab.io import atomic_path
-from marginlab.layouts import RunLayout
+from marginlab.core.io import atomic_path
+from marginlab.core.layouts import RunLayout
 from marginlab.train.probe import PROBE_COLUMNS
 
 PROGRESS_COLUMNS = (*PROBE_COLUMNS, "step", "images_seen", "progress")

@@ -9,7 +9,7 @@
   ``marginlab.heads.p_yi.p_yi_quality(head, embeddings, labels)`` (detached).
 
 Whatever the signal, the head normalises it with its running batch statistics, ``h`` and the clip,
-exactly as it does the norm. Each proxy is declared in :mod:`marginlab.proxy_specs` (what the config
+exactly as it does the norm. Each proxy is declared in :mod:`marginlab.core.proxy_specs` (what the config
 reads, torch-free) and implemented here by a :class:`QualityProxy` subclass decorated with
 :func:`register_proxy`.
 """
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from marginlab.name_registry import Registry
-from marginlab.proxy_specs import PROXY_SPECS
+from marginlab.core.name_registry import Registry
+from marginlab.core.proxy_specs import PROXY_SPECS
 
 
 class ProxyError(ValueError):
@@ -82,7 +82,7 @@ def register_proxy(cls: type[QualityProxy]) -> type[QualityProxy]:
     """Class decorator: register ``cls`` under its declared ``name`` (``PROXY_SPECS``)."""
     if cls.name not in PROXY_SPECS.names():
         raise ValueError(f"quality proxy {cls.name!r} ({cls.__qualname__}) has no declaration: add a ProxySpec for it "
-                         f"to marginlab/proxy_specs.py (declared: {PROXY_SPECS.allowed()})")
+                         f"to marginlab/core/proxy_specs.py (declared: {PROXY_SPECS.allowed()})")
     PROXIES.add(cls.name, cls)
     return cls
 

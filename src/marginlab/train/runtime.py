@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from marginlab.device import available_cores
+from marginlab.core.device import available_cores
 
 #: Whether train.channels_last is honoured on the CPU (measured: 1.36x for the default model; module doc).
 CPU_CHANNELS_LAST = True

@@ -15,7 +15,7 @@ from marginlab.analysis import augmentation as aug
 from marginlab.analysis.claims.claim_registry import ClaimEvidence
 from marginlab.analysis.collect import Collection
 from marginlab.analysis.correlation import group_rng, nonlinearity_test
-from marginlab.config import Params
+from marginlab.core.config import Params
 
 __all__ = ["build_evidence"]
 

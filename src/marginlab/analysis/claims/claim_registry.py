@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from marginlab.name_registry import Registry
+from marginlab.core.name_registry import Registry
 
 if TYPE_CHECKING:
     from marginlab.analysis.collect import Collection
-    from marginlab.config import Params
+    from marginlab.core.config import Params
 
 __all__ = ["CLAIMS", "ClaimEvidence", "ClaimSpec", "claim_by_id", "evaluate_claims", "register_claim"]
 

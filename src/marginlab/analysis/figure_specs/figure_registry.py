@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
-from marginlab.name_registry import Registry
+from marginlab.core.name_registry import Registry
 
 if TYPE_CHECKING:
     from marginlab.analysis.collect import Collection

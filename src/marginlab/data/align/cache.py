@@ -58,8 +58,8 @@ from marginlab.data.formats import CorruptImageError, decode_image_checked
 from marginlab.data.formats.five_point_alignment import arcface_template
 from marginlab.data.formats.image_header import image_header_size, is_jpeg
 from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
-from marginlab.io import OutputWriteError, atomic_path, write_json
-from marginlab.ownership import ALIGN_CACHE_MARKER, write_marker
+from marginlab.core.io import OutputWriteError, atomic_path, write_json
+from marginlab.core.ownership import ALIGN_CACHE_MARKER, write_marker
 
 __all__ = ["CachedDetection", "decoded_size_from_header", "detect_all", "fingerprint"]
 
@@ -380,7 +380,7 @@ def detect_all(
     A cached entry is used only when its image has the recorded size: ``sizes[key]`` when the caller
     already read it from the bytes it hashed (:func:`decoded_size_from_header`), else the image is read
     again (its header, or a decode when that cannot tell).
-    Raises :class:`~marginlab.io.OutputWriteError` (an ``OSError``) when ``cache_dir`` cannot be written.
+    Raises :class:`~marginlab.core.io.OutputWriteError` (an ``OSError``) when ``cache_dir`` cannot be written.
     """
     import time
 

@@ -3,7 +3,7 @@
 The three networks' weights ship inside the facenet-pytorch wheel (``facenet_pytorch/data/{p,r,o}net.pt``);
 nothing is downloaded.  facenet-pytorch's own constructors load them with a bare ``torch.load``, so
 the networks are built with ``pretrained=False`` here and their state dicts loaded as data
-(:func:`marginlab.io.torch_load_data`, ``weights_only=True``).  The cascade itself is facenet-pytorch's
+(:func:`marginlab.core.io.torch_load_data`, ``weights_only=True``).  The cascade itself is facenet-pytorch's
 ``detect_face`` (image pyramid, P-Net proposals, R-Net and O-Net refinement, NMS).
 
 :meth:`Detector.detect` takes RGB ``uint8`` images of any sizes: an image whose longer side exceeds
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from marginlab.io import torch_load_data
+from marginlab.core.io import torch_load_data
 
 __all__ = ["Detections", "Detector", "weight_files"]
 

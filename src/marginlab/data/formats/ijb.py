@@ -32,7 +32,7 @@ import pandas as pd
 from marginlab.data.formats.errors import IJBFormatError, MissingFileError
 from marginlab.data.formats.five_point_alignment import align_face
 from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
-from marginlab.io import atomic_path
+from marginlab.core.io import atomic_path
 
 __all__ = ["IMAGE_DIR_FILE", "IJBSet", "ijb_meta_paths", "image_dir_of", "read_ijb", "write_image_dir_ref", "write_ijb_meta"]
 

@@ -58,7 +58,7 @@ _JPEG_EOI = b"\xff\xd9"
 _EOI_SEARCH_TAIL = 1024
 _DECODE_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 
-#: The default of ``data.max_image_pixels`` (:class:`marginlab.config.DataConfig`): the largest
+#: The default of ``data.max_image_pixels`` (:class:`marginlab.core.config.DataConfig`): the largest
 #: width x height decoded.  200 MP exceeds every camera photo.
 DEFAULT_MAX_IMAGE_PIXELS = 200_000_000
 

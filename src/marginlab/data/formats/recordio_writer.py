@@ -1,7 +1,7 @@
 """Write a RecordIO ``.rec`` + ``.idx`` pair (:func:`write_recordio`), InsightFace layout or headerless.
 
 Layout and framing: :mod:`.recordio`.  Both files are written to temporary names and renamed at the
-end (:func:`marginlab.io.atomic_path`), so a failure leaves no partial file.
+end (:func:`marginlab.core.io.atomic_path`), so a failure leaves no partial file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from marginlab.data.formats.errors import DataFormatError
 from marginlab.data.formats.recordio import MAX_EXACT_FLOAT32_INT, frame_record, idx_path_for, pack_payload
-from marginlab.io import atomic_path
+from marginlab.core.io import atomic_path
 
 __all__ = ["write_recordio"]
 

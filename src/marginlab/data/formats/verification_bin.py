@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from marginlab.data.formats.errors import VerificationBinError
 from marginlab.data.formats.images import decode_image
-from marginlab.io import atomic_path
+from marginlab.core.io import atomic_path
 
 __all__ = ["read_bin", "read_bin_encoded", "write_bin"]
 

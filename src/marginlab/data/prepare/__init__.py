@@ -1,6 +1,6 @@
 """The prepare stage: build the prepared-data directory from ``params.data``.
 
-Layout of ``<out_dir>`` (the cross-module contract; every path is named by :class:`marginlab.layouts.PreparedLayout`,
+Layout of ``<out_dir>`` (the cross-module contract; every path is named by :class:`marginlab.core.layouts.PreparedLayout`,
 and each evaluation-set folder is read by its format in :mod:`marginlab.evalsets`)::
 
     train.rec, train.idx          InsightFace RecordIO (JPEG payloads)

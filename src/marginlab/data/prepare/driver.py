@@ -1,7 +1,7 @@
 """The prepare driver: :func:`run_prepare` builds the prepared-data directory and its manifest.
 
 It takes the stale-output clean-up and the lock (:mod:`.stale`), writes into a temporary directory
-(:func:`marginlab.io.atomic_dir`), generates the synthetic set (:mod:`marginlab.data.synthetic`) or
+(:func:`marginlab.core.io.atomic_dir`), generates the synthetic set (:mod:`marginlab.data.synthetic`) or
 ingests the real training set (:mod:`.ingest_recordio`, :mod:`.ingest_folders`), the verification
 ``.bin`` files (:mod:`.ingest_bins`) and IJB sets (:mod:`.ingest_ijb`), draws ``samples.png`` and
 fills ``manifest.json``.  The layout and the rules are in the package docstring
@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.formats import ImagePolicy, decode_image_checked, open_recordio
 from marginlab.data.model_input import NORMALISATION
 from marginlab.data.prepare.files import apply_umask, hash_tree, resolve_input
@@ -33,8 +33,8 @@ from marginlab.data.prepare.stale import clean_stale_temps, lock_dir
 from marginlab.data.prepare.subset import ingest_subset
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic import quality_policies, resolve_workers, write_synthetic
-from marginlab.io import atomic_dir, check_replaceable, write_json
-from marginlab.layouts import PreparedLayout
+from marginlab.core.io import atomic_dir, check_replaceable, write_json
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["MANIFEST_VERSION", "image_policy", "run_prepare"]
 

@@ -18,8 +18,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from marginlab.data.formats import MissingFileError
-from marginlab.io import sha256_file, write_parquet
-from marginlab.layouts import PreparedLayout
+from marginlab.core.io import sha256_file, write_parquet
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["apply_umask", "hash_tree", "link_or_copy", "require_file", "resolve_input", "write_train_meta"]
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from marginlab.config import Params
+from marginlab.core.config import Params
 from marginlab.data.align.cache import CachedDetection, decoded_size_from_header, detect_all
 from marginlab.data.align.detector import Detections, Detector
 from marginlab.data.align.policy import STATUSES, aligned_crop, choose_face
@@ -49,9 +49,9 @@ from marginlab.data.formats.folders import list_image_folder
 from marginlab.data.formats.image_header import check_image_size
 from marginlab.data.prepare.files import require_file, resolve_input, write_train_meta
 from marginlab.data.prepare.ingest_tinyface import list_tinyface, write_tinyface
-from marginlab.device import resolve_device
-from marginlab.io import write_parquet
-from marginlab.layouts import PreparedLayout
+from marginlab.core.device import resolve_device
+from marginlab.core.io import write_parquet
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["ingest_aligned", "make_detector"]
 

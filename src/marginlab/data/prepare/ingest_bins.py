@@ -23,7 +23,7 @@ from marginlab.data.formats import (
     write_bin,
 )
 from marginlab.data.prepare.files import link_or_copy, require_file
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["ingest_bin"]
 

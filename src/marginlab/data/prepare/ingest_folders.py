@@ -15,8 +15,8 @@ import pandas as pd
 
 from marginlab.data.formats import DataFormatError, ImagePolicy, MissingFileError, folders_to_recordio, open_recordio
 from marginlab.data.prepare.files import write_train_meta
-from marginlab.io import write_parquet
-from marginlab.layouts import PreparedLayout
+from marginlab.core.io import write_parquet
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["ingest_folders"]
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from marginlab.data.formats import IMAGE_DIR_FILE, IJBFormatError, MissingFileError, ijb_meta_paths, read_ijb, write_image_dir_ref
 from marginlab.data.formats.images import DEFAULT_MAX_IMAGE_PIXELS
 from marginlab.data.prepare.files import resolve_input
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["ingest_ijb"]
 

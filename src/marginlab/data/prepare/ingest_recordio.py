@@ -29,7 +29,7 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.prepare.files import link_or_copy, require_file, write_train_meta
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["ingest_recordio"]
 

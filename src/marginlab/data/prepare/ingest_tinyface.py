@@ -31,7 +31,7 @@ from marginlab.data.formats import (
     conform_encoded,
     read_identification_set,
 )
-from marginlab.layouts import PreparedLayout
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["TinyFaceImage", "list_tinyface", "ingest_tinyface", "write_tinyface"]
 

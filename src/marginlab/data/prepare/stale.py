@@ -1,6 +1,6 @@
 """Temporary outputs of killed prepare runs: the flock that marks a live one, and the clean-up of the rest.
 
-Prepare writes into a temporary sibling of ``out_dir`` (:func:`marginlab.io.atomic_dir`) that replaces
+Prepare writes into a temporary sibling of ``out_dir`` (:func:`marginlab.core.io.atomic_dir`) that replaces
 ``out_dir`` only when complete.  While it runs it holds an ``flock`` on that directory
 (:func:`lock_dir`); on start, temporary siblings that no live process holds, left by a killed prepare,
 are removed (:func:`clean_stale_temps`).
@@ -18,7 +18,7 @@ __all__ = ["clean_stale_temps", "lock_dir"]
 
 
 def _stale_pattern(out_dir: Path) -> re.Pattern:
-    """Names :func:`marginlab.io.atomic_dir` gives its temporary sibling of ``out_dir`` (mkdtemp: 8 chars)."""
+    """Names :func:`marginlab.core.io.atomic_dir` gives its temporary sibling of ``out_dir`` (mkdtemp: 8 chars)."""
     return re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}\.tmp")
 
 

@@ -72,8 +72,8 @@ from marginlab.data.formats import (
     write_recordio,
 )
 from marginlab.data.prepare.files import require_file, write_train_meta
-from marginlab.io import write_parquet
-from marginlab.layouts import PreparedLayout
+from marginlab.core.io import write_parquet
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = [
     "IMAGEFOLDER_EXTENSIONS",

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from marginlab.config import SyntheticConfig
+from marginlab.core.config import SyntheticConfig
 from marginlab.data.formats import encode_jpeg
 from marginlab.data.synthetic.degrade import Degradation, QualityPolicy, apply_degradation, sample_degradation, severity_columns
 from marginlab.data.synthetic.faces import draw_nuisance, jitter_nuisance, loose_matrix, make_identity, pose_matrix, rng_for

@@ -13,7 +13,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from marginlab.config import SyntheticConfig
+from marginlab.core.config import SyntheticConfig
 from marginlab.data.synthetic.degrade import DEGRADATION_TYPES, QualityPolicy, policy_from_mix
 from marginlab.data.synthetic.faces import FAMILY_SIZE, rng_for
 

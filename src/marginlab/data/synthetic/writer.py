@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from marginlab.config import SyntheticConfig
+from marginlab.core.config import SyntheticConfig
 from marginlab.data.formats import decode_image, write_bin, write_ijb_meta, write_recordio
 from marginlab.data.sample_grid import write_image_grid
 from marginlab.data.synthetic.faces import rng_for
@@ -29,8 +29,8 @@ from marginlab.data.synthetic.layout import (
     train_specs,
     verification_specs,
 )
-from marginlab.io import write_parquet
-from marginlab.layouts import PreparedLayout
+from marginlab.core.io import write_parquet
+from marginlab.core.layouts import PreparedLayout
 
 __all__ = ["render_samples_png", "write_synthetic"]
 

@@ -1,12 +1,12 @@
-"""``python -m marginlab.config [PARAMS]``: validate a params file; exit 2 with every problem listed."""
+"""``python -m marginlab.core.config [PARAMS]``: validate a params file; exit 2 with every problem listed."""
 
 from __future__ import annotations
 
 import sys
 from typing import Optional
 
-from marginlab.config.loading import load_params
-from marginlab.config.problems import ConfigError
+from marginlab.core.config.loading import load_params
+from marginlab.core.config.problems import ConfigError
 
 
 def main(argv: Optional[list[str]] = None) -> int:

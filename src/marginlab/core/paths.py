@@ -13,7 +13,7 @@ and refuses, naming both keys and both paths:
 
 The one exception is ``data.alignment.cache_dir``, a detection cache that may be shared between
 projects: outside the project it is accepted only as an empty folder or one holding the alignment
-cache's marker (:data:`marginlab.ownership.ALIGN_CACHE_MARKER`). Configured inputs must exist when
+cache's marker (:data:`marginlab.core.ownership.ALIGN_CACHE_MARKER`). Configured inputs must exist when
 ``require_inputs`` (the validator and prepare, the stage that reads them).
 """
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from marginlab.ownership import ALIGN_CACHE_MARKER
+from marginlab.core.ownership import ALIGN_CACHE_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover
-    from marginlab.config import Params
+    from marginlab.core.config import Params
 
 __all__ = ["FIXED_OUTPUTS", "PROJECT_FILES", "Location", "PathPolicyError", "check_paths", "input_locations",
            "output_locations"]

@@ -114,7 +114,7 @@ def check_replaceable(path: str | Path) -> None:
     """Raise :class:`OutputWriteError` unless ``path`` is absent, an empty folder, or a folder holding the
     marker that :func:`atomic_dir` writes: the second line of defence behind the path policy, so that no
     params value can make a stage replace a folder it did not create (a user's photos, the project)."""
-    from marginlab.ownership import OUTPUT_MARKER, has_marker
+    from marginlab.core.ownership import OUTPUT_MARKER, has_marker
 
     path = Path(path)
     if path.is_symlink():
@@ -135,9 +135,9 @@ def check_replaceable(path: str | Path) -> None:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole.
 
-    Only a folder this function created (its marker inside, :mod:`marginlab.ownership`) or an empty one is
+    Only a folder this function created (its marker inside, :mod:`marginlab.core.ownership`) or an empty one is
     replaced; anything else is refused before any work starts, and again just before the swap."""
-    from marginlab.ownership import write_marker
+    from marginlab.core.ownership import write_marker
 
     path = Path(path)
     check_replaceable(path)

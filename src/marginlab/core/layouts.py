@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from marginlab.config import Params
+    from marginlab.core.config import Params
 
 __all__ = ["EVAL_TIMING_FILE", "TIMING_FILE", "PreparedLayout", "QualityLayout", "RunLayout"]
 
-#: File name of a stage's timing record inside its output directory (:mod:`marginlab.timing`).
+#: File name of a stage's timing record inside its output directory (:mod:`marginlab.core.timing`).
 TIMING_FILE = "timing.json"
 #: ``evaluate@RUN`` shares the run directory with training, so its record has its own name.
 EVAL_TIMING_FILE = "eval_timing.json"

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from marginlab.io import write_json
-from marginlab.layouts import EVAL_TIMING_FILE, TIMING_FILE
+from marginlab.core.io import write_json
+from marginlab.core.layouts import EVAL_TIMING_FILE, TIMING_FILE
 
 __all__ = ["EVAL_TIMING_FILE", "TIMING_FILE", "StageTimer"]
 

@@ -2,7 +2,7 @@
 
 Code that replaces or deletes a folder (the prepared set, figure folders, the alignment cache) first
 checks for its marker, whatever the params say: a folder it did not create (a user's photos, the
-project root, ``/``) is refused, not replaced. The path policy (:mod:`marginlab.paths`) is the first
+project root, ``/``) is refused, not replaced. The path policy (:mod:`marginlab.core.paths`) is the first
 line of defence; the marker is the second. Marker contents are constant so DVC hashes stay stable.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["ALIGN_CACHE_MARKER", "OUTPUT_MARKER", "has_marker", "write_marker"]
 
-#: Written inside every folder that :func:`marginlab.io.atomic_dir` publishes.
+#: Written inside every folder that :func:`marginlab.core.io.atomic_dir` publishes.
 OUTPUT_MARKER = ".marginlab-output"
 #: Written inside ``data.alignment.cache_dir`` when the alignment cache first writes to it; a cache folder
 #: outside the project is accepted only when empty or holding this file.

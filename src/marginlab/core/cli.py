@@ -6,7 +6,7 @@
 listed in ``errors`` (a bad config, a malformed input, a refused file) are printed as
 ``error: <message>``; any other ``OSError`` (a full disk, a read-only output folder, no permission)
 as ``error: cannot write <path>: <reason>`` or ``error: cannot read <path>: <reason>``. Outputs are
-written atomically (:mod:`marginlab.io`), so a failed stage leaves no partial file behind.
+written atomically (:mod:`marginlab.core.io`), so a failed stage leaves no partial file behind.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from collections.abc import Callable
 
-from marginlab.io import WRITE_ERRNOS, OutputWriteError
+from marginlab.core.io import WRITE_ERRNOS, OutputWriteError
 
 __all__ = ["describe_os_error", "main", "run_stage"]
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
-    from marginlab.config import ConfigError
+    from marginlab.core.config import ConfigError
     from marginlab.stages import STAGES, load_stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         params = None
         if info.params is not None:  # validated once, then narrowed to what the stage declares
-            from marginlab.config import load_params
-            from marginlab.params_view import restrict
+            from marginlab.core.config import load_params
+            from marginlab.core.params_view import restrict
 
             # Relative paths in params resolve against the pipeline root: the working directory, or --root.
             root = Path(getattr(args, "root", None) or ".")

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from marginlab.config.problems import ConfigError, NestedConfigError, nested_problems
-from marginlab.config.runs import (
+from marginlab.core.config.problems import ConfigError, NestedConfigError, nested_problems
+from marginlab.core.config.runs import (
     MergedTrain,
     ResolvedRun,
     RunSpec,
@@ -18,7 +18,7 @@ from marginlab.config.runs import (
     is_overridden,
     merge_values,
 )
-from marginlab.config.sections import (
+from marginlab.core.config.sections import (
     AnalysisConfig,
     AugmentConfig,
     DataConfig,
@@ -28,7 +28,7 @@ from marginlab.config.sections import (
     QualityConfig,
     Strict,
 )
-from marginlab.config.training import HEAD_PARAM_MODELS, HeadDefaults, ModelConfig, TrainConfig
+from marginlab.core.config.training import HEAD_PARAM_MODELS, HeadDefaults, ModelConfig, TrainConfig
 
 
 class Params(Strict):
@@ -115,7 +115,7 @@ class Params(Strict):
     # ----------------------------------------------------------------- resolved views
     def run(self, name: str) -> "ResolvedRun":
         """Run ``name`` with the shared sections merged into its overrides. A method reading through ``self``:
-        a stage calls it on its params view (:mod:`marginlab.params_view`), which checks every key it reads."""
+        a stage calls it on its params view (:mod:`marginlab.core.params_view`), which checks every key it reads."""
         if name not in self.runs:
             raise ConfigError(f"run {name!r} is not in params 'runs'; known runs: {', '.join(self.runs)}")
         spec = self.runs[name]

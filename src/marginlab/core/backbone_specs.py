@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from marginlab.name_registry import Registry
+from marginlab.core.name_registry import Registry
 
 __all__ = ["BACKBONE_SPECS", "BackboneSpec", "TIMM_PREFIX", "check_timm_model"]
 

@@ -8,17 +8,17 @@ m = 0.5 and so turn AdaFace into CosFace).
 One job per module: :mod:`.sections` (the study-wide sections), :mod:`.training` (the sections a run may
 override: heads, model, train), :mod:`.runs` (the run grid and how a run's overrides merge),
 :mod:`.params` (the root and its cross-section rules), :mod:`.problems` (error messages), :mod:`.loading`
-(reading a file) and ``python -m marginlab.config`` (:mod:`.__main__`). This package re-exports the public
-names, so ``from marginlab.config import ...`` is the API. YAML bounds are in :mod:`marginlab.safe_yaml`,
-the path policy in :mod:`marginlab.paths`.
+(reading a file) and ``python -m marginlab.core.config`` (:mod:`.__main__`). This package re-exports the public
+names, so ``from marginlab.core.config import ...`` is the API. YAML bounds are in :mod:`marginlab.core.safe_yaml`,
+the path policy in :mod:`marginlab.core.paths`.
 """
 
 from __future__ import annotations
 
-from marginlab.config.loading import load_params, load_yaml_bounded, validate_params
-from marginlab.config.params import Params
-from marginlab.config.problems import MAX_LISTED_PROBLEMS, ConfigError, NestedConfigError, short_repr
-from marginlab.config.runs import (
+from marginlab.core.config.loading import load_params, load_yaml_bounded, validate_params
+from marginlab.core.config.params import Params
+from marginlab.core.config.problems import MAX_LISTED_PROBLEMS, ConfigError, NestedConfigError, short_repr
+from marginlab.core.config.runs import (
     RUN_NAME_PATTERN,
     ResolvedRun,
     RunSpec,
@@ -27,7 +27,7 @@ from marginlab.config.runs import (
     default_label,
     merge_values,
 )
-from marginlab.config.sections import (
+from marginlab.core.config.sections import (
     HEAD_NAMES,
     AlignmentConfig,
     AnalysisConfig,
@@ -46,7 +46,7 @@ from marginlab.config.sections import (
     Strict,
     SyntheticConfig,
 )
-from marginlab.config.training import (
+from marginlab.core.config.training import (
     HEAD_PARAM_MODELS,
     DistributedConfig,
     HeadDefaults,
@@ -54,7 +54,7 @@ from marginlab.config.training import (
     ModelConfig,
     TrainConfig,
 )
-from marginlab.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES
+from marginlab.core.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 __all__ = [
     "HEAD_NAMES",

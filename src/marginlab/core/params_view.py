@@ -1,4 +1,4 @@
-"""What a stage may read of the params file: a view of the validated :class:`~marginlab.config.Params` that
+"""What a stage may read of the params file: a view of the validated :class:`~marginlab.core.config.Params` that
 raises on any key outside the stage's declaration.
 
 DVC reruns a stage when a params key it declares changes, so a key read but not declared is a stale
@@ -160,7 +160,7 @@ def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | Non
     if run is not None:
         runs = params.runs
         if run not in runs:
-            from marginlab.config import ConfigError
+            from marginlab.core.config import ConfigError
 
             raise ConfigError(f"run {run!r} is not in params 'runs'; known runs: {', '.join(runs)}")
         head = runs[run].head

@@ -9,10 +9,10 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, field_validator, model_validator
 
-from marginlab.config.problems import NestedConfigError
-from marginlab.config.sections import HEAD_NAMES, NonNegInt, Strict
-from marginlab.config.training import HEAD_PARAM_MODELS, ModelConfig, TrainConfig
-from marginlab.proxy_specs import PROXY_SPECS
+from marginlab.core.config.problems import NestedConfigError
+from marginlab.core.config.sections import HEAD_NAMES, NonNegInt, Strict
+from marginlab.core.config.training import HEAD_PARAM_MODELS, ModelConfig, TrainConfig
+from marginlab.core.proxy_specs import PROXY_SPECS
 
 #: A run name becomes a DVC stage name (train@NAME), a params key, a directory under runs_dir and an
 #: argument of the stage commands that DVC and Snakemake run through a shell: an allow-list, so that

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marginlab.name_registry import Registry
+from marginlab.core.name_registry import Registry
 
 __all__ = ["PROXY_SPECS", "ProxySpec"]
 

@@ -7,8 +7,8 @@ from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from marginlab.backbone_specs import BACKBONE_SPECS
-from marginlab.config.sections import HEAD_NAMES, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Strict
+from marginlab.core.backbone_specs import BACKBONE_SPECS
+from marginlab.core.config.sections import HEAD_NAMES, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Strict
 from marginlab.head_specs import HEAD_SPECS, HeadSpec
 
 
