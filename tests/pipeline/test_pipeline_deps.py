@@ -13,6 +13,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+import yaml
 from pipeline_helpers import ROOT, copy_repo, tool_env
 
 from marginlab.pipeline.deps import (
@@ -164,6 +165,24 @@ def test_minimal_deps_collapses_fully_used_folders(toy):
 
 
 # ----------------------------------------------------------------------------------------- the repo
+def test_the_ground_floor_package_is_declared_whole(toy):
+    """``src/marginlab/core`` (command line, params schema, registries, layouts, I/O) is one dep of a stage
+    that imports any of its modules, though none imports all of them; the check accepts it as used."""
+    write(toy, {"src/marginlab/core/__init__.py": "", "src/marginlab/core/io.py": "",
+                "src/marginlab/core/device.py": "", "stages/core_user.py": "from marginlab.core import io\n"})
+    closure = check_stage_deps("x", "python stages/core_user.py", [], toy).closure
+    assert "src/marginlab/core/device.py" not in closure
+    deps = minimal_deps(closure, toy, ["stages/core_user.py"])
+    assert deps == ["stages/core_user.py", "src/marginlab/__init__.py", "src/marginlab/core"]
+    res = check_stage_deps("x", "python stages/core_user.py", deps, toy)
+    assert res.ok and not res.unused and not res.broader
+    assert "src/marginlab/core" not in minimal_deps(import_closure("marginlab.data", toy), toy)
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in declared.items():
+        deps = [str(d) for d in stage.get("do", stage)["deps"]]
+        assert "src/marginlab/core" in deps and not any(d.startswith("src/marginlab/core/") for d in deps), name
+
+
 def check_deps(repo: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "marginlab.pipeline.graph", "--check-deps", *flags],
                           cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=300, check=False)

@@ -24,8 +24,9 @@ Only modules of the package itself (``marginlab``) are followed; third-party cod
 file under it): *missing* files make the check fail (a change to them would not rerun the stage);
 *unused* code deps (a declared file or folder under the code roots that the stage never imports) and
 folder deps broader than the import graph are reported as information (they only cause needless
-reruns). :func:`minimal_deps` gives the smallest dep list covering a closure exactly, which
-:mod:`marginlab.pipeline.fix_deps` writes into ``dvc.yaml``.
+reruns). :func:`minimal_deps` gives the smallest dep list covering a closure (exactly, except that the
+ground-floor package :data:`WHOLE_PACKAGES` is declared whole), which :mod:`marginlab.pipeline.fix_deps`
+writes into ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ from pathlib import Path, PurePosixPath
 PACKAGE = "marginlab"
 #: The stage registry of ``python -m marginlab <stage>``: it imports the named stage's module, not all.
 COMMAND_LOADER = f"{PACKAGE}.stages"
+#: Sub-packages declared whole (one folder dep) by :func:`minimal_deps` as soon as a stage imports any of
+#: their modules: the torch-free ground floor every stage imports (command line, params schema, registries,
+#: layouts, paths, I/O). Declaring a file a stage does not import only reruns that stage needlessly. A
+#: ``meta.deps_exempt`` path must lie outside them (declared whole, it would be covered again).
+WHOLE_PACKAGES = ("core",)
 _IGNORED_DIRS = {"__pycache__"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -332,8 +338,9 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
     missing = sorted(f for f in closure if not any(covers(d, f) for d in deps))
     unused = [d for d in declared if not any(covers(d, f) for f in closure)]
     broader = {}
+    wholes = whole_package_dirs(root, package)
     for d in declared:
-        if d in unused or (root / d).is_file():
+        if d in unused or (root / d).is_file() or d in wholes:
             continue
         extra = [f for f in _files_under(root, d) if f not in closure]
         if extra:
@@ -341,13 +348,28 @@ def check_stage_deps(name: str, cmd: str, deps: Iterable[str], repo_root: str | 
     return StageDeps(name, entries, sorted(code_roots), sorted(closure), declared, missing, unused, broader)
 
 
-def minimal_deps(closure: Iterable[str], repo_root: str | Path, first: Iterable[str] = ()) -> list[str]:
-    """Fewest paths covering exactly ``closure``: a folder when all its files are in it, else its files.
+def whole_package_dirs(repo_root: str | Path, package: str = PACKAGE) -> list[str]:
+    """Repository-relative folders of the :data:`WHOLE_PACKAGES` that exist in ``repo_root``."""
+    root = Path(repo_root).resolve()
+    try:
+        pkg = package_dir(root, package)
+    except FileNotFoundError:
+        return []
+    return [(pkg / w).relative_to(root).as_posix() for w in WHOLE_PACKAGES if (pkg / w / "__init__.py").is_file()]
+
+
+def minimal_deps(closure: Iterable[str], repo_root: str | Path, first: Iterable[str] = (),
+                 package: str = PACKAGE) -> list[str]:
+    """Fewest paths covering ``closure``: a folder when all its files are in it, else its files; a
+    :data:`WHOLE_PACKAGES` folder whole when ``closure`` has any file of it.
 
     Sorted, with the paths in ``first`` (the stage scripts) ahead of the others.
     """
     root = Path(repo_root).resolve()
     closure = set(closure)
+    for whole in whole_package_dirs(root, package):
+        if any(covers(whole, f) for f in closure):
+            closure.update(_files_under(root, whole))
     chosen: list[str] = []
 
     def walk(rel: str) -> bool:  # True: every file under rel is in the closure

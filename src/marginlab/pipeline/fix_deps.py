@@ -54,7 +54,7 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
             p = _dep_path(entry)
             return "${" not in p and (p.endswith(".py") or any(overlaps(p, r) for r in roots))
 
-        new = minimal_deps(closure, root, entries) + [e for e in deps if not is_code(e)]
+        new = minimal_deps(closure, root, entries, package) + [e for e in deps if not is_code(e)]
         if [_dep_path(e) for e in deps] != [_dep_path(e) for e in new]:
             deps.clear()
             deps.extend(new)
