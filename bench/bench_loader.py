@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from marginlab.core.config import HEAD_PARAM_MODELS, AugmentConfig, ModelConfig
-from marginlab.data.datasets import FaceRecordDataset, build_loader
+from marginlab.train.input.datasets import FaceRecordDataset, build_loader
 
 
 def smooth_faces(n: int, classes: int, size: int = 112, seed: int = 0):

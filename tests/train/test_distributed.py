@@ -29,7 +29,7 @@ from ddp_hooks import RecordLosses, read_losses
 from tiny_train import make_params
 
 from marginlab.core.config import ConfigError, Params
-from marginlab.data.datasets import EpochSampler, ShardedBatchSampler
+from marginlab.train.input.datasets import EpochSampler, ShardedBatchSampler
 from marginlab.heads import build_head
 from marginlab.models import load_model, model_info
 from marginlab.train import DistributedTrainingError, TrainHooks, run_train

@@ -243,7 +243,7 @@ def test_validation_selection_and_model_round_trip(prepared, tmp_path):
     assert resolved.name == "cos" and resolved.head == "cosface" and resolved.head_params["s"] == 16.0
     assert not backbone.training and head.weight.shape == (N_CLASSES, 32)
     # the stored weights reproduce the selected epoch's validation accuracy
-    from marginlab.data.datasets import FaceRecordDataset, train_val_split
+    from marginlab.train.input.datasets import FaceRecordDataset, train_val_split
 
     labels = FaceRecordDataset(prepared / "train.rec", SIZE).labels
     _, val_idx = train_val_split(labels, 0.25, derive_seed(3, 0))

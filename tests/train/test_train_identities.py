@@ -14,7 +14,7 @@ import torch
 from tiny_train import N_CLASSES, PER_CLASS, make_params
 
 from marginlab.core.config import ConfigError, validate_params
-from marginlab.data.datasets import first_identities, train_val_split
+from marginlab.train.input.datasets import first_identities, train_val_split
 from marginlab.train import load_model, run_train
 from marginlab.train.runtime import derive_seed
 

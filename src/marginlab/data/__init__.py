@@ -8,8 +8,8 @@
   exist, rendering in worker processes, writing in the real formats).
 - :mod:`marginlab.data.prepare`: the prepare stage (``run_prepare``): synthetic generation or ingest of
   real data into the prepared-data directory and its manifest.
-- training input: :mod:`marginlab.data.datasets` (the dataset over ``train.rec``, the train/validation
-  split, the reproducible loader) and :mod:`marginlab.data.augment` (the AdaFace augmentations).
+- training input lives with training, in :mod:`marginlab.train.input` (the dataset over ``train.rec``,
+  the train/validation split, the reproducible loader, the AdaFace augmentations).
 - :mod:`marginlab.data.model_input`: the network's input convention (resize, channel order,
   normalisation), shared by training and evaluation.
 - :mod:`marginlab.data.sample_grid`: the labelled image grid of ``samples.png`` (synthetic and real).

@@ -149,7 +149,7 @@ def _chunks(n: int, load: Callable[[int], np.ndarray], size: int, workers: int =
             yield [load(i) for i in range(start, min(n, start + size))]
         return
     # OpenCV must be single-threaded before forking: a worker that inherits OpenCV's thread pool
-    # deadlocks on its first cv2 call (see marginlab.data.datasets.build_loader).
+    # deadlocks on its first cv2 call (see marginlab.train.input.datasets.build_loader).
     cv2.setNumThreads(0)
     yield from torch.utils.data.DataLoader(_Indexed(load, n), batch_size=size, shuffle=False, num_workers=workers, collate_fn=_as_list)
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from marginlab.data.augment import AdaFaceAugment
+from marginlab.train.input.augment import AdaFaceAugment
 from marginlab.core.proxy_specs import PROXY_SPECS
 from marginlab.train.checkpoint import (
     CheckpointError,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from marginlab.core.config import AugmentConfig, ConfigError, ResolvedRun, TrainConfig
-from marginlab.data.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
+from marginlab.train.input.datasets import FaceRecordDataset, build_loader, first_identities, move_batch, train_val_split
 from marginlab.data.formats import open_recordio
 from marginlab.core.device import resolve_device
 from marginlab.core.layouts import RunLayout
@@ -189,7 +189,7 @@ def build_context(job: TrainJob, dist_env: DistEnv = SINGLE) -> TrainContext:
 
 def load_train_data(job: TrainJob, seed: int, device: torch.device, dist_env: DistEnv = SINGLE) -> TrainData:
     """Open the prepared RecordIO once, keep the run's identities (``train.identities``: the first N in label
-    order, :func:`~marginlab.data.datasets.first_identities`), split off the validation images among them,
+    order, :func:`~marginlab.train.input.datasets.first_identities`), split off the validation images among them,
     build the loaders and tables. ``num_classes`` is the number of kept identities (the head's classes).
 
     Under data parallelism every process reads its share of each global batch (``ShardedBatchSampler``);

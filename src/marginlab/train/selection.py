@@ -1,6 +1,6 @@
 """Model selection on a held-out split of the *training identities* (never a reported test set).
 
-Split: :func:`marginlab.data.datasets.train_val_split` — per identity with ``n >= 2`` images,
+Split: :func:`marginlab.train.input.datasets.train_val_split` — per identity with ``n >= 2`` images,
 ``max(1, round(f·n))`` images (at most ``n - 1``) are held out at random (seeded); identities with one
 image stay entirely in training.
 

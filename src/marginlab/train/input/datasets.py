@@ -6,7 +6,7 @@ sample (``ds[i]``):
 1. decode the stored JPEG to RGB ``uint8`` (``marginlab.data.formats.decode_image``), or take it from
    the decoded cache (``cache_decoded=True``: all images decoded once into one ``uint8`` array in
    the main process, shared read-only with forked DataLoader workers);
-2. augment at the stored size (112×112) with :class:`~marginlab.data.augment.AdaFaceAugment`, using a
+2. augment at the stored size (112×112) with :class:`~marginlab.train.input.augment.AdaFaceAugment`, using a
    generator seeded from ``(seed, epoch, reader index)`` — so an image's augmentation depends neither
    on the number of workers nor on batch composition, and a resumed run redraws exactly the same;
 3. the model-input convention of :mod:`marginlab.data.model_input` (shared with evaluation): resize
@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from marginlab.core.config import AugmentConfig
-from marginlab.data.augment import FLAG_NAMES, AdaFaceAugment
+from marginlab.train.input.augment import FLAG_NAMES, AdaFaceAugment
 from marginlab.data.formats import CorruptImageError, decode_image, open_recordio
 from marginlab.data.model_input import check_channel_order, normalised_chw, resize_to
 from marginlab.core.device import resolve_device

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from marginlab.core.config import AugmentConfig
-from marginlab.data.datasets import (
+from marginlab.train.input.datasets import (
     EpochSampler,
     FaceRecordDataset,
     build_loader,

@@ -14,7 +14,7 @@ from scipy import stats
 from torchvision.transforms import RandomResizedCrop
 
 from marginlab.core.config import AugmentConfig
-from marginlab.data.augment import (
+from marginlab.train.input.augment import (
     INTERPOLATIONS,
     AdaFaceAugment,
     AugmentParams,
