@@ -3,10 +3,10 @@ import graph (:mod:`marginlab.pipeline.deps`), the rest of the file left as it i
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
+from marginlab.pipeline import dvc_yaml
 from marginlab.pipeline.deps import PACKAGE, StageDeps, overlaps, check_repo, minimal_deps
 
 
@@ -22,27 +22,18 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
     :func:`minimal_deps` of the stage's import closure (the stage script first); every other dep keeps
     its place after them, and the rest of the file (comments included) is left as it is.
     """
-    # DVC's own YAML library: a round trip keeps comments and layout
-    from ruamel.yaml import YAML
-
     root = Path(repo_root).resolve()
     results = check_repo(root, package)
     by_group: dict[str, list[StageDeps]] = {}
     for r in results:
         by_group.setdefault(r.stage.split("@", 1)[0], []).append(r)
-    yaml = YAML(typ="rt")  # round-trip loader: plain mappings, sequences and scalars, never Python objects
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
     path = root / "dvc.yaml"
-    text = path.read_text()
-    doc = yaml.load(text)
+    doc = dvc_yaml.load(path)
     changed = []
-    for name, stage in (doc.get("stages") or {}).items():
+    for name, body in dvc_yaml.stage_bodies(doc).items():
         group = by_group.get(name)
         if not group:
             continue
-        body = stage.get("do", stage) if ("foreach" in stage or "matrix" in stage) else stage
         deps = body.get("deps")
         if deps is None:
             continue
@@ -60,9 +51,5 @@ def fix_dvc_yaml(repo_root: str | Path = ".", package: str = PACKAGE) -> list[st
             deps.extend(new)
             changed.append(name)
     if changed:
-        out = io.StringIO()
-        yaml.dump(doc, out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(out.getvalue())
-        tmp.replace(path)
+        dvc_yaml.save(doc, path)
     return changed

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from marginlab.core.params_view import ALL
+from marginlab.pipeline import dvc_yaml
 
 __all__ = ["check", "dvc_params", "fix"]
 
@@ -36,13 +37,6 @@ def _entry_key(entry: Any) -> str:
     return next(iter(entry)) if isinstance(entry, dict) else str(entry)
 
 
-def _stage_bodies(doc: dict) -> dict[str, dict]:
-    out = {}
-    for name, stage in (doc.get("stages") or {}).items():
-        out[name] = stage.get("do", stage) if ("foreach" in stage or "matrix" in stage) else stage
-    return out
-
-
 def check(repo_root: str | Path = ".") -> list[str]:
     """One line per pipeline stage whose ``params:`` in ``dvc.yaml`` differs from its declaration."""
     import yaml
@@ -51,7 +45,7 @@ def check(repo_root: str | Path = ".") -> list[str]:
 
     doc = yaml.safe_load((Path(repo_root) / "dvc.yaml").read_text()) or {}
     problems = []
-    for name, body in _stage_bodies(doc).items():
+    for name, body in dvc_yaml.stage_bodies(doc).items():
         info = STAGES.get(name)
         want = dvc_params(info.declared)
         have = [_entry_key(e) for e in body.get("params") or []]
@@ -62,22 +56,15 @@ def check(repo_root: str | Path = ".") -> list[str]:
 
 def fix(repo_root: str | Path = ".") -> list[str]:
     """Rewrite each stage's ``params:`` from its declaration (reasons as comments); the changed stages."""
-    import io
-
-    from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     from marginlab.stages import STAGES
 
-    yaml = YAML(typ="rt")  # round trip: comments and layout of the rest of the file stay
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
     path = Path(repo_root) / "dvc.yaml"
-    doc = yaml.load(path.read_text())
+    doc = dvc_yaml.load(path)
     changed = []
     stage_docs = doc.get("stages") or {}
-    for name, body in _stage_bodies(doc).items():
+    for name, body in dvc_yaml.stage_bodies(doc).items():
         info = STAGES.get(name)
         want = dvc_params(info.declared)
         reasons = list((info.params or {}).values())
@@ -96,11 +83,7 @@ def fix(repo_root: str | Path = ".") -> list[str]:
         body["params"] = seq
         changed.append(name)
     if changed:
-        out = io.StringIO()
-        yaml.dump(doc, out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(out.getvalue())
-        tmp.replace(path)
+        dvc_yaml.save(doc, path)
     return changed
 
 
