@@ -105,6 +105,18 @@ for _info in (
     ),
     StageInfo("report", "the self-contained HTML report", params={ALL: "the report shows the params file verbatim"}),
     StageInfo(
+        "embed",
+        "embeddings and feature norms of aligned face images with a trained model",
+        pipeline=False,
+        params=None,
+    ),
+    StageInfo(
+        "verify",
+        "whether two aligned face images show the same person, by a trained model",
+        pipeline=False,
+        params=None,
+    ),
+    StageInfo(
         "compose",
         "a preset overlay (configs/<name>.yaml) applied to the default params.yaml",
         pipeline=False,
