@@ -104,3 +104,29 @@ def test_the_commands_write_atomically_and_fail_cleanly(trained, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "broken.jpg" in err and "Traceback" not in err and not out2.exists()
     assert stage_command("verify").main(["--model", str(tmp_path / "none"), str(images[0]), str(images[1])]) == 2
+
+
+def test_align_detect_finds_the_face_in_a_photo_as_prepare_does(trained, tmp_path):
+    """A rendered scene (a face somewhere in a larger photo) is detected, warped to the ArcFace template and
+    embedded like that crop; a photo without a face gets its status and no embedding, and verify refuses it."""
+    from marginlab.data.scenes import render_scene
+    from marginlab.inference import align_faces, read_faces
+
+    run_dir, _ = trained
+    scene = render_scene(0, 0, 0, canvas=(200, 160), face_px=(90, 91), max_rotation=0)
+    photo, blank = tmp_path / "photo.jpg", tmp_path / "blank.png"
+    cv2.imwrite(str(photo), scene.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(blank), np.full((120, 120, 3), 127, np.uint8))
+    frame = embed_files(run_dir, [photo, blank], device="cpu", align="detect")
+    assert list(frame["status"]) == ["ok", "no_face"]
+    assert np.isfinite(frame["norm"][0]) and np.isnan(frame["norm"][1]) and frame["embedding"][1] is None
+    crops, statuses = align_faces(read_faces([photo]))
+    assert statuses == ["ok"] and crops[0].shape == (112, 112, 3)
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), crops[0][:, :, ::-1])  # lossless: the same pixels
+    np.testing.assert_allclose(embed_files(run_dir, [crop], device="cpu")["embedding"][0], frame["embedding"][0],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="blank.png: no face kept by the detector"):
+        verify_pair(run_dir, photo, blank, device="cpu", align="detect")
+    with pytest.raises(ValueError, match="align must be"):
+        embed_files(run_dir, [photo], align="mtcnn")

@@ -3,8 +3,9 @@ verification decision (``marginlab embed`` / ``marginlab verify``).
 
 The images go through exactly what evaluation does (:func:`marginlab.evaluate.embed.embed_images`: the
 model's input size and channel order, flip fusion), so a norm or a similarity here is the one the
-report's protocols measured. The images must already be aligned face crops; detection and alignment
-of raw photos is the prepare stage's (``data.align: detect``).
+report's protocols measured. They are aligned face crops, or (``align="detect"``) photos that go
+through prepare's own detector, face policy and ArcFace warp (:mod:`marginlab.data.align`, the
+``data.alignment`` defaults) first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from marginlab.core.layouts import RunLayout
 
-__all__ = ["embed_files", "model_dir", "read_faces", "verify_pair"]
+__all__ = ["align_faces", "embed_files", "model_dir", "read_faces", "verify_pair"]
 
 
 def model_dir(model: str | Path, params_path: str | Path | None = None) -> Path:
@@ -51,6 +52,25 @@ def read_faces(paths: Sequence[str | Path]) -> list[np.ndarray]:
     return [decode_image(Path(p).read_bytes(), source=str(p), exif_orientation=True) for p in paths]
 
 
+def align_faces(images: list[np.ndarray], *, size: int = 112, device: str = "cpu") -> tuple[list[np.ndarray | None], list[str]]:
+    """Each photo's face warped to the ArcFace template at ``size`` (None where the policy keeps none), and
+    its status (``ok``, ``no_face``, ``low_score``), as prepare aligns with the ``data.alignment`` defaults."""
+    from marginlab.core.config import AlignmentConfig
+    from marginlab.data.align import Detector, aligned_crop, choose_face
+
+    cfg = AlignmentConfig()
+    detector = Detector(device=device, min_face_size=cfg.min_face_size, thresholds=cfg.thresholds,
+                        max_side=cfg.max_side, batch_size=cfg.batch_size)
+    crops: list[np.ndarray | None] = []
+    statuses = []
+    for img, det in zip(images, detector.detect(images)):
+        choice = choose_face(det, img.shape[:2], min_score=cfg.min_score, multiple_faces=cfg.multiple_faces,
+                             no_face="skip")
+        crops.append(aligned_crop(img, det.landmarks[choice.face], size) if choice.kept else None)
+        statuses.append(choice.status)
+    return crops, statuses
+
+
 def _embed(run_dir: Path, faces: list[np.ndarray], device: str, batch_size: int) -> np.ndarray:
     from marginlab.evaluate.embed import embed_images
     from marginlab.models import load_model, model_info
@@ -61,22 +81,42 @@ def _embed(run_dir: Path, faces: list[np.ndarray], device: str, batch_size: int)
                         batch_size=batch_size, device=device, progress=False)
 
 
-def embed_files(run_dir: Path, paths: Sequence[str | Path], *, device: str = "auto",
-                batch_size: int = 64) -> pd.DataFrame:
+def embed_files(run_dir: Path, paths: Sequence[str | Path], *, device: str = "auto", batch_size: int = 64,
+                align: str = "none") -> pd.DataFrame:
     """One row per image: ``path``, ``norm`` (of the flip-fused feature, before normalisation: the quality
-    signal) and ``embedding`` (L2-normalised)."""
-    feats = _embed(run_dir, read_faces(paths), device, batch_size)
-    norms = np.linalg.norm(feats, axis=1)
-    unit = feats / np.maximum(norms, 1e-12)[:, None]
-    return pd.DataFrame({"path": [str(p) for p in paths], "norm": norms.astype(np.float32),
-                         "embedding": [row.astype(np.float32) for row in unit]})
+    signal) and ``embedding`` (L2-normalised); with ``align="detect"`` also ``status``, and a photo in which
+    no face is kept gets a null norm and embedding."""
+    if align not in ("none", "detect"):
+        raise ValueError(f"align must be 'none' or 'detect', got {align!r}")
+    faces: list[np.ndarray | None] = list(read_faces(paths))
+    statuses = None
+    if align == "detect":
+        faces, statuses = align_faces([f for f in faces if f is not None], device="cpu" if device == "auto" else device)
+    kept = [i for i, f in enumerate(faces) if f is not None]
+    norms = np.full(len(paths), np.nan, dtype=np.float32)
+    embeddings: list[np.ndarray | None] = [None] * len(paths)
+    if kept:
+        feats = _embed(run_dir, [faces[i] for i in kept], device, batch_size)
+        lengths = np.linalg.norm(feats, axis=1)
+        for j, i in enumerate(kept):
+            norms[i] = lengths[j]
+            embeddings[i] = (feats[j] / max(float(lengths[j]), 1e-12)).astype(np.float32)
+    frame = pd.DataFrame({"path": [str(p) for p in paths], "norm": norms, "embedding": embeddings})
+    if statuses is not None:
+        frame["status"] = statuses
+    return frame
 
 
-def verify_pair(run_dir: Path, first: str | Path, second: str | Path, *, device: str = "auto") -> dict[str, Any]:
+def verify_pair(run_dir: Path, first: str | Path, second: str | Path, *, device: str = "auto",
+                align: str = "none") -> dict[str, Any]:
     """Cosine similarity of two faces and, per verification set the run was evaluated on, the decision at
     that set's 10-fold threshold (evaluation's rule: same person when the squared distance of the
     normalised embeddings, ``2 - 2 cos``, is below the mean of the folds' thresholds)."""
-    frame = embed_files(run_dir, [first, second], device=device, batch_size=2)
+    frame = embed_files(run_dir, [first, second], device=device, batch_size=2, align=align)
+    for row in frame.itertuples():
+        if row.embedding is None:
+            raise ValueError(f"{row.path}: no face kept by the detector ({row.status}); give an aligned crop "
+                             "without --align detect, or another photo")
     cosine = float(np.dot(frame["embedding"][0], frame["embedding"][1]))
     distance = 2.0 - 2.0 * cosine
     decisions: dict[str, Any] = {}

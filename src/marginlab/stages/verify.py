@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("first", help="an aligned face image")
     parser.add_argument("second", help="another aligned face image")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--align",
+        default="none",
+        choices=("none", "detect"),
+        help="detect: find the face in each photo and warp it to the ArcFace template first, as prepare does",
+    )
 
 
 def run(args: argparse.Namespace, params: None) -> int:
@@ -30,7 +36,10 @@ def run(args: argparse.Namespace, params: None) -> int:
 
     print(
         json.dumps(
-            verify_pair(model_dir(args.model, args.params), args.first, args.second, device=args.device), indent=2
+            verify_pair(
+                model_dir(args.model, args.params), args.first, args.second, device=args.device, align=args.align
+            ),
+            indent=2,
         )
     )
     return 0
