@@ -16,7 +16,7 @@ import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["ALL", "UndeclaredParamError", "covered", "expand", "restrict", "unrestricted"]
+__all__ = ["ALL", "UndeclaredParamError", "covered", "expand", "restrict"]
 
 ALL = "*"  #: the declaration of a stage that reads the whole file
 
@@ -165,9 +165,3 @@ def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | Non
             raise ConfigError(f"run {run!r} is not in params 'runs'; known runs: {', '.join(runs)}")
         head = runs[run].head
     return _SectionView(params, (), _Rules(expand(declared, run, head), stage))
-
-
-def unrestricted(view: Any) -> Any:
-    """The validated params behind a view, for plumbing that hands them on whole to a process that restricts
-    them again with the same declaration (the data-parallel launcher); never for reading values."""
-    return object.__getattribute__(view, "_obj") if isinstance(view, _SectionView) else view
