@@ -20,7 +20,19 @@ import pandas as pd
 
 from marginlab.core.layouts import RunLayout
 
-__all__ = ["align_faces", "embed_files", "model_dir", "read_faces", "verify_pair"]
+__all__ = ["add_model_arguments", "align_faces", "embed_files", "model_dir", "read_faces", "verify_pair"]
+
+
+def add_model_arguments(parser: Any) -> None:
+    """The options ``marginlab embed`` and ``marginlab verify`` share: which model, where, and alignment."""
+    parser.add_argument("--model", required=True, help="a run name of params.yaml, or a folder holding model.pt")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--align",
+        default="none",
+        choices=("none", "detect"),
+        help="detect: find the face in each photo and warp it to the ArcFace template first, as prepare does",
+    )
 
 
 def model_dir(model: str | Path, params_path: str | Path | None = None) -> Path:
@@ -34,8 +46,10 @@ def model_dir(model: str | Path, params_path: str | Path | None = None) -> Path:
         return given
     params = load_params(params_path or "params.yaml", check_path_policy=False)
     if str(model) not in params.runs:
-        raise ModelFileError(f"{model}: neither a folder holding model.pt nor a run of {params_path or 'params.yaml'} "
-                             f"(runs: {', '.join(params.runs)})")
+        raise ModelFileError(
+            f"{model}: neither a folder holding model.pt nor a run of {params_path or 'params.yaml'} "
+            f"(runs: {', '.join(params.runs)})"
+        )
     run = RunLayout.of(params, str(model))
     if not run.model.is_file():
         raise ModelFileError(f"{run.model} not found (train the run first: python -m marginlab train {model})")
@@ -52,20 +66,28 @@ def read_faces(paths: Sequence[str | Path]) -> list[np.ndarray]:
     return [decode_image(Path(p).read_bytes(), source=str(p), exif_orientation=True) for p in paths]
 
 
-def align_faces(images: list[np.ndarray], *, size: int = 112, device: str = "cpu") -> tuple[list[np.ndarray | None], list[str]]:
+def align_faces(
+    images: list[np.ndarray], *, size: int = 112, device: str = "cpu"
+) -> tuple[list[np.ndarray | None], list[str]]:
     """Each photo's face warped to the ArcFace template at ``size`` (None where the policy keeps none), and
     its status (``ok``, ``no_face``, ``low_score``), as prepare aligns with the ``data.alignment`` defaults."""
     from marginlab.core.config import AlignmentConfig
     from marginlab.data.align import Detector, aligned_crop, choose_face
 
     cfg = AlignmentConfig()
-    detector = Detector(device=device, min_face_size=cfg.min_face_size, thresholds=cfg.thresholds,
-                        max_side=cfg.max_side, batch_size=cfg.batch_size)
+    detector = Detector(
+        device=device,
+        min_face_size=cfg.min_face_size,
+        thresholds=cfg.thresholds,
+        max_side=cfg.max_side,
+        batch_size=cfg.batch_size,
+    )
     crops: list[np.ndarray | None] = []
     statuses = []
     for img, det in zip(images, detector.detect(images)):
-        choice = choose_face(det, img.shape[:2], min_score=cfg.min_score, multiple_faces=cfg.multiple_faces,
-                             no_face="skip")
+        choice = choose_face(
+            det, img.shape[:2], min_score=cfg.min_score, multiple_faces=cfg.multiple_faces, no_face="skip"
+        )
         crops.append(aligned_crop(img, det.landmarks[choice.face], size) if choice.kept else None)
         statuses.append(choice.status)
     return crops, statuses
@@ -77,12 +99,20 @@ def _embed(run_dir: Path, faces: list[np.ndarray], device: str, batch_size: int)
 
     backbone, _, resolved = load_model(run_dir)
     channel_order = model_info(run_dir).get("channel_order", "BGR")
-    return embed_images(backbone, [faces], input_size=resolved.model.input_size, channel_order=channel_order,
-                        batch_size=batch_size, device=device, progress=False)
+    return embed_images(
+        backbone,
+        [faces],
+        input_size=resolved.model.input_size,
+        channel_order=channel_order,
+        batch_size=batch_size,
+        device=device,
+        progress=False,
+    )
 
 
-def embed_files(run_dir: Path, paths: Sequence[str | Path], *, device: str = "auto", batch_size: int = 64,
-                align: str = "none") -> pd.DataFrame:
+def embed_files(
+    run_dir: Path, paths: Sequence[str | Path], *, device: str = "auto", batch_size: int = 64, align: str = "none"
+) -> pd.DataFrame:
     """One row per image: ``path``, ``norm`` (of the flip-fused feature, before normalisation: the quality
     signal) and ``embedding`` (L2-normalised); with ``align="detect"`` also ``status``, and a photo in which
     no face is kept gets a null norm and embedding."""
@@ -107,16 +137,19 @@ def embed_files(run_dir: Path, paths: Sequence[str | Path], *, device: str = "au
     return frame
 
 
-def verify_pair(run_dir: Path, first: str | Path, second: str | Path, *, device: str = "auto",
-                align: str = "none") -> dict[str, Any]:
+def verify_pair(
+    run_dir: Path, first: str | Path, second: str | Path, *, device: str = "auto", align: str = "none"
+) -> dict[str, Any]:
     """Cosine similarity of two faces and, per verification set the run was evaluated on, the decision at
     that set's 10-fold threshold (evaluation's rule: same person when the squared distance of the
     normalised embeddings, ``2 - 2 cos``, is below the mean of the folds' thresholds)."""
     frame = embed_files(run_dir, [first, second], device=device, batch_size=2, align=align)
     for row in frame.itertuples():
         if row.embedding is None:
-            raise ValueError(f"{row.path}: no face kept by the detector ({row.status}); give an aligned crop "
-                             "without --align detect, or another photo")
+            raise ValueError(
+                f"{row.path}: no face kept by the detector ({row.status}); give an aligned crop "
+                "without --align detect, or another photo"
+            )
     cosine = float(np.dot(frame["embedding"][0], frame["embedding"][1]))
     distance = 2.0 - 2.0 * cosine
     decisions: dict[str, Any] = {}
@@ -127,5 +160,11 @@ def verify_pair(run_dir: Path, first: str | Path, second: str | Path, *, device:
             if isinstance(entry, dict) and isinstance(entry.get("threshold_mean"), (int, float)):
                 threshold = float(entry["threshold_mean"])
                 decisions[name] = {"threshold": threshold, "same": bool(distance < threshold)}
-    return {"first": str(first), "second": str(second), "cosine": cosine, "distance": distance,
-            "norms": [float(n) for n in frame["norm"]], "decision_at": decisions}
+    return {
+        "first": str(first),
+        "second": str(second),
+        "cosine": cosine,
+        "distance": distance,
+        "norms": [float(n) for n in frame["norm"]],
+        "decision_at": decisions,
+    }

@@ -13,22 +13,16 @@ import argparse
 
 from marginlab.core.config import ConfigError
 from marginlab.data.formats import DataFormatError
+from marginlab.inference import add_model_arguments
 from marginlab.models import ModelFileError
 
 ERRORS = (ConfigError, DataFormatError, ModelFileError, ValueError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a run name of params.yaml, or a folder holding model.pt")
+    add_model_arguments(parser)
     parser.add_argument("images", nargs="+", help="face images (any format OpenCV reads)")
     parser.add_argument("--out", required=True, help="the parquet file to write")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument(
-        "--align",
-        default="none",
-        choices=("none", "detect"),
-        help="detect: find the face in each photo and warp it to the ArcFace template first, as prepare does",
-    )
 
 
 def run(args: argparse.Namespace, params: None) -> int:
