@@ -12,6 +12,7 @@ each format its embedding function and protocol math (:class:`EvalTools`).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class SetResult:
     norms: list[pd.DataFrame] = field(default_factory=list)
 
 
-class EvalSet:
+class EvalSet(ABC):
     """One evaluation-set format; subclasses set the class attributes and implement the methods below."""
 
     #: registry name = folder below the prepared root = key of the prepare manifest's counts
@@ -111,10 +112,12 @@ class EvalSet:
     def folder(self, layout: PreparedLayout) -> Path:
         return layout.eval_dir(self.name)
 
+    @abstractmethod
     def instances(self, layout: PreparedLayout) -> list[str]:
         """The names of this format's sets in ``layout``, sorted (empty when there are none)."""
         raise NotImplementedError
 
+    @abstractmethod
     def splits(self, layout: PreparedLayout, name: str) -> list[SplitSource]:
         """The scorable image streams of set ``name`` (quality stage), in a fixed order."""
         raise NotImplementedError
@@ -124,6 +127,7 @@ class EvalSet:
         return []
 
     # ----------------------------------------------------------------------- evaluation
+    @abstractmethod
     def evaluate(self, layout: PreparedLayout, name: str, tools: EvalTools) -> SetResult:
         """Set ``name`` measured with ``tools.embed`` (un-normalised, flip-fused embeddings of its images)."""
         raise NotImplementedError
@@ -156,14 +160,13 @@ EVAL_SETS: Registry[EvalSet] = Registry("evaluation-set format")
 
 def register_eval_set(cls: type[EvalSet]) -> type[EvalSet]:
     """Class decorator: register one instance of ``cls`` under ``cls.name`` (family and prefix must be unique)."""
-    fmt = cls()
-    if fmt.name in EVAL_SETS.names():
-        raise ValueError(f"{EVAL_SETS.kind} name {fmt.name!r} is registered twice")
+    if cls.name in EVAL_SETS.names():  # the class's own declarations, checked before it is built
+        raise ValueError(f"{EVAL_SETS.kind} name {cls.name!r} is registered twice")
     for attr in ("family", "split_prefix"):
-        clash = [other.name for other in EVAL_SETS.values() if getattr(other, attr) == getattr(fmt, attr)]
+        clash = [other.name for other in EVAL_SETS.values() if getattr(other, attr) == getattr(cls, attr)]
         if clash:
-            raise ValueError(f"{cls.__qualname__}: {attr} {getattr(fmt, attr)!r} is already used by {clash[0]!r}")
-    EVAL_SETS.add(cls.name, fmt)
+            raise ValueError(f"{cls.__qualname__}: {attr} {getattr(cls, attr)!r} is already used by {clash[0]!r}")
+    EVAL_SETS.add(cls.name, cls())
     return cls
 
 

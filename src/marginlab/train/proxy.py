@@ -16,6 +16,7 @@ reads, torch-free) and implemented here by a :class:`QualityProxy` subclass deco
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Optional
 
@@ -56,7 +57,7 @@ def load_iq_table(scores_path: str | Path, num_images: int, split: str = "train"
     return table
 
 
-class QualityProxy:
+class QualityProxy(ABC):
     """Callable ``proxy(head, embeddings, labels, indices) -> (B,) tensor or None``; ``for_run`` builds one."""
 
     name: ClassVar[str]
@@ -68,6 +69,7 @@ class QualityProxy:
         """The proxy for a run, from the inputs it may need (the quality scores of the training images)."""
         return cls()
 
+    @abstractmethod
     def __call__(
         self, head: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
     ) -> Optional[torch.Tensor]:
