@@ -25,7 +25,7 @@ __all__ = ["add_model_arguments", "align_faces", "embed_files", "model_dir", "re
 
 def add_model_arguments(parser: Any) -> None:
     """The options ``marginlab embed`` and ``marginlab verify`` share: which model, where, and alignment."""
-    parser.add_argument("--model", required=True, help="a run name of params.yaml, or a folder holding model.pt")
+    parser.add_argument("--model", required=True, help="a run name of params.yaml, or a model folder (a run's, or one marginlab import-model wrote)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument(
         "--align",
@@ -41,8 +41,10 @@ def model_dir(model: str | Path, params_path: str | Path | None = None) -> Path:
     from marginlab.core.config import load_params
     from marginlab.models import ModelFileError
 
+    from marginlab.released.embedder import has_model
+
     given = Path(model)
-    if RunLayout(given).model.is_file():
+    if has_model(given):
         return given
     params = load_params(params_path or "params.yaml", check_path_policy=False)
     if str(model) not in params.runs:
@@ -95,15 +97,14 @@ def align_faces(
 
 def _embed(run_dir: Path, faces: list[np.ndarray], device: str, batch_size: int) -> np.ndarray:
     from marginlab.evaluate.embed import embed_images
-    from marginlab.models import load_model, model_info
+    from marginlab.released.embedder import load_embedder
 
-    backbone, _, resolved = load_model(run_dir)
-    channel_order = model_info(run_dir).get("channel_order", "BGR")
+    model = load_embedder(run_dir)
     return embed_images(
-        backbone,
+        model.module,
         [faces],
-        input_size=resolved.model.input_size,
-        channel_order=channel_order,
+        input_size=model.input_size,
+        channel_order=model.channel_order,
         batch_size=batch_size,
         device=device,
         progress=False,

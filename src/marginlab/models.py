@@ -9,6 +9,13 @@ Contents (a ``torch.save`` dict of tensors and plain Python values, loadable wit
 dict), ``num_classes``, ``embedding_size``, ``input_size``, ``channel_order``, ``normalisation``
 (``"(x/255-0.5)/0.5"``), ``epoch`` (the selected epoch) and ``selection`` (``last`` or ``val``).
 
+An imported model (``marginlab import-model``: a released checkpoint, :mod:`marginlab.released`) has no
+training run: instead of ``resolved_run`` it records ``architecture`` (``backbone`` name of the backbone
+registry, ``embedding_size``, ``input_size``, ``options``) and ``imported`` (source file, its sha256,
+format, arch, and what is known of its training: ``trained_on``, ``images_seen``); ``head`` may be
+``None`` (:func:`save_imported_model`). :func:`load_backbone` reads both kinds; :func:`load_model`,
+which rebuilds the training head too, reads trained runs only.
+
 Loading checks the file before any weight reaches a module (:func:`check_state_dict`: keys, shapes, dtype
 kinds) and, given the run's current configuration, that the file was trained with it
 (:func:`check_trained_config`); ``load_state_dict`` alone would cast complex weights to real without a word
@@ -261,6 +268,73 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     return backbone.to(device).eval(), head.to(device).eval(), resolved
 
 
+def save_imported_model(
+    path: str | Path,
+    *,
+    backbone: str,
+    backbone_state: Mapping[str, torch.Tensor],
+    embedding_size: int,
+    input_size: int,
+    channel_order: str,
+    imported: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
+    head_state: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a released model's backbone as ``model.pt`` (module docstring). The weights are checked against
+    the registered ``backbone`` built with ``options`` first, so a file written here always loads."""
+    from marginlab.backbones import build_backbone
+
+    module = build_backbone(backbone, embedding_size=embedding_size, input_size=input_size, **dict(options or {}))
+    check_state_dict(module, dict(backbone_state), source=str(path), prefix="backbone")
+    payload: dict[str, Any] = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "architecture": {"backbone": backbone, "embedding_size": int(embedding_size), "input_size": int(input_size),
+                         "options": dict(options or {})},
+        "backbone": {k: v.detach().cpu().contiguous() for k, v in backbone_state.items()},
+        "head": None if head_state is None else {k: v.detach().cpu().contiguous() for k, v in head_state.items()},
+        "imported": dict(imported),
+        "embedding_size": int(embedding_size),
+        "input_size": int(input_size),
+        "channel_order": channel_order,
+        "normalisation": NORMALISATION,
+    }
+    torch_save(payload, path)
+
+
+def is_imported(payload: Mapping[str, Any]) -> bool:
+    return payload.get("imported") is not None
+
+
+def load_backbone(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """``(backbone, info)`` of ``run_dir/model.pt``, trained here or imported; eval mode, on ``device``.
+
+    ``info``: the file's non-weight entries plus ``input_size``, ``channel_order`` and ``embedding_size`` for
+    both kinds (what feeding the model needs)."""
+    path = RunLayout(run_dir).model
+    payload = read_model_file(path)
+    info = {k: v for k, v in payload.items() if k not in ("backbone", "head")}
+    if not is_imported(payload):
+        backbone, _head, resolved = load_model(run_dir, device)
+        info.setdefault("input_size", resolved.model.input_size)
+        info.setdefault("embedding_size", resolved.model.embedding_size)
+        info.setdefault("channel_order", "BGR")
+        return backbone, info
+    from marginlab.backbones import build_backbone
+
+    arch = payload.get("architecture")
+    if not isinstance(arch, Mapping) or not {"backbone", "embedding_size", "input_size"} <= set(arch):
+        raise ModelFileError(f"{path}: imported model without a valid 'architecture' entry")
+    try:
+        backbone = build_backbone(arch["backbone"], embedding_size=arch["embedding_size"],
+                                  input_size=arch["input_size"], **dict(arch.get("options") or {}))
+        check_state_dict(backbone, payload.get("backbone"), source=str(path), prefix="backbone")
+    except (WeightsMismatchError, ValueError, TypeError) as err:
+        raise ModelFileError(f"{path}: {err}; it was not loaded (import the model again)") from None
+    backbone.load_state_dict(payload["backbone"])
+    return backbone.to(torch.device(device)).eval(), info
+
+
 def trained_run(run_dir: str | Path) -> ResolvedRun:
     """The run configuration ``run_dir/model.pt`` was trained with: the run's identity for every stage after
     training (the params file may have changed since; the model is what was measured)."""
@@ -269,6 +343,9 @@ def trained_run(run_dir: str | Path) -> ResolvedRun:
 
 
 def _recorded_run(payload: dict[str, Any], path: Path) -> ResolvedRun:
+    if is_imported(payload):
+        raise ModelFileError(f"{path} is an imported model ({payload['imported'].get('format')}): it has no training "
+                             "run; embed, verify, export-onnx and the released stage read it")
     try:
         return ResolvedRun.model_validate(payload.get("resolved_run"))
     except ValueError as err:  # pydantic's ValidationError

@@ -117,6 +117,18 @@ for _info in (
         params=None,
     ),
     StageInfo(
+        "import-model",
+        "a released checkpoint (AdaFace .ckpt, insightface backbone.pth, ONNX) as a model folder",
+        pipeline=False,
+        params=None,
+    ),
+    StageInfo(
+        "export-onnx",
+        "a trained or imported model as an ONNX file (dynamic batch), checked against torch",
+        pipeline=False,
+        params=None,
+    ),
+    StageInfo(
         "compose",
         "a preset overlay (configs/<name>.yaml) applied to the default params.yaml",
         pipeline=False,
@@ -132,4 +144,4 @@ def load_stage(name: str) -> ModuleType:
     The one dynamic import of the command: :mod:`marginlab.pipeline.deps` resolves it from the stage
     named in a ``python -m marginlab <stage>`` command."""
     info = STAGES.get(name)
-    return importlib.import_module(f"{__name__}.{info.name}")
+    return importlib.import_module(f"{__name__}.{info.name.replace('-', '_')}")
