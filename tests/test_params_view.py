@@ -10,7 +10,9 @@ from marginlab.core.config import ConfigError, validate_params
 from marginlab.core.params_view import ALL, UndeclaredParamError, covered, expand, restrict
 from marginlab.stages import STAGES
 
-RAW = {"runs": {"ada-s0": {"head": "adaface", "seed": 1}, "cos-s0": {"head": "cosface"}}}
+RAW = {"runs": {"ada-s0": {"head": "adaface", "seed": 1}, "cos-s0": {"head": "cosface"}},
+       "released": {"sface": {"file": "models/sface.onnx", "format": "onnx", "arch": "sface"},
+                    "ir18": {"file": "ir18.ckpt", "format": "adaface"}}}
 
 
 @pytest.fixture(scope="module")
@@ -90,5 +92,18 @@ def test_every_stage_declaration_is_well_formed(params):
             if key == ALL:
                 continue
             node = params
-            for part in key.format(run="ada-s0", head="adaface").split("."):
+            entry = "ada-s0" if info.foreach == "runs" else "sface"  # an entry of the stage's section
+            for part in key.format(run=entry, head="adaface").split("."):
                 node = node[part] if isinstance(node, dict) else getattr(node, part)
+
+
+def test_an_entry_of_another_section(params):
+    """A stage run once per entry of ``released`` sees that entry only, and no run's head is looked up."""
+    view = restrict(params, ["released.{run}", "seed"], stage="released", run="sface", section="released")
+    assert view.released["sface"].arch == "sface" and view.seed == params.seed
+    with pytest.raises(UndeclaredParamError):
+        view.released["ir18"]
+    with pytest.raises(ConfigError, match="'nope' is not in params 'released'.*sface, ir18"):
+        restrict(params, ["released.{run}"], stage="released", run="nope", section="released")
+    with pytest.raises(ValueError, match="needs the run"):
+        expand(["heads.{head}"], run="sface")

@@ -125,6 +125,17 @@ def test_two_outputs_may_not_share_a_place(project):
     assert "quality.output_dir 'runs'" in msg and "runs_dir 'runs'" in msg
 
 
+def test_a_released_model_file_is_an_input(project):
+    """The released stage only reads its file; an output over it is refused, a missing one is the stage's to report."""
+    raw = {"released": {"ir18": {"file": "runs/adaface_ir18.ckpt", "format": "adaface"}}}
+    msg = _violations(raw, project)
+    assert "runs_dir 'runs'" in msg and "contains the input released.ir18.file 'runs/adaface_ir18.ckpt'" in msg
+    check_paths(validate_params({"released": {"ir18": {"file": "checkpoints/missing.ckpt", "format": "adaface"}}}),
+                project, require_inputs=True)
+    msg = _violations({"runs_dir": "released/runs"}, project)
+    assert "released-model outputs (dvc.yaml) 'released'" in msg
+
+
 def test_configured_inputs_must_exist(project):
     raw = _folders(train_folders="data/missing", val_bins=["data/lfw.bin"], tinyface="data/photos/person0/0.jpg")
     msg = _violations(raw, project, require_inputs=True)

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     module = load_stage(info.name)
     parser = argparse.ArgumentParser(prog=f"marginlab {info.name}", description=(module.__doc__ or "").splitlines()[0])
     if info.per_run:
-        parser.add_argument("run", help="run name (a key of 'runs' in params.yaml)")
+        parser.add_argument("run", help=f"the name of an entry of '{info.foreach}' in params.yaml")
     parser.add_argument("--params", default=None, help="params file (default: params.yaml of the pipeline root)")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(getattr(args, "root", None) or ".")
             path = Path(args.params) if args.params is not None else root / "params.yaml"
             loaded = load_params(path, root=root, require_inputs=info.require_inputs)
-            params = restrict(loaded, info.declared, stage=info.name, run=getattr(args, "run", None))
+            params = restrict(loaded, info.declared, stage=info.name, run=getattr(args, "run", None),
+                              section=info.foreach)
         return int(module.run(args, params))
 
     return run_stage(body, (*module.ERRORS, ConfigError))

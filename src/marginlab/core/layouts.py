@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from marginlab.core.config import Params
 
-__all__ = ["EVAL_TIMING_FILE", "TIMING_FILE", "PreparedLayout", "QualityLayout", "RunLayout"]
+__all__ = ["EVAL_TIMING_FILE", "RELEASED_DIR", "TIMING_FILE", "PreparedLayout", "QualityLayout", "ReleasedLayout",
+           "RunLayout"]
 
 #: File name of a stage's timing record inside its output directory (:mod:`marginlab.core.timing`).
 TIMING_FILE = "timing.json"
+#: Where the ``released`` stage writes, one folder per entry of ``released:`` (fixed in dvc.yaml: the report
+#: depends on the folder as a whole, so it must exist, holding its README, even with no entry).
+RELEASED_DIR = "released"
 #: ``evaluate@RUN`` shares the run directory with training, so its record has its own name.
 EVAL_TIMING_FILE = "eval_timing.json"
 
@@ -225,3 +229,48 @@ class RunLayout:
     @property
     def eval_timing(self) -> Path:
         return self.root / EVAL_TIMING_FILE
+
+
+@dataclass(frozen=True)
+class ReleasedLayout:
+    """``released/<name>``: what the ``released`` stage measured on one released model, the report reads."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @classmethod
+    def of(cls, name: str, base: str | Path = RELEASED_DIR) -> "ReleasedLayout":
+        return cls(Path(base) / name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def model_dir(self) -> Path:
+        """The imported model folder (``model.pt``, or the ONNX record)."""
+        return self.root / "model"
+
+    @property
+    def metrics(self) -> Path:
+        """Provenance, protocols (as evaluate's metrics.json), correlations and the augmentation test."""
+        return self.root / "metrics.json"
+
+    @property
+    def roc(self) -> Path:
+        return self.root / "roc.parquet"
+
+    @property
+    def eval_norms(self) -> Path:
+        return self.root / "eval_norms.parquet"
+
+    @property
+    def sample_norms(self) -> Path:
+        """The training-set sample: clean and augmented norms per image, with identity and IQ."""
+        return self.root / "sample_norms.parquet"
+
+    @property
+    def timing(self) -> Path:
+        return self.root / TIMING_FILE

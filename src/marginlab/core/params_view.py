@@ -54,10 +54,11 @@ def _reachable(key: str, declared: Iterable[str]) -> bool:
 
 
 def expand(declared: Iterable[str], run: str | None = None, head: str | None = None) -> tuple[str, ...]:
-    """The declaration with ``{run}`` and ``{head}`` filled in (a per-run stage needs both)."""
+    """The declaration with ``{run}`` (the entry's name) and ``{head}`` (a run's head) filled in; a key that
+    needs one that is not given raises."""
     out = []
     for key in declared:
-        if "{" in key and (run is None or head is None):
+        if ("{run}" in key and run is None) or ("{head}" in key and head is None):
             raise ValueError(f"params key {key!r} needs the run: give run and head")
         out.append(key.format(run=run, head=head) if "{" in key else key)
     return tuple(out)
@@ -150,18 +151,21 @@ class _MappingView(Mapping):
         return len(self._obj)
 
 
-def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | None = None) -> Any:
-    """``params`` as stage ``stage`` may see it: only the ``declared`` keys (``{run}``/``{head}`` filled in
-    for ``run``). The whole object when the declaration is :data:`ALL`."""
+def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | None = None,
+             section: str = "runs") -> Any:
+    """``params`` as stage ``stage`` may see it: only the ``declared`` keys (``{run}`` filled in with ``run``, an
+    entry of ``section``; ``{head}`` with its head when the section is ``runs``). The whole object when the
+    declaration is :data:`ALL`."""
     declared = tuple(declared)
     if ALL in declared:
         return params
     head = None
     if run is not None:
-        runs = params.runs
-        if run not in runs:
+        entries = getattr(params, section)
+        if run not in entries:
             from marginlab.core.config import ConfigError
 
-            raise ConfigError(f"run {run!r} is not in params 'runs'; known runs: {', '.join(runs)}")
-        head = runs[run].head
+            what = "run" if section == "runs" else f"entry of {section!r}"
+            raise ConfigError(f"{what} {run!r} is not in params {section!r}; known: {', '.join(entries) or 'none'}")
+        head = entries[run].head if section == "runs" else None
     return _SectionView(params, (), _Rules(expand(declared, run, head), stage))

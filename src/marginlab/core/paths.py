@@ -32,7 +32,8 @@ __all__ = ["FIXED_OUTPUTS", "PROJECT_FILES", "Location", "PathPolicyError", "che
            "output_locations"]
 
 #: Outputs whose place dvc.yaml fixes (not a params key).
-FIXED_OUTPUTS = (("analysis outputs (dvc.yaml)", "analysis", "dir"), ("the report (dvc.yaml)", "reports/report.html", "file"))
+FIXED_OUTPUTS = (("analysis outputs (dvc.yaml)", "analysis", "dir"), ("the report (dvc.yaml)", "reports/report.html", "file"),
+                 ("released-model outputs (dvc.yaml)", "released", "dir"))
 #: The project's own files and folders: no output may be, contain or lie inside one of them.
 PROJECT_FILES = (".git", ".dvc", ".venv", ".ci", "src", "stages", "tests", "workflow", "configs", "bench", "params.yaml",
                  "dvc.yaml", "dvc.lock", "data.dvc", "pyproject.toml", "Makefile", "README.md", "environment.yml")
@@ -86,6 +87,7 @@ def input_locations(params: "Params", root: Path) -> list[Location]:
         given.append(("data.tinyface", data.tinyface, "dir"))
     if data.subset_index:
         given.append(("data.subset_index", data.subset_index, "file"))
+    given += [(f"released.{name}.file", entry.file, "file") for name, entry in params.released.items()]
     return [Location(key, value, _resolve(value, root, expand_user=True), kind) for key, value, kind in given]
 
 
@@ -94,6 +96,8 @@ def _used_inputs(params: "Params", inputs: list[Location]) -> Iterator[Location]
     for loc in inputs:
         if loc.key.startswith("data/"):
             continue  # the raw-data folder may be empty or absent (a fresh clone)
+        if loc.key.startswith("released."):
+            continue  # read by the released stage alone, which says which entry lacks its file
         if loc.key == "data.train_rec" and params.data.source != "recordio":
             continue
         if loc.key == "data.train_folders" and params.data.source != "folders":

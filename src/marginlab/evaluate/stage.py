@@ -64,7 +64,7 @@ from marginlab.core.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvaluationResult", "evaluate_prepared", "run_evaluate", "load_run_model", "join_quality", "read_quality_scores"]
+__all__ = ["EvaluationResult", "evaluate_prepared", "metrics_summary", "run_evaluate", "load_run_model", "join_quality", "read_quality_scores"]
 
 ROC_COLUMNS = ["protocol", "set", "fpr", "tpr", "threshold"]
 NORM_COLUMNS = ["split", "index", "norm", "iq", "brisque", "gt_quality"]
@@ -234,7 +234,7 @@ def _expected() -> str:
     return ", ".join(expects[:-1]) + " or " + expects[-1] if len(expects) > 1 else expects[0]
 
 
-def _summary(result: EvaluationResult) -> dict[str, Optional[float]]:
+def metrics_summary(result: EvaluationResult) -> dict[str, Optional[float]]:
     out: dict[str, Optional[float]] = {}
     for fmt in eval_sets():
         out.update(fmt.summary(result.sections.get(fmt.family, {})))
@@ -299,7 +299,7 @@ def run_evaluate(
             "ranks": list(cfg.ranks),
         },
         **result.sections,
-        "summary": _summary(result),
+        "summary": metrics_summary(result),
     }
     norms = join_quality(result.norms_frame(), quality_scores)
     write_parquet(run.roc, result.roc_frame())

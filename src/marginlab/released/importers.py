@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from marginlab.core.config.released import RELEASED_FORMATS
 from marginlab.core.name_registry import Registry
 
 __all__ = ["IMPORTERS", "Importer", "discover", "import_model", "register_importer"]
@@ -31,8 +32,8 @@ class Importer:
 
 
 IMPORTERS: Registry[Importer] = Registry("import format")
-#: The format names, declared here so that the command line and params can list them without importing torch.
-FORMATS = ("adaface", "insightface", "onnx")
+#: The format names, declared with the params schema (torch-free) so the command line and params share them.
+FORMATS = RELEASED_FORMATS
 
 
 def register_importer(name: str, *, archs: tuple[str, ...] = (), summary: str = ""):

@@ -21,6 +21,8 @@ Sections, in order:
    (``scale.csv``, ``scale_fit.json``; :mod:`.scale`);
    4c. did the margin adapt? AdaFace's ẑ over the probe images (``zhat.csv``, ``zhat_by_progress.png``;
    :mod:`.zhat_section`);
+   4d. released models: norm–quality correlations, the paired augmentation test and the protocols of models
+   trained elsewhere at the paper's scale (``released/<name>/metrics.json``; :mod:`.released_section`);
 5. Fig. 3 (``analysis/gst``): |GST| maps and curves, with the hard/easy emphasis ratios;
 6. training curves and the state of every run in ``params.runs``;
 7. data and quality: manifest counts, ``samples.png``, BRISQUE/IQ histograms and per-degradation
@@ -61,6 +63,7 @@ from marginlab.report.figure_list import GST_FIGURES, claim_figures, figure_entr
 from marginlab.report.inputs import ReportInputs, is_missing, load_inputs
 from marginlab.report.provenance import collect_provenance
 from marginlab.report.scale_banner import banner, images_seen, scale_text
+from marginlab.report.released_section import released_section
 from marginlab.report.scale_section import scale_section
 from marginlab.report.zhat_section import zhat_section
 from marginlab.report.formatting import (  # noqa: F401 - re-exported for the template filters and tests
@@ -363,6 +366,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
                  "paper_correlation": FIG2_NORM_IQ_CORRELATION},
         "scale": scale_section(inputs),
         "zhat": zhat_section(inputs),
+        "released": released_section(inputs),
         "fig3": _fig3(inputs),
         "training": _training(inputs),
         "runs": _run_rows(inputs),

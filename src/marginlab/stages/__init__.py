@@ -32,6 +32,8 @@ class StageInfo:
     name: str
     summary: str
     per_run: bool = False
+    #: The params section whose entries a ``per_run`` stage runs once for (``{run}`` names the entry).
+    foreach: str = "runs"
     pipeline: bool = True
     params: Mapping[str, str] | None = field(default_factory=dict)
     require_inputs: bool = False
@@ -102,6 +104,23 @@ for _info in (
         "gst",
         "Fig. 3: the gradient scaling term of every head",
         params={"heads": "", "gst": "", "preset": "written into the GST summary"},
+    ),
+    StageInfo(
+        "released",
+        "probe one released model (released.<NAME>): protocols, norm-quality, augmentation",
+        per_run=True,
+        foreach="released",
+        params={
+            "seed": "the training-set sample and the bootstrap resamples",
+            "released.{run}": "",
+            "evaluate": "the same protocols as evaluate",
+            "augment": "the paired augmentation test applies the training augmentations",
+            "analysis.n_resamples": "",
+            "analysis.confidence": "",
+            "data.prepared_dir": "",
+            "data.skip_corrupt": "",
+            "quality.output_dir": "",
+        },
     ),
     StageInfo("report", "the self-contained HTML report", params={ALL: "the report shows the params file verbatim"}),
     StageInfo(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from marginlab.core.config.loading import load_params, load_yaml_bounded, validate_params
 from marginlab.core.config.params import Params
+from marginlab.core.config.released import RELEASED_FORMATS, ReleasedModel
 from marginlab.core.config.problems import MAX_LISTED_PROBLEMS, ConfigError, NestedConfigError, short_repr
 from marginlab.core.config.runs import (
     RUN_NAME_PATTERN,
@@ -57,6 +58,8 @@ from marginlab.core.config.training import (
 from marginlab.core.safe_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 __all__ = [
+    "RELEASED_FORMATS",
+    "ReleasedModel",
     "HEAD_NAMES",
     "HEAD_PARAM_MODELS",
     "MAX_LISTED_PROBLEMS",

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import field_validator, model_validator
 
 from marginlab.core.config.problems import ConfigError, NestedConfigError, nested_problems
+from marginlab.core.config.released import ReleasedModel
 from marginlab.core.config.runs import (
     MergedTrain,
     ResolvedRun,
@@ -45,6 +46,7 @@ class Params(Strict):
     gst: GstConfig = GstConfig()
     runs_dir: str = "runs"
     preset: str = "default"
+    released: dict[str, ReleasedModel] = {}
 
     @field_validator("runs")
     @classmethod
@@ -60,6 +62,13 @@ class Params(Strict):
             if other != name:
                 raise ValueError(f"run names {other!r} and {name!r} differ only in case: they would share one folder "
                                  "under runs_dir on a case-insensitive file system (macOS, Windows); rename one")
+        return v
+
+    @field_validator("released")
+    @classmethod
+    def _released_names(cls, v: dict[str, ReleasedModel]) -> dict[str, ReleasedModel]:
+        for name in v:
+            check_run_name(name, "released model name")  # the folder released/<name>, a DVC stage name
         return v
 
     @model_validator(mode="after")

@@ -20,11 +20,11 @@ from marginlab.core.proxy_specs import PROXY_SPECS
 RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 
 
-def check_run_name(name: Any) -> str:
+def check_run_name(name: Any, what: str = "run name") -> str:
     """``name`` if it is a valid run name (see :data:`RUN_NAME_PATTERN`), else ``ValueError`` saying why."""
     if not isinstance(name, str) or RUN_NAME_PATTERN.fullmatch(name) is None:
         raise ValueError(
-            f"run name {name!r} is not allowed: use 1-100 letters, digits, '_' and '-', not starting with '-' "
+            f"{what} {name!r} is not allowed: use 1-100 letters, digits, '_' and '-', not starting with '-' "
             "(it becomes a DVC stage name, a directory and a command-line argument)"
         )
     return name
