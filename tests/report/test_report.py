@@ -366,6 +366,37 @@ def test_missing_optional_inputs_become_notes(tree, tmp_path):
     assert "from the runs' live/ logs" in text
 
 
+def test_released_models_section(tree, tmp_path):
+    """A measured released model shows its numbers with the set each was measured on; one not measured yet names
+    the command; without any entry the section says how to add one."""
+    assert "no released model is configured" in Page(run_report(copy_tree(tree, tmp_path / "a")).read_text()).full_text()
+    root = copy_tree(tree, tmp_path / "b")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    entry = {"file": "ckpt/adaface_ir18_casia.ckpt", "format": "adaface", "trained_on": "CASIA-WebFace",
+             "images_seen": 13_000_000}
+    params["released"] = {"ir18": entry, "later": {**entry, "format": "insightface"}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    metrics = {"model": {"sha256": "0123456789abcdef", "arch": "ir_18", "own_data": False},
+               "verification": {"hq": {"accuracy_mean": 0.9876}}, "ijb": {}, "identification": {"tinyface": {"rank1": 0.5}},
+               "correlation": [{"set": "train-sample", "target": "iq", "spearman": 0.4123, "spearman_lo": 0.3, "spearman_hi": 0.5,
+                                "pearson": 0.39, "pearson_lo": 0.28, "pearson_hi": 0.49, "n": 1000, "bootstrap": "identity"}],
+               "augmentation": [{"augmentation": "crop", "n": 120, "mean_log_ratio": -0.2, "mean_log_ratio_lo": -0.25,
+                                 "mean_log_ratio_hi": -0.15, "median_ratio": 0.8, "bootstrap": "identity"}]}
+    (root / "released" / "ir18").mkdir(parents=True)
+    (root / "released" / "ir18" / "metrics.json").write_text(json.dumps(metrics))
+    page = Page(run_report(root).read_text())
+    text = page.full_text()
+    (_, cells, _), = page.tables["released-ir18-correlations"][1:]
+    assert cells[0].startswith("training-set sample of") and "not the model's training data" in cells[0]
+    assert cells[2:5] == ["0.412 [0.300, 0.500]", "0.390 [0.280, 0.490]", "1000"]
+    (_, cells, _), = page.tables["released-ir18-augmentation"][1:]
+    assert cells == ["crop", "120", "-0.200 [-0.250, -0.150]", "0.800", "identity"]
+    protocols = [row[1] for row in page.tables["released-ir18-protocols"][1:]]
+    assert protocols == [["hq", "10-fold accuracy (%)", "98.76"], ["tinyface", "rank-1 (%)", "50.00"]]
+    assert "CASIA-WebFace" in text and "1.3×10⁷" in text and "0123456789ab" in text
+    assert "dvc repro released@later" in text
+
+
 def test_real_data_without_ijb(tree, tmp_path):
     root = copy_tree(tree, tmp_path)
     params = yaml.safe_load((root / "params.yaml").read_text())
