@@ -16,17 +16,19 @@ from marginlab.models import build_modules
 
 #: One member of each declared family, built like the exact names.
 FAMILY_EXAMPLES = {"timm/": "timm/mobilenetv3_small_050"}
-ALLOWED = "ir_18, ir_34, ir_50, ir_100, ir_200 or 'timm/<name>'"
+NAMES = ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200",
+         "insightface_r18", "insightface_r34", "insightface_r50", "insightface_r100", "insightface_r200")
+ALLOWED = ", ".join(NAMES) + " or 'timm/<name>'"
 
 
 def test_every_declaration_has_its_builder_and_back():
-    assert BACKBONES.names() == BACKBONE_SPECS.names() == ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200")
+    assert BACKBONES.names() == BACKBONE_SPECS.names() == NAMES
     assert BACKBONES.families() == BACKBONE_SPECS.families() == tuple(FAMILY_EXAMPLES)
 
 
 @pytest.mark.parametrize("name", [*BACKBONE_SPECS.names(), *FAMILY_EXAMPLES.values()])
 def test_every_declared_backbone_maps_images_to_embeddings(name):
-    options = {"width": 0.0625} if name.startswith("ir_") else {}
+    options = {} if name.startswith("timm/") else {"width": 0.0625}
     model = build_backbone(name, embedding_size=8, input_size=32, **options).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 8)

@@ -316,7 +316,7 @@ def test_timm_errors():
 @pytest.mark.parametrize(
     "name, kwargs, pattern",
     [
-        ("ir_51", {}, r"unknown backbone 'ir_51'; allowed: ir_18, ir_34, ir_50, ir_100, ir_200 or 'timm/<name>'"),
+        ("ir_51", {}, r"unknown backbone 'ir_51'; allowed: ir_18, ir_34, ir_50, ir_100, ir_200, insightface_r18, .* or 'timm/<name>'"),
         ("timm/", {}, "unknown backbone 'timm/'"),
         (None, {}, "must be a string"),
         ("ir_18", {"depth": 3}, r"unknown option\(s\) \['depth'\] for backbone 'ir_18'; allowed: width, dropout"),

@@ -1,4 +1,5 @@
-"""Every backbone ``model.backbone`` may name, declared once: the IR-ResNets and the ``timm/`` family.
+"""Every backbone ``model.backbone`` may name, declared once: the IR-ResNets (AdaFace's and insightface's) and
+the ``timm/`` family.
 
 The config schema checks names against :data:`BACKBONE_SPECS`; each module of :mod:`marginlab.backbones`
 registers the builder of the names it implements (:func:`marginlab.backbones.backbone_registry.register_backbone`).
@@ -43,6 +44,10 @@ def check_timm_model(model_name: str) -> None:
 
 BACKBONE_SPECS: Registry[BackboneSpec] = Registry("backbone")
 for _name in ("ir_18", "ir_34", "ir_50", "ir_100", "ir_200"):
+    BACKBONE_SPECS.add(_name, BackboneSpec(_name, ("width", "dropout")))
+# insightface arcface_torch's IR-ResNets, under their own module names (released backbone.pth files load as they
+# are; marginlab.backbones.iresnet_insightface): not AdaFace's net, see that module for the differences.
+for _name in ("insightface_r18", "insightface_r34", "insightface_r50", "insightface_r100", "insightface_r200"):
     BACKBONE_SPECS.add(_name, BackboneSpec(_name, ("width", "dropout")))
 # timm models have no width multiplier: "width" is accepted at 1.0 only, so one ModelConfig fits both.
 BACKBONE_SPECS.add(

@@ -23,12 +23,16 @@ __all__ = ["IMPORTERS", "Importer", "discover", "import_model", "register_import
 
 @dataclass(frozen=True)
 class Importer:
-    """A format name, the architectures it accepts (empty: ``--arch`` not used) and its function."""
+    """A format name, the architectures it accepts (empty: ``--arch`` not used) and its function.
+
+    ``infers_arch``: the importer reads the architecture off the file when ``--arch`` is not given (it is
+    then called with ``None``), and checks the file against it when it is."""
 
     name: str
     run: Callable[[Path, Path, "str | None"], Path]
     archs: tuple[str, ...] = ()
     summary: str = ""
+    infers_arch: bool = False
 
 
 IMPORTERS: Registry[Importer] = Registry("import format")
@@ -36,13 +40,13 @@ IMPORTERS: Registry[Importer] = Registry("import format")
 FORMATS = RELEASED_FORMATS
 
 
-def register_importer(name: str, *, archs: tuple[str, ...] = (), summary: str = ""):
+def register_importer(name: str, *, archs: tuple[str, ...] = (), summary: str = "", infers_arch: bool = False):
     """Decorator: register ``function`` as the importer of format ``name`` (one of :data:`FORMATS`)."""
 
     def decorate(function: Callable[[Path, Path, "str | None"], Path]):
         if name not in FORMATS:
             raise ValueError(f"import format {name!r} is not declared in marginlab.released.importers.FORMATS")
-        IMPORTERS.add(name, Importer(name, function, tuple(archs), summary))
+        IMPORTERS.add(name, Importer(name, function, tuple(archs), summary, infers_arch))
         return function
 
     return decorate
@@ -57,10 +61,11 @@ def discover() -> None:
 
 
 def import_model(src: str | Path, fmt: str, out: str | Path, arch: str | None = None) -> Path:
-    """Import ``src`` (format ``fmt``, architecture ``arch`` where the format needs one) into folder ``out``."""
+    """Import ``src`` (format ``fmt``, architecture ``arch`` where the format needs one; formats that read it off
+    the file take ``None``) into folder ``out``."""
     discover()
     importer = IMPORTERS.get(fmt)
-    if importer.archs and arch is None:
+    if importer.archs and arch is None and not importer.infers_arch:
         raise ValueError(f"--arch is required for format {fmt!r} ({', '.join(importer.archs)})")
     if arch is not None and importer.archs and arch not in importer.archs:
         raise ValueError(f"format {fmt!r} has no architecture {arch!r}; allowed: {', '.join(importer.archs)}")
