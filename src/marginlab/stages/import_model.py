@@ -20,7 +20,12 @@ ERRORS = (ConfigError, ModelFileError, FileNotFoundError, ValueError)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="the released file: AdaFace .ckpt, arcface_torch backbone.pth, or .onnx")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="format")
-    parser.add_argument("--arch", default=None, help="the network (adaface: ir_18 ir_34 ir_50 ir_101; insightface: r18 ... r200)")
+    parser.add_argument(
+        "--arch",
+        default=None,
+        help="adaface: ir_18 ir_34 ir_50 ir_101, insightface: r18 ... r200 (both read off the keys when omitted); "
+        "onnx: the input convention",
+    )
     parser.add_argument("--out", required=True, help="the model folder to write (must not hold another model)")
 
 
