@@ -205,7 +205,7 @@ def _providers(device: Any) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session(model_bytes: bytes, source: str, device: Any = "cpu") -> Any:
+def make_session(model_bytes: bytes, source: str, device: Any = "cpu") -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -268,7 +268,7 @@ def _backbone(graph: _Graph, session: Any, input_size: int, convention: Conventi
                         batch if isinstance(batch, int) and batch > 0 else None, a, b, source)
 
 
-def _probe_inputs(input_size: int) -> torch.Tensor:
+def probe_inputs(input_size: int) -> torch.Tensor:
     """Varied model inputs (noise, gradients, flat grey, a checkerboard, dark and bright) for the norm probe."""
     rng = np.random.default_rng(0)
     s = input_size
@@ -351,11 +351,11 @@ def import_onnx(src: Path, out: Path, arch: str | None) -> Path:
     else:
         input_size = stated_size or DEFAULT_INPUT_SIZE
         log.info("%s: input height/width not static; using %d", source, input_size)
-    session = _session(graph.model_bytes, source)
+    session = make_session(graph.model_bytes, source)
     module = _backbone(graph, session, input_size, convention, source)
     try:
         with torch.no_grad():
-            feats = module(_probe_inputs(input_size)).numpy()
+            feats = module(probe_inputs(input_size)).numpy()
     except ValueError:
         raise
     except Exception as err:  # onnxruntime's own errors (shape mismatch, ...)
@@ -445,7 +445,7 @@ def load_onnx_embedder(folder: str | Path, device: Any = "cpu") -> Embedder:
             convention = CONVENTIONS[name]
         else:
             raise ValueError(f"{Path(folder) / ONNX_RECORD}: convention {name!r} unknown ({', '.join(CONVENTIONS)})")
-        session = _session(graph.model_bytes, str(path), device)
+        session = make_session(graph.model_bytes, str(path), device)
     except ValueError as err:
         raise ModelFileError(str(err)) from None
     module = _backbone(graph, session, record["input_size"], convention, str(path)).eval()
