@@ -20,7 +20,9 @@ ERRORS = (ConfigError, ModelFileError, ExportError, ValueError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a run name of params.yaml, or a model folder (a run's, or one import-model wrote)")
+    parser.add_argument(
+        "model", help="a run name of params.yaml, or a model folder (a run's, or one import-model wrote)"
+    )
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
 

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace, params: None) -> int:
     start = time.perf_counter()
     item = entry(args.name)
     out = fetch(args.name, args.out)
-    print(f"wrote {out} ({item.name}: {item.summary}; sha256 {item.member_sha256}; licence {item.licence}) "
-          f"in {time.perf_counter() - start:.1f} s; import it with: marginlab import-model {out} "
-          f"--format {item.format} --arch {item.convention} --out DIR")
+    print(
+        f"wrote {out} ({item.name}: {item.summary}; sha256 {item.member_sha256}; licence {item.licence}) "
+        f"in {time.perf_counter() - start:.1f} s; import it with: marginlab import-model {out} "
+        f"--format {item.format} --arch {item.convention} --out DIR"
+    )
     return 0
