@@ -10,10 +10,11 @@ compared with the torch model: the largest absolute difference over the largest 
 must be at most :data:`MAX_RELATIVE_DIFF`, or the file is deleted and the export fails.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` + onnxscript). On torch 2.14.1 both
-exporters produce a file that runs; the TorchScript one (``dynamo=False``) is about 10x faster on a small
-IR-18 but warns that it is deprecated and will be removed, and it traces: a Python branch on a tensor's
-value is baked in silently (it warned "Converting a tensor to a Python boolean might cause the trace to be
-incorrect" on our IR-ResNet's input check), where ``torch.export`` either captures the graph or refuses.
+exporters produce a file that runs and agrees with torch; the TorchScript one (``dynamo=False``) is faster
+(1 s against 9-10 s for a 1/8-width IR-18 at 32x32 on this machine's CPU) but warns that it is deprecated
+and will be removed, and it traces: a Python branch on a tensor is baked in silently (it warned "Converting a
+tensor to a Python boolean might cause the trace to be incorrect" at IResNet.forward_features' shape checks),
+where ``torch.export`` either captures the graph with its guards or refuses.
 The dynamo exporter needs ``onnxscript`` (pinned in pyproject.toml). The ONNX program is serialised in
 memory with its weights inline (a self-contained file: the importer pins one file's sha256).
 """
