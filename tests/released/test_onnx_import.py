@@ -26,26 +26,29 @@ SIZE = 16
 
 
 class Tiny(nn.Module):
-    """Conv + linear to 8-d; ``normalise``: L2-normalised output; ``two_inputs``: adds a second tensor."""
+    """Conv + linear to 8-d; ``normalise``: L2-normalised output; ``two_inputs``: adds a second tensor;
+    ``own_scaling``: starts with ``(x - 127.5) * 0.0078125`` (Sub, Mul) like converted MXNet models."""
 
-    def __init__(self, normalise: bool = False, two_inputs: bool = False):
+    def __init__(self, normalise: bool = False, two_inputs: bool = False, own_scaling: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, stride=2)
         self.fc = nn.Linear(4 * 7 * 7, 8)
-        self.normalise, self.two_inputs = normalise, two_inputs
+        self.normalise, self.two_inputs, self.own_scaling = normalise, two_inputs, own_scaling
 
     def forward(self, x, y=None):
         if self.two_inputs:
             x = x + y
+        if self.own_scaling:
+            x = (x - 127.5) * 0.0078125
         f = self.fc(torch.relu(self.conv(x)).flatten(1))
         return nn.functional.normalize(f, dim=1) if self.normalise else f
 
 
-def tiny_onnx(path, *, normalise=False, two_inputs=False, static_batch=None, seed=0):
+def tiny_onnx(path, *, normalise=False, two_inputs=False, static_batch=None, seed=0, own_scaling=False):
     """Export a seeded :class:`Tiny` with the TorchScript exporter, every weight also listed as a graph input
     (``keep_initializers_as_inputs``, what old exporters did); dynamic batch unless ``static_batch``."""
     torch.manual_seed(seed)
-    module = Tiny(normalise, two_inputs).eval()
+    module = Tiny(normalise, two_inputs, own_scaling).eval()
     example = torch.zeros(static_batch or 2, 3, SIZE, SIZE)
     args = (example, example) if two_inputs else (example,)
     names = ["x", "y"] if two_inputs else ["x"]
@@ -105,6 +108,16 @@ def test_import_prunes_initializer_inputs_and_embeds_in_each_convention(tmp_path
     for row, path in zip(frame.itertuples(), faces):
         want = reference(module, path, CONVENTIONS[arch])
         assert row.norm == pytest.approx(np.linalg.norm(want), rel=1e-5)
+        np.testing.assert_allclose(row.embedding, want / np.linalg.norm(want), atol=1e-5)
+
+
+def test_arch_insightface_feeds_raw_pixels_to_a_graph_that_scales_them_itself(tmp_path, faces):
+    onnx_path, module = tiny_onnx(tmp_path / "mx.onnx", own_scaling=True)
+    out = import_model(onnx_path, "onnx", tmp_path / "model", arch="insightface")
+    assert json.loads((out / ONNX_RECORD).read_text())["convention"] == "insightface-raw"
+    frame = embed(out, faces, tmp_path / "e.parquet")
+    for row, path in zip(frame.itertuples(), faces):
+        want = reference(module, path, CONVENTIONS["sface"])  # RGB, raw 0..255
         np.testing.assert_allclose(row.embedding, want / np.linalg.norm(want), atol=1e-5)
 
 

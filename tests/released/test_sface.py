@@ -154,3 +154,20 @@ def test_wrapper_equals_sface_run_its_own_way(sface_file, sface_model, faces):
         swapped = cv2.dnn.blobFromImage(bgr, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False)
         feed["data"] = swapped  # BGR: the reference distinguishes the channel orders
         assert np.abs(session.run(None, feed)[0][0] - ours).max() > 1e-2
+
+
+def test_arch_insightface_follows_insightfaces_rule_on_sface(sface_file, sface_model, faces, tmp_path):
+    """SFace's graph starts with _minusscalar0/_mulscalar0: insightface's ArcFaceONNX would feed it raw RGB, so
+    ``--arch insightface`` records insightface-raw and embeds exactly as ``--arch sface``."""
+    out = tmp_path / "as_insightface"
+    assert main(["import-model", str(sface_file), "--format", "onnx", "--arch", "insightface", "--out", str(out)]) == 0
+    assert json.loads((out / ONNX_RECORD).read_text())["convention"] == "insightface-raw"
+    images = [str(p) for p in faces.values()]
+    a = pd.read_parquet(_embed_to(out, images, tmp_path / "a.parquet"))
+    b = pd.read_parquet(_embed_to(sface_model, images, tmp_path / "b.parquet"))
+    np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-6)
+
+
+def _embed_to(model, images, out) -> Path:
+    assert main(["embed", "--model", str(model), *images, "--out", str(out), "--device", "cpu"]) == 0
+    return out

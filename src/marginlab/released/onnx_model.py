@@ -87,13 +87,16 @@ class Convention:
 #: The conventions ``--arch`` names. SFace: OpenCV's ``FaceRecognizerSF::feature`` calls
 #: ``dnn::blobFromImage(aligned, 1, Size(112, 112), Scalar(0, 0, 0), swapRB=true, crop=false)`` on an
 #: OpenCV (BGR) image: RGB, raw 0..255 (the graph subtracts 127.5 and scales by 1/128 itself).
-#: insightface: ``model_zoo/arcface_onnx.py`` feeds RGB ``(x − 127.5)/127.5`` to recognisers whose graph
-#: does not start with its own Sub/Mul. AdaFace: its ``inference.py`` feeds BGR ``(x/255 − 0.5)/0.5``.
+#: insightface: ``model_zoo/arcface_onnx.py`` feeds RGB ``(x − 127.5)/127.5``, except to a graph whose first
+#: 8 nodes include a ``Sub``/``_minus`` and a ``Mul``/``_mul`` node (converted MXNet models normalise
+#: themselves): those get raw RGB 0..255; ``--arch insightface`` applies that rule (and also looks for an
+#: input → Sub → Mul chain, :func:`_normalises_itself`) and records ``insightface-raw`` then. AdaFace: its ``inference.py`` feeds BGR ``(x/255 − 0.5)/0.5``.
 CONVENTIONS: dict[str, Convention] = {
     c.name: c
     for c in (
         Convention("sface", "RGB", 0.0, 1.0, "OpenCV Zoo SFace (FaceRecognizerSF): RGB, raw 0..255"),
         Convention("insightface", "RGB", 127.5, 127.5, "insightface ONNX recognisers: RGB, (x-127.5)/127.5"),
+        Convention("insightface-raw", "RGB", 0.0, 1.0, "insightface, graph with its own Sub/Mul: RGB, raw 0..255"),
         Convention("adaface", "BGR", 127.5, 127.5, "AdaFace exports: BGR, (x/255-0.5)/0.5"),
         Convention("marginlab", "BGR", 127.5, 127.5, "marginlab export-onnx: read from the file's metadata"),
     )
@@ -132,6 +135,7 @@ class _Graph:
     output_dims: list[int | str | None]
     metadata: dict[str, str]
     pruned: list[str]
+    normalises_itself: bool = False
 
 
 def _prepare(data: bytes, source: str) -> _Graph:
@@ -189,7 +193,20 @@ def _prepare(data: bytes, source: str) -> _Graph:
         output_dims=_dims(graph.output[0]),
         metadata=_metadata(model),
         pruned=[v.name for v in pruned],
+        normalises_itself=_normalises_itself(graph, image.name),
     )
+
+
+def _normalises_itself(graph: Any, input_name: str) -> bool:
+    """Whether the graph normalises its pixels itself: insightface's test (``ArcFaceONNX.__init__``: a Sub and a
+    Mul node among the first 8, by name), or the image input going straight into a Sub whose output goes into a
+    Mul. The second catches graphs where a converter put other nodes first (OpenCV Zoo's block-quantised SFace
+    starts with its DequantizeLinear nodes), which insightface's own test misses."""
+    names = [node.name for node in graph.node[:8]]
+    if any(n.startswith(("Sub", "_minus")) for n in names) and any(n.startswith(("Mul", "_mul")) for n in names):
+        return True
+    subs = [n for n in graph.node if input_name in n.input and n.op_type == "Sub"]
+    return any(m.op_type == "Mul" and set(m.input) & set(sub.output) for sub in subs for m in graph.node)
 
 
 def _providers(device: Any) -> list[str]:
@@ -285,8 +302,9 @@ def probe_inputs(input_size: int) -> torch.Tensor:
     return torch.from_numpy(np.clip(np.stack(images), -1, 1).astype(np.float32))
 
 
-def _convention(arch: str | None, metadata: dict[str, str], source: str) -> tuple[Convention, int | None]:
+def _convention(arch: str | None, graph: _Graph, source: str) -> tuple[Convention, int | None]:
     """The convention the import uses, and the input size the file's metadata states (if any)."""
+    metadata = graph.metadata
     ours = metadata.get(f"{METADATA_PREFIX}format") == ONNX_EXPORT_TAG
     if arch is None and not ours:
         raise ValueError(
@@ -296,6 +314,9 @@ def _convention(arch: str | None, metadata: dict[str, str], source: str) -> tupl
     name = arch or "marginlab"
     if name not in CONVENTIONS:
         raise ValueError(f"--arch {name!r} is not an ONNX input convention; allowed: {', '.join(CONVENTIONS)}")
+    if name == "insightface" and graph.normalises_itself:
+        log.info("%s: the graph starts with its own Sub/Mul: insightface feeds it raw RGB (insightface-raw)", source)
+        return CONVENTIONS["insightface-raw"], None
     if name != "marginlab":
         return CONVENTIONS[name], None
     if not ours:
@@ -340,7 +361,7 @@ def import_onnx(src: Path, out: Path, arch: str | None) -> Path:
     data = src.read_bytes()
     source = str(src)
     graph = _prepare(data, source)
-    convention, stated_size = _convention(arch, graph.metadata, source)
+    convention, stated_size = _convention(arch, graph, source)
     h, w = graph.input_dims[2], graph.input_dims[3]
     if isinstance(h, int) and isinstance(w, int):
         if h != w:
