@@ -121,6 +121,20 @@ def test_arch_insightface_feeds_raw_pixels_to_a_graph_that_scales_them_itself(tm
         np.testing.assert_allclose(row.embedding, want / np.linalg.norm(want), atol=1e-5)
 
 
+def test_an_input_no_node_reads_is_set_aside(tmp_path, faces):
+    """Converters can leave inputs behind (OpenCV Zoo's int8bq SFace keeps the names of the weights it replaced):
+    onnxruntime would demand a value for each; the import drops them."""
+    onnx_path, module = tiny_onnx(tmp_path / "tiny.onnx")
+    model = onnx.load(str(onnx_path))
+    model.graph.input.append(onnx.helper.make_tensor_value_info("left_behind", onnx.TensorProto.FLOAT, [4, 3]))
+    onnx.save(model, str(onnx_path))
+    out = import_model(onnx_path, "onnx", tmp_path / "model", arch="adaface")
+    assert json.loads((out / ONNX_RECORD).read_text())["pruned_inputs"] == 5
+    row = next(embed(out, faces[:1], tmp_path / "e.parquet").itertuples())
+    want = reference(module, faces[0], CONVENTIONS["adaface"])
+    np.testing.assert_allclose(row.embedding, want / np.linalg.norm(want), atol=1e-5)
+
+
 def test_verify_through_the_command(tmp_path, faces, capsys):
     onnx_path, _ = tiny_onnx(tmp_path / "tiny.onnx")
     out = import_model(onnx_path, "onnx", tmp_path / "model", arch="insightface")

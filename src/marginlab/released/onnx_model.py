@@ -155,14 +155,22 @@ def _prepare(data: bytes, source: str) -> _Graph:
             "(re-save it with onnx.save_model(..., save_as_external_data=False))"
         )
     initializers = {t.name for t in graph.initializer}
-    consumed = {name for node in graph.node for name in node.input}
-    consumed |= {o.name for o in graph.output}
-    keep, pruned = [], []
+    consumed = _consumed(graph) | {o.name for o in graph.output}
+    keep, pruned, listed = [], [], []
     for value in graph.input:
-        (keep if value.name not in initializers and value.name in consumed else pruned).append(value)
+        if value.name in initializers:
+            listed.append(value)  # a weight with a default value: never an input the caller must feed
+        elif value.name in consumed:
+            keep.append(value)
+        else:
+            pruned.append(value)
+    if model.ir_version >= 4:  # before IR 4 every initializer must stay listed as an input
+        pruned += listed
     if pruned:
+        names = {v.name for v in pruned}
+        kept = [v for v in graph.input if v.name not in names]
         del graph.input[:]
-        graph.input.extend(keep)
+        graph.input.extend(kept)
     if len(keep) != 1:
         names = ", ".join(v.name for v in keep) or "none"
         raise ValueError(
@@ -195,6 +203,22 @@ def _prepare(data: bytes, source: str) -> _Graph:
         pruned=[v.name for v in pruned],
         normalises_itself=_normalises_itself(graph, image.name),
     )
+
+
+def _consumed(graph: Any) -> set[str]:
+    """Every name a node reads, subgraphs (If/Loop/Scan bodies) included: they may read the outer graph's inputs."""
+    import onnx
+
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                names |= _consumed(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    names |= _consumed(sub)
+    return names
 
 
 def _normalises_itself(graph: Any, input_name: str) -> bool:
