@@ -226,6 +226,22 @@ def test_check_fails_when_a_dependency_is_removed_and_fix_restores_it(repo_copy)
     assert dvc_yaml.read_text() == original  # derived deps are what dvc.yaml holds, comments kept
 
 
+@pytest.mark.slow
+def test_the_released_stage_declares_its_imports(repo_copy):
+    """The default params configure no released model, so DVC resolves no released stage there and the
+    check above never sees it: with one entry, its deps are complete too."""
+    params = repo_copy / "params.yaml"
+    original = params.read_text()
+    assert "\nreleased: {}\n" in original
+    params.write_text(original.replace("\nreleased: {}\n", "\nreleased:\n  probe: {file: models/probe.onnx, format: onnx}\n"))
+    try:
+        proc = check_deps(repo_copy, "--strict")
+    finally:
+        params.write_text(original)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "released@probe: ok" in proc.stdout and "unused" not in proc.stdout
+
+
 def test_deps_exempt_leaves_schema_only_imports_out_of_a_stage():
     """prepare imports the heads' declarations (head_specs.py) only through the params schema, and the
     heads' torch code not at all: dvc.yaml exempts the declarations (meta.deps_exempt), so changing a
