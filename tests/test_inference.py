@@ -130,3 +130,25 @@ def test_align_detect_finds_the_face_in_a_photo_as_prepare_does(trained, tmp_pat
         verify_pair(run_dir, photo, blank, device="cpu", align="detect")
     with pytest.raises(ValueError, match="align must be"):
         embed_files(run_dir, [photo], align="mtcnn")
+
+
+def test_a_folder_is_its_images_in_sorted_order(trained, tmp_path, capsys):
+    run_dir, images = trained
+    folder = tmp_path / "faces"
+    (folder / "sub").mkdir(parents=True)
+    copies = [folder / "b.png", folder / "sub" / "a.jpg", folder / "a.png"]
+    for src, dest in zip(images, copies):
+        dest.write_bytes(src.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(images[0].read_bytes())
+    out = tmp_path / "folder.parquet"
+    assert stage_command("embed").main(["--model", str(run_dir), str(folder), str(images[3]), "--out", str(out),
+                                        "--device", "cpu"]) == 0
+    frame = pd.read_parquet(out)
+    assert list(frame["path"]) == [str(folder / "a.png"), str(folder / "b.png"), str(folder / "sub" / "a.jpg"), str(images[3])]
+    direct = embed_files(run_dir, [folder / "a.png"], device="cpu")
+    np.testing.assert_allclose(frame["embedding"][0], direct["embedding"][0], atol=1e-6)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert stage_command("embed").main(["--model", str(run_dir), str(empty), "--out", str(tmp_path / "e.parquet")]) == 2
+    assert "empty: folder holds no image" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import pandas as pd
 
 from marginlab.core.layouts import RunLayout
 
-__all__ = ["add_model_arguments", "align_faces", "embed_files", "model_dir", "read_faces", "verify_pair"]
+__all__ = ["add_model_arguments", "align_faces", "embed_files", "expand_images", "model_dir", "read_faces", "verify_pair"]
 
 
 def add_model_arguments(parser: Any) -> None:
@@ -56,6 +56,24 @@ def model_dir(model: str | Path, params_path: str | Path | None = None) -> Path:
     if not run.model.is_file():
         raise ModelFileError(f"{run.model} not found (train the run first: python -m marginlab train {model})")
     return run.root
+
+
+def expand_images(paths: Sequence[str | Path]) -> list[Path]:
+    """The image files named: a file as given, a folder as its image files (``.jpg``, ``.jpeg``, ``.png``,
+    ``.bmp``; subfolders included, hidden files skipped) in sorted order. A folder without images raises."""
+    from marginlab.data.formats.folders import IMAGE_EXTENSIONS
+
+    out: list[Path] = []
+    for given in map(Path, paths):
+        if not given.is_dir():
+            out.append(given)
+            continue
+        found = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not any(part.startswith(".") for part in p.relative_to(given).parts))
+        if not found:
+            raise ValueError(f"{given}: folder holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+        out.extend(found)
+    return out
 
 
 def read_faces(paths: Sequence[str | Path]) -> list[np.ndarray]:

