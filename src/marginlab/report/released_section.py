@@ -74,7 +74,7 @@ def _entry(name: str, entry: Any, folder: Path, dataset: str) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "format": entry.format, "arch": entry.arch or "inferred from the file",
                            "trained_on": entry.trained_on or "not stated", "images_seen": _images_seen(entry.images_seen),
                            "file": entry.file, "note": None, "refused": None, "correlations": [], "augmentation": [],
-                           "protocols": [], "sha256": ""}
+                           "protocols": [], "sha256": "", "headline": None}
     path = ReleasedLayout(folder).metrics
     if not path.is_file():
         out["note"] = f"{path} not found: run `dvc repro released@{name}` (or python -m marginlab released {name})"
@@ -92,12 +92,15 @@ def _entry(name: str, entry: Any, folder: Path, dataset: str) -> dict[str, Any]:
     if isinstance(correlation, Mapping) and correlation.get("refused"):
         out["refused"] = str(correlation["refused"])
     else:
+        rows = sorted((r for r in correlation or [] if isinstance(r, Mapping)),
+                      key=lambda r: r.get("set") != "train-sample")  # the paper's kind of set first
+        out["headline"] = _headline(rows, own)
         out["correlations"] = [{"set": set_description(str(r.get("set")), own, dataset),
                                 "target": TARGET_TEXT.get(str(r.get("target")), str(r.get("target"))),
                                 "spearman": _interval(r, "spearman"), "pearson": _interval(r, "pearson"),
                                 "n": r.get("n"), "bootstrap": r.get("bootstrap"),
                                 "paper_setting": r.get("set") == "train-sample" and own}
-                               for r in correlation or [] if isinstance(r, Mapping)]
+                               for r in rows]
     if isinstance(augmentation, list):
         out["augmentation"] = [{"augmentation": AUGMENTATION_TEXT.get(str(r.get("augmentation")), str(r.get("augmentation"))),
                                 "n": r.get("n"), "median_ratio": fmt_value(r.get("median_ratio"), 3),
@@ -105,6 +108,18 @@ def _entry(name: str, entry: Any, folder: Path, dataset: str) -> dict[str, Any]:
                                for r in augmentation if isinstance(r, Mapping)]
     out["protocols"] = _protocols(metrics)
     return out
+
+
+def _headline(rows: list[Mapping[str, Any]], own: bool) -> str | None:
+    """One sentence: Spearman(norm, IQ) on the training-set sample against the paper's 0.52."""
+    row = next((r for r in rows if r.get("set") == "train-sample" and r.get("target") == "iq"), None)
+    if row is None or _finite(row.get("spearman")) is None:
+        return None
+    where = ("its own training data, the paper's setting" if own else
+             "not its training data, so out of distribution for this model")
+    return (f"Feature norm vs IQ on a training-set sample ({where}): Spearman {_interval(row, 'spearman')} "
+            f"(n = {row.get('n')}, {row.get('bootstrap')} bootstrap); the paper reports "
+            f"{FIG2_NORM_IQ_CORRELATION:.2f} on its own training set.")
 
 
 def _interval_log(row: Mapping[str, Any]) -> str:
