@@ -97,3 +97,31 @@ def test_same_graph_runs_under_snakemake(tmp_path):
     run(["dvc", "commit", "-f", "-q"], repo)
     status = run(["dvc", "status", "--json"], repo)
     assert json.loads(status.stdout) == {}, status.stdout
+
+
+def test_export_round_trip_of_a_pipeline_run(pipeline_workspace, tmp_path):
+    """A run trained by the pipeline, exported to ONNX (checked by the command itself), imported back with no
+    --arch and embedded: the same embeddings and norms as the torch model, to 1e-4."""
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    from marginlab.data.formats import decode_image, open_recordio
+
+    reader = open_recordio(pipeline_workspace / "prepared" / "train.rec")
+    faces = []
+    for i in range(6):
+        faces.append(tmp_path / f"face{i}.png")
+        cv2.imwrite(str(faces[-1]), decode_image(reader[i * 7][0])[:, :, ::-1])
+    run_dir = pipeline_workspace / "runs" / "adaface-s0"
+    onnx_file, folder = tmp_path / "adaface-s0.onnx", tmp_path / "imported"
+    run(["python", "-m", "marginlab", "export-onnx", str(run_dir), "--out", str(onnx_file)], tmp_path)
+    run(["python", "-m", "marginlab", "import-model", str(onnx_file), "--format", "onnx", "--out", str(folder)], tmp_path)
+    frames = {}
+    for name, model in (("torch", run_dir), ("onnx", folder)):
+        out = tmp_path / f"{name}.parquet"
+        run(["python", "-m", "marginlab", "embed", "--model", str(model), *map(str, faces), "--out", str(out),
+             "--device", "cpu"], tmp_path)
+        frames[name] = pd.read_parquet(out)
+    np.testing.assert_allclose(np.stack(frames["onnx"]["embedding"]), np.stack(frames["torch"]["embedding"]), atol=1e-4)
+    np.testing.assert_allclose(frames["onnx"]["norm"], frames["torch"]["norm"], rtol=1e-4)
