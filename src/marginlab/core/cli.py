@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(getattr(args, "root", None) or ".")
             path = Path(args.params) if args.params is not None else root / "params.yaml"
             loaded = load_params(path, root=root, require_inputs=info.require_inputs)
-            params = restrict(loaded, info.declared, stage=info.name, run=getattr(args, "run", None),
-                              section=info.foreach)
+            params = restrict(
+                loaded, info.declared, stage=info.name, run=getattr(args, "run", None), section=info.foreach
+            )
         return int(module.run(args, params))
 
     return run_stage(body, (*module.ERRORS, ConfigError))

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from marginlab.core.config import Params
 
-__all__ = ["EVAL_TIMING_FILE", "RELEASED_DIR", "TIMING_FILE", "PreparedLayout", "QualityLayout", "ReleasedLayout",
-           "RunLayout"]
+__all__ = [
+    "EVAL_TIMING_FILE",
+    "RELEASED_DIR",
+    "TIMING_FILE",
+    "PreparedLayout",
+    "QualityLayout",
+    "ReleasedLayout",
+    "RunLayout",
+]
 
 #: File name of a stage's timing record inside its output directory (:mod:`marginlab.core.timing`).
 TIMING_FILE = "timing.json"

@@ -151,8 +151,7 @@ class _MappingView(Mapping):
         return len(self._obj)
 
 
-def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | None = None,
-             section: str = "runs") -> Any:
+def restrict(params: Any, declared: Iterable[str], *, stage: str, run: str | None = None, section: str = "runs") -> Any:
     """``params`` as stage ``stage`` may see it: only the ``declared`` keys (``{run}`` filled in with ``run``, an
     entry of ``section``; ``{head}`` with its head when the section is ``runs``). The whole object when the
     declaration is :data:`ALL`."""

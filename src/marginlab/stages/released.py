@@ -34,7 +34,10 @@ def run(args: argparse.Namespace, params: Params) -> int:
         torch.set_num_threads(args.threads)
     metrics = measure_released(params, args.run, device=args.device, progress=not args.no_progress)
     rows = metrics["correlation"]
-    shown = rows if isinstance(rows, dict) else [
-        {k: r[k] for k in ("set", "target", "spearman", "spearman_lo", "spearman_hi", "n")} for r in rows]
+    shown = (
+        rows
+        if isinstance(rows, dict)
+        else [{k: r[k] for k in ("set", "target", "spearman", "spearman_lo", "spearman_hi", "n")} for r in rows]
+    )
     print(json.dumps({"released": args.run, "summary": metrics["summary"], "correlation": shown}, indent=2))
     return 0
