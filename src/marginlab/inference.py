@@ -98,6 +98,7 @@ def align_faces(
     detector = Detector(
         device=device,
         min_face_size=cfg.min_face_size,
+        min_face_fraction=cfg.min_face_fraction,
         thresholds=cfg.thresholds,
         max_side=cfg.max_side,
         batch_size=cfg.batch_size,

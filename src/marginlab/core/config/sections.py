@@ -72,6 +72,12 @@ class AlignmentConfig(Strict):
     multiple_faces: Literal["largest", "central"] = "largest"  # several faces: the biggest box, or the nearest the centre
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9  # detector (ONet) probability below which a face is ignored
     min_face_size: Annotated[int, Field(ge=12)] = 20  # smallest face side searched, in detection-input pixels
+    # ... raised towards this fraction of the photo's shorter side, in whole pyramid steps (issue #24):
+    # MTCNN then skips its finest, costliest pyramid levels (a 1024x768 photo is searched at 8 scales
+    # instead of 11; the others are the same). A face smaller than that (a background face, the faces
+    # of a group photo) is no longer found, so which face is kept can change on such photos; 0 =
+    # min_face_size alone (before issue #24).
+    min_face_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     thresholds: tuple[Probability, Probability, Probability] = (0.6, 0.7, 0.7)  # MTCNN P/R/O-net stage thresholds
     # Images whose longer side exceeds max_side are downscaled (area) for detection only; landmarks are
     # mapped back and the warp reads the full-resolution image.

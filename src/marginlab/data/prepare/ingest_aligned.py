@@ -68,6 +68,7 @@ def make_detector(params: Params) -> Detector:
     return Detector(
         device=resolve_device(cfg.device),
         min_face_size=cfg.min_face_size,
+        min_face_fraction=cfg.min_face_fraction,
         thresholds=cfg.thresholds,
         max_side=cfg.max_side,
         batch_size=cfg.batch_size,
