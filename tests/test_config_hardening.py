@@ -43,7 +43,7 @@ def test_billion_laughs_in_a_run_is_refused_quickly(tmp_path):
         "runs:\n", "runs:\n  bomb: {head: adaface, train: {milestones: *l8}}\n", 1)
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    assert len(text.encode()) < 10_000
+    assert len(text.encode()) - len(DEFAULT.encode()) < 1_000  # a few hundred bytes that expand to a billion
     seconds, outcome = _timed_load(path)
     assert "expand to more than 1,000,000 values" in outcome and str(path) in outcome
     assert seconds < 2.0
