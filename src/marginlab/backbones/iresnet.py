@@ -46,6 +46,7 @@ __all__ = [
     "IResNet",
     "as_pair",
     "build_iresnet",
+    "check_ir_arguments",
     "feature_map_size",
     "scaled_channels",
 ]
@@ -114,19 +115,7 @@ class IResNet(nn.Module):
         dropout: float = 0.4,
     ) -> None:
         super().__init__()
-        if len(units) != 4 or any(int(u) < 1 for u in units):
-            raise ValueError(f"units must be four positive counts (one per stage), got {list(units)}")
-        if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-            raise ValueError(f"width must be a positive finite multiplier, got {width!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not (isinstance(embedding_size, int) and embedding_size > 0):
-            raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
-        height, width_px = as_pair(input_size)
-        if min(height, width_px) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"input_size must be at least {MIN_INPUT_SIZE} pixels per side, got {height}x{width_px}"
-            )
+        height, width_px = check_ir_arguments(units, embedding_size, input_size, width, dropout)
         self.input_size = (height, width_px)
         self.units = tuple(int(u) for u in units)
         self.width = float(width)
@@ -187,6 +176,24 @@ def build_iresnet(
     if name not in IR_UNITS:
         raise ValueError(f"unknown IR-ResNet {name!r}; allowed: {', '.join(IR_UNITS)}")
     return IResNet(IR_UNITS[name], embedding_size=embedding_size, input_size=input_size, width=width, dropout=dropout)
+
+
+def check_ir_arguments(units: Sequence[int], embedding_size: int, input_size: int | tuple[int, int], width: float,
+                       dropout: float) -> tuple[int, int]:
+    """``(height, width)`` of the input once every constructor argument of an IR-ResNet (this one or
+    insightface's variant) is valid; ``ValueError`` naming the first bad one otherwise."""
+    if len(units) != 4 or any(int(u) < 1 for u in units):
+        raise ValueError(f"units must be four positive counts (one per stage), got {list(units)}")
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a positive finite multiplier, got {width!r}")
+    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if not (isinstance(embedding_size, int) and embedding_size > 0):
+        raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
+    height, width_px = as_pair(input_size)
+    if min(height, width_px) < MIN_INPUT_SIZE:
+        raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} pixels per side, got {height}x{width_px}")
+    return height, width_px
 
 
 def as_pair(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -25,13 +25,12 @@ network) and ``input_size`` sets the flatten size of ``fc`` (arcface_torch fixes
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 
 from marginlab.backbones.backbone_registry import register_backbone
-from marginlab.backbones.iresnet import MIN_INPUT_SIZE, STAGE_CHANNELS, as_pair, feature_map_size, scaled_channels
+from marginlab.backbones.iresnet import STAGE_CHANNELS, check_ir_arguments, feature_map_size, scaled_channels
 
 __all__ = ["INSIGHTFACE_UNITS", "IBasicBlock", "InsightfaceIResNet", "build_insightface_iresnet"]
 
@@ -77,17 +76,7 @@ class InsightfaceIResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if len(units) != 4 or any(int(u) < 1 for u in units):
-            raise ValueError(f"units must be four positive counts (one per layer), got {list(units)}")
-        if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-            raise ValueError(f"width must be a positive finite multiplier, got {width!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not (isinstance(embedding_size, int) and embedding_size > 0):
-            raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
-        height, width_px = as_pair(input_size)
-        if min(height, width_px) < MIN_INPUT_SIZE:
-            raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} pixels per side, got {height}x{width_px}")
+        height, width_px = check_ir_arguments(units, embedding_size, input_size, width, dropout)
         self.input_size = (height, width_px)
         self.units = tuple(int(u) for u in units)
         self.width = float(width)

@@ -151,8 +151,26 @@ class QualityLayout:
         return self.root / TIMING_FILE
 
 
+class EvaluationFiles:
+    """The files of one model's evaluation, in the folder ``root``: a run's (evaluate) or a released model's."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def roc(self) -> Path:
+        return self.root / "roc.parquet"
+
+    @property
+    def eval_norms(self) -> Path:
+        return self.root / "eval_norms.parquet"
+
+
 @dataclass(frozen=True)
-class RunLayout:
+class RunLayout(EvaluationFiles):
     """One run's folder ``<runs_dir>/<run>``: what train and evaluate write, what analysis and the report read."""
 
     root: Path
@@ -220,27 +238,16 @@ class RunLayout:
         """The metric plots of a dvclive folder: ``<live_dir>/plots/metrics``."""
         return live_dir / "plots" / "metrics"
 
-    # evaluate
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def roc(self) -> Path:
-        return self.root / "roc.parquet"
-
-    @property
-    def eval_norms(self) -> Path:
-        return self.root / "eval_norms.parquet"
-
+    # evaluate: metrics, roc, eval_norms (EvaluationFiles), and
     @property
     def eval_timing(self) -> Path:
         return self.root / EVAL_TIMING_FILE
 
 
 @dataclass(frozen=True)
-class ReleasedLayout:
-    """``released/<name>``: what the ``released`` stage measured on one released model, the report reads."""
+class ReleasedLayout(EvaluationFiles):
+    """``released/<name>``: what the ``released`` stage measured on one released model, the report reads.
+    ``metrics`` also holds the model's provenance, the correlations and the augmentation test."""
 
     root: Path
 
@@ -254,24 +261,6 @@ class ReleasedLayout:
     @property
     def name(self) -> str:
         return self.root.name
-
-    @property
-    def model_dir(self) -> Path:
-        """The imported model folder (``model.pt``, or the ONNX record)."""
-        return self.root / "model"
-
-    @property
-    def metrics(self) -> Path:
-        """Provenance, protocols (as evaluate's metrics.json), correlations and the augmentation test."""
-        return self.root / "metrics.json"
-
-    @property
-    def roc(self) -> Path:
-        return self.root / "roc.parquet"
-
-    @property
-    def eval_norms(self) -> Path:
-        return self.root / "eval_norms.parquet"
 
     @property
     def sample_norms(self) -> Path:
