@@ -118,7 +118,9 @@ def _embed(run_dir: Path, faces: list[np.ndarray], device: str, batch_size: int)
     from marginlab.evaluate.embed import embed_images
     from marginlab.released.embedder import load_embedder
 
-    model = load_embedder(run_dir)
+    from marginlab.core.device import resolve_device
+
+    model = load_embedder(run_dir, device=resolve_device(device))  # an ONNX model picks its provider by it
     return embed_images(
         model.module,
         [faces],
