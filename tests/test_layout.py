@@ -103,3 +103,17 @@ def test_every_test_that_starts_processes_is_marked_slow():
         unmarked += [f"{path.relative_to(ROOT)}::{name}" for name in helpers & set(funcs) if name.startswith("test_")
                      and not any("mark.slow" in ast.unparse(d) for d in funcs[name].decorator_list)]
     assert not unmarked, unmarked
+
+
+def test_licence_and_citation_agree_with_the_package():
+    """LICENSE is the licence pyproject declares; CITATION.cff cites the AdaFace paper and this version of the tool."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"]["text"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    assert cff["version"] == project["version"]
+    paper = cff["preferred-citation"]
+    assert paper["title"] == "AdaFace: Quality Adaptive Margin for Face Recognition" and paper["year"] == 2022
+    assert [a["family-names"] for a in paper["authors"]] == ["Kim", "Jain", "Liu"]
