@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from pipeline_helpers import ROOT, copy_repo, copy_workspace, run
+from pipeline_helpers import ROOT, copy_repo, copy_workspace, preset, run
 from released_models import sface_entry
 
 pytestmark = pytest.mark.slow
@@ -125,3 +125,28 @@ def test_export_round_trip_of_a_pipeline_run(pipeline_workspace, tmp_path):
         frames[name] = pd.read_parquet(out)
     np.testing.assert_allclose(np.stack(frames["onnx"]["embedding"]), np.stack(frames["torch"]["embedding"]), atol=1e-4)
     np.testing.assert_allclose(frames["onnx"]["norm"], frames["torch"]["norm"], rtol=1e-4)
+
+
+def test_slurm_dry_run_requests_what_the_profile_and_the_run_say(tmp_path):
+    """A 4-GPU run under the SLURM profile: its train job asks for 4 GPUs and threads x 4 CPUs, and the
+    profile's memory and time (not a hidden 4 GB / 1 hour); other jobs get their own threads as CPUs."""
+    params = preset("smoke")
+    params["runs"] = {"adaface-s0": {"head": "adaface", "seed": 0, "tags": ["main"],
+                                     "train": {"device": "cuda", "distributed": {"nproc_per_node": 4}}}}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    repo = copy_repo(tmp_path / "slurm", params_file)
+    run("mkdir -p data && dvc add -q data && git add -A && (git diff --cached --quiet || git commit -qm data)", repo)
+    out = run(["snakemake", "--profile", "workflow/profiles/slurm", "-n"], repo, timeout=300).stdout
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())["default-resources"]
+
+    def resources(rule: str) -> dict[str, str]:
+        block = out[out.index(f"rule {rule}:"):]
+        line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+        return dict(item.split("=", 1) for item in line.split(":", 1)[1].replace(" ", "").split(","))
+
+    train = resources("train__adaface_s0")
+    assert (train["gpu"], train["cpus_per_task"]) == ("4", str(8 * 4))  # dvc.yaml's 8 threads per process
+    assert (train["mem_mb"], train["runtime"]) == (str(profile["mem_mb"]), str(profile["runtime"]))
+    quality = resources("quality")
+    assert (quality["cpus_per_task"], quality["mem_mb"]) == ("4", str(profile["mem_mb"]))
