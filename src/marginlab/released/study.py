@@ -26,7 +26,6 @@ and its protocols are still measured. Everything lands in ``released/<name>/`` a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from marginlab.core.config import ConfigError, Params, ReleasedModel
-from marginlab.core.io import atomic_dir, write_json, write_parquet
+from marginlab.core.io import atomic_dir, sha256_file, write_json, write_parquet
 from marginlab.core.layouts import RELEASED_DIR, PreparedLayout, QualityLayout, ReleasedLayout
 from marginlab.core.timing import StageTimer
 
@@ -59,14 +58,6 @@ def released_source(entry: ReleasedModel, name: str, root: str | Path = ".") -> 
         raise ConfigError(f"released.{name}.file: {path} is not a file (the released model to probe; see the "
                           "README's 'Released models' for where to get the official checkpoints)")
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sample_frame(embedder: Any, params: Params, entry: ReleasedModel, *, device: Any,
@@ -173,7 +164,7 @@ def measure_released(params: Params, name: str, *, root: str | Path = ".", devic
         "name": name,
         "model": {
             "file": str(entry.file),
-            "sha256": imported.get("sha256") or _sha256(src),
+            "sha256": imported.get("sha256") or sha256_file(src),
             "format": entry.format,
             "arch": imported.get("arch", entry.arch),
             "trained_on": entry.trained_on,
