@@ -21,6 +21,19 @@ from marginlab.quality.brisque_model import (
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny convolutions (detection, small evaluations): on a shared 2-core
+    machine intra-op threads only add spin-wait overhead. The worker's setting is restored afterwards for
+    the test files that run after it in the same process. Use: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> Path:
     """The tiny prepared training set of :mod:`tiny_train` (train.rec + train_meta.parquet), once per session."""

@@ -28,14 +28,7 @@ from marginlab.data.prepare import run_prepare
 from marginlab.data.scenes import render_scene, write_scene_dataset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # one torch thread here (the detector, and data.alignment.threads: 1 below); the worker's setting
-    # is restored for the test files that run after this one in the same process
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread
 
 
 @pytest.fixture(scope="module")

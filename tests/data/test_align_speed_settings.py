@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from marginlab.core.config import AlignmentConfig, ConfigError, Params, validate_params
 from marginlab.data.align import Detector, choose_face, fingerprint
@@ -17,12 +16,7 @@ from marginlab.data.align.detector import PYRAMID_FACTOR
 from marginlab.data.scenes import render_scene
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the detector at one thread
 
 
 @pytest.fixture(scope="module")

@@ -90,13 +90,7 @@ def build_prepared(root: Path) -> Path:
     return prepared
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions on a shared 2-core machine: intra-op threads only add spin-wait overhead.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread
 
 
 @pytest.fixture(scope="module")
